@@ -1,0 +1,168 @@
+"""The gRPC edge: OTLP trace/metrics/logs ``Export``, the ``ActivityQuery`` service and gRPC
+health checking, all on one ``grpc.aio`` server. It only translates and delegates."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.protobuf.message import DecodeError, Message
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as logs_pb
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as metrics_pb
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as trace_pb
+
+from collector._ingest import Ingest, Outcome
+from collector._state import ActivityState, EntityView, Kind
+from collector.proto import query_pb2, query_pb2_grpc
+
+_OTLP = (
+    # service, request, response, partial-success field, Ingest method name
+    ("opentelemetry.proto.collector.metrics.v1.MetricsService",
+     metrics_pb.ExportMetricsServiceRequest, metrics_pb.ExportMetricsServiceResponse,
+     "rejected_data_points", "metrics"),
+    ("opentelemetry.proto.collector.logs.v1.LogsService",
+     logs_pb.ExportLogsServiceRequest, logs_pb.ExportLogsServiceResponse,
+     "rejected_log_records", "logs"),
+    ("opentelemetry.proto.collector.trace.v1.TraceService",
+     trace_pb.ExportTraceServiceRequest, trace_pb.ExportTraceServiceResponse,
+     "rejected_spans", "traces"),
+)
+
+
+def export_response(response_cls: type[Message], field: str, out: Outcome) -> Message:
+    """The OTLP ``Export*ServiceResponse``, with partial success when something was rejected."""
+    resp = response_cls()
+    if out.rejected:
+        partial: Any = resp.partial_success  # type: ignore[attr-defined]
+        setattr(partial, field, out.rejected)
+        partial.error_message = out.error_message
+    return resp
+
+
+def _otlp_handler(
+    service: str,
+    request_cls: type[Message],
+    response_cls: type[Message],
+    field: str,
+    apply: Callable[[Any], Outcome],
+) -> grpc.GenericRpcHandler:
+    # No request deserializer: we parse ourselves so undecodable bytes are INVALID_ARGUMENT
+    # (grpcio would answer INTERNAL). The size limit is grpcio's: RESOURCE_EXHAUSTED.
+    async def export(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+        try:
+            req = request_cls.FromString(request)
+        except DecodeError as exc:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"undecodable protobuf {request_cls.__name__}: {exc}",
+            )
+        return export_response(response_cls, field, apply(req)).SerializeToString()
+
+    return grpc.method_handlers_generic_handler(
+        service, {"Export": grpc.unary_unary_rpc_method_handler(export)}
+    )
+
+
+def entity_message(v: EntityView) -> query_pb2.Entity:
+    """An :class:`EntityView` as the ``lastactive.v1.Entity`` message (0 / "" for none)."""
+    return query_pb2.Entity(
+        kind=v.kind,
+        id=v.id,
+        host_id=v.host_id or "",
+        agent_id=v.agent_id or "",
+        service_name=v.service_name or "",
+        first_seen_unix_nano=v.first_seen,
+        last_seen_unix_nano=v.last_seen,
+        last_active_unix_nano=v.last_active or 0,
+        last_activity_unix_nano=v.last_activity or 0,
+        last_source=v.last_source or "",
+        idle_seconds=v.idle_seconds,
+        sources_unix_nano=v.sources,
+        input_bytes=v.input_bytes,
+        output_bytes=v.output_bytes,
+        input_bytes_per_second=v.input_bytes_per_second,
+        output_bytes_per_second=v.output_bytes_per_second,
+        process_status=v.process_status or "",
+        pid=v.pid or 0,
+        exited=v.exit_code is not None,
+        exit_code=v.exit_code or 0,
+    )
+
+
+class ActivityQueryServicer(query_pb2_grpc.ActivityQueryServicer):
+    """``lastactive.v1.ActivityQuery`` over the in-memory state (see ``query.proto``)."""
+
+    def __init__(self, state: ActivityState, clock: Callable[[], int]) -> None:
+        self._state = state
+        self._clock = clock
+
+    async def ListSessions(
+        self, request: query_pb2.ListSessionsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> query_pb2.ListSessionsResponse:
+        views = self._state.sessions(self._clock(), request.host_id or None, request.limit)
+        return query_pb2.ListSessionsResponse(sessions=[entity_message(v) for v in views])
+
+    async def GetSession(
+        self, request: query_pb2.GetRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> query_pb2.Entity:
+        return await self._get(Kind.SESSION, request.id, context)
+
+    async def GetHost(
+        self, request: query_pb2.GetRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> query_pb2.Entity:
+        return await self._get(Kind.HOST, request.id, context)
+
+    async def _get(
+        self, kind: Kind, key: str, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> query_pb2.Entity:
+        v = self._state.get(kind, key, self._clock())
+        if v is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no {kind} with id {key!r}")
+        assert v is not None
+        return entity_message(v)
+
+
+async def start_grpc(
+    host: str, port: int, ingest: Ingest, clock: Callable[[], int], max_request_bytes: int
+) -> tuple[grpc.aio.Server, int, Callable[[], Awaitable[None]]]:
+    """Start the gRPC server on ``host:port`` (0: any free port).
+
+    Returns:
+        ``(server, bound port, stop)``; ``await stop()`` reports NOT_SERVING and stops
+        gracefully.
+    Raises:
+        RuntimeError: the port cannot be bound.
+    """
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", max_request_bytes),
+            ("grpc.max_send_message_length", max_request_bytes),
+        ]
+    )
+    server.add_generic_rpc_handlers(
+        tuple(
+            _otlp_handler(svc, req, resp, field, getattr(ingest, method))
+            for svc, req, resp, field, method in _OTLP
+        )
+    )
+    query_pb2_grpc.add_ActivityQueryServicer_to_server(
+        ActivityQueryServicer(ingest.state, clock), server
+    )
+    health = health_aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise RuntimeError(f"cannot bind gRPC to {host}:{port}")
+    await server.start()
+    serving = health_pb2.HealthCheckResponse.SERVING
+    for name in ("", "lastactive.v1.ActivityQuery", *(svc for svc, *_ in _OTLP)):
+        await health.set(name, serving)
+
+    async def stop() -> None:
+        await health.enter_graceful_shutdown()
+        await server.stop(grace=2.0)
+
+    return server, bound, stop

@@ -1,0 +1,192 @@
+"""The HTTP edge: OTLP/HTTP receivers and the query API on one FastAPI app.
+
+It only translates and delegates: bodies to :mod:`collector._otlp_body`, requests to
+:class:`~collector._ingest.Ingest`, queries to :class:`~collector._state.ActivityState`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, Response
+from google.protobuf.message import Message
+from google.rpc import code_pb2, status_pb2
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as logs_pb
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as metrics_pb
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as trace_pb
+from pydantic import BaseModel, Field
+
+from collector._grpc_edge import export_response
+from collector._ingest import Ingest, Outcome
+from collector._otlp_body import (
+    CONTENT_JSON,
+    BodyError,
+    decompress,
+    media_type,
+    parse,
+    serialize,
+)
+from collector._state import NANOS, EntityView, Kind
+
+_CODE_OF_STATUS = {
+    400: code_pb2.INVALID_ARGUMENT,
+    413: code_pb2.RESOURCE_EXHAUSTED,
+    415: code_pb2.INVALID_ARGUMENT,
+}
+
+
+def _time(ns: int | None) -> datetime | None:
+    return None if ns is None else datetime.fromtimestamp(ns / NANOS, UTC)
+
+
+class ProcessOut(BaseModel):
+    status: str | None = Field(description="running, exited, or null when never started")
+    pid: int | None
+    exit_code: int | None = Field(description="set once exited; 128+N when killed by signal N")
+
+
+class EntityOut(BaseModel):
+    """A session, agent or host. Times are RFC 3339, UTC; null = never."""
+
+    kind: str
+    id: str
+    host_id: str | None
+    agent_id: str | None
+    service_name: str | None
+    first_seen: datetime
+    last_seen: datetime = Field(description="any telemetry (liveness)")
+    last_active: datetime | None = Field(description="engagement: input, prompt, user")
+    last_activity: datetime | None = Field(description="latest activity that ends idleness")
+    last_source: str | None = Field(description="the source of last_activity: the why")
+    idle_seconds: float = Field(description="seconds since last_activity (or first_seen)")
+    sources: dict[str, datetime] = Field(description="last time per lastactive.source")
+    input_bytes: int
+    output_bytes: int
+    input_bytes_per_second: float = Field(description="over the last 30 s")
+    output_bytes_per_second: float = Field(description="over the last 30 s")
+    process: ProcessOut
+
+    @classmethod
+    def of(cls, v: EntityView) -> EntityOut:
+        return cls(
+            kind=v.kind,
+            id=v.id,
+            host_id=v.host_id,
+            agent_id=v.agent_id,
+            service_name=v.service_name,
+            first_seen=datetime.fromtimestamp(v.first_seen / NANOS, UTC),
+            last_seen=datetime.fromtimestamp(v.last_seen / NANOS, UTC),
+            last_active=_time(v.last_active),
+            last_activity=_time(v.last_activity),
+            last_source=v.last_source,
+            idle_seconds=round(v.idle_seconds, 3),
+            sources={k: datetime.fromtimestamp(t / NANOS, UTC) for k, t in v.sources.items()},
+            input_bytes=v.input_bytes,
+            output_bytes=v.output_bytes,
+            input_bytes_per_second=v.input_bytes_per_second,
+            output_bytes_per_second=v.output_bytes_per_second,
+            process=ProcessOut(status=v.process_status, pid=v.pid, exit_code=v.exit_code),
+        )
+
+
+class SessionList(BaseModel):
+    sessions: list[EntityOut]
+
+
+def _error(status: int, message: str, media: str) -> Response:
+    """OTLP/HTTP error: a ``google.rpc.Status`` in the request's encoding."""
+    body = status_pb2.Status(code=_CODE_OF_STATUS.get(status, code_pb2.UNKNOWN), message=message)
+    return Response(serialize(body, media), status_code=status, media_type=media)
+
+
+def otlp_router(ingest: Ingest, max_request_bytes: int) -> APIRouter:
+    """``POST /v1/metrics``, ``/v1/logs``, ``/v1/traces`` (OTLP/HTTP, protobuf or JSON, gzip)."""
+    router = APIRouter(tags=["OTLP/HTTP"])
+
+    async def read_body(request: Request) -> bytes:
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > max_request_bytes:
+            raise BodyError(413, f"body of {length} bytes exceeds the {max_request_bytes} limit")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_request_bytes:
+                raise BodyError(413, f"body exceeds the {max_request_bytes}-byte limit")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def route(
+        path: str,
+        request_cls: type[Message],
+        response_cls: type[Message],
+        field: str,
+        apply: Callable[[Any], Outcome],
+    ) -> None:
+        async def export(request: Request) -> Response:
+            media = CONTENT_JSON
+            try:
+                media = media_type(request.headers.get("content-type"))
+                raw = await read_body(request)
+                body = decompress(raw, request.headers.get("content-encoding"), max_request_bytes)
+                out = apply(parse(body, media, request_cls))
+            except BodyError as exc:
+                return _error(exc.status, str(exc), media)
+            return Response(
+                serialize(export_response(response_cls, field, out), media), media_type=media
+            )
+
+        router.add_api_route(path, export, methods=["POST"], summary=f"OTLP/HTTP {path}")
+
+    route("/v1/metrics", metrics_pb.ExportMetricsServiceRequest,
+          metrics_pb.ExportMetricsServiceResponse, "rejected_data_points", ingest.metrics)
+    route("/v1/logs", logs_pb.ExportLogsServiceRequest, logs_pb.ExportLogsServiceResponse,
+          "rejected_log_records", ingest.logs)
+    route("/v1/traces", trace_pb.ExportTraceServiceRequest, trace_pb.ExportTraceServiceResponse,
+          "rejected_spans", ingest.traces)
+    return router
+
+
+def query_router(ingest: Ingest, clock: Callable[[], int]) -> APIRouter:
+    """``GET /v1/sessions``, ``/v1/sessions/{id}``, ``/v1/hosts/{id}``."""
+    router = APIRouter(tags=["query"])
+    state = ingest.state
+
+    @router.get("/v1/sessions", response_model=SessionList)
+    async def list_sessions(
+        host: Annotated[str | None, Query(description="only sessions on this host.id")] = None,
+        limit: Annotated[int, Query(ge=0, description="at most this many; 0 = all")] = 0,
+    ) -> SessionList:
+        """Sessions, most recent first: by last_active, then last_seen, then first_seen."""
+        return SessionList(sessions=[EntityOut.of(v) for v in state.sessions(clock(), host, limit)])
+
+    def get(kind: Kind, key: str) -> EntityOut:
+        v = state.get(kind, key, clock())
+        if v is None:
+            raise HTTPException(404, f"no {kind} with id {key!r}")
+        return EntityOut.of(v)
+
+    @router.get("/v1/sessions/{session_id}", response_model=EntityOut)
+    async def get_session(session_id: str) -> EntityOut:
+        """One session; 404 if unknown."""
+        return get(Kind.SESSION, session_id)
+
+    @router.get("/v1/hosts/{host_id}", response_model=EntityOut)
+    async def get_host(host_id: str) -> EntityOut:
+        """One host; 404 if unknown."""
+        return get(Kind.HOST, host_id)
+
+    return router
+
+
+def create_app(ingest: Ingest, clock: Callable[[], int], max_request_bytes: int) -> FastAPI:
+    """The HTTP application: OTLP receivers plus the query API, OpenAPI docs at ``/docs``."""
+    app = FastAPI(
+        title="lastactive",
+        summary="Last-activity state per session, agent and host, from OpenTelemetry.",
+        version="0.1.0",
+    )
+    app.include_router(otlp_router(ingest, max_request_bytes))
+    app.include_router(query_router(ingest, clock))
+    return app

@@ -1,0 +1,325 @@
+"""Translate OTLP export requests into :class:`~collector._state.ActivityState` calls.
+
+One walk per signal over the parsed protobuf messages; both receivers (gRPC and HTTP, protobuf
+and JSON) delegate here. Our own names (``docs/conventions.md``) get their exact meaning; any
+other telemetry that carries a session, agent or host identity counts as liveness
+(``telemetry``); telemetry with no identity is not about anything we track and is skipped.
+
+A data point, log record or span that breaks our conventions (an unknown ``lastactive.source``,
+a timestamp gauge that is not a finite positive number ...) is rejected through OTLP partial
+success while the rest of the request is kept.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality, DataPointFlags
+
+from collector._state import NANOS, ActivityState, Entity, Identity
+from instrumentation.conventions import (
+    ATTR_GEN_AI_AGENT_ID,
+    ATTR_GEN_AI_AGENT_NAME,
+    ATTR_HOST_ID,
+    ATTR_HOST_NAME,
+    ATTR_NETWORK_IO_DIRECTION,
+    ATTR_PROCESS_EXIT_CODE,
+    ATTR_PROCESS_PID,
+    ATTR_SERVICE_INSTANCE_ID,
+    ATTR_SERVICE_NAME,
+    ATTR_SESSION_ID,
+    ATTR_SOURCE,
+    DIRECTION_RECEIVE,
+    DIRECTION_TRANSMIT,
+    EVENT_ACTIVITY,
+    EVENT_PROCESS_EXIT,
+    METRIC_IO,
+    METRIC_SOURCE_LAST_TIME,
+    SOURCES,
+    Source,
+)
+
+_KNOWN_SOURCES = frozenset(str(s) for s in SOURCES)
+_CUMULATIVE = AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
+_NO_VALUE = DataPointFlags.DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK
+_EVENT_NAME_ATTR = "event.name"  # older SDKs put the event name in an attribute
+_IDENTITY_KEYS = frozenset(
+    {ATTR_SESSION_ID, ATTR_GEN_AI_AGENT_ID, ATTR_GEN_AI_AGENT_NAME, ATTR_HOST_ID, ATTR_HOST_NAME}
+)
+
+Attrs = dict[str, Any]
+
+
+class RejectedError(ValueError):
+    """One data point, log record or span breaks our conventions; the message says how."""
+
+
+@dataclass(slots=True)
+class Outcome:
+    """How one export request went: items accepted into state, rejected, and the first
+    rejection's message (for the partial-success response)."""
+
+    accepted: int = 0
+    rejected: int = 0
+    error_message: str = ""
+
+    def reject(self, exc: RejectedError) -> None:
+        self.rejected += 1
+        if not self.error_message:
+            self.error_message = str(exc)
+
+
+def _value(v: Any) -> Any:
+    kind = v.WhichOneof("value")
+    if kind is None:
+        return None
+    out = getattr(v, kind)
+    if kind in ("array_value", "kvlist_value"):
+        return str(out)  # not used by any rule; kept hashable for stream keys
+    return out
+
+
+def attrs_of(kvs: Iterable[Any]) -> Attrs:
+    """OTLP ``KeyValue`` list -> dict of plain Python values."""
+    return {kv.key: _value(kv.value) for kv in kvs}
+
+
+def _identity(attrs: Attrs, base: Identity) -> Identity:
+    """Point/record attributes override the resource's identity (semconv names)."""
+    if not _IDENTITY_KEYS.intersection(attrs):
+        return base
+    return Identity(
+        session_id=_str(attrs.get(ATTR_SESSION_ID)) or base.session_id,
+        agent_id=_str(attrs.get(ATTR_GEN_AI_AGENT_ID) or attrs.get(ATTR_GEN_AI_AGENT_NAME))
+        or base.agent_id,
+        host_id=_str(attrs.get(ATTR_HOST_ID) or attrs.get(ATTR_HOST_NAME)) or base.host_id,
+        service_name=base.service_name,
+    )
+
+
+def _str(v: Any) -> str | None:
+    return None if v is None or v == "" else str(v)
+
+
+def _source(attrs: Attrs) -> str:
+    src = attrs.get(ATTR_SOURCE)
+    if src not in _KNOWN_SOURCES:
+        raise RejectedError(
+            f"{ATTR_SOURCE}={src!r} is not a known source; expected one of "
+            f"{', '.join(sorted(_KNOWN_SOURCES))}"
+        )
+    return str(src)
+
+
+def _int_attr(attrs: Attrs, key: str, required: bool) -> int | None:
+    v = attrs.get(key)
+    if v is None and not required:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise RejectedError(f"{key} must be an int attribute, got {v!r}")
+    return v
+
+
+class Ingest:
+    """Applies OTLP requests to ``state``. ``clock`` returns ns since the epoch (receive time).
+
+    Plain counters (``requests``, ``accepted``, ``rejected`` per signal) are read by the
+    collector's own metrics; the hot path only adds to ints.
+    """
+
+    def __init__(self, state: ActivityState, clock: Callable[[], int] = time.time_ns) -> None:
+        self.state = state
+        self.clock = clock
+        self.requests = {"metrics": 0, "logs": 0, "traces": 0}
+        self.accepted = {"metrics": 0, "logs": 0, "traces": 0}
+        self.rejected = {"metrics": 0, "logs": 0, "traces": 0}
+
+    def _resource(self, resource: Any) -> tuple[Attrs, Identity]:
+        attrs = attrs_of(resource.attributes)
+        ident = Identity(
+            session_id=_str(attrs.get(ATTR_SESSION_ID)),
+            agent_id=_str(attrs.get(ATTR_GEN_AI_AGENT_ID) or attrs.get(ATTR_GEN_AI_AGENT_NAME)),
+            host_id=_str(attrs.get(ATTR_HOST_ID) or attrs.get(ATTR_HOST_NAME)),
+            service_name=_str(attrs.get(ATTR_SERVICE_NAME)),
+        )
+        return attrs, ident
+
+    def _tally(self, signal: str, out: Outcome) -> Outcome:
+        self.requests[signal] += 1
+        self.accepted[signal] += out.accepted
+        self.rejected[signal] += out.rejected
+        return out
+
+    # --- metrics ---------------------------------------------------------------------------
+
+    def metrics(self, req: ExportMetricsServiceRequest) -> Outcome:
+        """Apply every data point of ``req``; returns counts for the partial-success reply."""
+        now = self.clock()
+        state = self.state
+        out = Outcome()
+        cache: dict[Identity, list[Entity]] = {}
+        for rm in req.resource_metrics:
+            rattrs, base = self._resource(rm.resource)
+            instance = rattrs.get(ATTR_SERVICE_INSTANCE_ID)
+            for sm in rm.scope_metrics:
+                scope = sm.scope.name
+                for metric in sm.metrics:
+                    kind = metric.WhichOneof("data")
+                    if kind is None:
+                        continue
+                    data = getattr(metric, kind)
+                    is_sum = kind == "sum"
+                    cumulative = is_sum and data.aggregation_temporality == _CUMULATIVE
+                    name = metric.name
+                    for p in data.data_points:
+                        pattrs = attrs_of(p.attributes)
+                        ident = _identity(pattrs, base)
+                        if not ident:
+                            continue
+                        if p.flags & _NO_VALUE:  # staleness marker: says nothing new
+                            continue
+                        t = state.clamp(p.time_unix_nano, now)
+                        ents = cache.get(ident)
+                        if ents is None:
+                            ents = cache[ident] = state.resolve(ident, t)
+                        try:
+                            if name == METRIC_SOURCE_LAST_TIME and kind == "gauge":
+                                self._last_time(ents, pattrs, p, t, now)
+                            elif is_sum and (name == METRIC_IO or ATTR_SOURCE in pattrs):
+                                key = (base, instance, scope, name, tuple(sorted(pattrs.items())))
+                                self._sum(ents, name, key, pattrs, p, t, cumulative)
+                            else:
+                                state.activity(ents, Source.TELEMETRY, t)
+                        except RejectedError as exc:
+                            out.reject(exc)
+                            continue
+                        out.accepted += 1
+        return self._tally("metrics", out)
+
+    def _last_time(self, ents: list[Entity], pattrs: Attrs, p: Any, t: int, now: int) -> None:
+        src = _source(pattrs)
+        v = p.as_double if p.WhichOneof("value") == "as_double" else p.as_int
+        if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
+            raise RejectedError(
+                f"{METRIC_SOURCE_LAST_TIME} must be a positive number of seconds since the "
+                f"Unix epoch, got {v!r}"
+            )
+        self.state.activity(ents, src, self.state.clamp(int(v * NANOS), now))
+        self.state.seen(ents, t)
+
+    def _sum(
+        self,
+        ents: list[Entity],
+        name: str,
+        key: tuple[object, ...],
+        pattrs: Attrs,
+        p: Any,
+        t: int,
+        cumulative: bool,
+    ) -> None:
+        if name == METRIC_IO:
+            direction = pattrs.get(ATTR_NETWORK_IO_DIRECTION)
+            if direction not in (DIRECTION_RECEIVE, DIRECTION_TRANSMIT):
+                raise RejectedError(
+                    f"{METRIC_IO} needs {ATTR_NETWORK_IO_DIRECTION}=receive|transmit, "
+                    f"got {direction!r}"
+                )
+            src = None
+        else:
+            src = _source(pattrs)
+        v = p.as_double if p.WhichOneof("value") == "as_double" else p.as_int
+        if not math.isfinite(v) or v < 0:
+            raise RejectedError(f"{name}: a counter value must be finite and >= 0, got {v!r}")
+        rose = self.state.counter(key, p.start_time_unix_nano, t, v, cumulative)
+        if rose is None:  # stale or replayed: changes nothing, not even liveness
+            return
+        self.state.seen(ents, t)
+        if rose > 0:
+            if src is None:
+                self.state.io(ents, direction == DIRECTION_RECEIVE, int(rose), t)
+            else:
+                self.state.activity(ents, src, t)
+
+    # --- logs and events -------------------------------------------------------------------
+
+    def logs(self, req: ExportLogsServiceRequest) -> Outcome:
+        """Apply every log record of ``req``; events (``event_name``) per our conventions."""
+        now = self.clock()
+        out = Outcome()
+        for rl in req.resource_logs:
+            _, base = self._resource(rl.resource)
+            for sl in rl.scope_logs:
+                for lr in sl.log_records:
+                    attrs = attrs_of(lr.attributes)
+                    ident = _identity(attrs, base)
+                    if not ident:
+                        continue
+                    t = self.state.clamp(lr.time_unix_nano or lr.observed_time_unix_nano, now)
+                    name = lr.event_name or attrs.get(_EVENT_NAME_ATTR) or ""
+                    try:
+                        self._event(ident, str(name), attrs, t)
+                    except RejectedError as exc:
+                        out.reject(exc)
+                        continue
+                    out.accepted += 1
+        return self._tally("logs", out)
+
+    def _event(self, ident: Identity, name: str, attrs: Attrs, t: int) -> None:
+        state = self.state
+        if name == EVENT_ACTIVITY:
+            src = _source(attrs)
+            pid = _int_attr(attrs, ATTR_PROCESS_PID, required=False)
+            ents = state.resolve(ident, t)
+            state.activity(ents, src, t)
+            if pid is not None:
+                state.process(ents, pid, None)
+        elif name == EVENT_PROCESS_EXIT:
+            code = _int_attr(attrs, ATTR_PROCESS_EXIT_CODE, required=True)
+            pid = _int_attr(attrs, ATTR_PROCESS_PID, required=False)
+            ents = state.resolve(ident, t)
+            state.activity(ents, Source.EXIT, t)
+            state.process(ents, pid, code)
+        else:
+            state.activity(state.resolve(ident, t), Source.TELEMETRY, t)
+
+    # --- traces ----------------------------------------------------------------------------
+
+    def traces(self, req: ExportTraceServiceRequest) -> Outcome:
+        """Apply every span of ``req``: a span with ``lastactive.source`` is that activity at
+        its end; span events are events; any other span with an identity is liveness."""
+        now = self.clock()
+        out = Outcome()
+        for rs in req.resource_spans:
+            _, base = self._resource(rs.resource)
+            for ss in rs.scope_spans:
+                for span in ss.spans:
+                    attrs = attrs_of(span.attributes)
+                    ident = _identity(attrs, base)
+                    if not ident:
+                        continue
+                    t = self.state.clamp(span.end_time_unix_nano or span.start_time_unix_nano, now)
+                    try:
+                        src = _source(attrs) if ATTR_SOURCE in attrs else Source.TELEMETRY
+                        self.state.activity(self.state.resolve(ident, t), src, t)
+                        for ev in span.events:
+                            eattrs = attrs_of(ev.attributes)
+                            self._event(
+                                _identity(eattrs, ident),
+                                ev.name,
+                                eattrs,
+                                self.state.clamp(ev.time_unix_nano, now),
+                            )
+                    except RejectedError as exc:
+                        out.reject(exc)
+                        continue
+                    out.accepted += 1
+        return self._tally("traces", out)

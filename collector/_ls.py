@@ -1,0 +1,73 @@
+"""``lastactive ls``: the sessions table (seed 002's ``mission ls``), read over the HTTP API."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from datetime import UTC, datetime
+from typing import Any
+
+COLUMNS = ("SESSION", "HOST", "STATUS", "LAST ACTIVE", "IDLE", "BYTES/S OUT/IN")
+
+
+def fetch_sessions(
+    url: str, host: str | None = None, limit: int = 0, timeout: float = 5.0
+) -> list[dict[str, Any]]:
+    """``GET {url}/v1/sessions``; most recent first.
+
+    Raises:
+        OSError: the collector cannot be reached (``urllib.error.URLError`` is one).
+    """
+    query = urllib.parse.urlencode({k: v for k, v in (("host", host), ("limit", limit)) if v})
+    with urllib.request.urlopen(f"{url.rstrip('/')}/v1/sessions?{query}", timeout=timeout) as r:
+        sessions: list[dict[str, Any]] = json.load(r)["sessions"]
+    return sessions
+
+
+def human_seconds(seconds: float) -> str:
+    """``42s``, ``3m``, ``5h``, ``2d``."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
+
+
+def human_bytes(n: float) -> str:
+    """``512``, ``1.5K``, ``3.2M`` (bytes, powers of 1024)."""
+    for unit, size in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return f"{n:.0f}"
+
+
+def _ago(iso: str, now: datetime) -> str:
+    return human_seconds(max(0.0, (now - datetime.fromisoformat(iso)).total_seconds())) + " ago"
+
+
+def row(s: dict[str, Any], now: datetime) -> tuple[str, ...]:
+    """One table row. LAST ACTIVE falls back like seed 002: activity (with its source), then
+    last seen (liveness)."""
+    proc = s["process"]
+    if proc["status"] == "exited":
+        status = f"exited {proc['exit_code']}"
+    else:
+        status = proc["status"] or "-"
+    if s["last_activity"]:
+        last = f"{_ago(s['last_activity'], now)} ({s['last_source']})"
+    else:
+        last = f"{_ago(s['last_seen'], now)} (seen)"
+    rates = f"{human_bytes(s['output_bytes_per_second'])}/{human_bytes(s['input_bytes_per_second'])}"
+    return (s["id"], (s["host_id"] or "-")[:12], status, last, human_seconds(s["idle_seconds"]),
+            rates)
+
+
+def table(sessions: list[dict[str, Any]], now: datetime | None = None) -> str:
+    """The sessions as an aligned text table, in the order given."""
+    now = now or datetime.now(UTC)
+    rows = [COLUMNS, *(row(s, now) for s in sessions)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    )

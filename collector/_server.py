@@ -1,0 +1,115 @@
+"""``lastactive serve``: wire state, store, flusher and the two servers on one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import uvicorn
+
+from collector._flusher import Flusher
+from collector._grpc_edge import start_grpc
+from collector._http_edge import create_app
+from collector._ingest import Ingest
+from collector._state import NANOS, ActivityState
+from collector.settings import Settings
+from collector.store import SqliteStore, Store
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Bound:
+    """Where the servers listen once started."""
+
+    host: str
+    grpc_port: int
+    http_port: int
+
+    def line(self, db: str) -> str:
+        return (
+            f"lastactive serving OTLP/gRPC and query gRPC on {self.host}:{self.grpc_port}, "
+            f"OTLP/HTTP and query HTTP on http://{self.host}:{self.http_port} (db {db})"
+        )
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn without its own signal handling: ``serve`` owns shutdown (and the last flush)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def serve(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    clock: Callable[[], int] = time.time_ns,
+    ready: Callable[[Bound], None] | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Run the collector until ``stop`` is set (or SIGINT/SIGTERM), then flush and close.
+
+    State is loaded from the store first, so restarts keep every timestamp.
+
+    Args:
+        settings: ports, bind address, database, limits.
+        store: default :class:`SqliteStore` at ``settings.db``.
+        clock: ns since the epoch, UTC.
+        ready: called once both servers listen, with the bound ports.
+    Raises:
+        OSError: a port cannot be bound. sqlite3.Error: the database cannot be opened.
+    """
+    store = store or SqliteStore(settings.db)
+    state = ActivityState(
+        max_skew_ns=int(settings.max_clock_skew * NANOS), started_at=clock()
+    )
+    state.load(store.load())
+    ingest = Ingest(state, clock)
+    flusher = Flusher(state, store, settings.flush_interval)
+    if stop is None:
+        stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+    sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((settings.host, settings.http_port))
+    _, grpc_port, stop_grpc = await start_grpc(
+        settings.host, settings.grpc_port, ingest, clock, settings.max_request_bytes
+    )
+    http = _Uvicorn(
+        uvicorn.Config(
+            create_app(ingest, clock, settings.max_request_bytes),
+            log_level="warning",
+            lifespan="off",
+        )
+    )
+    http_task = asyncio.create_task(http.serve(sockets=[sock]), name="lastactive-http")
+    flusher.start()
+    try:
+        while not http.started:
+            if http_task.done():
+                await http_task  # raises the startup error
+                raise RuntimeError("HTTP server stopped during start-up")
+            await asyncio.sleep(0.01)
+        if ready is not None:
+            ready(Bound(settings.host, grpc_port, sock.getsockname()[1]))
+        await stop.wait()
+    finally:
+        http.should_exit = True
+        with contextlib.suppress(Exception):
+            await http_task
+        await stop_grpc()
+        await flusher.stop()
+        store.close()
+        sock.close()

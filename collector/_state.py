@@ -1,0 +1,398 @@
+"""Last-activity state per session, agent and host: the pure core of the collector.
+
+No I/O and no clock of its own: every timestamp is an ``int`` of nanoseconds since the Unix
+epoch (UTC), as in OTLP, and "now" is passed in. The receivers translate OTLP into the calls
+below; the store persists :class:`EntityRecord` snapshots; the APIs read :class:`EntityView`.
+
+Rules (ANCHORS, "OTLP facts" and "Lessons"):
+
+* every timestamp is a max-register: retries, replays and reordering never move it backwards
+  (``first_seen`` is the matching min-register);
+* a timestamp more than ``max_skew_ns`` in the future is clamped to the receive time, and an
+  unset one (0) is the receive time;
+* a cumulative counter counts only when its value rose against the previous point of the same
+  stream; a lower value or a new start time is a reset; a point not newer than the last one seen
+  for its stream is dropped; a delta point counts when its value is > 0.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Final
+
+from instrumentation.conventions import IDLE_CLASSES, SOURCES, ActivityClass, Source
+
+NANOS: Final = 1_000_000_000
+RATE_WINDOW_NS: Final = 30 * NANOS
+"""Bytes/second are averaged over this rolling window (seed 003: "last 30s window")."""
+
+_CLASS_OF: Final = {str(s): info.activity_class for s, info in SOURCES.items()}
+_TRUSTED: Final = {str(s) for s, info in SOURCES.items() if info.trusted}
+
+
+class Kind(enum.StrEnum):
+    """The three levels state is kept at."""
+
+    SESSION = "session"
+    AGENT = "agent"
+    HOST = "host"
+
+
+class ProcessStatus(enum.StrEnum):
+    RUNNING = "running"
+    EXITED = "exited"
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a piece of telemetry is about; ``None`` where it does not say."""
+
+    session_id: str | None = None
+    agent_id: str | None = None
+    host_id: str | None = None
+    service_name: str | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.session_id or self.agent_id or self.host_id)
+
+
+@dataclass(frozen=True, slots=True)
+class EntityRecord:
+    """A persisted snapshot of one entity (what the store reads and writes)."""
+
+    kind: str
+    id: str
+    host_id: str | None
+    agent_id: str | None
+    service_name: str | None
+    first_seen: int
+    last_seen: int
+    sources: tuple[tuple[str, int], ...]
+    input_bytes: int
+    output_bytes: int
+    pid: int | None
+    exit_code: int | None
+
+
+class _RateWindow:
+    """Bytes over the last :data:`RATE_WINDOW_NS`: (time, delta) pairs, pruned on append."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self) -> None:
+        self._items: deque[tuple[int, int]] = deque()
+
+    def add(self, t: int, delta: int) -> None:
+        items = self._items
+        items.append((t, delta))
+        horizon = t - RATE_WINDOW_NS
+        while items[0][0] <= horizon:
+            items.popleft()
+
+    def per_second(self, now: int) -> float:
+        horizon = now - RATE_WINDOW_NS
+        total = sum(d for t, d in self._items if horizon < t <= now)
+        return total * NANOS / RATE_WINDOW_NS
+
+
+@dataclass(slots=True, eq=False)
+class Entity:
+    """Mutable state of one session, agent or host (times in ns since the epoch)."""
+
+    kind: Kind
+    id: str
+    first_seen: int
+    last_seen: int
+    host_id: str | None = None
+    agent_id: str | None = None
+    service_name: str | None = None
+    sources: dict[str, int] = field(default_factory=dict)
+    input_bytes: int = 0
+    output_bytes: int = 0
+    pid: int | None = None
+    exit_code: int | None = None
+    rate_in: _RateWindow = field(default_factory=_RateWindow)
+    rate_out: _RateWindow = field(default_factory=_RateWindow)
+
+    def record(self) -> EntityRecord:
+        return EntityRecord(
+            str(self.kind),
+            self.id,
+            self.host_id,
+            self.agent_id,
+            self.service_name,
+            self.first_seen,
+            self.last_seen,
+            tuple(self.sources.items()),
+            self.input_bytes,
+            self.output_bytes,
+            self.pid,
+            self.exit_code,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class EntityView:
+    """What the APIs show of an entity at query time ``now`` (ns). Times are ns or ``None``.
+
+    ``last_active`` is engagement (input, prompt, user: seed 002's meaning); ``last_activity``
+    and ``last_source`` are the latest activity of the classes that end idleness
+    (:data:`~instrumentation.conventions.IDLE_CLASSES`) and which source it was: the "why".
+    ``idle_seconds`` is ``now`` minus ``last_activity`` (or ``first_seen`` if none), seconds.
+    """
+
+    kind: str
+    id: str
+    host_id: str | None
+    agent_id: str | None
+    service_name: str | None
+    first_seen: int
+    last_seen: int
+    last_active: int | None
+    last_activity: int | None
+    last_source: str | None
+    idle_seconds: float
+    sources: dict[str, int]
+    input_bytes: int
+    output_bytes: int
+    input_bytes_per_second: float
+    output_bytes_per_second: float
+    process_status: str | None
+    pid: int | None
+    exit_code: int | None
+
+
+def _latest(sources: dict[str, int], classes: Iterable[ActivityClass], trusted_only: bool = False
+            ) -> tuple[str | None, int | None]:
+    best_src, best_t = None, None
+    wanted = frozenset(classes)
+    for src, t in sources.items():
+        if _CLASS_OF.get(src) in wanted and (not trusted_only or src in _TRUSTED) and (
+            best_t is None or t > best_t
+        ):
+            best_src, best_t = src, t
+    return best_src, best_t
+
+
+def view(entity: Entity, now: int) -> EntityView:
+    """The :class:`EntityView` of ``entity`` at ``now`` (ns since the epoch)."""
+    sources = entity.sources
+    _, last_active = _latest(sources, (ActivityClass.ENGAGEMENT,))
+    last_source, last_activity = _latest(sources, IDLE_CLASSES)
+    idle_base = last_activity if last_activity is not None else entity.first_seen
+    start, exit_ = sources.get(Source.START), sources.get(Source.EXIT)
+    if exit_ is not None and (start is None or exit_ >= start):
+        status: str | None = ProcessStatus.EXITED
+    elif start is not None:
+        status = ProcessStatus.RUNNING
+    else:
+        status = None
+    return EntityView(
+        kind=str(entity.kind),
+        id=entity.id,
+        host_id=entity.host_id,
+        agent_id=entity.agent_id,
+        service_name=entity.service_name,
+        first_seen=entity.first_seen,
+        last_seen=entity.last_seen,
+        last_active=last_active,
+        last_activity=last_activity,
+        last_source=last_source,
+        idle_seconds=max(0.0, (now - idle_base) / NANOS),
+        sources=dict(sources),
+        input_bytes=entity.input_bytes,
+        output_bytes=entity.output_bytes,
+        input_bytes_per_second=entity.rate_in.per_second(now),
+        output_bytes_per_second=entity.rate_out.per_second(now),
+        process_status=status,
+        pid=entity.pid,
+        exit_code=entity.exit_code if status == ProcessStatus.EXITED else None,
+    )
+
+
+def sort_key(v: EntityView) -> tuple[int, int, int]:
+    """Most recent first: by last_active, then last_seen, then first_seen (seed 002)."""
+    return (-(v.last_active or 0), -v.last_seen, -v.first_seen)
+
+
+class _Stream:
+    __slots__ = ("start", "time", "value")
+
+    def __init__(self, start: int, time: int, value: float) -> None:
+        self.start, self.time, self.value = start, time, value
+
+
+class ActivityState:
+    """All entities, their counter streams, and the set changed since the last flush.
+
+    Args:
+        max_skew_ns: how far in the future (ns) a timestamp may be before it is clamped to the
+            receive time.
+        started_at: ns; a counter stream first seen here counts its whole value only if it
+            started after this (else its earlier history is unknown and it is a baseline).
+    """
+
+    def __init__(self, *, max_skew_ns: int = 10 * NANOS, started_at: int = 0) -> None:
+        self.max_skew_ns = max_skew_ns
+        self.started_at = started_at
+        self.entities: dict[tuple[Kind, str], Entity] = {}
+        self._streams: dict[tuple[object, ...], _Stream] = {}
+        self._dirty: set[Entity] = set()
+
+    # --- identity ---------------------------------------------------------------------
+
+    def resolve(self, ident: Identity, t: int) -> list[Entity]:
+        """The entities ``ident`` is about (session, agent, host), created as needed at ``t``."""
+        out: list[Entity] = []
+        if ident.session_id:
+            out.append(self._entity(Kind.SESSION, ident.session_id, ident, t))
+        if ident.agent_id:
+            out.append(self._entity(Kind.AGENT, ident.agent_id, ident, t))
+        if ident.host_id:
+            out.append(self._entity(Kind.HOST, ident.host_id, ident, t))
+        return out
+
+    def _entity(self, kind: Kind, key: str, ident: Identity, t: int) -> Entity:
+        e = self.entities.get((kind, key))
+        if e is None:
+            e = Entity(kind, key, first_seen=t, last_seen=t)
+            self.entities[(kind, key)] = e
+            self._dirty.add(e)
+        if kind is not Kind.HOST and ident.host_id and e.host_id != ident.host_id:
+            e.host_id = ident.host_id
+            self._dirty.add(e)
+        if kind is Kind.SESSION and ident.agent_id and e.agent_id != ident.agent_id:
+            e.agent_id = ident.agent_id
+            self._dirty.add(e)
+        if ident.service_name and e.service_name is None:
+            e.service_name = ident.service_name
+            self._dirty.add(e)
+        return e
+
+    # --- observations (all times ns; ``now`` is the receive time) ----------------------
+
+    def clamp(self, t: int, now: int) -> int:
+        """``t``, or ``now`` when ``t`` is unset (0) or beyond the allowed clock skew."""
+        if t <= 0 or t > now + self.max_skew_ns:
+            return now
+        return t
+
+    def seen(self, entities: list[Entity], t: int) -> None:
+        """Any telemetry at ``t``: liveness (``last_seen``) and the ``first_seen`` min."""
+        for e in entities:
+            if t > e.last_seen:
+                e.last_seen = t
+                self._dirty.add(e)
+            if t < e.first_seen:
+                e.first_seen = t
+                self._dirty.add(e)
+
+    def activity(self, entities: list[Entity], source: str, t: int) -> None:
+        """``source`` was active at ``t`` (a max-register per source); also liveness."""
+        self.seen(entities, t)
+        for e in entities:
+            if t > e.sources.get(source, 0):
+                e.sources[source] = t
+                self._dirty.add(e)
+
+    def process(self, entities: list[Entity], pid: int | None, exit_code: int | None) -> None:
+        """Process facts from start and exit events (the status derives from their times)."""
+        for e in entities:
+            if e.kind is Kind.SESSION:
+                if pid is not None:
+                    e.pid = pid
+                if exit_code is not None:
+                    e.exit_code = exit_code
+                self._dirty.add(e)
+
+    def counter(
+        self, key: tuple[object, ...], start: int, t: int, value: float, cumulative: bool
+    ) -> float | None:
+        """Feed one Sum data point of stream ``key``; return how much it rose, or ``None``.
+
+        ``None`` means the point is stale (not newer than the stream's last point) and must
+        be ignored; 0 means it arrived but nothing happened (arrival is not activity).
+        """
+        if not cumulative:
+            return value if value > 0 else 0.0
+        prev = self._streams.get(key)
+        if prev is None:
+            self._streams[key] = _Stream(start, t, value)
+            # Unknown history: count it all only if the stream began while we were watching.
+            return value if start >= self.started_at and start > 0 else 0.0
+        if t <= prev.time:
+            return None
+        rose: float
+        if start != prev.start or value < prev.value:  # reset
+            rose = value
+        else:
+            rose = value - prev.value
+        prev.start, prev.time, prev.value = start, t, value
+        return rose
+
+    def io(self, entities: list[Entity], receive: bool, delta: int, t: int) -> None:
+        """``delta`` bytes moved at ``t``, into (``receive``) or out of the session."""
+        for e in entities:
+            if receive:
+                e.input_bytes += delta
+                e.rate_in.add(t, delta)
+            else:
+                e.output_bytes += delta
+                e.rate_out.add(t, delta)
+            self._dirty.add(e)
+
+    # --- queries -------------------------------------------------------------------------
+
+    def get(self, kind: Kind, key: str, now: int) -> EntityView | None:
+        """The view of one entity at ``now`` (ns), or ``None`` if unknown."""
+        e = self.entities.get((kind, key))
+        return None if e is None else view(e, now)
+
+    def sessions(self, now: int, host_id: str | None = None, limit: int = 0) -> list[EntityView]:
+        """Session views at ``now`` (ns), optionally on one host, sorted by :func:`sort_key`;
+        at most ``limit`` of them (0: all)."""
+        views = [
+            view(e, now)
+            for (k, _), e in self.entities.items()
+            if k is Kind.SESSION and (host_id is None or e.host_id == host_id)
+        ]
+        views.sort(key=sort_key)
+        return views[:limit] if limit > 0 else views
+
+    # --- persistence ---------------------------------------------------------------------
+
+    def take_dirty(self) -> list[EntityRecord]:
+        """Snapshots of the entities changed since the last call, which are now clean."""
+        dirty, self._dirty = self._dirty, set()
+        return [e.record() for e in dirty]
+
+    def mark_dirty(self, records: Iterable[EntityRecord]) -> None:
+        """Put back records whose write failed, so the next flush writes them again."""
+        for r in records:
+            e = self.entities.get((Kind(r.kind), r.id))
+            if e is not None:
+                self._dirty.add(e)
+
+    def load(self, records: Iterable[EntityRecord]) -> None:
+        """Merge persisted records in (max/min rules apply, so loading twice is harmless)."""
+        for r in records:
+            kind = Kind(r.kind)
+            e = self.entities.get((kind, r.id))
+            if e is None:
+                e = Entity(kind, r.id, first_seen=r.first_seen, last_seen=r.last_seen)
+                self.entities[(kind, r.id)] = e
+            e.first_seen = min(e.first_seen, r.first_seen)
+            e.last_seen = max(e.last_seen, r.last_seen)
+            e.host_id = e.host_id or r.host_id
+            e.agent_id = e.agent_id or r.agent_id
+            e.service_name = e.service_name or r.service_name
+            for src, t in r.sources:
+                if t > e.sources.get(src, 0):
+                    e.sources[src] = t
+            e.input_bytes = max(e.input_bytes, r.input_bytes)
+            e.output_bytes = max(e.output_bytes, r.output_bytes)
+            e.pid = e.pid if e.pid is not None else r.pid
+            e.exit_code = e.exit_code if e.exit_code is not None else r.exit_code

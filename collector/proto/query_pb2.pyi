@@ -1,0 +1,78 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ListSessionsRequest(_message.Message):
+    __slots__ = ("host_id", "limit")
+    HOST_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    host_id: str
+    limit: int
+    def __init__(self, host_id: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ListSessionsResponse(_message.Message):
+    __slots__ = ("sessions",)
+    SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    sessions: _containers.RepeatedCompositeFieldContainer[Entity]
+    def __init__(self, sessions: _Optional[_Iterable[_Union[Entity, _Mapping]]] = ...) -> None: ...
+
+class GetRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class Entity(_message.Message):
+    __slots__ = ("kind", "id", "host_id", "agent_id", "service_name", "first_seen_unix_nano", "last_seen_unix_nano", "last_active_unix_nano", "last_activity_unix_nano", "last_source", "idle_seconds", "sources_unix_nano", "input_bytes", "output_bytes", "input_bytes_per_second", "output_bytes_per_second", "process_status", "pid", "exited", "exit_code")
+    class SourcesUnixNanoEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    HOST_ID_FIELD_NUMBER: _ClassVar[int]
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_NAME_FIELD_NUMBER: _ClassVar[int]
+    FIRST_SEEN_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEEN_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    LAST_ACTIVE_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    LAST_ACTIVITY_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    LAST_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    IDLE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SOURCES_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    INPUT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    INPUT_BYTES_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_BYTES_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    PROCESS_STATUS_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    EXITED_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    id: str
+    host_id: str
+    agent_id: str
+    service_name: str
+    first_seen_unix_nano: int
+    last_seen_unix_nano: int
+    last_active_unix_nano: int
+    last_activity_unix_nano: int
+    last_source: str
+    idle_seconds: float
+    sources_unix_nano: _containers.ScalarMap[str, int]
+    input_bytes: int
+    output_bytes: int
+    input_bytes_per_second: float
+    output_bytes_per_second: float
+    process_status: str
+    pid: int
+    exited: bool
+    exit_code: int
+    def __init__(self, kind: _Optional[str] = ..., id: _Optional[str] = ..., host_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., service_name: _Optional[str] = ..., first_seen_unix_nano: _Optional[int] = ..., last_seen_unix_nano: _Optional[int] = ..., last_active_unix_nano: _Optional[int] = ..., last_activity_unix_nano: _Optional[int] = ..., last_source: _Optional[str] = ..., idle_seconds: _Optional[float] = ..., sources_unix_nano: _Optional[_Mapping[str, int]] = ..., input_bytes: _Optional[int] = ..., output_bytes: _Optional[int] = ..., input_bytes_per_second: _Optional[float] = ..., output_bytes_per_second: _Optional[float] = ..., process_status: _Optional[str] = ..., pid: _Optional[int] = ..., exited: _Optional[bool] = ..., exit_code: _Optional[int] = ...) -> None: ...

@@ -1,0 +1,42 @@
+"""Collector configuration: one typed place, ``LASTACTIVE_*`` environment variables, and the
+``lastactive serve`` flags that mirror them (flags win)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "default_db_path"]
+
+
+def default_db_path() -> Path:
+    """``$XDG_STATE_HOME/lastactive/lastactive.db``, default ``~/.local/state/lastactive/...``."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "lastactive" / "lastactive.db"
+
+
+class Settings(BaseSettings):
+    """Everything ``lastactive serve`` can be told. Environment: ``LASTACTIVE_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="LASTACTIVE_", extra="ignore")
+
+    host: str = Field("127.0.0.1", description="Address both servers bind to.")
+    grpc_port: int = Field(4317, ge=0, le=65535, description="OTLP/gRPC + query gRPC; 0 = any.")
+    http_port: int = Field(4318, ge=0, le=65535, description="OTLP/HTTP + query HTTP; 0 = any.")
+    db: Path = Field(default_factory=default_db_path, description="SQLite database file.")
+    flush_interval: float = Field(
+        1.0, gt=0, description="Seconds between write-behind flushes of changed entities."
+    )
+    max_request_bytes: int = Field(
+        64 * 1024 * 1024,
+        gt=0,
+        description="Largest (decompressed) OTLP request, bytes: 413 / RESOURCE_EXHAUSTED past "
+        "it (OTLP spec recommends supporting 64 MiB; grpcio's default is 4 MiB).",
+    )
+    max_clock_skew: float = Field(
+        10.0, ge=0, description="Seconds a timestamp may be ahead of the receive time before it "
+        "is clamped to the receive time.",
+    )

@@ -1,0 +1,148 @@
+"""Durable state behind one small interface.
+
+The collector keeps state in memory and writes changed entities behind, in batches; a store only
+loads everything at start and saves batches of :class:`~collector._state.EntityRecord`. Saving
+merges: times are max-registers (``first_seen`` a min-register), so a save never moves a stored
+time backwards, whatever order batches or replicas write in. SQLite is the default; a PostgreSQL
+store with the same two methods is the planned second implementation.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+from collector._state import EntityRecord
+
+__all__ = ["SqliteStore", "Store"]
+
+
+class Store(Protocol):
+    """Persistence of entity records."""
+
+    def load(self) -> list[EntityRecord]:
+        """Every stored record."""
+        ...
+
+    def save(self, records: Sequence[EntityRecord]) -> None:
+        """Merge ``records`` in, all or nothing (one transaction). Raises on failure."""
+        ...
+
+    def close(self) -> None:
+        """Release the store. Idempotent."""
+        ...
+
+
+_SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entities (
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL,
+    host_id TEXT,
+    agent_id TEXT,
+    service_name TEXT,
+    first_seen INTEGER NOT NULL,    -- ns since the Unix epoch, UTC
+    last_seen INTEGER NOT NULL,     -- ns
+    sources TEXT NOT NULL,          -- JSON {source: ns}
+    input_bytes INTEGER NOT NULL,
+    output_bytes INTEGER NOT NULL,
+    pid INTEGER,
+    exit_code INTEGER,
+    PRIMARY KEY (kind, id)
+) WITHOUT ROWID;
+"""
+
+# Max/min merge happens in SQL for the scalar times; sources are merged per key in Python from
+# the row being replaced, inside the same transaction (see SqliteStore.save).
+_UPSERT = """
+INSERT INTO entities VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
+ON CONFLICT (kind, id) DO UPDATE SET
+    host_id = coalesce(excluded.host_id, host_id),
+    agent_id = coalesce(excluded.agent_id, agent_id),
+    service_name = coalesce(excluded.service_name, service_name),
+    first_seen = min(first_seen, excluded.first_seen),
+    last_seen = max(last_seen, excluded.last_seen),
+    sources = excluded.sources,
+    input_bytes = max(input_bytes, excluded.input_bytes),
+    output_bytes = max(output_bytes, excluded.output_bytes),
+    pid = coalesce(excluded.pid, pid),
+    exit_code = coalesce(excluded.exit_code, exit_code)
+"""
+
+
+class SqliteStore:
+    """:class:`Store` on one SQLite file (WAL mode, one transaction per save).
+
+    Args:
+        path: the database file; its directory is created. ``:memory:`` works for tests.
+
+    Raises:
+        sqlite3.Error: the file cannot be opened or is not a lastactive database.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        # Used by one thread at a time: the loader at start, then the flusher's worker.
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > _SCHEMA_VERSION:
+            raise sqlite3.DatabaseError(
+                f"{self.path}: schema version {version} is newer than this lastactive "
+                f"({_SCHEMA_VERSION})"
+            )
+        self._db.executescript(_SCHEMA)
+        self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+        self._closed = False
+
+    def load(self) -> list[EntityRecord]:
+        rows = self._db.execute(
+            "SELECT kind, id, host_id, agent_id, service_name, first_seen, last_seen, sources,"
+            " input_bytes, output_bytes, pid, exit_code FROM entities"
+        )
+        return [
+            EntityRecord(
+                kind, id_, host, agent, service, first, last,
+                tuple(json.loads(sources).items()), inb, outb, pid, code,
+            )
+            for (kind, id_, host, agent, service, first, last, sources, inb, outb, pid, code)
+            in rows
+        ]
+
+    def save(self, records: Sequence[EntityRecord]) -> None:
+        if not records:
+            return
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            rows = []
+            for r in records:
+                merged = dict(r.sources)
+                old = db.execute(
+                    "SELECT sources FROM entities WHERE kind=? AND id=?", (r.kind, r.id)
+                ).fetchone()
+                if old is not None:
+                    for src, t in json.loads(old[0]).items():
+                        if t > merged.get(src, 0):
+                            merged[src] = t
+                rows.append((
+                    r.kind, r.id, r.host_id, r.agent_id, r.service_name, r.first_seen,
+                    r.last_seen, json.dumps(merged, separators=(",", ":")), r.input_bytes,
+                    r.output_bytes, r.pid, r.exit_code,
+                ))
+            db.executemany(_UPSERT, rows)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._db.close()

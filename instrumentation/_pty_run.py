@@ -1,0 +1,223 @@
+"""``lastactive run``: run a command in a pseudo-terminal and report its session's activity."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import pty
+import select
+import signal
+import termios
+import threading
+import tty
+import uuid
+from collections.abc import Callable, Sequence
+from types import FrameType
+
+import psutil
+
+from instrumentation._reporter import Reporter
+from instrumentation._tracker import SessionTracker
+from instrumentation.conventions import (
+    ATTR_PROCESS_COMMAND,
+    ATTR_PROCESS_EXIT_CODE,
+    ATTR_PROCESS_PID,
+    EVENT_ACTIVITY,
+    EVENT_PROCESS_EXIT,
+    Source,
+)
+
+ENV_SESSION_ID = "LASTACTIVE_SESSION_ID"
+"""Set in the wrapped command's environment to its session id, so tools it runs (hooks, nested
+wrappers) report into the same session. Also read as the default ``--session-id``."""
+
+_CHUNK = 65536
+_STDIN, _STDOUT = 0, 1
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    session_id: str | None = None,
+    make_reporter: Callable[[], Reporter] = Reporter,
+) -> int:
+    """Run ``argv`` in a new pseudo-terminal, relay it, and report its activity.
+
+    Input bytes (stdin to the program: a user's keystrokes) count as ``input`` (engagement),
+    output bytes as ``output`` (work); the process is checked with psutil every export interval
+    while it lives (``process``, liveness); start and exit (with its code) are events. Raw mode
+    and window size (with SIGWINCH) are passed through when stdin is a terminal; when it is not,
+    echo is turned off and end of input is passed on as the terminal's EOF character.
+
+    Returns:
+        The program's exit status; 128 + N if a signal N killed it; 127 if it could not start.
+    Raises:
+        ValueError: ``argv`` is empty.
+    """
+    if not argv:
+        raise ValueError("no command given to run")
+    session_id = session_id or os.environ.get(ENV_SESSION_ID) or uuid.uuid4().hex
+    env = {**os.environ, ENV_SESSION_ID: session_id}
+    stdin_tty = os.isatty(_STDIN)
+    winsize = _get_winsize(_STDIN) if stdin_tty else None
+
+    # Fork before any thread exists (the reporter starts the SDK's export threads).
+    pid, master = pty.fork()
+    if pid == 0:  # child: the slave end is its controlling terminal and stdio
+        try:
+            if winsize is not None:
+                fcntl.ioctl(_STDIN, termios.TIOCSWINSZ, winsize)
+            os.execvpe(argv[0], list(argv), env)
+        except OSError as exc:
+            os.write(2, f"lastactive run: {argv[0]}: {exc.strerror}\r\n".encode())
+        os._exit(127)
+
+    if not stdin_tty:
+        _disable_echo(master)
+    reporter = make_reporter()
+    tracker = reporter.session(session_id)
+    command = " ".join(argv)
+    reporter.event(
+        tracker,
+        EVENT_ACTIVITY,
+        {ATTR_PROCESS_PID: pid, ATTR_PROCESS_COMMAND: command},
+        source=Source.START,
+    )
+    monitor = _ProcessMonitor(pid, tracker, reporter.export_interval)
+    monitor.start()
+
+    saved = None
+    old_winch = None
+    if stdin_tty:
+        saved = termios.tcgetattr(_STDIN)
+        tty.setraw(_STDIN)
+
+        def on_winch(signum: int, frame: FrameType | None) -> None:
+            ws = _get_winsize(_STDIN)
+            if ws is not None:
+                with contextlib.suppress(OSError):
+                    fcntl.ioctl(master, termios.TIOCSWINSZ, ws)
+
+        old_winch = signal.signal(signal.SIGWINCH, on_winch)
+    try:
+        _relay(master, tracker, stdin_tty)
+    finally:
+        if saved is not None:
+            termios.tcsetattr(_STDIN, termios.TCSAFLUSH, saved)
+        if old_winch is not None:
+            signal.signal(signal.SIGWINCH, old_winch)
+        os.close(master)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code < 0:
+        code = 128 - code
+    monitor.stop()
+    reporter.event(
+        tracker,
+        EVENT_PROCESS_EXIT,
+        {ATTR_PROCESS_PID: pid, ATTR_PROCESS_EXIT_CODE: code},
+        source=Source.EXIT,
+    )
+    reporter.shutdown()
+    return code
+
+
+def _relay(master: int, tracker: SessionTracker, stdin_tty: bool) -> None:
+    """Copy stdin -> master and master -> stdout until the program closes its terminal."""
+    poller = select.poll()
+    poller.register(master, select.POLLIN)
+    stdin_open = True
+    try:
+        poller.register(_STDIN, select.POLLIN)
+    except (OSError, ValueError):  # no stdin at all
+        stdin_open = False
+    add_output, add_input = tracker.add_output, tracker.add_input
+    read, write = os.read, _write_all
+    stdout_ok = True
+    while True:
+        for fd, _ in poller.poll():
+            if fd == master:
+                try:
+                    data = read(master, _CHUNK)
+                except OSError as exc:  # EIO: the program closed the terminal
+                    if exc.errno != errno.EIO:
+                        raise
+                    return
+                if not data:
+                    return
+                add_output(len(data))
+                if stdout_ok:
+                    try:
+                        write(_STDOUT, data)
+                    except OSError:  # stdout gone: keep draining so the program can finish
+                        stdout_ok = False
+            elif stdin_open:
+                data = read(_STDIN, _CHUNK)
+                if data:
+                    add_input(len(data))
+                    write(master, data)
+                else:  # end of input: unregister, and pass EOF on when not a terminal
+                    stdin_open = False
+                    poller.unregister(_STDIN)
+                    if not stdin_tty:
+                        write(master, _eof_char(master))
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _get_winsize(fd: int) -> bytes | None:
+    try:
+        return fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8)
+    except OSError:
+        return None
+
+
+def _disable_echo(master: int) -> None:
+    """Input that is not typed on a terminal should not come back as output."""
+    attrs = termios.tcgetattr(master)
+    attrs[3] &= ~termios.ECHO
+    termios.tcsetattr(master, termios.TCSANOW, attrs)
+
+
+def _eof_char(master: int) -> bytes:
+    cc = termios.tcgetattr(master)[6][termios.VEOF]
+    return cc if isinstance(cc, bytes) else bytes([cc])
+
+
+class _ProcessMonitor:
+    """Records ``process`` (liveness) every ``interval`` seconds while the program lives."""
+
+    def __init__(self, pid: int, tracker: SessionTracker, interval: float) -> None:
+        self._tracker = tracker
+        self._interval = interval
+        self._stop = threading.Event()
+        try:
+            self._process: psutil.Process | None = psutil.Process(pid)
+        except psutil.Error:
+            self._process = None
+        self._thread = threading.Thread(target=self._loop, name="lastactive-process", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        while self._process is not None:
+            try:
+                if self._process.status() == psutil.STATUS_ZOMBIE:
+                    return
+            except psutil.Error:
+                return
+            self._tracker.alive(Source.PROCESS)
+            if self._stop.wait(self._interval):
+                return
+

@@ -1,0 +1,199 @@
+"""Names and activity semantics shared by the instrumentation and the collector.
+
+Every attribute, metric and event name lastactive defines lives here, once, and is mirrored by
+``docs/conventions.md``. Names come from the OpenTelemetry semantic conventions where one exists
+(``session.id``, ``host.id``, ``network.io.direction`` ...); the rest are in the ``lastactive.``
+namespace.
+
+The heart of it is :data:`SOURCES`: every activity source of the seeds, with the level it is
+recorded at, the class of activity it is, and whether it is trusted (seed 000's table: a source
+is trusted when lastactive or the host observes it, untrusted when the workload reports it about
+itself).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Final
+
+__all__ = [
+    "ATTR_GEN_AI_AGENT_ID",
+    "ATTR_GEN_AI_AGENT_NAME",
+    "ATTR_HOST_ID",
+    "ATTR_HOST_NAME",
+    "ATTR_NETWORK_IO_DIRECTION",
+    "ATTR_PROCESS_COMMAND",
+    "ATTR_PROCESS_EXIT_CODE",
+    "ATTR_PROCESS_PID",
+    "ATTR_SERVICE_INSTANCE_ID",
+    "ATTR_SERVICE_NAME",
+    "ATTR_SESSION_ID",
+    "ATTR_SOURCE",
+    "DIRECTION_RECEIVE",
+    "DIRECTION_TRANSMIT",
+    "EVENT_ACTIVITY",
+    "EVENT_PROCESS_EXIT",
+    "IDLE_CLASSES",
+    "METRIC_IO",
+    "METRIC_SOURCE_LAST_TIME",
+    "SCOPE_NAME",
+    "SOURCES",
+    "ActivityClass",
+    "Level",
+    "Source",
+    "SourceInfo",
+]
+
+# --- Attributes from the OpenTelemetry semantic conventions --------------------------------
+
+ATTR_SESSION_ID: Final = "session.id"
+"""string. The session the telemetry belongs to (semconv ``session.id``). Resource or point."""
+
+ATTR_HOST_ID: Final = "host.id"
+"""string. The host (semconv ``host.id``); ``host.name`` is the fallback identity."""
+
+ATTR_HOST_NAME: Final = "host.name"
+"""string. The host's name (semconv ``host.name``)."""
+
+ATTR_SERVICE_NAME: Final = "service.name"
+"""string. The emitting service (semconv ``service.name``), e.g. ``lastactive-run``."""
+
+ATTR_SERVICE_INSTANCE_ID: Final = "service.instance.id"
+"""string. The emitting process instance (semconv ``service.instance.id``)."""
+
+ATTR_GEN_AI_AGENT_ID: Final = "gen_ai.agent.id"
+"""string. The agent (semconv ``gen_ai.agent.id``); the agent's identity when present."""
+
+ATTR_GEN_AI_AGENT_NAME: Final = "gen_ai.agent.name"
+"""string. The agent's name (semconv ``gen_ai.agent.name``); identity when no agent id."""
+
+ATTR_NETWORK_IO_DIRECTION: Final = "network.io.direction"
+"""string, ``receive`` or ``transmit`` (semconv). Seen from the session: ``receive`` is what
+flows into the session (a user's keystrokes, a client's bytes), ``transmit`` what comes out of it
+(program output)."""
+
+DIRECTION_RECEIVE: Final = "receive"
+"""Value of ``network.io.direction`` for bytes into the session (input, engagement)."""
+
+DIRECTION_TRANSMIT: Final = "transmit"
+"""Value of ``network.io.direction`` for bytes out of the session (output, work)."""
+
+ATTR_PROCESS_PID: Final = "process.pid"
+"""int. The wrapped process's id (semconv ``process.pid``)."""
+
+ATTR_PROCESS_COMMAND: Final = "process.command"
+"""string. The wrapped command (semconv ``process.command``)."""
+
+ATTR_PROCESS_EXIT_CODE: Final = "process.exit.code"
+"""int. The exit code (semconv ``process.exit.code``); 128 + N when killed by signal N."""
+
+# --- lastactive's own names ----------------------------------------------------------------
+
+ATTR_SOURCE: Final = "lastactive.source"
+"""string, one of :class:`Source`. Which activity source a data point, event or span reports."""
+
+SCOPE_NAME: Final = "lastactive"
+"""Instrumentation scope name of everything lastactive's own instrumentation emits."""
+
+METRIC_SOURCE_LAST_TIME: Final = "lastactive.source.last_time"
+"""Gauge, unit ``s`` (double, seconds since the Unix epoch, UTC), attribute ``lastactive.source``.
+The time the source last saw activity. Absolute, so a lost export or a collector restart heals at
+the next export; the collector merges it with max()."""
+
+METRIC_IO: Final = "lastactive.session.io"
+"""Counter (monotonic cumulative Sum), unit ``By``, attribute ``network.io.direction``. Bytes
+into (``receive``) and out of (``transmit``) the session. Feeds byte totals and bytes/second; a
+point only counts when its value rose (a reset or a replay never does)."""
+
+EVENT_ACTIVITY: Final = "lastactive.activity"
+"""Event (log record ``event_name``; or a span event), attribute ``lastactive.source``: one
+discrete activity at the record's timestamp (start, prompt, client attached ...)."""
+
+EVENT_PROCESS_EXIT: Final = "lastactive.process.exit"
+"""Event, attributes ``process.exit.code`` and ``process.pid``: the session's process exited."""
+
+
+class Level(enum.StrEnum):
+    """Where a source is recorded (seed 000's "level")."""
+
+    HOST = "host"
+    AGENT = "agent"
+    SESSION = "session"
+
+
+class ActivityClass(enum.StrEnum):
+    """What a source says about use (ANCHORS: count these separately, let policy choose).
+
+    * ``lifecycle``: something was created, started, booted or stopped.
+    * ``liveness``: the thing is alive (heartbeats, a process that exists). Never activity.
+    * ``presence``: someone is connected or attached, not necessarily doing anything.
+    * ``engagement``: a person did something (keystrokes, a prompt). Moves ``last_active``.
+    * ``work``: the workload did something (output, agent progress).
+    """
+
+    LIFECYCLE = "lifecycle"
+    LIVENESS = "liveness"
+    PRESENCE = "presence"
+    ENGAGEMENT = "engagement"
+    WORK = "work"
+
+
+class Source(enum.StrEnum):
+    """Activity sources, the values of ``lastactive.source``. See :data:`SOURCES`."""
+
+    BOOT = "boot"
+    CREATE = "create"
+    START = "start"
+    EXIT = "exit"
+    PROCESS = "process"
+    SSH = "ssh"
+    AGENT = "agent"
+    USER = "user"
+    PROMPT = "prompt"
+    INPUT = "input"
+    OUTPUT = "output"
+    CONNECTION = "connection"
+    HEARTBEAT = "heartbeat"
+    TELEMETRY = "telemetry"
+
+
+@dataclass(frozen=True, slots=True)
+class SourceInfo:
+    """One row of the source table: level, class, trust and the seed it comes from."""
+
+    source: Source
+    level: Level
+    activity_class: ActivityClass
+    trusted: bool
+    origin: str
+
+
+SOURCES: Final[dict[Source, SourceInfo]] = {
+    info.source: info
+    for info in (
+        SourceInfo(Source.BOOT, Level.HOST, ActivityClass.LIFECYCLE, True, "seed 000 BOOT"),
+        SourceInfo(Source.CREATE, Level.AGENT, ActivityClass.LIFECYCLE, True, "seed 000 CREATE"),
+        SourceInfo(Source.START, Level.SESSION, ActivityClass.LIFECYCLE, False, "seed 000 START"),
+        SourceInfo(Source.EXIT, Level.SESSION, ActivityClass.LIFECYCLE, True, "seed 000/004"),
+        SourceInfo(Source.PROCESS, Level.SESSION, ActivityClass.LIVENESS, False, "seed 000"),
+        SourceInfo(Source.SSH, Level.HOST, ActivityClass.PRESENCE, False, "seed 000 SSH"),
+        SourceInfo(Source.AGENT, Level.AGENT, ActivityClass.WORK, False, "seed 000 AGENT"),
+        SourceInfo(Source.USER, Level.HOST, ActivityClass.ENGAGEMENT, False, "seed 000 USER"),
+        SourceInfo(Source.PROMPT, Level.SESSION, ActivityClass.ENGAGEMENT, False, "seed 002"),
+        SourceInfo(Source.INPUT, Level.SESSION, ActivityClass.ENGAGEMENT, True, "seeds 001, 003"),
+        SourceInfo(Source.OUTPUT, Level.SESSION, ActivityClass.WORK, True, "seeds 001, 003"),
+        SourceInfo(Source.CONNECTION, Level.SESSION, ActivityClass.PRESENCE, True, "seed 001"),
+        SourceInfo(Source.HEARTBEAT, Level.SESSION, ActivityClass.LIVENESS, False, "seed 001/002"),
+        SourceInfo(Source.TELEMETRY, Level.SESSION, ActivityClass.LIVENESS, False, "any OTel"),
+    )
+}
+"""The source table. ``telemetry`` is what any other OTel-instrumented service counts as when it
+carries a session or host identity but none of our names: liveness only."""
+
+IDLE_CLASSES: Final = frozenset(
+    {ActivityClass.ENGAGEMENT, ActivityClass.WORK, ActivityClass.LIFECYCLE}
+)
+"""Classes that end idleness by default: a session is idle since the latest activity of these
+classes. Liveness never counts (a heartbeat is not use); presence does not count by default (a
+forgotten connection is not use, ANCHORS/Coder #12012) and the policy issue makes it a choice."""
