@@ -5,6 +5,7 @@ one transaction, so writes are bounded by changed entities, not by the event rat
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
@@ -37,10 +38,8 @@ class Flusher:
 
     async def _run(self) -> None:
         while not self._stop.is_set():
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), self._interval)
-            except TimeoutError:
-                pass
             await self.flush()
 
     async def flush(self) -> int:

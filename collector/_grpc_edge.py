@@ -20,15 +20,27 @@ from collector.proto import query_pb2, query_pb2_grpc
 
 _OTLP = (
     # service, request, response, partial-success field, Ingest method name
-    ("opentelemetry.proto.collector.metrics.v1.MetricsService",
-     metrics_pb.ExportMetricsServiceRequest, metrics_pb.ExportMetricsServiceResponse,
-     "rejected_data_points", "metrics"),
-    ("opentelemetry.proto.collector.logs.v1.LogsService",
-     logs_pb.ExportLogsServiceRequest, logs_pb.ExportLogsServiceResponse,
-     "rejected_log_records", "logs"),
-    ("opentelemetry.proto.collector.trace.v1.TraceService",
-     trace_pb.ExportTraceServiceRequest, trace_pb.ExportTraceServiceResponse,
-     "rejected_spans", "traces"),
+    (
+        "opentelemetry.proto.collector.metrics.v1.MetricsService",
+        metrics_pb.ExportMetricsServiceRequest,
+        metrics_pb.ExportMetricsServiceResponse,
+        "rejected_data_points",
+        "metrics",
+    ),
+    (
+        "opentelemetry.proto.collector.logs.v1.LogsService",
+        logs_pb.ExportLogsServiceRequest,
+        logs_pb.ExportLogsServiceResponse,
+        "rejected_log_records",
+        "logs",
+    ),
+    (
+        "opentelemetry.proto.collector.trace.v1.TraceService",
+        trace_pb.ExportTraceServiceRequest,
+        trace_pb.ExportTraceServiceResponse,
+        "rejected_spans",
+        "traces",
+    ),
 )
 
 
@@ -92,7 +104,7 @@ def entity_message(v: EntityView) -> query_pb2.Entity:
     )
 
 
-class ActivityQueryServicer(query_pb2_grpc.ActivityQueryServicer):
+class ActivityQueryServicer(query_pb2_grpc.ActivityQueryServicer):  # type: ignore[misc]
     """``lastactive.v1.ActivityQuery`` over the in-memory state (see ``query.proto``)."""
 
     def __init__(self, state: ActivityState, clock: Callable[[], int]) -> None:

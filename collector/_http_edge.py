@@ -139,12 +139,27 @@ def otlp_router(ingest: Ingest, max_request_bytes: int) -> APIRouter:
 
         router.add_api_route(path, export, methods=["POST"], summary=f"OTLP/HTTP {path}")
 
-    route("/v1/metrics", metrics_pb.ExportMetricsServiceRequest,
-          metrics_pb.ExportMetricsServiceResponse, "rejected_data_points", ingest.metrics)
-    route("/v1/logs", logs_pb.ExportLogsServiceRequest, logs_pb.ExportLogsServiceResponse,
-          "rejected_log_records", ingest.logs)
-    route("/v1/traces", trace_pb.ExportTraceServiceRequest, trace_pb.ExportTraceServiceResponse,
-          "rejected_spans", ingest.traces)
+    route(
+        "/v1/metrics",
+        metrics_pb.ExportMetricsServiceRequest,
+        metrics_pb.ExportMetricsServiceResponse,
+        "rejected_data_points",
+        ingest.metrics,
+    )
+    route(
+        "/v1/logs",
+        logs_pb.ExportLogsServiceRequest,
+        logs_pb.ExportLogsServiceResponse,
+        "rejected_log_records",
+        ingest.logs,
+    )
+    route(
+        "/v1/traces",
+        trace_pb.ExportTraceServiceRequest,
+        trace_pb.ExportTraceServiceResponse,
+        "rejected_spans",
+        ingest.traces,
+    )
     return router
 
 

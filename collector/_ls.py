@@ -58,9 +58,16 @@ def row(s: dict[str, Any], now: datetime) -> tuple[str, ...]:
         last = f"{_ago(s['last_activity'], now)} ({s['last_source']})"
     else:
         last = f"{_ago(s['last_seen'], now)} (seen)"
-    rates = f"{human_bytes(s['output_bytes_per_second'])}/{human_bytes(s['input_bytes_per_second'])}"
-    return (s["id"], (s["host_id"] or "-")[:12], status, last, human_seconds(s["idle_seconds"]),
-            rates)
+    out_rate, in_rate = s["output_bytes_per_second"], s["input_bytes_per_second"]
+    rates = f"{human_bytes(out_rate)}/{human_bytes(in_rate)}"
+    return (
+        s["id"],
+        (s["host_id"] or "-")[:12],
+        status,
+        last,
+        human_seconds(s["idle_seconds"]),
+        rates,
+    )
 
 
 def table(sessions: list[dict[str, Any]], now: datetime | None = None) -> str:

@@ -20,8 +20,9 @@ from google.protobuf.message import DecodeError, Message
 CONTENT_PROTOBUF: Final = "application/x-protobuf"
 CONTENT_JSON: Final = "application/json"
 
-_ID_KEYS: Final = frozenset({"traceId", "spanId", "parentSpanId", "trace_id", "span_id",
-                             "parent_span_id"})
+_ID_KEYS: Final = frozenset(
+    {"traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id"}
+)
 
 M = TypeVar("M", bound=Message)
 

@@ -68,9 +68,7 @@ async def serve(
         OSError: a port cannot be bound. sqlite3.Error: the database cannot be opened.
     """
     store = store or SqliteStore(settings.db)
-    state = ActivityState(
-        max_skew_ns=int(settings.max_clock_skew * NANOS), started_at=clock()
-    )
+    state = ActivityState(max_skew_ns=int(settings.max_clock_skew * NANOS), started_at=clock())
     state.load(store.load())
     ingest = Ingest(state, clock)
     flusher = Flusher(state, store, settings.flush_interval)

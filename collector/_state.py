@@ -165,13 +165,16 @@ class EntityView:
     exit_code: int | None
 
 
-def _latest(sources: dict[str, int], classes: Iterable[ActivityClass], trusted_only: bool = False
-            ) -> tuple[str | None, int | None]:
+def _latest(
+    sources: dict[str, int], classes: Iterable[ActivityClass], trusted_only: bool = False
+) -> tuple[str | None, int | None]:
     best_src, best_t = None, None
     wanted = frozenset(classes)
     for src, t in sources.items():
-        if _CLASS_OF.get(src) in wanted and (not trusted_only or src in _TRUSTED) and (
-            best_t is None or t > best_t
+        if (
+            _CLASS_OF.get(src) in wanted
+            and (not trusted_only or src in _TRUSTED)
+            and (best_t is None or t > best_t)
         ):
             best_src, best_t = src, t
     return best_src, best_t

@@ -98,9 +98,7 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     # Export problems must not scribble over the wrapped program's terminal.
     log_file = os.environ.get("LASTACTIVE_LOG_FILE")
-    handler: logging.Handler = (
-        logging.FileHandler(log_file) if log_file else logging.NullHandler()
-    )
+    handler: logging.Handler = logging.FileHandler(log_file) if log_file else logging.NullHandler()
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO if log_file else logging.WARNING)

@@ -37,6 +37,8 @@ class Settings(BaseSettings):
         "it (OTLP spec recommends supporting 64 MiB; grpcio's default is 4 MiB).",
     )
     max_clock_skew: float = Field(
-        10.0, ge=0, description="Seconds a timestamp may be ahead of the receive time before it "
+        10.0,
+        ge=0,
+        description="Seconds a timestamp may be ahead of the receive time before it "
         "is clamped to the receive time.",
     )

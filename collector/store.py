@@ -108,11 +108,33 @@ class SqliteStore:
         )
         return [
             EntityRecord(
-                kind, id_, host, agent, service, first, last,
-                tuple(json.loads(sources).items()), inb, outb, pid, code,
+                kind,
+                id_,
+                host,
+                agent,
+                service,
+                first,
+                last,
+                tuple(json.loads(sources).items()),
+                inb,
+                outb,
+                pid,
+                code,
             )
-            for (kind, id_, host, agent, service, first, last, sources, inb, outb, pid, code)
-            in rows
+            for (
+                kind,
+                id_,
+                host,
+                agent,
+                service,
+                first,
+                last,
+                sources,
+                inb,
+                outb,
+                pid,
+                code,
+            ) in rows
         ]
 
     def save(self, records: Sequence[EntityRecord]) -> None:
@@ -131,11 +153,22 @@ class SqliteStore:
                     for src, t in json.loads(old[0]).items():
                         if t > merged.get(src, 0):
                             merged[src] = t
-                rows.append((
-                    r.kind, r.id, r.host_id, r.agent_id, r.service_name, r.first_seen,
-                    r.last_seen, json.dumps(merged, separators=(",", ":")), r.input_bytes,
-                    r.output_bytes, r.pid, r.exit_code,
-                ))
+                rows.append(
+                    (
+                        r.kind,
+                        r.id,
+                        r.host_id,
+                        r.agent_id,
+                        r.service_name,
+                        r.first_seen,
+                        r.last_seen,
+                        json.dumps(merged, separators=(",", ":")),
+                        r.input_bytes,
+                        r.output_bytes,
+                        r.pid,
+                        r.exit_code,
+                    )
+                )
             db.executemany(_UPSERT, rows)
         except BaseException:
             db.execute("ROLLBACK")

@@ -220,4 +220,3 @@ class _ProcessMonitor:
             self._tracker.alive(Source.PROCESS)
             if self._stop.wait(self._interval):
                 return
-

@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any, Final
 
 from opentelemetry.metrics import CallbackOptions, Observation
@@ -285,7 +286,9 @@ class Reporter:
                 return
             self._wake.clear()
             try:
-                self._meter_provider.force_flush(int(self.export_interval * 1000))
+                millis = int(self.export_interval * 1000)
+                self._logger_provider.force_flush(millis)  # events first: they carry details
+                self._meter_provider.force_flush(millis)
             except Exception:  # export never raises into the host application
                 _log.exception("lastactive: export after a quiet spell failed")
 
@@ -310,9 +313,8 @@ def _machine_id() -> str | None:
     """``/etc/machine-id`` (systemd), the identity semconv suggests for ``host.id``."""
     for path in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
         try:
-            with open(path, encoding="ascii") as f:
-                value = f.read().strip()
-        except OSError:
+            value = Path(path).read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError):
             continue
         if value:
             return value
