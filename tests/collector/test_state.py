@@ -1,0 +1,119 @@
+"""The pure core with a fake clock: max-registers, counter streams, clamping, rates, sorting."""
+
+from __future__ import annotations
+
+from collector._state import RATE_WINDOW_NS, ActivityState, Identity, Kind, sort_key, view
+
+S = 1_000_000_000
+T0 = 1_800_000_000 * S
+
+
+def make(started_at: int = T0) -> tuple[ActivityState, list]:
+    state = ActivityState(max_skew_ns=10 * S, started_at=started_at)
+    ents = state.resolve(Identity(session_id="s", host_id="h", agent_id="a"), T0)
+    return state, ents
+
+
+def test_identity_makes_session_agent_and_host() -> None:
+    state, ents = make()
+    assert [e.kind for e in ents] == [Kind.SESSION, Kind.AGENT, Kind.HOST]
+    assert ents[0].host_id == "h" and ents[0].agent_id == "a"
+    state.activity(ents, "input", T0 + S)
+    assert state.get(Kind.HOST, "h", T0 + S).last_active == T0 + S  # type: ignore[union-attr]
+
+
+def test_timestamps_are_max_registers() -> None:
+    state, ents = make()
+    state.activity(ents, "output", T0 + 5 * S)
+    state.activity(ents, "output", T0 + 2 * S)  # late, older: ignored
+    state.seen(ents, T0 - 3 * S)  # older telemetry moves first_seen back, not last_seen
+    v = view(ents[0], T0 + 10 * S)
+    assert v.sources["output"] == T0 + 5 * S
+    assert v.last_seen == T0 + 5 * S
+    assert v.first_seen == T0 - 3 * S
+
+
+def test_clamp_future_and_unset() -> None:
+    state, _ = make()
+    now = T0 + 100 * S
+    assert state.clamp(now + 5 * S, now) == now + 5 * S  # within skew
+    assert state.clamp(now + 11 * S, now) == now  # beyond skew
+    assert state.clamp(0, now) == now
+
+
+def test_cumulative_counter_semantics() -> None:
+    state, _ = make(started_at=T0)
+    key = ("stream",)
+    assert state.counter(key, T0 - S, T0, 100, True) == 0  # began before us: baseline
+    assert state.counter(key, T0 - S, T0 + S, 100, True) == 0  # unchanged: not activity
+    assert state.counter(key, T0 - S, T0 + 2 * S, 130, True) == 30
+    assert state.counter(key, T0 - S, T0 + S, 150, True) is None  # stale
+    assert state.counter(key, T0 - S, T0 + 2 * S, 130, True) is None  # replay
+    assert state.counter(key, T0 - S, T0 + 3 * S, 5, True) == 5  # lower: reset
+    assert state.counter(key, T0 + 3 * S, T0 + 4 * S, 7, True) == 7  # new start: reset
+    assert state.counter(("new",), T0 + S, T0 + 2 * S, 9, True) == 9  # began while watched
+    assert state.counter(("delta",), 0, T0, 4, False) == 4
+    assert state.counter(("delta",), 0, T0, 0, False) == 0
+
+
+def test_rates_over_the_rolling_window() -> None:
+    state, ents = make()
+    for i in range(10):  # 300 bytes every 5 s
+        state.io(ents, False, 300, T0 + i * 5 * S)
+    now = T0 + 45 * S
+    v = view(ents[0], now)
+    assert v.output_bytes == 3000
+    # (now-30 s, now] holds the points at 20, 25 ... 45 s minus the one at exactly now-30 s.
+    assert v.output_bytes_per_second == 300 * 6 / (RATE_WINDOW_NS / S)
+    assert view(ents[0], now + 60 * S).output_bytes_per_second == 0
+
+
+def test_idle_and_why() -> None:
+    state, ents = make()
+    state.activity(ents, "heartbeat", T0 + 50 * S)  # liveness: does not end idleness
+    state.activity(ents, "connection", T0 + 40 * S)  # presence: not by default
+    state.activity(ents, "output", T0 + 10 * S)
+    v = view(ents[0], T0 + 60 * S)
+    assert v.last_source == "output"
+    assert v.idle_seconds == 50
+    assert v.last_active is None  # no engagement yet
+    fresh = state.resolve(Identity(session_id="fresh"), T0)[0]
+    assert view(fresh, T0 + 7 * S).idle_seconds == 7
+
+
+def test_process_status_derives_from_start_and_exit() -> None:
+    state, ents = make()
+    state.activity(ents, "start", T0)
+    state.process(ents, 42, None)
+    assert view(ents[0], T0).process_status == "running"
+    state.activity(ents, "exit", T0 + S)
+    state.process(ents, 42, 3)
+    v = view(ents[0], T0 + S)
+    assert (v.process_status, v.exit_code, v.pid) == ("exited", 3, 42)
+    state.activity(ents, "start", T0 + 2 * S)  # restarted under the same session
+    assert view(ents[0], T0 + 2 * S).process_status == "running"
+
+
+def test_sort_last_active_then_last_seen_then_first_seen() -> None:
+    state = ActivityState()
+    a, b, c, d = (state.resolve(Identity(session_id=x), T0)[0] for x in "abcd")
+    state.activity([a], "prompt", T0 + 1 * S)
+    state.activity([b], "prompt", T0 + 3 * S)
+    state.seen([c], T0 + 9 * S)  # no prompt, recent heartbeat
+    order = [v.id for v in sorted((view(e, T0 + 10 * S) for e in (a, b, c, d)), key=sort_key)]
+    assert order == ["b", "a", "c", "d"]
+    assert [v.id for v in state.sessions(T0 + 10 * S)] == order
+
+
+def test_dirty_tracking_is_per_entity_and_load_merges() -> None:
+    state, ents = make()
+    for i in range(1000):
+        state.activity(ents, "output", T0 + i)
+    records = state.take_dirty()
+    assert len(records) == 3  # one row per changed entity, however many events
+    assert state.take_dirty() == []
+    fresh = ActivityState()
+    fresh.load(records)
+    fresh.load(records)  # idempotent
+    v = fresh.get(Kind.SESSION, "s", T0 + S)
+    assert v is not None and v.sources["output"] == T0 + 999
