@@ -10,6 +10,7 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf import json_format
 from google.rpc import status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
@@ -282,11 +283,11 @@ def test_invalid_points_are_rejected_through_partial_success(collector: Collecto
     points[0].as_double = t / S
     points[1].as_double = t / S
     points[2].as_double = float("nan")
-    for body, headers in ((req.SerializeToString(), PROTO), (None, JSON)):
-        if body is None:
-            from google.protobuf import json_format
-
-            body = json_format.MessageToJson(req).encode()
+    bodies = (
+        (req.SerializeToString(), PROTO),
+        (json_format.MessageToJson(req).encode(), JSON),
+    )
+    for body, headers in bodies:
         status, resp, ctype = collector.post("/v1/metrics", body, headers)
         assert status == 200
         if ctype.startswith("application/json"):
