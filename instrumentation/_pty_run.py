@@ -33,6 +33,10 @@ ENV_SESSION_ID = "LASTACTIVE_SESSION_ID"
 """Set in the wrapped command's environment to its session id, so tools it runs (hooks, nested
 wrappers) report into the same session. Also read as the default ``--session-id``."""
 
+EXIT_EXPORT_TIMEOUT_S = 1.0
+"""Seconds the wrapper waits for its last export after the program exits (the collector on
+loopback answers in milliseconds; when it is down, the program's exit must not wait longer)."""
+
 _CHUNK = 65536
 _STDIN, _STDOUT = 0, 1
 
@@ -120,7 +124,7 @@ def run(
         {ATTR_PROCESS_PID: pid, ATTR_PROCESS_EXIT_CODE: code},
         source=Source.EXIT,
     )
-    reporter.shutdown()
+    reporter.shutdown(EXIT_EXPORT_TIMEOUT_S)
     return code
 
 
@@ -136,6 +140,7 @@ def _relay(master: int, tracker: SessionTracker, stdin_tty: bool) -> None:
     add_output, add_input = tracker.add_output, tracker.add_input
     read, write = os.read, _write_all
     stdout_ok = True
+    line_open = False
     while True:
         for fd, _ in poller.poll():
             if fd == master:
@@ -158,11 +163,13 @@ def _relay(master: int, tracker: SessionTracker, stdin_tty: bool) -> None:
                 if data:
                     add_input(len(data))
                     write(master, data)
+                    line_open = not data.endswith(b"\n")
                 else:  # end of input: unregister, and pass EOF on when not a terminal
                     stdin_open = False
                     poller.unregister(_STDIN)
                     if not stdin_tty:
-                        write(master, _eof_char(master))
+                        # In canonical mode the first EOF only ends a partial line.
+                        write(master, _eof_char(master) * (2 if line_open else 1))
 
 
 def _write_all(fd: int, data: bytes) -> None:

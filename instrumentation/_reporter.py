@@ -192,7 +192,10 @@ class Reporter:
             metric_exporter or _metric_exporter(endpoint),
             export_interval_millis=export_interval * 1000,
         )
-        self._meter_provider = MeterProvider(metric_readers=[reader], resource=self.resource)
+        # No atexit shutdown: ours is bounded (see shutdown), the SDK's would block the exit.
+        self._meter_provider = MeterProvider(
+            metric_readers=[reader], resource=self.resource, shutdown_on_exit=False
+        )
         meter = self._meter_provider.get_meter(SCOPE_NAME)
         meter.create_observable_gauge(
             METRIC_SOURCE_LAST_TIME,
@@ -206,7 +209,7 @@ class Reporter:
             unit="By",
             description="Bytes into (receive) and out of (transmit) the session",
         )
-        self._logger_provider = LoggerProvider(resource=self.resource)
+        self._logger_provider = LoggerProvider(resource=self.resource, shutdown_on_exit=False)
         self._logger_provider.add_log_record_processor(
             BatchLogRecordProcessor(log_exporter or _log_exporter(endpoint))
         )
@@ -268,16 +271,27 @@ class Reporter:
         self._logger_provider.force_flush(millis)
         self._meter_provider.force_flush(millis)
 
-    def shutdown(self, timeout: float = 5.0) -> None:
-        """Export what is left and stop. Idempotent."""
+    def shutdown(self, timeout: float = 2.0) -> None:
+        """Export what is left and stop, within about ``timeout`` seconds. Idempotent.
+
+        The last export gets at most ``timeout`` seconds in all: with the collector down the
+        SDK would retry until each exporter's own timeout, holding up the host's exit.
+        """
         if self._closed:
             return
         self._closed = True
         self._wake.set()
-        self._worker.join(timeout)
         millis = int(timeout * 1000)
-        self._logger_provider.shutdown()
-        self._meter_provider.shutdown(timeout_millis=millis)
+
+        def stop_providers() -> None:
+            self._logger_provider.shutdown()
+            self._meter_provider.shutdown(timeout_millis=millis)
+
+        stopper = threading.Thread(target=stop_providers, name="lastactive-stop", daemon=True)
+        stopper.start()
+        stopper.join(timeout)
+        if stopper.is_alive():
+            _log.warning("lastactive: collector unreachable; the last export was dropped")
 
     def _flush_on_wake(self) -> None:
         while True:

@@ -1,0 +1,174 @@
+"""``lastactive run`` as a real process, in real pseudo-terminals."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import select
+import signal
+import struct
+import subprocess
+import sys
+import termios
+import time
+
+from tests.conftest import Collector, wait_for
+
+RUN = [sys.executable, "-m", "collector.cli", "run"]
+
+
+def down_env(env: dict[str, str]) -> dict[str, str]:
+    """No collector listening: the wrapper must still run the program and pass its status."""
+    return {**env, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"}
+
+
+def test_exit_status_passes_through_with_the_collector_down(
+    lastactive_env: dict[str, str],
+) -> None:
+    env = down_env(lastactive_env)
+    cases = {
+        "exit 5": 5,
+        "exit 0": 0,
+        "kill -TERM $$": 128 + signal.SIGTERM,
+    }
+    for script, code in cases.items():
+        done = subprocess.run(
+            [*RUN, "--", "sh", "-c", script],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            check=False,
+            env=env,
+            timeout=60,
+        )
+        assert done.returncode == code, (script, done.stderr)
+    missing = subprocess.run(
+        [*RUN, "--", "no-such-program-xyz"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        check=False,
+        env=env,
+        timeout=60,
+    )
+    assert missing.returncode == 127
+    assert b"no-such-program-xyz" in missing.stdout  # reported through the terminal
+
+
+def test_stdin_not_a_tty_is_relayed_without_echo_and_counted(
+    collector: Collector, lastactive_env: dict[str, str]
+) -> None:
+    done = subprocess.run(
+        [
+            *RUN,
+            "--session-id",
+            "pipe",
+            "--endpoint",
+            f"http://{collector.grpc_target}",
+            "--",
+            "sh",
+            "-c",
+            "read a; read b; echo got:$a:$b",
+        ],
+        input=b"one\ntwo\n",
+        capture_output=True,
+        check=False,
+        env=lastactive_env,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.replace(b"\r\n", b"\n") == b"got:one:two\n"  # no echo of the input
+    s = wait_for(
+        lambda: (s := collector.session("pipe")) and s["process"]["exit_code"] == 0 and s,
+        what="session exit",
+    )
+    assert s["input_bytes"] == 8
+    assert s["output_bytes"] == len(done.stdout)
+    assert s["last_active"] is not None  # input is engagement
+
+
+def test_eof_on_stdin_ends_a_reading_program(lastactive_env: dict[str, str]) -> None:
+    done = subprocess.run(
+        [*RUN, "--", "cat"],
+        input=b"abc",
+        capture_output=True,
+        check=False,
+        env=down_env(lastactive_env),
+        timeout=60,
+    )
+    assert done.returncode == 0
+    assert done.stdout == b"abc"
+
+
+def set_winsize(fd: int, rows: int, cols: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+def read_until(fd: int, needle: bytes, timeout: float = 20) -> bytes:
+    buf = b""
+    deadline = time.monotonic() + timeout
+    while needle not in buf:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"{needle!r} not in {buf!r}")
+        ready, _, _ = select.select([fd], [], [], left)
+        if ready:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            buf += chunk
+    return buf
+
+
+def test_terminal_raw_mode_window_size_and_sigwinch(
+    collector: Collector, lastactive_env: dict[str, str]
+) -> None:
+    master, slave = pty.openpty()
+    set_winsize(master, 33, 111)
+    before = termios.tcgetattr(slave)
+    script = "stty size; read x; echo got:$x; stty size; read y"
+    proc = subprocess.Popen(
+        [
+            *RUN,
+            "--session-id",
+            "tty",
+            "--endpoint",
+            f"http://{collector.grpc_target}",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=lastactive_env,
+        start_new_session=True,
+    )
+    try:
+        out = read_until(master, b"33 111")
+        os.write(master, b"hi\r")
+        out += read_until(master, b"got:hi")
+        # Raw mode outside: only the inner terminal echoes, so "hi" shows twice, not three times.
+        assert out.count(b"hi") == 2, out
+        set_winsize(master, 40, 120)
+        os.kill(proc.pid, signal.SIGWINCH)  # what the kernel sends the outer session's leader
+        out += read_until(master, b"40 120")
+        os.write(master, b"\r")
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert termios.tcgetattr(slave) == before  # the terminal is restored
+    os.close(master)
+    os.close(slave)
+    s = wait_for(
+        lambda: (s := collector.session("tty")) and s["process"]["status"] == "exited" and s,
+        what="tty session exit",
+    )
+    assert s["input_bytes"] == 4  # "hi\r" + "\r": the user's keystrokes
+    assert s["last_source"] == "exit"
+    assert s["last_active"] is not None
