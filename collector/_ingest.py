@@ -52,9 +52,6 @@ _KNOWN_SOURCES = frozenset(str(s) for s in SOURCES)
 _CUMULATIVE = AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
 _NO_VALUE = DataPointFlags.DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK
 _EVENT_NAME_ATTR = "event.name"  # older SDKs put the event name in an attribute
-_IDENTITY_KEYS = frozenset(
-    {ATTR_SESSION_ID, ATTR_GEN_AI_AGENT_ID, ATTR_GEN_AI_AGENT_NAME, ATTR_HOST_ID, ATTR_HOST_NAME}
-)
 
 Attrs = dict[str, Any]
 
@@ -79,6 +76,9 @@ class Outcome:
 
 
 def _value(v: Any) -> Any:
+    sv = v.string_value  # the common case, without asking which field is set
+    if sv:
+        return sv
     kind = v.WhichOneof("value")
     if kind is None:
         return None
@@ -95,8 +95,6 @@ def attrs_of(kvs: Iterable[Any]) -> Attrs:
 
 def _identity(attrs: Attrs, base: Identity) -> Identity:
     """Point/record attributes override the resource's identity (semconv names)."""
-    if not _IDENTITY_KEYS.intersection(attrs):
-        return base
     return Identity(
         session_id=_str(attrs.get(ATTR_SESSION_ID)) or base.session_id,
         agent_id=_str(attrs.get(ATTR_GEN_AI_AGENT_ID) or attrs.get(ATTR_GEN_AI_AGENT_NAME))
@@ -104,6 +102,33 @@ def _identity(attrs: Attrs, base: Identity) -> Identity:
         host_id=_str(attrs.get(ATTR_HOST_ID) or attrs.get(ATTR_HOST_NAME)) or base.host_id,
         service_name=base.service_name,
     )
+
+
+class _Resolver:
+    """Attributes -> entities for one request, cached by the raw identity values, so a
+    request of 1000 sessions resolves 1000 identities, not one per data point."""
+
+    __slots__ = ("_cache", "_state")
+
+    def __init__(self, state: ActivityState) -> None:
+        self._state = state
+        self._cache: dict[tuple[object, ...], list[Entity]] = {}
+
+    def __call__(self, attrs: Attrs, base: Identity, t: int) -> list[Entity]:
+        """The entities ``attrs`` (over ``base``) name; empty when they name none."""
+        key = (
+            base,
+            attrs.get(ATTR_SESSION_ID),
+            attrs.get(ATTR_GEN_AI_AGENT_ID),
+            attrs.get(ATTR_GEN_AI_AGENT_NAME),
+            attrs.get(ATTR_HOST_ID),
+            attrs.get(ATTR_HOST_NAME),
+        )
+        ents = self._cache.get(key)
+        if ents is None:
+            ident = _identity(attrs, base)
+            ents = self._cache[key] = self._state.resolve(ident, t) if ident.known else []
+        return ents
 
 
 def _str(v: Any) -> str | None:
@@ -166,7 +191,7 @@ class Ingest:
         now = self.clock()
         state = self.state
         out = Outcome()
-        cache: dict[Identity, list[Entity]] = {}
+        resolve = _Resolver(state)
         for rm in req.resource_metrics:
             rattrs, base = self._resource(rm.resource)
             instance = rattrs.get(ATTR_SERVICE_INSTANCE_ID)
@@ -181,16 +206,13 @@ class Ingest:
                     cumulative = is_sum and data.aggregation_temporality == _CUMULATIVE
                     name = metric.name
                     for p in data.data_points:
-                        pattrs = attrs_of(p.attributes)
-                        ident = _identity(pattrs, base)
-                        if not ident:
-                            continue
                         if p.flags & _NO_VALUE:  # staleness marker: says nothing new
                             continue
+                        pattrs = attrs_of(p.attributes)
                         t = state.clamp(p.time_unix_nano, now)
-                        ents = cache.get(ident)
-                        if ents is None:
-                            ents = cache[ident] = state.resolve(ident, t)
+                        ents = resolve(pattrs, base, t)
+                        if not ents:
+                            continue
                         try:
                             if name == METRIC_SOURCE_LAST_TIME and kind == "gauge":
                                 self._last_time(ents, pattrs, p, t, now)
@@ -255,41 +277,40 @@ class Ingest:
         """Apply every log record of ``req``; events (``event_name``) per our conventions."""
         now = self.clock()
         out = Outcome()
+        resolve = _Resolver(self.state)
         for rl in req.resource_logs:
             _, base = self._resource(rl.resource)
             for sl in rl.scope_logs:
                 for lr in sl.log_records:
                     attrs = attrs_of(lr.attributes)
-                    ident = _identity(attrs, base)
-                    if not ident:
-                        continue
                     t = self.state.clamp(lr.time_unix_nano or lr.observed_time_unix_nano, now)
+                    ents = resolve(attrs, base, t)
+                    if not ents:
+                        continue
                     name = lr.event_name or attrs.get(_EVENT_NAME_ATTR) or ""
                     try:
-                        self._event(ident, str(name), attrs, t)
+                        self._event(ents, str(name), attrs, t)
                     except RejectedError as exc:
                         out.reject(exc)
                         continue
                     out.accepted += 1
         return self._tally("logs", out)
 
-    def _event(self, ident: Identity, name: str, attrs: Attrs, t: int) -> None:
+    def _event(self, ents: list[Entity], name: str, attrs: Attrs, t: int) -> None:
         state = self.state
         if name == EVENT_ACTIVITY:
             src = _source(attrs)
             pid = _int_attr(attrs, ATTR_PROCESS_PID, required=False)
-            ents = state.resolve(ident, t)
             state.activity(ents, src, t)
             if pid is not None:
                 state.process(ents, pid, None)
         elif name == EVENT_PROCESS_EXIT:
             code = _int_attr(attrs, ATTR_PROCESS_EXIT_CODE, required=True)
             pid = _int_attr(attrs, ATTR_PROCESS_PID, required=False)
-            ents = state.resolve(ident, t)
             state.activity(ents, Source.EXIT, t)
             state.process(ents, pid, code)
         else:
-            state.activity(state.resolve(ident, t), Source.TELEMETRY, t)
+            state.activity(ents, Source.TELEMETRY, t)
 
     # --- traces ----------------------------------------------------------------------------
 
@@ -298,26 +319,24 @@ class Ingest:
         its end; span events are events; any other span with an identity is liveness."""
         now = self.clock()
         out = Outcome()
+        resolve = _Resolver(self.state)
         for rs in req.resource_spans:
             _, base = self._resource(rs.resource)
             for ss in rs.scope_spans:
                 for span in ss.spans:
                     attrs = attrs_of(span.attributes)
-                    ident = _identity(attrs, base)
-                    if not ident:
-                        continue
                     t = self.state.clamp(span.end_time_unix_nano or span.start_time_unix_nano, now)
+                    ents = resolve(attrs, base, t)
+                    if not ents:
+                        continue
+                    span_ident = _identity(attrs, base)
                     try:
                         src = _source(attrs) if ATTR_SOURCE in attrs else Source.TELEMETRY
-                        self.state.activity(self.state.resolve(ident, t), src, t)
+                        self.state.activity(ents, src, t)
                         for ev in span.events:
                             eattrs = attrs_of(ev.attributes)
-                            self._event(
-                                _identity(eattrs, ident),
-                                ev.name,
-                                eattrs,
-                                self.state.clamp(ev.time_unix_nano, now),
-                            )
+                            et = self.state.clamp(ev.time_unix_nano, now)
+                            self._event(resolve(eattrs, span_ident, et), ev.name, eattrs, et)
                     except RejectedError as exc:
                         out.reject(exc)
                         continue

@@ -21,7 +21,7 @@ import enum
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, NamedTuple
 
 from instrumentation.conventions import IDLE_CLASSES, SOURCES, ActivityClass, Source
 
@@ -46,16 +46,18 @@ class ProcessStatus(enum.StrEnum):
     EXITED = "exited"
 
 
-@dataclass(frozen=True, slots=True)
-class Identity:
-    """Who a piece of telemetry is about; ``None`` where it does not say."""
+class Identity(NamedTuple):
+    """Who a piece of telemetry is about; ``None`` where it does not say. A tuple, so hashing
+    it (per data point, in the ingest cache) stays in C."""
 
     session_id: str | None = None
     agent_id: str | None = None
     host_id: str | None = None
     service_name: str | None = None
 
-    def __bool__(self) -> bool:
+    @property
+    def known(self) -> bool:
+        """True when it names a session, an agent or a host."""
         return bool(self.session_id or self.agent_id or self.host_id)
 
 
