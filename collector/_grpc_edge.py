@@ -10,6 +10,7 @@ import grpc
 from google.protobuf.message import DecodeError, Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
+from grpc_reflection.v1alpha import reflection
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as logs_pb
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as metrics_pb
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as trace_pb
@@ -165,12 +166,18 @@ async def start_grpc(
     )
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    served = (
+        "lastactive.v1.ActivityQuery",
+        *(svc for svc, *_ in _OTLP),
+        health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+    )
+    reflection.enable_server_reflection((*served, reflection.SERVICE_NAME), server)
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:
         raise RuntimeError(f"cannot bind gRPC to {host}:{port}")
     await server.start()
     serving = health_pb2.HealthCheckResponse.SERVING
-    for name in ("", "lastactive.v1.ActivityQuery", *(svc for svc, *_ in _OTLP)):
+    for name in ("", *served):
         await health.set(name, serving)
 
     async def stop() -> None:

@@ -103,6 +103,17 @@ def test_run_then_query_over_http_and_grpc_then_restart(
     g = collector.grpc_session("e2e-1")
     assert (g.exited, g.exit_code, g.process_status) == (True, 7, "exited")
 
+    ls = subprocess.run(
+        [sys.executable, "-m", "collector.cli", "ls", "--url", collector.http],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    header, row = ls.stdout.splitlines()
+    assert header.split()[:3] == ["SESSION", "HOST", "STATUS"]
+    assert row.startswith("e2e-1") and "exited 7" in row and "(exit)" in row
+
     status, listed = collector.get(f"/v1/sessions?host={done['host_id']}")
     assert status == 200 and [s["id"] for s in listed["sessions"]] == ["e2e-1"]
     status, host = collector.get(f"/v1/hosts/{done['host_id']}")

@@ -12,7 +12,9 @@ import grpc
 import pytest
 from google.protobuf import json_format
 from google.rpc import status_pb2
+from grpc import Compression
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
     OTLPMetricExporter as GrpcMetricExporter,
@@ -50,12 +52,15 @@ def sdk_counter(exporter: Any, session_id: str) -> tuple[MeterProvider, Any]:
     return provider, counter
 
 
-@pytest.mark.parametrize("transport", ["grpc", "http"])
+@pytest.mark.parametrize("transport", ["grpc", "grpc-gzip", "http"])
 def test_sdk_metric_exporter_moves_state_and_unchanged_counter_does_not(
     collector: Collector, transport: str
 ) -> None:
-    if transport == "grpc":
-        exporter: Any = GrpcMetricExporter(endpoint=collector.grpc_target, insecure=True)
+    if transport.startswith("grpc"):
+        compression = Compression.Gzip if transport == "grpc-gzip" else None
+        exporter: Any = GrpcMetricExporter(
+            endpoint=collector.grpc_target, insecure=True, compression=compression
+        )
     else:
         exporter = HttpMetricExporter(endpoint=f"{collector.http}/v1/metrics")
     sid = f"sdk-{transport}"
@@ -348,6 +353,13 @@ def test_bad_grpc_input_and_not_found(collector: Collector) -> None:
             assert err.value.code() == grpc.StatusCode.NOT_FOUND
             listed = stub.ListSessions(query_pb2.ListSessionsRequest(), timeout=10)
             assert [s.id for s in listed.sessions] == ["keep"]
+
+        reflect = reflection_pb2_grpc.ServerReflectionStub(channel)
+        (answer,) = reflect.ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10
+        )
+        listed_services = {s.name for s in answer.list_services_response.service}
+        assert {"lastactive.v1.ActivityQuery", "grpc.health.v1.Health"} <= listed_services
 
         health = health_pb2_grpc.HealthStub(channel)
         for service in (
