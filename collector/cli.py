@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import os
+import sqlite3
 import sys
 from collections.abc import Sequence
 
@@ -83,7 +84,11 @@ def _serve(args: argparse.Namespace) -> int:
     def ready(bound: object) -> None:
         print(bound.line(str(settings.db)), flush=True)  # type: ignore[attr-defined]
 
-    asyncio.run(serve(settings, ready=ready))
+    try:
+        asyncio.run(serve(settings, ready=ready))
+    except (OSError, RuntimeError, sqlite3.Error) as exc:  # a port in use, an unusable database
+        print(f"lastactive serve: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import socket
@@ -95,38 +96,37 @@ def _timeout_kwargs(signal_var: str) -> dict[str, float]:
     return {"timeout": DEFAULT_EXPORT_TIMEOUT_S}
 
 
-def _metric_exporter(endpoint: str | None) -> MetricExporter:
-    kwargs: dict[str, Any] = _timeout_kwargs(OTEL_EXPORTER_OTLP_METRICS_TIMEOUT)
-    if _protocol(OTEL_EXPORTER_OTLP_METRICS_PROTOCOL) == PROTOCOL_HTTP:
-        from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
-            OTLPMetricExporter as HTTPMetricExporter,
-        )
+_EXPORTERS: Final = {
+    # signal: (exporter module, class, protocol variable, timeout variable)
+    "metrics": (
+        "metric_exporter",
+        "OTLPMetricExporter",
+        OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
+        OTEL_EXPORTER_OTLP_METRICS_TIMEOUT,
+    ),
+    "logs": (
+        "_log_exporter",
+        "OTLPLogExporter",
+        OTEL_EXPORTER_OTLP_LOGS_PROTOCOL,
+        OTEL_EXPORTER_OTLP_LOGS_TIMEOUT,
+    ),
+}
 
-        if endpoint:
-            kwargs["endpoint"] = endpoint.rstrip("/") + "/v1/metrics"
-        return HTTPMetricExporter(**kwargs)
-    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 
+def _otlp_exporter(signal: str, endpoint: str | None) -> Any:
+    """The SDK's OTLP exporter for ``signal`` over the configured protocol (imported lazily:
+    a wrapper only loads the transport it uses). ``endpoint`` is the collector's base URL."""
+    module, cls, protocol_var, timeout_var = _EXPORTERS[signal]
+    kwargs: dict[str, Any] = _timeout_kwargs(timeout_var)
+    transport = "http" if _protocol(protocol_var) == PROTOCOL_HTTP else "grpc"
     if endpoint:
-        kwargs["endpoint"] = endpoint
-    return OTLPMetricExporter(**kwargs)
-
-
-def _log_exporter(endpoint: str | None) -> LogRecordExporter:
-    kwargs: dict[str, Any] = _timeout_kwargs(OTEL_EXPORTER_OTLP_LOGS_TIMEOUT)
-    if _protocol(OTEL_EXPORTER_OTLP_LOGS_PROTOCOL) == PROTOCOL_HTTP:
-        from opentelemetry.exporter.otlp.proto.http._log_exporter import (
-            OTLPLogExporter as HTTPLogExporter,
+        kwargs["endpoint"] = (
+            f"{endpoint.rstrip('/')}/v1/{signal}" if transport == "http" else endpoint
         )
-
-        if endpoint:
-            kwargs["endpoint"] = endpoint.rstrip("/") + "/v1/logs"
-        return HTTPLogExporter(**kwargs)
-    from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
-
-    if endpoint:
-        kwargs["endpoint"] = endpoint
-    return OTLPLogExporter(**kwargs)
+    exporter_module = importlib.import_module(
+        f"opentelemetry.exporter.otlp.proto.{transport}.{module}"
+    )
+    return getattr(exporter_module, cls)(**kwargs)
 
 
 class Reporter:
@@ -189,7 +189,7 @@ class Reporter:
         }
         self.resource = Resource.create(attrs)
         reader = PeriodicExportingMetricReader(
-            metric_exporter or _metric_exporter(endpoint),
+            metric_exporter or _otlp_exporter("metrics", endpoint),
             export_interval_millis=export_interval * 1000,
         )
         # No atexit shutdown: ours is bounded (see shutdown), the SDK's would block the exit.
@@ -211,7 +211,7 @@ class Reporter:
         )
         self._logger_provider = LoggerProvider(resource=self.resource, shutdown_on_exit=False)
         self._logger_provider.add_log_record_processor(
-            BatchLogRecordProcessor(log_exporter or _log_exporter(endpoint))
+            BatchLogRecordProcessor(log_exporter or _otlp_exporter("logs", endpoint))
         )
         self._logger = self._logger_provider.get_logger(SCOPE_NAME)
         self._wake = threading.Event()
