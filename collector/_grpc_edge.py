@@ -153,6 +153,9 @@ async def start_grpc(
         options=[
             ("grpc.max_receive_message_length", max_request_bytes),
             ("grpc.max_send_message_length", max_request_bytes),
+            # grpcio sets SO_REUSEPORT by default: a second collector would silently share the
+            # port and split the traffic. Fail to bind instead.
+            ("grpc.so_reuseport", 0),
         ]
     )
     server.add_generic_rpc_handlers(
