@@ -37,6 +37,10 @@ EXIT_EXPORT_TIMEOUT_S = 1.0
 """Seconds the wrapper waits for its last export after the program exits (the collector on
 loopback answers in milliseconds; when it is down, the program's exit must not wait longer)."""
 
+_FORWARDED = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT)
+"""Signals sent to the wrapper go on to the program, which decides; the wrapper exits with it
+and restores the terminal."""
+
 _CHUNK = 65536
 _STDIN, _STDOUT = 0, 1
 
@@ -92,26 +96,32 @@ def run(
     monitor = _ProcessMonitor(pid, tracker, reporter.export_interval)
     monitor.start()
 
-    saved = None
-    old_winch = None
+    saved = termios.tcgetattr(_STDIN) if stdin_tty else None
+
+    def on_winch(signum: int, frame: FrameType | None) -> None:
+        ws = _get_winsize(_STDIN)
+        if ws is not None:
+            with contextlib.suppress(OSError):
+                fcntl.ioctl(master, termios.TIOCSWINSZ, ws)
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        # The program leads its own session (pty.fork), so its group id is its pid.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signum)
+
+    handlers = {sig: forward for sig in _FORWARDED}
     if stdin_tty:
-        saved = termios.tcgetattr(_STDIN)
-        tty.setraw(_STDIN)
-
-        def on_winch(signum: int, frame: FrameType | None) -> None:
-            ws = _get_winsize(_STDIN)
-            if ws is not None:
-                with contextlib.suppress(OSError):
-                    fcntl.ioctl(master, termios.TIOCSWINSZ, ws)
-
-        old_winch = signal.signal(signal.SIGWINCH, on_winch)
+        handlers[signal.SIGWINCH] = on_winch
+    previous = {sig: signal.signal(sig, h) for sig, h in handlers.items()}
     try:
+        if saved is not None:
+            tty.setraw(_STDIN)
         _relay(master, tracker, stdin_tty)
     finally:
         if saved is not None:
             termios.tcsetattr(_STDIN, termios.TCSAFLUSH, saved)
-        if old_winch is not None:
-            signal.signal(signal.SIGWINCH, old_winch)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
         os.close(master)
     _, status = os.waitpid(pid, 0)
     code = os.waitstatus_to_exitcode(status)
@@ -142,7 +152,7 @@ def _relay(master: int, tracker: SessionTracker, stdin_tty: bool) -> None:
     stdout_ok = True
     line_open = False
     while True:
-        for fd, _ in poller.poll():
+        for fd, _ in poller.poll():  # PEP 475: retried after a signal handler runs
             if fd == master:
                 try:
                     data = read(master, _CHUNK)

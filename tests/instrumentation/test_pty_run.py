@@ -172,3 +172,36 @@ def test_terminal_raw_mode_window_size_and_sigwinch(
     assert s["input_bytes"] == 4  # "hi\r" + "\r": the user's keystrokes
     assert s["last_source"] == "exit"
     assert s["last_active"] is not None
+
+
+def test_signals_to_the_wrapper_go_to_the_program_and_the_terminal_is_restored(
+    lastactive_env: dict[str, str],
+) -> None:
+    env = down_env(lastactive_env)
+    programs = {
+        "echo ready; exec sleep 30": 128 + signal.SIGTERM,  # default action: killed
+        'trap "exit 9" TERM; echo ready; while :; do sleep 0.1; done': 9,  # it decides
+    }
+    for program, code in programs.items():
+        master, slave = pty.openpty()
+        before = termios.tcgetattr(slave)
+        proc = subprocess.Popen(
+            [*RUN, "--", "sh", "-c", program],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            start_new_session=True,
+        )
+        try:
+            read_until(master, b"ready")
+            assert termios.tcgetattr(slave) != before  # raw while relaying
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == code
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert termios.tcgetattr(slave) == before
+        os.close(master)
+        os.close(slave)
