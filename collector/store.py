@@ -55,8 +55,8 @@ CREATE TABLE IF NOT EXISTS entities (
 ) WITHOUT ROWID;
 """
 
-# Max/min merge happens in SQL for the scalar times; sources are merged per key in Python from
-# the row being replaced, inside the same transaction (see SqliteStore.save).
+# The whole merge happens in SQL, one statement per row: max/min for the scalar times, and a
+# per-source max for the JSON map of source -> ns.
 _UPSERT = """
 INSERT INTO entities VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
 ON CONFLICT (kind, id) DO UPDATE SET
@@ -65,7 +65,15 @@ ON CONFLICT (kind, id) DO UPDATE SET
     service_name = coalesce(excluded.service_name, service_name),
     first_seen = min(first_seen, excluded.first_seen),
     last_seen = max(last_seen, excluded.last_seen),
-    sources = excluded.sources,
+    sources = (
+        SELECT json_group_object(key, t) FROM (
+            SELECT key, max(value) AS t FROM (
+                SELECT key, value FROM json_each(entities.sources)
+                UNION ALL
+                SELECT key, value FROM json_each(excluded.sources)
+            ) GROUP BY key
+        )
+    ),
     input_bytes = max(input_bytes, excluded.input_bytes),
     output_bytes = max(output_bytes, excluded.output_bytes),
     pid = coalesce(excluded.pid, pid),
@@ -140,35 +148,26 @@ class SqliteStore:
     def save(self, records: Sequence[EntityRecord]) -> None:
         if not records:
             return
+        rows = [
+            (
+                r.kind,
+                r.id,
+                r.host_id,
+                r.agent_id,
+                r.service_name,
+                r.first_seen,
+                r.last_seen,
+                json.dumps(dict(r.sources), separators=(",", ":")),
+                r.input_bytes,
+                r.output_bytes,
+                r.pid,
+                r.exit_code,
+            )
+            for r in records
+        ]
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            rows = []
-            for r in records:
-                merged = dict(r.sources)
-                old = db.execute(
-                    "SELECT sources FROM entities WHERE kind=? AND id=?", (r.kind, r.id)
-                ).fetchone()
-                if old is not None:
-                    for src, t in json.loads(old[0]).items():
-                        if t > merged.get(src, 0):
-                            merged[src] = t
-                rows.append(
-                    (
-                        r.kind,
-                        r.id,
-                        r.host_id,
-                        r.agent_id,
-                        r.service_name,
-                        r.first_seen,
-                        r.last_seen,
-                        json.dumps(merged, separators=(",", ":")),
-                        r.input_bytes,
-                        r.output_bytes,
-                        r.pid,
-                        r.exit_code,
-                    )
-                )
             db.executemany(_UPSERT, rows)
         except BaseException:
             db.execute("ROLLBACK")
