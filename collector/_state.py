@@ -30,7 +30,6 @@ RATE_WINDOW_NS: Final = 30 * NANOS
 """Bytes/second are averaged over this rolling window (seed 003: "last 30s window")."""
 
 _CLASS_OF: Final = {str(s): info.activity_class for s, info in SOURCES.items()}
-_TRUSTED: Final = {str(s) for s, info in SOURCES.items() if info.trusted}
 
 
 class Kind(enum.StrEnum):
@@ -168,16 +167,13 @@ class EntityView:
 
 
 def _latest(
-    sources: dict[str, int], classes: Iterable[ActivityClass], trusted_only: bool = False
+    sources: dict[str, int], classes: Iterable[ActivityClass]
 ) -> tuple[str | None, int | None]:
+    """The latest source of ``classes`` and its time, or ``(None, None)``."""
     best_src, best_t = None, None
     wanted = frozenset(classes)
     for src, t in sources.items():
-        if (
-            _CLASS_OF.get(src) in wanted
-            and (not trusted_only or src in _TRUSTED)
-            and (best_t is None or t > best_t)
-        ):
+        if _CLASS_OF.get(src) in wanted and (best_t is None or t > best_t):
             best_src, best_t = src, t
     return best_src, best_t
 
