@@ -7,13 +7,36 @@ Usage::
 
 As a library, :func:`serve` runs both servers on the current event loop; :class:`ActivityState`
 and :class:`Ingest` are the pure core (no I/O, clock passed in) behind them.
+
+Exports load on first use (PEP 562), so short-lived commands (hooks) start fast.
 """
 
-from collector._ingest import Ingest, Outcome
-from collector._server import Bound, serve
-from collector._state import ActivityState, EntityRecord, EntityView, Identity, Kind
-from collector.settings import Settings
-from collector.store import SqliteStore, Store
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collector._ingest import Ingest, Outcome
+    from collector._server import Bound, serve
+    from collector._state import ActivityState, EntityRecord, EntityView, Identity, Kind
+    from collector.settings import Settings
+    from collector.store import SqliteStore, Store
+
+_EXPORTS = {
+    "ActivityState": "collector._state",
+    "Bound": "collector._server",
+    "EntityRecord": "collector._state",
+    "EntityView": "collector._state",
+    "Identity": "collector._state",
+    "Ingest": "collector._ingest",
+    "Kind": "collector._state",
+    "Outcome": "collector._ingest",
+    "Settings": "collector.settings",
+    "SqliteStore": "collector.store",
+    "Store": "collector.store",
+    "serve": "collector._server",
+}
 
 __all__ = [
     "ActivityState",
@@ -29,3 +52,12 @@ __all__ = [
     "Store",
     "serve",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'collector' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

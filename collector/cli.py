@@ -15,10 +15,6 @@ import sqlite3
 import sys
 from collections.abc import Sequence
 
-from pydantic import ValidationError
-
-from collector.settings import Settings
-
 _SERVE_FLAGS = {
     # flag: (Settings field, type, help)
     "--host": ("host", str, "bind address (LASTACTIVE_HOST, default 127.0.0.1)"),
@@ -64,7 +60,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
     from collector._server import serve
+    from collector.settings import Settings
 
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
@@ -120,6 +119,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _ls(args: argparse.Namespace) -> int:
     from collector._ls import fetch_sessions, table
+    from collector.settings import Settings
 
     url = args.url
     if not url:

@@ -16,12 +16,29 @@ Usage::
 Or wrap a program without touching its code: ``lastactive run -- CMD ARGS``.
 
 The names and the meaning of each source are in :mod:`instrumentation.conventions` and
-``docs/conventions.md``.
+``docs/conventions.md``. Exports load on first use (PEP 562), so importing the conventions alone
+does not load the OpenTelemetry SDK.
 """
 
-from instrumentation._reporter import DEFAULT_EXPORT_INTERVAL_S, Reporter
-from instrumentation._tracker import Clock, SessionTracker
-from instrumentation.conventions import ActivityClass, Level, Source
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from instrumentation._reporter import DEFAULT_EXPORT_INTERVAL_S, Reporter
+    from instrumentation._tracker import Clock, SessionTracker
+    from instrumentation.conventions import ActivityClass, Level, Source
+
+_EXPORTS = {
+    "DEFAULT_EXPORT_INTERVAL_S": "instrumentation._reporter",
+    "Reporter": "instrumentation._reporter",
+    "Clock": "instrumentation._tracker",
+    "SessionTracker": "instrumentation._tracker",
+    "ActivityClass": "instrumentation.conventions",
+    "Level": "instrumentation.conventions",
+    "Source": "instrumentation.conventions",
+}
 
 __all__ = [
     "DEFAULT_EXPORT_INTERVAL_S",
@@ -32,3 +49,12 @@ __all__ = [
     "SessionTracker",
     "Source",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'instrumentation' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
