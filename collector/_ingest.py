@@ -27,28 +27,37 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality, D
 
 from collector._state import NANOS, ActivityState, Entity, Identity
 from instrumentation.conventions import (
+    AGENT_EVENTS,
     ATTR_GEN_AI_AGENT_ID,
     ATTR_GEN_AI_AGENT_NAME,
+    ATTR_HOLD,
+    ATTR_HOLD_ID,
+    ATTR_HOLD_UNTIL,
     ATTR_HOST_ID,
     ATTR_HOST_NAME,
     ATTR_NETWORK_IO_DIRECTION,
     ATTR_PROCESS_EXIT_CODE,
     ATTR_PROCESS_PID,
+    ATTR_RESULT,
     ATTR_SERVICE_INSTANCE_ID,
     ATTR_SERVICE_NAME,
     ATTR_SESSION_ID,
     ATTR_SOURCE,
+    ATTR_TASK,
     DIRECTION_RECEIVE,
     DIRECTION_TRANSMIT,
     EVENT_ACTIVITY,
+    EVENT_HOLD,
     EVENT_PROCESS_EXIT,
     METRIC_IO,
     METRIC_SOURCE_LAST_TIME,
     SOURCES,
+    HoldKind,
     Source,
 )
 
 _KNOWN_SOURCES = frozenset(str(s) for s in SOURCES)
+_HOLD_KINDS = frozenset(str(k) for k in HoldKind)
 _CUMULATIVE = AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
 _NO_VALUE = DataPointFlags.DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK
 _EVENT_NAME_ATTR = "event.name"  # older SDKs put the event name in an attribute
@@ -309,6 +318,32 @@ class Ingest:
             pid = _int_attr(attrs, ATTR_PROCESS_PID, required=False)
             state.activity(ents, Source.EXIT, t)
             state.process(ents, pid, code)
+            state.release_holds(ents, t)
+        elif name == EVENT_HOLD:
+            kind = attrs.get(ATTR_HOLD)
+            if kind not in _HOLD_KINDS:
+                raise RejectedError(
+                    f"{ATTR_HOLD}={kind!r} is not a hold kind; expected one of "
+                    f"{', '.join(sorted(_HOLD_KINDS))}"
+                )
+            hold_id = _str(attrs.get(ATTR_HOLD_ID))
+            until = attrs.get(ATTR_HOLD_UNTIL)
+            if hold_id is None or isinstance(until, bool) or not isinstance(until, int | float):
+                raise RejectedError(
+                    f"{EVENT_HOLD} needs {ATTR_HOLD_ID} (string) and {ATTR_HOLD_UNTIL} (seconds "
+                    f"since the epoch, 0 = until released), got {hold_id!r}, {until!r}"
+                )
+            if not math.isfinite(until) or until < 0:
+                raise RejectedError(f"{ATTR_HOLD_UNTIL} must be finite and >= 0, got {until!r}")
+            state.hold(ents, kind, hold_id, int(until * NANOS), t)
+        elif name in AGENT_EVENTS:
+            status, source = AGENT_EVENTS[name]
+            task, result = attrs.get(ATTR_TASK), attrs.get(ATTR_RESULT)
+            state.agent_event(
+                ents, status, source, t,
+                task=None if task is None else str(task),
+                result=None if result is None else str(result),
+            )  # fmt: skip
         else:
             state.activity(ents, Source.TELEMETRY, t)
 

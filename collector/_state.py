@@ -23,13 +23,21 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final, NamedTuple
 
-from instrumentation.conventions import IDLE_CLASSES, SOURCES, ActivityClass, Source
+from instrumentation.conventions import (
+    IDLE_CLASSES,
+    SOURCES,
+    ActivityClass,
+    AgentStatus,
+    HoldKind,
+    Source,
+)
 
 NANOS: Final = 1_000_000_000
 RATE_WINDOW_NS: Final = 30 * NANOS
 """Bytes/second are averaged over this rolling window (seed 003: "last 30s window")."""
 
 _CLASS_OF: Final = {str(s): info.activity_class for s, info in SOURCES.items()}
+_TRUSTED: Final = frozenset(str(s) for s, info in SOURCES.items() if info.trusted)
 
 
 class Kind(enum.StrEnum):
@@ -76,6 +84,19 @@ class EntityRecord:
     output_bytes: int
     pid: int | None
     exit_code: int | None
+    holds: tuple[tuple[str, int, int], ...] = ()
+    status: str | None = None
+    status_time: int = 0
+    task: str | None = None
+    result: str | None = None
+
+
+class Hold(NamedTuple):
+    """Something holding an entity up: ``until`` in ns since the epoch, 0 = until released."""
+
+    kind: str
+    id: str
+    until: int
 
 
 class _RateWindow:
@@ -117,6 +138,13 @@ class Entity:
     exit_code: int | None = None
     rate_in: _RateWindow = field(default_factory=_RateWindow)
     rate_out: _RateWindow = field(default_factory=_RateWindow)
+    holds: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """"kind:id" -> (time of the latest report, until), ns; until 0 = until released."""
+    status: str | None = None
+    """Explicit status from agent lifecycle events (seed 004), as of ``status_time``."""
+    status_time: int = 0
+    task: str | None = None
+    result: str | None = None
 
     def record(self) -> EntityRecord:
         return EntityRecord(
@@ -132,6 +160,11 @@ class Entity:
             self.output_bytes,
             self.pid,
             self.exit_code,
+            tuple((key, t, until) for key, (t, until) in self.holds.items()),
+            self.status,
+            self.status_time,
+            self.task,
+            self.result,
         )
 
 
@@ -143,6 +176,9 @@ class EntityView:
     and ``last_source`` are the latest activity of the classes that end idleness
     (:data:`~instrumentation.conventions.IDLE_CLASSES`) and which source it was: the "why".
     ``idle_seconds`` is ``now`` minus ``last_activity`` (or ``first_seen`` if none), seconds.
+    ``held_by`` lists what holds it up right now (leases, attached clients, a running foreground
+    command). ``status`` is active, completed or error (seed 004): from agent lifecycle events,
+    else from the process's exit code.
     """
 
     kind: str
@@ -164,6 +200,10 @@ class EntityView:
     process_status: str | None
     pid: int | None
     exit_code: int | None
+    status: str
+    task: str | None
+    result: str | None
+    held_by: list[Hold]
 
 
 def _latest(
@@ -178,19 +218,33 @@ def _latest(
     return best_src, best_t
 
 
-def view(entity: Entity, now: int) -> EntityView:
-    """The :class:`EntityView` of ``entity`` at ``now`` (ns since the epoch)."""
+def _status(e: Entity, process_status: str | None) -> AgentStatus:
+    exit_t = e.sources.get(Source.EXIT)
+    if e.status is not None and (exit_t is None or e.status_time >= exit_t):
+        return AgentStatus(e.status)
+    if process_status == ProcessStatus.EXITED:
+        return AgentStatus.COMPLETED if not e.exit_code else AgentStatus.ERROR
+    return AgentStatus.ACTIVE
+
+
+def view(entity: Entity, now: int, trusted_only: bool = False) -> EntityView:
+    """The :class:`EntityView` of ``entity`` at ``now`` (ns since the epoch).
+
+    With ``trusted_only``, only trusted sources (observed by lastactive or the host, seed 000's
+    table) count for ``last_active``, ``last_activity`` and idleness.
+    """
     sources = entity.sources
-    _, last_active = _latest(sources, (ActivityClass.ENGAGEMENT,))
-    last_source, last_activity = _latest(sources, IDLE_CLASSES)
+    counted = {k: t for k, t in sources.items() if k in _TRUSTED} if trusted_only else sources
+    _, last_active = _latest(counted, (ActivityClass.ENGAGEMENT,))
+    last_source, last_activity = _latest(counted, IDLE_CLASSES)
     idle_base = last_activity if last_activity is not None else entity.first_seen
     start, exit_ = sources.get(Source.START), sources.get(Source.EXIT)
     if exit_ is not None and (start is None or exit_ >= start):
-        status: str | None = ProcessStatus.EXITED
+        process_status: str | None = ProcessStatus.EXITED
     elif start is not None:
-        status = ProcessStatus.RUNNING
+        process_status = ProcessStatus.RUNNING
     else:
-        status = None
+        process_status = None
     return EntityView(
         kind=str(entity.kind),
         id=entity.id,
@@ -208,10 +262,24 @@ def view(entity: Entity, now: int) -> EntityView:
         output_bytes=entity.output_bytes,
         input_bytes_per_second=entity.rate_in.per_second(now),
         output_bytes_per_second=entity.rate_out.per_second(now),
-        process_status=status,
+        process_status=process_status,
         pid=entity.pid,
-        exit_code=entity.exit_code if status == ProcessStatus.EXITED else None,
+        exit_code=entity.exit_code if process_status == ProcessStatus.EXITED else None,
+        status=str(_status(entity, process_status)),
+        task=entity.task,
+        result=entity.result,
+        held_by=active_holds(entity, now),
     )
+
+
+def active_holds(entity: Entity, now: int) -> list[Hold]:
+    """What holds ``entity`` up at ``now``: holds not released and not expired."""
+    out = []
+    for key, (_, until) in entity.holds.items():
+        if until == 0 or until > now:
+            kind, _, hold_id = key.partition(":")
+            out.append(Hold(kind, hold_id, until))
+    return out
 
 
 def sort_key(v: EntityView) -> tuple[int, int, int]:
@@ -334,6 +402,79 @@ class ActivityState:
         prev.start, prev.time, prev.value = start, t, value
         return rose
 
+    def hold(
+        self, entities: list[Entity], kind: HoldKind | str, hold_id: str, until: int, t: int
+    ) -> None:
+        """A hold reported at ``t`` (ns) stands until ``until`` (ns; 0 = until released; not
+        after ``t`` = released). The latest report of a hold wins, whatever the arrival order."""
+        key = f"{kind}:{hold_id}"
+        for e in entities:
+            prev = e.holds.get(key)
+            if prev is None or t >= prev[0]:
+                # Forget holds that had ended before this report: the dict stays small.
+                for old in [k for k, (_, u) in e.holds.items() if u and u < t and k != key]:
+                    del e.holds[old]
+                e.holds[key] = (t, until)
+                self._dirty.add(e)
+
+    def release_holds(self, entities: list[Entity], t: int) -> None:
+        """The session ended at ``t``: every hold it reported before then is released, on the
+        session and on its agent and host."""
+        session = next((e for e in entities if e.kind is Kind.SESSION), None)
+        if session is None:
+            return
+        keys = [k for k, (reported, _) in session.holds.items() if reported <= t]
+        for e in entities:
+            for key in keys:
+                prev = e.holds.get(key)
+                if prev is not None and prev[0] <= t:
+                    e.holds[key] = (t, t)
+                    self._dirty.add(e)
+
+    def agent_event(
+        self,
+        entities: list[Entity],
+        status: AgentStatus,
+        source: Source,
+        t: int,
+        task: str | None = None,
+        result: str | None = None,
+    ) -> None:
+        """One agent lifecycle event (seed 004): ``status`` as of ``t`` on the session (the
+        latest event wins), ``task``/``result`` when given, and ``source`` as activity."""
+        self.activity(entities, source, t)
+        for e in entities:
+            if e.kind is Kind.SESSION and t >= e.status_time:
+                e.status, e.status_time = str(status), t
+                if task:
+                    e.task = task
+                if result is not None:
+                    e.result = result
+                self._dirty.add(e)
+        if status is not AgentStatus.ACTIVE:
+            self.release_holds(entities, t)
+
+    def purge(self, now: int, retention_ns: int) -> list[tuple[str, str]]:
+        """Forget sessions completed or failed more than ``retention_ns`` before ``now`` (never
+        an active one; seed 004's 24 h cleanup), and counter streams silent that long.
+
+        Returns:
+            ``(kind, id)`` of the entities removed, for the store to delete.
+        """
+        horizon = now - retention_ns
+        gone = []
+        for key, e in list(self.entities.items()):
+            if e.kind is not Kind.SESSION:
+                continue
+            v = view(e, now)
+            ended = max(e.status_time, e.sources.get(Source.EXIT, 0))
+            if v.status != AgentStatus.ACTIVE and ended <= horizon:
+                del self.entities[key]
+                self._dirty.discard(e)
+                gone.append((str(e.kind), e.id))
+        self._streams = {k: st for k, st in self._streams.items() if st.time > horizon}
+        return gone
+
     def io(self, entities: list[Entity], receive: bool, delta: int, t: int) -> None:
         """``delta`` bytes moved at ``t``, into (``receive``) or out of the session."""
         for e in entities:
@@ -347,16 +488,18 @@ class ActivityState:
 
     # --- queries -------------------------------------------------------------------------
 
-    def get(self, kind: Kind, key: str, now: int) -> EntityView | None:
+    def get(self, kind: Kind, key: str, now: int, trusted_only: bool = False) -> EntityView | None:
         """The view of one entity at ``now`` (ns), or ``None`` if unknown."""
         e = self.entities.get((kind, key))
-        return None if e is None else view(e, now)
+        return None if e is None else view(e, now, trusted_only)
 
-    def sessions(self, now: int, host_id: str | None = None, limit: int = 0) -> list[EntityView]:
+    def sessions(
+        self, now: int, host_id: str | None = None, limit: int = 0, trusted_only: bool = False
+    ) -> list[EntityView]:
         """Session views at ``now`` (ns), optionally on one host, sorted by :func:`sort_key`;
         at most ``limit`` of them (0: all)."""
         views = [
-            view(e, now)
+            view(e, now, trusted_only)
             for (k, _), e in self.entities.items()
             if k is Kind.SESSION and (host_id is None or e.host_id == host_id)
         ]
@@ -397,3 +540,11 @@ class ActivityState:
             e.output_bytes = max(e.output_bytes, r.output_bytes)
             e.pid = e.pid if e.pid is not None else r.pid
             e.exit_code = e.exit_code if e.exit_code is not None else r.exit_code
+            for key, t, until in r.holds:
+                prev = e.holds.get(key)
+                if prev is None or t > prev[0]:
+                    e.holds[key] = (t, until)
+            if r.status is not None and r.status_time >= e.status_time:
+                e.status, e.status_time = r.status, r.status_time
+                e.task = r.task or e.task
+                e.result = r.result if r.result is not None else e.result

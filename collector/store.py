@@ -31,12 +31,16 @@ class Store(Protocol):
         """Merge ``records`` in, all or nothing (one transaction). Raises on failure."""
         ...
 
+    def delete(self, keys: Sequence[tuple[str, str]]) -> None:
+        """Remove the entities with these ``(kind, id)`` keys (retention purge)."""
+        ...
+
     def close(self) -> None:
         """Release the store. Idempotent."""
         ...
 
 
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entities (
     kind TEXT NOT NULL,
@@ -51,14 +55,30 @@ CREATE TABLE IF NOT EXISTS entities (
     output_bytes INTEGER NOT NULL,
     pid INTEGER,
     exit_code INTEGER,
+    holds TEXT NOT NULL DEFAULT '[]',  -- JSON [[kind:id, reported ns, until ns], ...]
+    status TEXT,                       -- active | completed | error (agent events)
+    status_time INTEGER NOT NULL DEFAULT 0,
+    task TEXT,
+    result TEXT,
     PRIMARY KEY (kind, id)
 ) WITHOUT ROWID;
 """
 
+_MIGRATIONS = {
+    # from version: the statements that bring it to the next one
+    1: [
+        "ALTER TABLE entities ADD COLUMN holds TEXT NOT NULL DEFAULT '[]'",
+        "ALTER TABLE entities ADD COLUMN status TEXT",
+        "ALTER TABLE entities ADD COLUMN status_time INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE entities ADD COLUMN task TEXT",
+        "ALTER TABLE entities ADD COLUMN result TEXT",
+    ],
+}
+
 # The whole merge happens in SQL, one statement per row: max/min for the scalar times, and a
 # per-source max for the JSON map of source -> ns.
 _UPSERT = """
-INSERT INTO entities VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
+INSERT INTO entities VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
 ON CONFLICT (kind, id) DO UPDATE SET
     host_id = coalesce(excluded.host_id, host_id),
     agent_id = coalesce(excluded.agent_id, agent_id),
@@ -77,7 +97,14 @@ ON CONFLICT (kind, id) DO UPDATE SET
     input_bytes = max(input_bytes, excluded.input_bytes),
     output_bytes = max(output_bytes, excluded.output_bytes),
     pid = coalesce(excluded.pid, pid),
-    exit_code = coalesce(excluded.exit_code, exit_code)
+    exit_code = coalesce(excluded.exit_code, exit_code),
+    holds = excluded.holds,
+    status = CASE WHEN excluded.status_time >= status_time THEN excluded.status ELSE status END,
+    task = CASE WHEN excluded.status_time >= status_time
+                THEN coalesce(excluded.task, task) ELSE task END,
+    result = CASE WHEN excluded.status_time >= status_time
+                  THEN coalesce(excluded.result, result) ELSE result END,
+    status_time = max(status_time, excluded.status_time)
 """
 
 
@@ -105,45 +132,47 @@ class SqliteStore:
                 f"{self.path}: schema version {version} is newer than this lastactive "
                 f"({_SCHEMA_VERSION})"
             )
-        self._db.executescript(_SCHEMA)
+        if version == 0:
+            self._db.executescript(_SCHEMA)
+        else:
+            for v in range(version, _SCHEMA_VERSION):
+                for statement in _MIGRATIONS[v]:
+                    self._db.execute(statement)
         self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
         self._closed = False
 
     def load(self) -> list[EntityRecord]:
         rows = self._db.execute(
             "SELECT kind, id, host_id, agent_id, service_name, first_seen, last_seen, sources,"
-            " input_bytes, output_bytes, pid, exit_code FROM entities"
+            " input_bytes, output_bytes, pid, exit_code, holds, status, status_time, task, result"
+            " FROM entities"
         )
-        return [
-            EntityRecord(
-                kind,
-                id_,
-                host,
-                agent,
-                service,
-                first,
-                last,
-                tuple(json.loads(sources).items()),
-                inb,
-                outb,
-                pid,
-                code,
+        out = []
+        for row in rows:
+            (kind, id_, host, agent, service, first, last, sources, inb, outb, pid, code,
+             holds, status, status_time, task, result) = row  # fmt: skip
+            out.append(
+                EntityRecord(
+                    kind,
+                    id_,
+                    host,
+                    agent,
+                    service,
+                    first,
+                    last,
+                    tuple(json.loads(sources).items()),
+                    inb,
+                    outb,
+                    pid,
+                    code,
+                    tuple((key, t, until) for key, t, until in json.loads(holds)),
+                    status,
+                    status_time,
+                    task,
+                    result,
+                )
             )
-            for (
-                kind,
-                id_,
-                host,
-                agent,
-                service,
-                first,
-                last,
-                sources,
-                inb,
-                outb,
-                pid,
-                code,
-            ) in rows
-        ]
+        return out
 
     def save(self, records: Sequence[EntityRecord]) -> None:
         if not records:
@@ -162,6 +191,11 @@ class SqliteStore:
                 r.output_bytes,
                 r.pid,
                 r.exit_code,
+                json.dumps(r.holds, separators=(",", ":")),
+                r.status,
+                r.status_time,
+                r.task,
+                r.result,
             )
             for r in records
         ]
@@ -169,6 +203,18 @@ class SqliteStore:
         db.execute("BEGIN IMMEDIATE")
         try:
             db.executemany(_UPSERT, rows)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def delete(self, keys: Sequence[tuple[str, str]]) -> None:
+        if not keys:
+            return
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany("DELETE FROM entities WHERE kind=? AND id=?", keys)
         except BaseException:
             db.execute("ROLLBACK")
             raise

@@ -18,21 +18,32 @@ from dataclasses import dataclass
 from typing import Final
 
 __all__ = [
+    "AGENT_EVENTS",
     "ATTR_GEN_AI_AGENT_ID",
     "ATTR_GEN_AI_AGENT_NAME",
+    "ATTR_HOLD",
+    "ATTR_HOLD_ID",
+    "ATTR_HOLD_UNTIL",
     "ATTR_HOST_ID",
     "ATTR_HOST_NAME",
     "ATTR_NETWORK_IO_DIRECTION",
     "ATTR_PROCESS_COMMAND",
     "ATTR_PROCESS_EXIT_CODE",
     "ATTR_PROCESS_PID",
+    "ATTR_RESULT",
     "ATTR_SERVICE_INSTANCE_ID",
     "ATTR_SERVICE_NAME",
     "ATTR_SESSION_ID",
     "ATTR_SOURCE",
+    "ATTR_TASK",
     "DIRECTION_RECEIVE",
     "DIRECTION_TRANSMIT",
     "EVENT_ACTIVITY",
+    "EVENT_AGENT_COMPLETE",
+    "EVENT_AGENT_ERROR",
+    "EVENT_AGENT_PROGRESS",
+    "EVENT_AGENT_SPAWN",
+    "EVENT_HOLD",
     "EVENT_PROCESS_EXIT",
     "IDLE_CLASSES",
     "METRIC_IO",
@@ -40,6 +51,8 @@ __all__ = [
     "SCOPE_NAME",
     "SOURCES",
     "ActivityClass",
+    "AgentStatus",
+    "HoldKind",
     "Level",
     "Source",
     "SourceInfo",
@@ -114,6 +127,44 @@ EVENT_PROCESS_EXIT: Final = "lastactive.process.exit"
 """Event, attributes ``process.exit.code`` and ``process.pid``: the session's process exited."""
 
 
+ATTR_HOLD: Final = "lastactive.hold"
+"""string, one of :class:`HoldKind`. What kind of thing holds a session up (see ``EVENT_HOLD``)."""
+
+ATTR_HOLD_ID: Final = "lastactive.hold.id"
+"""string. Which one of that kind (a lease id, a client's tty), unique within the session."""
+
+ATTR_HOLD_UNTIL: Final = "lastactive.hold.until"
+"""double, seconds since the Unix epoch (UTC). The hold stands until then; 0 = until released
+(or until the session exits); a time not after the event's own time releases it."""
+
+ATTR_TASK: Final = "lastactive.task"
+"""string. What an agent session is working on (seed 004's ``task_description``)."""
+
+ATTR_RESULT: Final = "lastactive.result"
+"""string. How an agent session ended: its result, or its error message (seed 004)."""
+
+EVENT_HOLD: Final = "lastactive.hold"
+"""Event, attributes ``lastactive.hold``, ``lastactive.hold.id``, ``lastactive.hold.until``:
+something holds the session up (a busy lease, an attached client, a running foreground command)
+or stops holding it. Renewed by re-sending; the latest event of a hold wins."""
+
+EVENT_AGENT_SPAWN: Final = "lastactive.agent.spawn"
+"""Event, optional ``lastactive.task``: an agent session started working (seed 004 ``spawn``).
+Status ``active``; counts as ``start``."""
+
+EVENT_AGENT_PROGRESS: Final = "lastactive.agent.progress"
+"""Event, optional ``lastactive.task``: the agent reported progress (seed 004 ``progress``). Keeps
+it ``active``; counts as ``agent`` (work)."""
+
+EVENT_AGENT_COMPLETE: Final = "lastactive.agent.complete"
+"""Event, optional ``lastactive.result``: the agent finished (seed 004 ``complete``). Status
+``completed``; counts as ``exit``."""
+
+EVENT_AGENT_ERROR: Final = "lastactive.agent.error"
+"""Event, optional ``lastactive.result`` (the error): the agent failed (seed 004 ``error``).
+Status ``error``; counts as ``exit``."""
+
+
 class Level(enum.StrEnum):
     """Where a source is recorded (seed 000's "level")."""
 
@@ -155,6 +206,8 @@ class Source(enum.StrEnum):
     OUTPUT = "output"
     CONNECTION = "connection"
     HEARTBEAT = "heartbeat"
+    LEASE = "lease"
+    FOREGROUND = "foreground"
     TELEMETRY = "telemetry"
 
 
@@ -185,6 +238,8 @@ SOURCES: Final[dict[Source, SourceInfo]] = {
         SourceInfo(Source.OUTPUT, Level.SESSION, ActivityClass.WORK, True, "seeds 001, 003"),
         SourceInfo(Source.CONNECTION, Level.SESSION, ActivityClass.PRESENCE, True, "seed 001"),
         SourceInfo(Source.HEARTBEAT, Level.SESSION, ActivityClass.LIVENESS, False, "seed 001/002"),
+        SourceInfo(Source.LEASE, Level.SESSION, ActivityClass.WORK, False, "busy leases"),
+        SourceInfo(Source.FOREGROUND, Level.SESSION, ActivityClass.WORK, True, "lastactive run"),
         SourceInfo(Source.TELEMETRY, Level.SESSION, ActivityClass.LIVENESS, False, "any OTel"),
     )
 }
@@ -197,3 +252,31 @@ IDLE_CLASSES: Final = frozenset(
 """Classes that end idleness by default: a session is idle since the latest activity of these
 classes. Liveness never counts (a heartbeat is not use); presence does not count by default (a
 forgotten connection is not use, ANCHORS/Coder #12012) and the policy issue makes it a choice."""
+
+
+class HoldKind(enum.StrEnum):
+    """What can hold a session up (the values of ``lastactive.hold``)."""
+
+    LEASE = "lease"
+    """A busy lease: a job working silently (``lastactive lease``)."""
+    CLIENT = "client"
+    """An attached client (a tmux client, an SSH login)."""
+    FOREGROUND = "foreground"
+    """A command running in the foreground of ``lastactive run``'s terminal."""
+
+
+class AgentStatus(enum.StrEnum):
+    """A session's status (seed 004): active until it completes or fails."""
+
+    ACTIVE = "active"
+    COMPLETED = "completed"
+    ERROR = "error"
+
+
+AGENT_EVENTS: Final[dict[str, tuple[AgentStatus, Source]]] = {
+    EVENT_AGENT_SPAWN: (AgentStatus.ACTIVE, Source.START),
+    EVENT_AGENT_PROGRESS: (AgentStatus.ACTIVE, Source.AGENT),
+    EVENT_AGENT_COMPLETE: (AgentStatus.COMPLETED, Source.EXIT),
+    EVENT_AGENT_ERROR: (AgentStatus.ERROR, Source.EXIT),
+}
+"""Agent lifecycle event name -> the status it sets and the source it counts as (seed 004)."""

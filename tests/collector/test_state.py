@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collector._state import RATE_WINDOW_NS, ActivityState, Identity, Kind, sort_key, view
+from instrumentation.conventions import AgentStatus, Source
 
 S = 1_000_000_000
 T0 = 1_800_000_000 * S
@@ -117,3 +118,63 @@ def test_dirty_tracking_is_per_entity_and_load_merges() -> None:
     fresh.load(records)  # idempotent
     v = fresh.get(Kind.SESSION, "s", T0 + S)
     assert v is not None and v.sources["output"] == T0 + 999
+
+
+def test_holds_latest_report_wins_and_exit_releases() -> None:
+    state, ents = make()
+    state.hold(ents, "lease", "L1", T0 + 60 * S, T0 + S)
+    state.hold(ents, "client", "pts/3", 0, T0 + S)  # open-ended
+    assert {h.id for h in view(ents[0], T0 + 30 * S).held_by} == {"L1", "pts/3"}
+    assert [h.id for h in view(ents[2], T0 + 30 * S).held_by] == ["L1", "pts/3"]  # the host
+    state.hold(ents, "lease", "L1", T0 + 90 * S, T0 - S)  # an older renewal, arriving late
+    assert view(ents[0], T0 + 61 * S).held_by == [("client", "pts/3", 0)]  # L1 expired
+    state.hold(ents, "client", "pts/3", T0 + 70 * S, T0 + 70 * S)  # released (detach)
+    assert view(ents[0], T0 + 71 * S).held_by == []
+    state.hold(ents, "lease", "L2", 0, T0 + 80 * S)
+    state.activity(ents, "exit", T0 + 90 * S)
+    state.release_holds(ents, T0 + 90 * S)
+    assert view(ents[0], T0 + 91 * S).held_by == []
+    assert view(ents[2], T0 + 91 * S).held_by == []
+
+
+def test_agent_lifecycle_status_task_and_result() -> None:
+    state, ents = make()
+    state.agent_event(ents, AgentStatus.ACTIVE, Source.START, T0, task="fix bugs")
+    v = view(ents[0], T0)
+    assert (v.status, v.task, v.last_source) == ("active", "fix bugs", "start")
+    state.agent_event(ents, AgentStatus.ACTIVE, Source.AGENT, T0 + S, task="half done")
+    state.agent_event(ents, AgentStatus.COMPLETED, Source.EXIT, T0 + 2 * S, result="done!")
+    state.agent_event(ents, AgentStatus.ACTIVE, Source.AGENT, T0 + S // 2, task="late")  # older
+    v = view(ents[0], T0 + 3 * S)
+    assert (v.status, v.task, v.result) == ("completed", "half done", "done!")
+
+
+def test_status_from_process_exit_code() -> None:
+    state, ents = make()
+    state.activity(ents, "start", T0)
+    assert view(ents[0], T0).status == "active"
+    state.activity(ents, "exit", T0 + S)
+    state.process(ents, 7, 2)
+    assert view(ents[0], T0 + S).status == "error"
+
+
+def test_purge_forgets_ended_sessions_after_retention_never_active_ones() -> None:
+    state = ActivityState()
+    done = state.resolve(Identity(session_id="done", host_id="h"), T0)
+    busy = state.resolve(Identity(session_id="busy", host_id="h"), T0)
+    state.agent_event(done, AgentStatus.COMPLETED, Source.EXIT, T0 + S)
+    state.activity(busy, "output", T0 + S)  # active, and quiet for a long time after
+    day = 24 * 3600 * S
+    assert state.purge(T0 + S + day - 1, day) == []
+    assert state.purge(T0 + S + day, day) == [("session", "done")]
+    assert state.get(Kind.SESSION, "done", T0) is None
+    assert state.get(Kind.SESSION, "busy", T0 + 10 * day) is not None
+
+
+def test_trusted_only_ignores_self_reported_sources() -> None:
+    state, ents = make()
+    state.activity(ents, "input", T0 + S)  # observed by the wrapper: trusted
+    state.activity(ents, "prompt", T0 + 5 * S)  # reported by the agent's hook: untrusted
+    assert view(ents[0], T0 + 10 * S).last_source == "prompt"
+    trusted = view(ents[0], T0 + 10 * S, trusted_only=True)
+    assert (trusted.last_source, trusted.idle_seconds) == ("input", 9)
