@@ -8,25 +8,41 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 
-from collector._state import ActivityState
+from collector._state import NANOS, ActivityState
 from collector.store import Store
 
 _log = logging.getLogger(__name__)
 
+PURGE_EVERY_S = 60.0
+"""Seconds between retention purges (a scan of the sessions)."""
+
 
 class Flusher:
-    """Flushes ``state``'s dirty entities to ``store`` every ``interval`` seconds.
+    """Flushes ``state``'s dirty entities to ``store`` every ``interval`` seconds, and every
+    :data:`PURGE_EVERY_S` forgets sessions ended more than ``retention_ns`` ago.
 
     The snapshot is taken on the event loop (where state is mutated); the write runs in a
     worker thread. A failed write logs and puts the records back, so nothing is lost while the
     process lives. ``rows`` and ``seconds`` of the last flush are plain fields for metrics.
     """
 
-    def __init__(self, state: ActivityState, store: Store, interval: float) -> None:
+    def __init__(
+        self,
+        state: ActivityState,
+        store: Store,
+        interval: float,
+        *,
+        retention_ns: int,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
         self._state = state
         self._store = store
         self._interval = interval
+        self._retention_ns = retention_ns
+        self._clock = clock
+        self._next_purge = 0
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.flushes = 0
@@ -41,6 +57,20 @@ class Flusher:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), self._interval)
             await self.flush()
+            now = self._clock()
+            if now >= self._next_purge:
+                self._next_purge = now + int(PURGE_EVERY_S * NANOS)
+                await self.purge(now)
+
+    async def purge(self, now: int) -> int:
+        """Forget ended sessions past retention, in memory and in the store."""
+        gone = self._state.purge(now, self._retention_ns)
+        if gone:
+            try:
+                await asyncio.to_thread(self._store.delete, gone)
+            except Exception:
+                _log.exception("deleting %d purged sessions failed", len(gone))
+        return len(gone)
 
     async def flush(self) -> int:
         """Write the changed entities now; returns how many rows were written."""

@@ -102,6 +102,10 @@ def entity_message(v: EntityView) -> query_pb2.Entity:
         pid=v.pid or 0,
         exited=v.exit_code is not None,
         exit_code=v.exit_code or 0,
+        status=v.status,
+        task=v.task or "",
+        result=v.result or "",
+        held_by=[query_pb2.Hold(kind=h.kind, id=h.id, until_unix_nano=h.until) for h in v.held_by],
     )
 
 
@@ -115,25 +119,27 @@ class ActivityQueryServicer(query_pb2_grpc.ActivityQueryServicer):  # type: igno
     async def ListSessions(
         self, request: query_pb2.ListSessionsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> query_pb2.ListSessionsResponse:
-        views = self._state.sessions(self._clock(), request.host_id or None, request.limit)
+        views = self._state.sessions(
+            self._clock(), request.host_id or None, request.limit, request.trusted_only
+        )
         return query_pb2.ListSessionsResponse(sessions=[entity_message(v) for v in views])
 
     async def GetSession(
         self, request: query_pb2.GetRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> query_pb2.Entity:
-        return await self._get(Kind.SESSION, request.id, context)
+        return await self._get(Kind.SESSION, request, context)
 
     async def GetHost(
         self, request: query_pb2.GetRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> query_pb2.Entity:
-        return await self._get(Kind.HOST, request.id, context)
+        return await self._get(Kind.HOST, request, context)
 
     async def _get(
-        self, kind: Kind, key: str, context: grpc.aio.ServicerContext[Any, Any]
+        self, kind: Kind, request: query_pb2.GetRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> query_pb2.Entity:
-        v = self._state.get(kind, key, self._clock())
+        v = self._state.get(kind, request.id, self._clock(), request.trusted_only)
         if v is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"no {kind} with id {key!r}")
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no {kind} with id {request.id!r}")
         assert v is not None
         return entity_message(v)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, Response
 from google.protobuf.message import Message
@@ -16,7 +16,7 @@ from google.rpc import code_pb2, status_pb2
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as logs_pb
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as metrics_pb
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as trace_pb
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from collector._grpc_edge import export_response
 from collector._ingest import Ingest, Outcome
@@ -29,6 +29,12 @@ from collector._otlp_body import (
     serialize,
 )
 from collector._state import NANOS, EntityView, Kind
+from instrumentation.conventions import (
+    EVENT_AGENT_COMPLETE,
+    EVENT_AGENT_ERROR,
+    EVENT_AGENT_PROGRESS,
+    EVENT_AGENT_SPAWN,
+)
 
 _CODE_OF_STATUS = {
     400: code_pb2.INVALID_ARGUMENT,
@@ -45,6 +51,12 @@ class ProcessOut(BaseModel):
     status: str | None = Field(description="running, exited, or null when never started")
     pid: int | None
     exit_code: int | None = Field(description="set once exited; 128+N when killed by signal N")
+
+
+class HoldOut(BaseModel):
+    kind: str = Field(description="lease, client or foreground")
+    id: str
+    until: datetime | None = Field(description="null = until released")
 
 
 class EntityOut(BaseModel):
@@ -67,6 +79,10 @@ class EntityOut(BaseModel):
     input_bytes_per_second: float = Field(description="over the last 30 s")
     output_bytes_per_second: float = Field(description="over the last 30 s")
     process: ProcessOut
+    status: str = Field(description="active, completed or error (seed 004)")
+    task: str | None = Field(description="what an agent session works on")
+    result: str | None = Field(description="how it ended: result or error")
+    held_by: list[HoldOut] = Field(description="what holds it up now: the why beside last_source")
 
     @classmethod
     def of(cls, v: EntityView) -> EntityOut:
@@ -88,11 +104,82 @@ class EntityOut(BaseModel):
             input_bytes_per_second=v.input_bytes_per_second,
             output_bytes_per_second=v.output_bytes_per_second,
             process=ProcessOut(status=v.process_status, pid=v.pid, exit_code=v.exit_code),
+            status=v.status,
+            task=v.task,
+            result=v.result,
+            held_by=[
+                HoldOut(kind=h.kind, id=h.id, until=_time(h.until or None)) for h in v.held_by
+            ],
         )
 
 
 class SessionList(BaseModel):
     sessions: list[EntityOut]
+
+
+TrustedOnly = Annotated[
+    bool,
+    Query(description="count only trusted sources (seed 000's table) for last_active and idle"),
+]
+
+
+class AgentEventIn(BaseModel):
+    """Seed 004's webhook body: ``{"action", "sessionKey", "agentName", "task", "result"}``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    action: Literal["spawn", "progress", "complete", "error"]
+    sessionKey: str = Field(min_length=1, max_length=512)  # noqa: N815 - seed 004's field name
+    agentName: str | None = Field(None, min_length=1, max_length=512)  # noqa: N815
+    task: str | None = Field(None, max_length=4096)
+    result: str | None = Field(None, max_length=65536)
+
+
+_AGENT_EVENT_OF_ACTION = {
+    "spawn": EVENT_AGENT_SPAWN,
+    "progress": EVENT_AGENT_PROGRESS,
+    "complete": EVENT_AGENT_COMPLETE,
+    "error": EVENT_AGENT_ERROR,
+}
+
+
+def agent_router(ingest: Ingest, clock: Callable[[], int]) -> APIRouter:
+    """``POST /v1/agent-events``: seed 004's webhook, for senders without an OTel SDK."""
+    router = APIRouter(tags=["agent lifecycle"])
+
+    @router.post(
+        "/v1/agent-events",
+        response_model=EntityOut,
+        responses={400: {"description": "the body is not a valid agent event"}},
+    )
+    async def agent_event(request: Request) -> EntityOut:
+        """``spawn`` makes the session active with its task, ``progress`` keeps it active,
+        ``complete``/``error`` end it with its result. Returns the session's state."""
+        body = await request.body()
+        try:
+            event = AgentEventIn.model_validate_json(body)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
+            )
+            raise HTTPException(
+                400,
+                f"invalid agent event ({problems}); expected JSON like "
+                '{"action": "spawn|progress|complete|error", "sessionKey": "...", '
+                '"agentName": "...", "task": "...", "result": "..."}',
+            ) from None
+        ingest.agent_webhook(
+            event.sessionKey,
+            event.agentName,
+            _AGENT_EVENT_OF_ACTION[event.action],
+            event.task,
+            event.result,
+        )
+        v = ingest.state.get(Kind.SESSION, event.sessionKey, clock())
+        assert v is not None
+        return EntityOut.of(v)
+
+    return router
 
 
 def _error(status: int, message: str, media: str) -> Response:
@@ -172,25 +259,27 @@ def query_router(ingest: Ingest, clock: Callable[[], int]) -> APIRouter:
     async def list_sessions(
         host: Annotated[str | None, Query(description="only sessions on this host.id")] = None,
         limit: Annotated[int, Query(ge=0, description="at most this many; 0 = all")] = 0,
+        trusted_only: TrustedOnly = False,
     ) -> SessionList:
         """Sessions, most recent first: by last_active, then last_seen, then first_seen."""
-        return SessionList(sessions=[EntityOut.of(v) for v in state.sessions(clock(), host, limit)])
+        views = state.sessions(clock(), host, limit, trusted_only)
+        return SessionList(sessions=[EntityOut.of(v) for v in views])
 
-    def get(kind: Kind, key: str) -> EntityOut:
-        v = state.get(kind, key, clock())
+    def get(kind: Kind, key: str, trusted_only: bool) -> EntityOut:
+        v = state.get(kind, key, clock(), trusted_only)
         if v is None:
             raise HTTPException(404, f"no {kind} with id {key!r}")
         return EntityOut.of(v)
 
     @router.get("/v1/sessions/{session_id}", response_model=EntityOut)
-    async def get_session(session_id: str) -> EntityOut:
+    async def get_session(session_id: str, trusted_only: TrustedOnly = False) -> EntityOut:
         """One session; 404 if unknown."""
-        return get(Kind.SESSION, session_id)
+        return get(Kind.SESSION, session_id, trusted_only)
 
     @router.get("/v1/hosts/{host_id}", response_model=EntityOut)
-    async def get_host(host_id: str) -> EntityOut:
-        """One host; 404 if unknown."""
-        return get(Kind.HOST, host_id)
+    async def get_host(host_id: str, trusted_only: TrustedOnly = False) -> EntityOut:
+        """One host, across its agents and sessions; 404 if unknown."""
+        return get(Kind.HOST, host_id, trusted_only)
 
     return router
 
@@ -204,4 +293,5 @@ def create_app(ingest: Ingest, clock: Callable[[], int], max_request_bytes: int)
     )
     app.include_router(otlp_router(ingest, max_request_bytes))
     app.include_router(query_router(ingest, clock))
+    app.include_router(agent_router(ingest, clock))
     return app

@@ -347,6 +347,24 @@ class Ingest:
         else:
             state.activity(ents, Source.TELEMETRY, t)
 
+    def agent_webhook(
+        self,
+        session_id: str,
+        agent: str | None,
+        event_name: str,
+        task: str | None,
+        result: str | None,
+    ) -> None:
+        """One seed 004 webhook call (``POST /v1/agent-events``), at the receive time.
+
+        Raises:
+            KeyError: ``event_name`` is not an agent lifecycle event.
+        """
+        status, source = AGENT_EVENTS[event_name]
+        t = self.clock()
+        ident = Identity(session_id=session_id, agent_id=agent, service_name="agent-webhook")
+        self.state.agent_event(self.state.resolve(ident, t), status, source, t, task, result)
+
     # --- traces ----------------------------------------------------------------------------
 
     def traces(self, req: ExportTraceServiceRequest) -> Outcome:

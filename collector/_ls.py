@@ -9,7 +9,7 @@ import urllib.request
 from datetime import UTC, datetime
 from typing import Any
 
-COLUMNS = ("SESSION", "HOST", "STATUS", "LAST ACTIVE", "IDLE", "BYTES/S OUT/IN")
+COLUMNS = ("SESSION", "HOST", "STATUS", "LAST ACTIVE", "IDLE", "HELD BY", "BYTES/S OUT/IN")
 
 
 def fetch_sessions(
@@ -48,12 +48,15 @@ def _ago(iso: str, now: datetime) -> str:
 
 def row(s: dict[str, Any], now: datetime) -> tuple[str, ...]:
     """One table row. LAST ACTIVE falls back like seed 002: activity (with its source), then
-    last seen (liveness)."""
+    last seen (liveness). HELD BY is what holds the session up now (the rest of the why)."""
     proc = s["process"]
     if proc["status"] == "exited":
         status = f"exited {proc['exit_code']}"
+    elif s["status"] != "active":
+        status = s["status"]
     else:
-        status = proc["status"] or "-"
+        status = proc["status"] or "active"
+    held = ",".join(sorted({h["kind"] for h in s["held_by"]})) or "-"
     if s["last_activity"]:
         last = f"{_ago(s['last_activity'], now)} ({s['last_source']})"
     else:
@@ -66,6 +69,7 @@ def row(s: dict[str, Any], now: datetime) -> tuple[str, ...]:
         status,
         last,
         human_seconds(s["idle_seconds"]),
+        held,
         rates,
     )
 

@@ -71,7 +71,13 @@ async def serve(
     state = ActivityState(max_skew_ns=int(settings.max_clock_skew * NANOS), started_at=clock())
     state.load(store.load())
     ingest = Ingest(state, clock)
-    flusher = Flusher(state, store, settings.flush_interval)
+    flusher = Flusher(
+        state,
+        store,
+        settings.flush_interval,
+        retention_ns=int(settings.retention * NANOS),
+        clock=clock,
+    )
     if stop is None:
         stop = asyncio.Event()
     loop = asyncio.get_running_loop()

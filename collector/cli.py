@@ -47,6 +47,36 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
 
+    hook = sub.add_parser("hook", help="report an agent's hook events (reads stdin)")
+    hook.add_argument("agent", choices=["claude"], help="whose hook payloads: Claude Code")
+    hook.add_argument("--url", default=None, help="collector HTTP URL (LASTACTIVE_URL)")
+
+    lease = sub.add_parser("lease", help="hold a busy lease on a session while CMD runs")
+    lease.add_argument(
+        "--ttl",
+        required=True,
+        type=_duration,
+        help="lease lifetime from each renewal: 90s, 30m, 2h or seconds",
+    )
+    lease.add_argument("--session-id", help="session.id (default LASTACTIVE_SESSION_ID)")
+    lease.add_argument("--endpoint", help="collector OTLP endpoint")
+    lease.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
+
+    tmux = sub.add_parser("tmux", help="print (or --install) tmux hooks reporting clients")
+    tmux.add_argument("--install", action="store_true", help="set them on the running server")
+    tmux.add_argument("--url", default=None, help="collector HTTP URL the hooks report to")
+
+    tmux_event = sub.add_parser("tmux-event", help="what the tmux hooks run (internal)")
+    tmux_event.add_argument("--url", default=None)
+    tmux_event.add_argument("event", choices=["attached", "detached", "session-changed"])
+    tmux_event.add_argument("session", help="tmux #{session_name}")
+    tmux_event.add_argument("tty", help="tmux #{client_tty}")
+
+    host = sub.add_parser("host", help="report this host's boot, logins and user input")
+    host.add_argument("--interval", type=float, default=None, help="seconds between checks")
+    host.add_argument("--once", action="store_true", help="check once, report, exit")
+    host.add_argument("--endpoint", help="collector OTLP endpoint")
+
     ls = sub.add_parser("ls", help="list sessions, most recently active first")
     ls.add_argument(
         "--url",
@@ -57,6 +87,138 @@ def _parser() -> argparse.ArgumentParser:
     ls.add_argument("--limit", type=int, default=0, help="at most this many")
     ls.add_argument("--json", action="store_true", help="print the API's JSON")
     return parser
+
+
+def _duration(text: str) -> float:
+    """``90``, ``90s``, ``30m``, ``2h`` -> seconds."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    try:
+        if text and text[-1] in units:
+            value = float(text[:-1]) * units[text[-1]]
+        else:
+            value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (use 90s, 30m, 2h)") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
+    return value
+
+
+def _http_url(url: str | None) -> str:
+    """The collector's HTTP URL: the flag, ``LASTACTIVE_URL``, or the default port."""
+    return url or os.environ.get("LASTACTIVE_URL") or "http://127.0.0.1:4318"
+
+
+def _quiet_logging() -> None:
+    """Reporters must not scribble on the terminal: log to LASTACTIVE_LOG_FILE or nowhere."""
+    log_file = os.environ.get("LASTACTIVE_LOG_FILE")
+    handler: logging.Handler = logging.FileHandler(log_file) if log_file else logging.NullHandler()
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO if log_file else logging.WARNING)
+
+
+def _command(argv: list[str], name: str) -> list[str] | None:
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    if not argv:
+        print(f"lastactive {name}: give a command: lastactive {name} -- CMD [ARGS...]",
+              file=sys.stderr)  # fmt: skip
+        return None
+    return argv
+
+
+def _hook(args: argparse.Namespace) -> int:
+    from instrumentation._claude_hook import hook_claude, timeout_from_env
+
+    _quiet_logging()
+    try:
+        stdin = sys.stdin.buffer.read()
+    except (OSError, ValueError):
+        stdin = b""
+    hook_claude(stdin, _http_url(args.url), timeout_from_env())
+    return 0  # never break the agent
+
+
+def _lease(args: argparse.Namespace) -> int:
+    import signal
+    import subprocess
+
+    argv = _command(args.argv, "lease")
+    session_id = args.session_id or os.environ.get("LASTACTIVE_SESSION_ID")
+    if argv is None:
+        return 2
+    if not session_id:
+        print("lastactive lease: no session: pass --session-id or run it inside "
+              "`lastactive run` (LASTACTIVE_SESSION_ID)", file=sys.stderr)  # fmt: skip
+        return 2
+    _quiet_logging()
+    from instrumentation import Reporter
+
+    reporter = Reporter(service_name="lastactive-lease", endpoint=args.endpoint)
+    tracker = reporter.session(session_id)
+    try:
+        with reporter.lease(tracker, args.ttl):
+            try:
+                child = subprocess.Popen(argv)
+            except OSError as exc:
+                print(f"lastactive lease: {argv[0]}: {exc.strerror}", file=sys.stderr)
+                return 127
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                signal.signal(sig, lambda signum, frame: child.send_signal(signum))
+            code = child.wait()
+    finally:
+        reporter.shutdown(1.0)
+    return 128 - code if code < 0 else code
+
+
+def _tmux(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from instrumentation._tmux import default_command, install, tmux_conf
+
+    url = _http_url(args.url)
+    if not args.install:
+        print(tmux_conf(default_command(), url))
+        return 0
+    try:
+        install(default_command(), url)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        print(f"lastactive tmux: cannot install the hooks: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _tmux_event(args: argparse.Namespace) -> int:
+    from instrumentation._claude_hook import timeout_from_env
+    from instrumentation._tmux import tmux_event
+
+    _quiet_logging()
+    try:
+        tmux_event(args.event, args.session, args.tty, _http_url(args.url), timeout_from_env())
+    except OSError:
+        logging.getLogger(__name__).exception("tmux %s not reported", args.event)
+    return 0  # never disturb tmux
+
+
+def _host(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    _quiet_logging()
+    from instrumentation import Reporter
+    from instrumentation._host_watch import watch_host
+
+    reporter = Reporter(service_name="lastactive-host", endpoint=args.endpoint)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: stop.set())
+    try:
+        watch_host(reporter, args.interval or reporter.export_interval, stop, once=args.once)
+        reporter.flush()
+    finally:
+        reporter.shutdown(2.0)
+    return 0
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -94,18 +256,10 @@ def _serve(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from instrumentation._pty_run import run
 
-    argv = list(args.argv)
-    if argv and argv[0] == "--":
-        argv = argv[1:]
-    if not argv:
-        print("lastactive run: give a command: lastactive run -- CMD [ARGS...]", file=sys.stderr)
+    argv = _command(args.argv, "run")
+    if argv is None:
         return 2
-    # Export problems must not scribble over the wrapped program's terminal.
-    log_file = os.environ.get("LASTACTIVE_LOG_FILE")
-    handler: logging.Handler = logging.FileHandler(log_file) if log_file else logging.NullHandler()
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.INFO if log_file else logging.WARNING)
+    _quiet_logging()  # export problems must not scribble over the program's terminal
 
     from instrumentation import Reporter
 
@@ -137,7 +291,16 @@ def _ls(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lastactive`` console script; returns the exit status."""
     args = _parser().parse_args(argv)
-    handler = {"serve": _serve, "run": _run, "ls": _ls}[args.command]
+    handler = {
+        "serve": _serve,
+        "run": _run,
+        "ls": _ls,
+        "hook": _hook,
+        "lease": _lease,
+        "tmux": _tmux,
+        "tmux-event": _tmux_event,
+        "host": _host,
+    }[args.command]
     return handler(args)
 
 

@@ -36,6 +36,12 @@ class Settings(BaseSettings):
         description="Largest (decompressed) OTLP request, bytes: 413 / RESOURCE_EXHAUSTED past "
         "it (OTLP spec recommends supporting 64 MiB; grpcio's default is 4 MiB).",
     )
+    retention: float = Field(
+        86400.0,
+        gt=0,
+        description="Seconds a completed or failed session is kept before it is forgotten "
+        "(seed 004: 24 h). Active sessions are never forgotten.",
+    )
     max_clock_skew: float = Field(
         10.0,
         ge=0,

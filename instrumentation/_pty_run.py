@@ -10,14 +10,12 @@ import pty
 import select
 import signal
 import termios
-import threading
 import tty
 import uuid
 from collections.abc import Callable, Sequence
 from types import FrameType
 
-import psutil
-
+from instrumentation._process_monitor import ProcessMonitor
 from instrumentation._reporter import Reporter
 from instrumentation._tracker import SessionTracker
 from instrumentation.conventions import (
@@ -93,7 +91,7 @@ def run(
         {ATTR_PROCESS_PID: pid, ATTR_PROCESS_COMMAND: command},
         source=Source.START,
     )
-    monitor = _ProcessMonitor(pid, tracker, reporter.export_interval)
+    monitor = ProcessMonitor(pid, master, tracker, reporter)
     monitor.start()
 
     saved = termios.tcgetattr(_STDIN) if stdin_tty else None
@@ -122,12 +120,12 @@ def run(
             termios.tcsetattr(_STDIN, termios.TCSAFLUSH, saved)
         for sig, old in previous.items():
             signal.signal(sig, old)
+        monitor.stop()  # before the terminal it watches is closed
         os.close(master)
     _, status = os.waitpid(pid, 0)
     code = os.waitstatus_to_exitcode(status)
     if code < 0:
         code = 128 - code
-    monitor.stop()
     reporter.event(
         tracker,
         EVENT_PROCESS_EXIT,
@@ -205,35 +203,3 @@ def _disable_echo(master: int) -> None:
 def _eof_char(master: int) -> bytes:
     cc = termios.tcgetattr(master)[6][termios.VEOF]
     return cc if isinstance(cc, bytes) else bytes([cc])
-
-
-class _ProcessMonitor:
-    """Records ``process`` (liveness) every ``interval`` seconds while the program lives."""
-
-    def __init__(self, pid: int, tracker: SessionTracker, interval: float) -> None:
-        self._tracker = tracker
-        self._interval = interval
-        self._stop = threading.Event()
-        try:
-            self._process: psutil.Process | None = psutil.Process(pid)
-        except psutil.Error:
-            self._process = None
-        self._thread = threading.Thread(target=self._loop, name="lastactive-process", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _loop(self) -> None:
-        while self._process is not None:
-            try:
-                if self._process.status() == psutil.STATUS_ZOMBIE:
-                    return
-            except psutil.Error:
-                return
-            self._tracker.alive(Source.PROCESS)
-            if self._stop.wait(self._interval):
-                return

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
-import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping
-from pathlib import Path
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Final
 
 from opentelemetry.metrics import CallbackOptions, Observation
@@ -30,21 +29,26 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricExporter, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 
+from instrumentation._host import host_identity
 from instrumentation._tracker import Clock, SessionTracker
 from instrumentation.conventions import (
+    ATTR_HOLD,
+    ATTR_HOLD_ID,
+    ATTR_HOLD_UNTIL,
     ATTR_HOST_ID,
     ATTR_HOST_NAME,
     ATTR_NETWORK_IO_DIRECTION,
     ATTR_SERVICE_INSTANCE_ID,
     ATTR_SERVICE_NAME,
-    ATTR_SESSION_ID,
     ATTR_SOURCE,
     DIRECTION_RECEIVE,
     DIRECTION_TRANSMIT,
     EVENT_ACTIVITY,
+    EVENT_HOLD,
     METRIC_IO,
     METRIC_SOURCE_LAST_TIME,
     SCOPE_NAME,
+    HoldKind,
     Source,
 )
 
@@ -176,14 +180,15 @@ class Reporter:
         if export_interval <= 0:
             raise ValueError(f"export_interval must be > 0 seconds, got {export_interval!r}")
         self.export_interval = export_interval
-        self._clock = clock
-        self._sessions: dict[str, SessionTracker] = {}
+        self.clock = clock
+        """Seconds since the epoch (UTC), the clock every tracker made here uses."""
+        self._sessions: dict[str | None, SessionTracker] = {}
         self._closed = False
-        host_name = host_name or socket.gethostname()
+        host_id, host_name = host_identity(host_id, host_name)
         attrs: dict[str, str] = {
             ATTR_SERVICE_NAME: service_name or os.environ.get(OTEL_SERVICE_NAME) or "lastactive",
             ATTR_SERVICE_INSTANCE_ID: str(uuid.uuid4()),
-            ATTR_HOST_ID: host_id or _machine_id() or host_name,
+            ATTR_HOST_ID: host_id,
             ATTR_HOST_NAME: host_name,
             **(resource_attributes or {}),
         }
@@ -221,16 +226,17 @@ class Reporter:
         self._worker.start()
 
     def session(
-        self, session_id: str, attributes: Mapping[str, str | int] | None = None
+        self, session_id: str | None, attributes: Mapping[str, str | int] | None = None
     ) -> SessionTracker:
-        """The tracker of ``session_id``, made on first use. ``attributes`` (semconv names
-        such as ``gen_ai.agent.name``) go on every data point of that session."""
+        """The tracker of ``session_id``, made on first use; ``None`` is the host's own tracker
+        (host-level sources such as ``boot`` and ``user``). ``attributes`` (semconv names such
+        as ``gen_ai.agent.name``) go on every data point of that session."""
         tracker = self._sessions.get(session_id)
         if tracker is None:
             tracker = SessionTracker(
                 session_id,
                 attributes,
-                clock=self._clock,
+                clock=self.clock,
                 quiet_after=self.export_interval,
                 on_wake=self._wake.set,
             )
@@ -241,7 +247,7 @@ class Reporter:
         self,
         tracker: SessionTracker,
         name: str,
-        attributes: Mapping[str, str | int] | None = None,
+        attributes: Mapping[str, str | int | float] | None = None,
         *,
         source: Source | None = None,
     ) -> None:
@@ -252,18 +258,61 @@ class Reporter:
         """
         if source is not None:
             tracker.record(source)
-        attrs: dict[str, str | int] = {ATTR_SESSION_ID: tracker.session_id, **tracker.attributes}
+        attrs: dict[str, str | int | float] = tracker.labels()
         if source is not None:
             attrs[ATTR_SOURCE] = str(source)
         if attributes:
             attrs.update(attributes)
         self._logger.emit(
-            timestamp=int(self._clock() * 1e9), event_name=name, attributes=attrs, body=name
+            timestamp=int(self.clock() * 1e9), event_name=name, attributes=attrs, body=name
         )
 
     def activity(self, tracker: SessionTracker, source: Source) -> None:
         """Emit ``source`` as a discrete ``lastactive.activity`` event and record it."""
         self.event(tracker, EVENT_ACTIVITY, source=source)
+
+    def hold(self, tracker: SessionTracker, kind: HoldKind, hold_id: str, until: float) -> None:
+        """Report that ``kind``/``hold_id`` holds ``tracker``'s session up until ``until``
+        (seconds since the epoch; 0 = until released; ``<= now`` releases it). Send it again to
+        renew; see ``docs/conventions.md``, "Holds"."""
+        self.event(
+            tracker,
+            EVENT_HOLD,
+            {ATTR_HOLD: str(kind), ATTR_HOLD_ID: hold_id, ATTR_HOLD_UNTIL: until},
+        )
+
+    @contextlib.contextmanager
+    def lease(self, tracker: SessionTracker, ttl: float) -> Iterator[str]:
+        """Hold a busy lease on ``tracker``'s session while the block runs.
+
+        The lease stands for ``ttl`` seconds from each renewal; a thread renews it (and records
+        ``lease`` work) every ``min(ttl / 3, export interval)``, so it expires by itself within
+        ``ttl`` if this process dies, and is released when the block ends. Yields the lease id.
+
+        Raises:
+            ValueError: ``ttl`` is not positive.
+        """
+        if ttl <= 0:
+            raise ValueError(f"ttl must be > 0 seconds, got {ttl!r}")
+        lease_id = uuid.uuid4().hex
+        stop = threading.Event()
+
+        def renew() -> None:
+            while True:
+                tracker.record(Source.LEASE)
+                self.hold(tracker, HoldKind.LEASE, lease_id, self.clock() + ttl)
+                if stop.wait(min(ttl / 3, self.export_interval)):
+                    return
+
+        renewer = threading.Thread(target=renew, name="lastactive-lease", daemon=True)
+        renewer.start()
+        try:
+            yield lease_id
+        finally:
+            stop.set()
+            renewer.join()
+            self.hold(tracker, HoldKind.LEASE, lease_id, self.clock())
+            self.flush(timeout=2.0)
 
     def flush(self, timeout: float = 5.0) -> None:
         """Export everything now (blocking up to about ``timeout`` seconds per signal)."""
@@ -308,28 +357,18 @@ class Reporter:
 
     def _observe_times(self, options: CallbackOptions) -> Iterable[Observation]:
         for tracker in list(self._sessions.values()):
-            base = {ATTR_SESSION_ID: tracker.session_id, **tracker.attributes}
+            base = tracker.labels()
             for source, when in list(tracker.times.items()):
                 yield Observation(when, {**base, ATTR_SOURCE: str(source)})
 
     def _observe_io(self, options: CallbackOptions) -> Iterable[Observation]:
         for tracker in list(self._sessions.values()):
-            base = {ATTR_SESSION_ID: tracker.session_id, **tracker.attributes}
+            if tracker.session_id is None:
+                continue  # bytes are a session's
+            base = tracker.labels()
             yield Observation(
                 tracker.input_bytes, {**base, ATTR_NETWORK_IO_DIRECTION: DIRECTION_RECEIVE}
             )
             yield Observation(
                 tracker.output_bytes, {**base, ATTR_NETWORK_IO_DIRECTION: DIRECTION_TRANSMIT}
             )
-
-
-def _machine_id() -> str | None:
-    """``/etc/machine-id`` (systemd), the identity semconv suggests for ``host.id``."""
-    for path in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
-        try:
-            value = Path(path).read_text(encoding="ascii").strip()
-        except (OSError, UnicodeDecodeError):
-            continue
-        if value:
-            return value
-    return None

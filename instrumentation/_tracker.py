@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 
-from instrumentation.conventions import Source
+from instrumentation.conventions import ATTR_SESSION_ID, Source
 
 Clock = Callable[[], float]
 """Returns seconds since the Unix epoch (UTC), like :func:`time.time`."""
@@ -38,7 +38,7 @@ class SessionTracker:
 
     def __init__(
         self,
-        session_id: str,
+        session_id: str | None,
         attributes: Mapping[str, str | int] | None = None,
         *,
         clock: Clock = time.time,
@@ -57,6 +57,13 @@ class SessionTracker:
         self._quiet_after = quiet_after
         self._on_wake = on_wake
         self._last = float("-inf")
+
+    def labels(self) -> dict[str, str | int | float]:
+        """The attributes every data point and event of this tracker carries: ``session.id``
+        (absent for a host-level tracker) and the session's attributes."""
+        if self.session_id is None:
+            return dict(self.attributes)
+        return {ATTR_SESSION_ID: self.session_id, **self.attributes}
 
     def record(self, source: Source | str) -> None:
         """Record one activity of ``source`` now. Hot path: plain writes only."""

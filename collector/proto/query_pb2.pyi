@@ -7,12 +7,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ListSessionsRequest(_message.Message):
-    __slots__ = ("host_id", "limit")
+    __slots__ = ("host_id", "limit", "trusted_only")
     HOST_ID_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
+    TRUSTED_ONLY_FIELD_NUMBER: _ClassVar[int]
     host_id: str
     limit: int
-    def __init__(self, host_id: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+    trusted_only: bool
+    def __init__(self, host_id: _Optional[str] = ..., limit: _Optional[int] = ..., trusted_only: _Optional[bool] = ...) -> None: ...
 
 class ListSessionsResponse(_message.Message):
     __slots__ = ("sessions",)
@@ -21,13 +23,25 @@ class ListSessionsResponse(_message.Message):
     def __init__(self, sessions: _Optional[_Iterable[_Union[Entity, _Mapping]]] = ...) -> None: ...
 
 class GetRequest(_message.Message):
-    __slots__ = ("id",)
+    __slots__ = ("id", "trusted_only")
     ID_FIELD_NUMBER: _ClassVar[int]
+    TRUSTED_ONLY_FIELD_NUMBER: _ClassVar[int]
     id: str
-    def __init__(self, id: _Optional[str] = ...) -> None: ...
+    trusted_only: bool
+    def __init__(self, id: _Optional[str] = ..., trusted_only: _Optional[bool] = ...) -> None: ...
+
+class Hold(_message.Message):
+    __slots__ = ("kind", "id", "until_unix_nano")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    id: str
+    until_unix_nano: int
+    def __init__(self, kind: _Optional[str] = ..., id: _Optional[str] = ..., until_unix_nano: _Optional[int] = ...) -> None: ...
 
 class Entity(_message.Message):
-    __slots__ = ("kind", "id", "host_id", "agent_id", "service_name", "first_seen_unix_nano", "last_seen_unix_nano", "last_active_unix_nano", "last_activity_unix_nano", "last_source", "idle_seconds", "sources_unix_nano", "input_bytes", "output_bytes", "input_bytes_per_second", "output_bytes_per_second", "process_status", "pid", "exited", "exit_code")
+    __slots__ = ("kind", "id", "host_id", "agent_id", "service_name", "first_seen_unix_nano", "last_seen_unix_nano", "last_active_unix_nano", "last_activity_unix_nano", "last_source", "idle_seconds", "sources_unix_nano", "input_bytes", "output_bytes", "input_bytes_per_second", "output_bytes_per_second", "process_status", "pid", "exited", "exit_code", "status", "task", "result", "held_by")
     class SourcesUnixNanoEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -55,6 +69,10 @@ class Entity(_message.Message):
     PID_FIELD_NUMBER: _ClassVar[int]
     EXITED_FIELD_NUMBER: _ClassVar[int]
     EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    HELD_BY_FIELD_NUMBER: _ClassVar[int]
     kind: str
     id: str
     host_id: str
@@ -75,4 +93,8 @@ class Entity(_message.Message):
     pid: int
     exited: bool
     exit_code: int
-    def __init__(self, kind: _Optional[str] = ..., id: _Optional[str] = ..., host_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., service_name: _Optional[str] = ..., first_seen_unix_nano: _Optional[int] = ..., last_seen_unix_nano: _Optional[int] = ..., last_active_unix_nano: _Optional[int] = ..., last_activity_unix_nano: _Optional[int] = ..., last_source: _Optional[str] = ..., idle_seconds: _Optional[float] = ..., sources_unix_nano: _Optional[_Mapping[str, int]] = ..., input_bytes: _Optional[int] = ..., output_bytes: _Optional[int] = ..., input_bytes_per_second: _Optional[float] = ..., output_bytes_per_second: _Optional[float] = ..., process_status: _Optional[str] = ..., pid: _Optional[int] = ..., exited: _Optional[bool] = ..., exit_code: _Optional[int] = ...) -> None: ...
+    status: str
+    task: str
+    result: str
+    held_by: _containers.RepeatedCompositeFieldContainer[Hold]
+    def __init__(self, kind: _Optional[str] = ..., id: _Optional[str] = ..., host_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., service_name: _Optional[str] = ..., first_seen_unix_nano: _Optional[int] = ..., last_seen_unix_nano: _Optional[int] = ..., last_active_unix_nano: _Optional[int] = ..., last_activity_unix_nano: _Optional[int] = ..., last_source: _Optional[str] = ..., idle_seconds: _Optional[float] = ..., sources_unix_nano: _Optional[_Mapping[str, int]] = ..., input_bytes: _Optional[int] = ..., output_bytes: _Optional[int] = ..., input_bytes_per_second: _Optional[float] = ..., output_bytes_per_second: _Optional[float] = ..., process_status: _Optional[str] = ..., pid: _Optional[int] = ..., exited: _Optional[bool] = ..., exit_code: _Optional[int] = ..., status: _Optional[str] = ..., task: _Optional[str] = ..., result: _Optional[str] = ..., held_by: _Optional[_Iterable[_Union[Hold, _Mapping]]] = ...) -> None: ...

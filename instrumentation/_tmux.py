@@ -1,0 +1,135 @@
+"""tmux hooks that report attached clients as presence (seed 000, SSH option C).
+
+``lastactive tmux`` prints (or, with ``--install``, sets on the running server) hooks for
+``client-attached``, ``client-detached`` and ``client-session-changed``. Each runs
+``lastactive tmux-event EVENT SESSION TTY`` in the background, which reports a ``client`` hold
+(attached) or its release (detached) on the tmux session's lastactive session, plus
+``connection`` presence. A tmux session's lastactive session id is its
+``LASTACTIVE_SESSION_ID`` tmux environment variable (set when it runs under
+``lastactive run``), else ``tmux:<session name>``.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Final
+
+from instrumentation._host import host_identity
+from instrumentation._otlp_post import logs_request, post_logs
+from instrumentation.conventions import (
+    ATTR_HOLD,
+    ATTR_HOLD_ID,
+    ATTR_HOLD_UNTIL,
+    ATTR_HOST_ID,
+    ATTR_HOST_NAME,
+    ATTR_SERVICE_NAME,
+    ATTR_SESSION_ID,
+    ATTR_SOURCE,
+    EVENT_ACTIVITY,
+    EVENT_HOLD,
+    HoldKind,
+    Source,
+)
+
+_Event = tuple[str, Mapping[str, str | float], int]
+
+HOOKS: Final = ("client-attached", "client-detached", "client-session-changed")
+ENV_SESSION_ID: Final = "LASTACTIVE_SESSION_ID"
+
+
+def hook_commands(lastactive: Sequence[str], url: str) -> list[list[str]]:
+    """``tmux set-hook`` argument lists (without the ``tmux`` itself) for every hook.
+
+    tmux's ``#{q:...}`` modifier shell-quotes the session name and tty, so any name is safe.
+
+    Raises:
+        ValueError: the command or URL contains a single quote (it would break the hook).
+    """
+    base = " ".join(shlex.quote(a) for a in lastactive)
+    out = []
+    for hook in HOOKS:
+        event = hook.removeprefix("client-")
+        command = (
+            f"{base} tmux-event --url {shlex.quote(url)} {event} "
+            "#{q:session_name} #{q:client_tty}"
+        )
+        if "'" in command:
+            raise ValueError(f"cannot quote {command!r} for a tmux hook")
+        out.append(["set-hook", "-g", hook, f"run-shell -b '{command}'"])
+    return out
+
+
+def tmux_conf(lastactive: Sequence[str], url: str) -> str:
+    """The hooks as ``tmux.conf`` lines."""
+    return "\n".join(f'{" ".join(cmd[:3])} "{cmd[3]}"' for cmd in hook_commands(lastactive, url))
+
+
+def install(lastactive: Sequence[str], url: str, tmux: Sequence[str] = ("tmux",)) -> None:
+    """Set the hooks on the running tmux server.
+
+    Raises:
+        subprocess.CalledProcessError: tmux refused (no server running, for one).
+    """
+    for cmd in hook_commands(lastactive, url):
+        subprocess.run([*tmux, *cmd], check=True, capture_output=True, timeout=10)
+
+
+def _tmux(*args: str) -> str:
+    done = subprocess.run(["tmux", *args], capture_output=True, text=True, timeout=5, check=False)
+    return done.stdout if done.returncode == 0 else ""
+
+
+def session_id_of(tmux_session: str) -> str:
+    """The lastactive session id of a tmux session (see the module docstring)."""
+    line = _tmux("show-environment", "-t", tmux_session, ENV_SESSION_ID).strip()
+    if line.startswith(f"{ENV_SESSION_ID}="):
+        return line.split("=", 1)[1]
+    return f"tmux:{tmux_session}"
+
+
+def tmux_event(
+    event: str, tmux_session: str, tty: str, url: str, timeout: float,
+    clock: Callable[[], int] = time.time_ns,
+) -> None:  # fmt: skip
+    """Report one hook firing. ``attached``/``session-changed``: ``tty`` holds ``tmux_session``
+    up (and no other tmux session any more); ``detached``: it stops holding it.
+
+    Raises:
+        OSError: the collector cannot be reached.
+    """
+    now = clock()
+    now_s = now / 1e9
+    host_id, host_name = host_identity()
+    resource = {ATTR_SERVICE_NAME: "tmux", ATTR_HOST_ID: host_id, ATTR_HOST_NAME: host_name}
+
+    def hold(session: str, until: float) -> _Event:
+        attrs: dict[str, str | float] = {
+            ATTR_SESSION_ID: session_id_of(session),
+            ATTR_HOLD: str(HoldKind.CLIENT),
+            ATTR_HOLD_ID: tty,
+            ATTR_HOLD_UNTIL: until,
+        }
+        return EVENT_HOLD, attrs, now
+
+    events: list[_Event]
+    if event == "detached":
+        events = [hold(tmux_session, now_s)]
+    else:
+        others = [s for s in _tmux("list-sessions", "-F", "#{session_name}").split() if s]
+        events = [hold(s, now_s) for s in others if s != tmux_session]
+        events.append(hold(tmux_session, 0))
+        presence: dict[str, str | float] = {
+            ATTR_SESSION_ID: session_id_of(tmux_session),
+            ATTR_SOURCE: str(Source.CONNECTION),
+        }
+        events.append((EVENT_ACTIVITY, presence, now))
+    post_logs(url, logs_request(resource, events), timeout)
+
+
+def default_command() -> list[str]:
+    """How the hooks call back into lastactive: this Python, so a venv need not be on PATH."""
+    return [sys.executable, "-m", "collector.cli"]
