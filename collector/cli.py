@@ -69,8 +69,6 @@ def _parser() -> argparse.ArgumentParser:
     tmux_event = sub.add_parser("tmux-event", help="what the tmux hooks run (internal)")
     tmux_event.add_argument("--url", default=None)
     tmux_event.add_argument("event", choices=["attached", "detached", "session-changed"])
-    tmux_event.add_argument("session", help="tmux #{session_name}")
-    tmux_event.add_argument("tty", help="tmux #{client_tty}")
 
     host = sub.add_parser("host", help="report this host's boot, logins and user input")
     host.add_argument("--interval", type=float, default=None, help="seconds between checks")
@@ -195,7 +193,7 @@ def _tmux_event(args: argparse.Namespace) -> int:
 
     _quiet_logging()
     try:
-        tmux_event(args.event, args.session, args.tty, _http_url(args.url), timeout_from_env())
+        tmux_event(args.event, _http_url(args.url), timeout_from_env())
     except OSError:
         logging.getLogger(__name__).exception("tmux %s not reported", args.event)
     return 0  # never disturb tmux

@@ -2,11 +2,10 @@
 
 ``lastactive tmux`` prints (or, with ``--install``, sets on the running server) hooks for
 ``client-attached``, ``client-detached`` and ``client-session-changed``. Each runs
-``lastactive tmux-event EVENT SESSION TTY`` in the background, which reports a ``client`` hold
-(attached) or its release (detached) on the tmux session's lastactive session, plus
-``connection`` presence. A tmux session's lastactive session id is its
-``LASTACTIVE_SESSION_ID`` tmux environment variable (set when it runs under
-``lastactive run``), else ``tmux:<session name>``.
+``lastactive tmux-event EVENT`` in the background, which reports which tmux sessions have
+clients attached (a ``client`` hold, plus ``connection`` presence) and which no longer do.
+A tmux session's lastactive session id is its ``LASTACTIVE_SESSION_ID`` tmux environment
+variable (set when it runs under ``lastactive run``), else ``tmux:<session name>``.
 """
 
 from __future__ import annotations
@@ -44,8 +43,6 @@ ENV_SESSION_ID: Final = "LASTACTIVE_SESSION_ID"
 def hook_commands(lastactive: Sequence[str], url: str) -> list[list[str]]:
     """``tmux set-hook`` argument lists (without the ``tmux`` itself) for every hook.
 
-    tmux's ``#{q:...}`` modifier shell-quotes the session name and tty, so any name is safe.
-
     Raises:
         ValueError: the command or URL contains a single quote (it would break the hook).
     """
@@ -53,10 +50,7 @@ def hook_commands(lastactive: Sequence[str], url: str) -> list[list[str]]:
     out = []
     for hook in HOOKS:
         event = hook.removeprefix("client-")
-        command = (
-            f"{base} tmux-event --url {shlex.quote(url)} {event} "
-            "#{q:session_name} #{q:client_tty}"
-        )
+        command = f"{base} tmux-event --url {shlex.quote(url)} {event}"
         if "'" in command:
             raise ValueError(f"cannot quote {command!r} for a tmux hook")
         out.append(["set-hook", "-g", hook, f"run-shell -b '{command}'"])
@@ -92,42 +86,39 @@ def session_id_of(tmux_session: str) -> str:
 
 
 def tmux_event(
-    event: str, tmux_session: str, tty: str, url: str, timeout: float,
-    clock: Callable[[], int] = time.time_ns,
-) -> None:  # fmt: skip
-    """Report one hook firing. ``attached``/``session-changed``: ``tty`` holds ``tmux_session``
-    up (and no other tmux session any more); ``detached``: it stops holding it.
+    event: str, url: str, timeout: float, clock: Callable[[], int] = time.time_ns
+) -> None:
+    """Report one hook firing as a snapshot of every tmux session: a session with clients
+    attached (``#{session_attached}`` > 0) is held up by a ``client`` hold (id ``tmux``) and
+    gets ``connection`` presence; one without has that hold released. A snapshot, because tmux
+    no longer knows a detached client's tty, and a client that switched sessions leaves one.
 
     Raises:
         OSError: the collector cannot be reached.
     """
     now = clock()
-    now_s = now / 1e9
     host_id, host_name = host_identity()
     resource = {ATTR_SERVICE_NAME: "tmux", ATTR_HOST_ID: host_id, ATTR_HOST_NAME: host_name}
-
-    def hold(session: str, until: float) -> _Event:
-        attrs: dict[str, str | float] = {
-            ATTR_SESSION_ID: session_id_of(session),
+    events: list[_Event] = []
+    for line in _tmux("list-sessions", "-F", "#{session_attached} #{session_name}").splitlines():
+        attached, _, name = line.partition(" ")
+        if not name:
+            continue
+        sid = session_id_of(name)
+        held = attached.isdigit() and int(attached) > 0
+        hold = {
+            ATTR_SESSION_ID: sid,
             ATTR_HOLD: str(HoldKind.CLIENT),
-            ATTR_HOLD_ID: tty,
-            ATTR_HOLD_UNTIL: until,
+            ATTR_HOLD_ID: "tmux",
+            ATTR_HOLD_UNTIL: 0 if held else now / 1e9,
         }
-        return EVENT_HOLD, attrs, now
-
-    events: list[_Event]
-    if event == "detached":
-        events = [hold(tmux_session, now_s)]
-    else:
-        others = [s for s in _tmux("list-sessions", "-F", "#{session_name}").split() if s]
-        events = [hold(s, now_s) for s in others if s != tmux_session]
-        events.append(hold(tmux_session, 0))
-        presence: dict[str, str | float] = {
-            ATTR_SESSION_ID: session_id_of(tmux_session),
-            ATTR_SOURCE: str(Source.CONNECTION),
-        }
-        events.append((EVENT_ACTIVITY, presence, now))
-    post_logs(url, logs_request(resource, events), timeout)
+        events.append((EVENT_HOLD, hold, now))
+        if held and event != "detached":
+            events.append(
+                (EVENT_ACTIVITY, {ATTR_SESSION_ID: sid, ATTR_SOURCE: str(Source.CONNECTION)}, now)
+            )
+    if events:
+        post_logs(url, logs_request(resource, events), timeout)
 
 
 def default_command() -> list[str]:
