@@ -128,7 +128,8 @@ def test_terminal_raw_mode_window_size_and_sigwinch(
     master, slave = pty.openpty()
     set_winsize(master, 33, 111)
     before = termios.tcgetattr(slave)
-    script = "stty size; read x; echo got:$x; stty size; read y"
+    # Each step waits for a keypress, so the resize below lands before the second `stty size`.
+    script = "stty size; read x; echo got:$x; read z; stty size; read y"
     proc = subprocess.Popen(
         [
             *RUN,
@@ -155,6 +156,7 @@ def test_terminal_raw_mode_window_size_and_sigwinch(
         assert out.count(b"hi") == 2, out
         set_winsize(master, 40, 120)
         os.kill(proc.pid, signal.SIGWINCH)  # what the kernel sends the outer session's leader
+        os.write(master, b"\r")
         out += read_until(master, b"40 120")
         os.write(master, b"\r")
         assert proc.wait(timeout=30) == 0
@@ -169,7 +171,7 @@ def test_terminal_raw_mode_window_size_and_sigwinch(
         lambda: (s := collector.session("tty")) and s["process"]["status"] == "exited" and s,
         what="tty session exit",
     )
-    assert s["input_bytes"] == 4  # "hi\r" + "\r": the user's keystrokes
+    assert s["input_bytes"] == 5  # "hi\r" + "\r" + "\r": the user's keystrokes
     assert s["last_source"] == "exit"
     assert s["last_active"] is not None
 

@@ -1,0 +1,70 @@
+"""Foreground work in ``lastactive run -- bash``: a silent CPU-bound command counts as work and
+holds the session; a shell idle at its prompt does not."""
+
+from __future__ import annotations
+
+import os
+import pty
+import subprocess
+import sys
+import time
+
+from tests.conftest import Collector, wait_for
+from tests.instrumentation.test_pty_run import RUN, read_until
+
+
+def test_silent_cpu_bound_command_is_work_and_idle_prompt_is_not(
+    collector: Collector, lastactive_env: dict[str, str]
+) -> None:
+    env = {**lastactive_env, "PS1": "READY> ", "TERM": "dumb"}
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [*RUN, "--session-id", "fg", "--endpoint", f"http://{collector.grpc_target}", "--",
+         "bash", "--norc", "--noprofile", "-i"],
+        stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True,
+    )  # fmt: skip
+    try:
+        read_until(master, b"READY> ")
+        wait_for(lambda: (s := collector.session("fg")) and "process" in s["sources"],
+                 what="the monitor's first checks")  # fmt: skip
+        time.sleep(1.0)  # several checks (every 0.3 s) while bash sits at its prompt
+        idle = collector.session("fg")
+        assert idle is not None
+        assert "foreground" not in idle["sources"] and idle["held_by"] == []
+
+        busy_loop = f"{sys.executable} -c 'while True: pass'\r"
+        os.write(master, busy_loop.encode())
+        first = wait_for(
+            lambda: (
+                (s := collector.session("fg"))
+                and "foreground" in s["sources"]
+                and [h["kind"] for h in s["held_by"]] == ["foreground"]
+                and s
+            ),
+            what="foreground work",
+        )
+        assert first["last_source"] == "foreground"
+        wait_for(
+            lambda: (
+                (s := collector.session("fg"))
+                and s["sources"]["foreground"] > first["sources"]["foreground"]
+            ),
+            what="foreground work going on without any output",
+        )
+
+        os.write(master, b"\x03")  # ^C: back to the prompt
+        read_until(master, b"READY> ")
+        back = wait_for(lambda: (s := collector.session("fg")) and not s["held_by"] and s,
+                        what="the foreground hold released at the prompt")  # fmt: skip
+        time.sleep(1.0)
+        still = collector.session("fg")
+        assert still is not None
+        assert still["sources"]["foreground"] == back["sources"]["foreground"]  # no more work
+        os.write(master, b"exit 0\r")
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+        os.close(slave)
