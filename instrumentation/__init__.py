@@ -26,11 +26,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from instrumentation._agent_task import AgentTask
     from instrumentation._reporter import DEFAULT_EXPORT_INTERVAL_S, Reporter
     from instrumentation._tracker import Clock, SessionTracker
     from instrumentation.conventions import ActivityClass, Level, Source
 
 _EXPORTS = {
+    "AgentTask": "instrumentation._agent_task",
     "DEFAULT_EXPORT_INTERVAL_S": "instrumentation._reporter",
     "Reporter": "instrumentation._reporter",
     "Clock": "instrumentation._tracker",
@@ -43,6 +45,7 @@ _EXPORTS = {
 __all__ = [
     "DEFAULT_EXPORT_INTERVAL_S",
     "ActivityClass",
+    "AgentTask",
     "Clock",
     "Level",
     "Reporter",

@@ -22,16 +22,23 @@ from opentelemetry.sdk.environment_variables import (
     OTEL_EXPORTER_OTLP_METRICS_TIMEOUT,
     OTEL_EXPORTER_OTLP_PROTOCOL,
     OTEL_EXPORTER_OTLP_TIMEOUT,
+    OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
+    OTEL_EXPORTER_OTLP_TRACES_TIMEOUT,
     OTEL_METRIC_EXPORT_INTERVAL,
     OTEL_SERVICE_NAME,
 )
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricExporter, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+from instrumentation._agent_task import AgentTask
 from instrumentation._host import host_identity
 from instrumentation._tracker import Clock, SessionTracker
 from instrumentation.conventions import (
+    ATTR_GEN_AI_AGENT_NAME,
+    ATTR_GEN_AI_OPERATION_NAME,
     ATTR_HOLD,
     ATTR_HOLD_ID,
     ATTR_HOLD_UNTIL,
@@ -41,9 +48,11 @@ from instrumentation.conventions import (
     ATTR_SERVICE_INSTANCE_ID,
     ATTR_SERVICE_NAME,
     ATTR_SOURCE,
+    ATTR_TASK,
     DIRECTION_RECEIVE,
     DIRECTION_TRANSMIT,
     EVENT_ACTIVITY,
+    EVENT_AGENT_SPAWN,
     EVENT_HOLD,
     METRIC_IO,
     METRIC_SOURCE_LAST_TIME,
@@ -113,6 +122,12 @@ _EXPORTERS: Final = {
         "OTLPLogExporter",
         OTEL_EXPORTER_OTLP_LOGS_PROTOCOL,
         OTEL_EXPORTER_OTLP_LOGS_TIMEOUT,
+    ),
+    "traces": (
+        "trace_exporter",
+        "OTLPSpanExporter",
+        OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
+        OTEL_EXPORTER_OTLP_TRACES_TIMEOUT,
     ),
 }
 
@@ -219,6 +234,11 @@ class Reporter:
             BatchLogRecordProcessor(log_exporter or _otlp_exporter("logs", endpoint))
         )
         self._logger = self._logger_provider.get_logger(SCOPE_NAME)
+        self._tracer_provider = TracerProvider(resource=self.resource, shutdown_on_exit=False)
+        self._tracer_provider.add_span_processor(
+            BatchSpanProcessor(_otlp_exporter("traces", endpoint))
+        )
+        self._tracer = self._tracer_provider.get_tracer(SCOPE_NAME)
         self._wake = threading.Event()
         self._worker = threading.Thread(
             target=self._flush_on_wake, name="lastactive-wake", daemon=True
@@ -314,9 +334,34 @@ class Reporter:
             self.hold(tracker, HoldKind.LEASE, lease_id, self.clock())
             self.flush(timeout=2.0)
 
+    def agent_task(
+        self, tracker: SessionTracker, task: str, agent_name: str | None = None
+    ) -> AgentTask:
+        """Start an agent task on ``tracker``'s session (seed 004's ``spawn``): a span from now
+        until :meth:`AgentTask.complete` or :meth:`AgentTask.error`, progress as span events,
+        and each step also sent at once as a lifecycle event. Best used with ``with``."""
+        agent = agent_name or str(tracker.attributes.get(ATTR_GEN_AI_AGENT_NAME, "agent"))
+        span = self._tracer.start_span(
+            f"invoke_agent {agent}",
+            attributes={
+                **tracker.labels(),
+                ATTR_GEN_AI_OPERATION_NAME: "invoke_agent",
+                ATTR_GEN_AI_AGENT_NAME: agent,
+                ATTR_TASK: task,
+            },
+        )
+        self.event(
+            tracker,
+            EVENT_AGENT_SPAWN,
+            {ATTR_TASK: task, ATTR_GEN_AI_AGENT_NAME: agent},
+            source=Source.START,
+        )
+        return AgentTask(self, tracker, span)
+
     def flush(self, timeout: float = 5.0) -> None:
         """Export everything now (blocking up to about ``timeout`` seconds per signal)."""
         millis = int(timeout * 1000)
+        self._tracer_provider.force_flush(millis)
         self._logger_provider.force_flush(millis)
         self._meter_provider.force_flush(millis)
 
@@ -333,6 +378,7 @@ class Reporter:
         millis = int(timeout * 1000)
 
         def stop_providers() -> None:
+            self._tracer_provider.shutdown()
             self._logger_provider.shutdown()
             self._meter_provider.shutdown(timeout_millis=millis)
 

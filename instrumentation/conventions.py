@@ -21,6 +21,7 @@ __all__ = [
     "AGENT_EVENTS",
     "ATTR_GEN_AI_AGENT_ID",
     "ATTR_GEN_AI_AGENT_NAME",
+    "ATTR_GEN_AI_OPERATION_NAME",
     "ATTR_HOLD",
     "ATTR_HOLD_ID",
     "ATTR_HOLD_UNTIL",
@@ -77,6 +78,9 @@ ATTR_SERVICE_INSTANCE_ID: Final = "service.instance.id"
 
 ATTR_GEN_AI_AGENT_ID: Final = "gen_ai.agent.id"
 """string. The agent (semconv ``gen_ai.agent.id``); the agent's identity when present."""
+
+ATTR_GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"
+"""string. The GenAI operation (semconv); ``invoke_agent`` on an agent task's span."""
 
 ATTR_GEN_AI_AGENT_NAME: Final = "gen_ai.agent.name"
 """string. The agent's name (semconv ``gen_ai.agent.name``); identity when no agent id."""

@@ -42,6 +42,9 @@ def test_prompt_moves_last_active_and_stop_does_not(
         "claude-code",
     )
     prompted = s["last_active"]
+    # Hook events are self-reported by the agent: a trusted-only view does not count them.
+    status, trusted = collector.get("/v1/sessions/cc-1?trusted_only=true")
+    assert status == 200 and trusted["last_active"] is None and trusted["last_source"] is None
 
     for event in ("PreToolUse", "PostToolUse", "Notification", "Stop"):
         fire(collector.http, event, "cc-1", lastactive_env)
