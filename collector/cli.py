@@ -24,6 +24,7 @@ _SERVE_FLAGS = {
     "--flush-interval": ("flush_interval", float, "seconds between flushes (default 1)"),
     "--max-request-bytes": ("max_request_bytes", int, "request size limit (default 64 MiB)"),
     "--max-clock-skew": ("max_clock_skew", float, "seconds of future skew allowed (default 10)"),
+    "--retention": ("retention", float, "seconds ended sessions are kept (default 86400)"),
 }
 
 
