@@ -204,6 +204,8 @@ class EntityView:
     task: str | None
     result: str | None
     held_by: list[Hold]
+    last_client_closed: int | None
+    """When the last client hold was released (ns), if none is attached now."""
 
 
 def _latest(
@@ -238,9 +240,13 @@ def view(entity: Entity, now: int, trusted_only: bool = False) -> EntityView:
     _, last_active = _latest(counted, (ActivityClass.ENGAGEMENT,))
     last_source, last_activity = _latest(counted, IDLE_CLASSES)
     idle_base = last_activity if last_activity is not None else entity.first_seen
+    held = active_holds(entity, now)
     start, exit_ = sources.get(Source.START), sources.get(Source.EXIT)
-    if exit_ is not None and (start is None or exit_ >= start):
-        process_status: str | None = ProcessStatus.EXITED
+    process_status: str | None
+    if entity.kind is not Kind.SESSION:  # start/exit propagate up; a host has no process
+        process_status = None
+    elif exit_ is not None and (start is None or exit_ >= start):
+        process_status = ProcessStatus.EXITED
     elif start is not None:
         process_status = ProcessStatus.RUNNING
     else:
@@ -268,8 +274,20 @@ def view(entity: Entity, now: int, trusted_only: bool = False) -> EntityView:
         status=str(_status(entity, process_status)),
         task=entity.task,
         result=entity.result,
-        held_by=active_holds(entity, now),
+        held_by=held,
+        last_client_closed=_last_client_closed(entity, held, now),
     )
+
+
+def _last_client_closed(entity: Entity, held: list[Hold], now: int) -> int | None:
+    if any(h.kind == HoldKind.CLIENT for h in held):
+        return None
+    closed = [
+        until
+        for key, (_, until) in entity.holds.items()
+        if key.startswith(f"{HoldKind.CLIENT}:") and until and until <= now
+    ]
+    return max(closed) if closed else None
 
 
 def active_holds(entity: Entity, now: int) -> list[Hold]:

@@ -1,0 +1,247 @@
+"""Idle policy: which activity counts, when a session is idle, when it should hibernate, and why.
+
+A policy file (TOML) has ``[defaults]`` and ``[[overrides]]`` selected by host, agent name,
+service name or session id prefix; later overrides win. Every key is validated at load, and an
+error names the key (and, for TOML syntax, the line)::
+
+    [defaults]
+    count = ["engagement", "work", "lifecycle"]   # activity classes that end idleness
+    count_untrusted = true                        # self-reported sources count (seed 000)
+    idle_after = 60                               # seconds without counted activity (seed 003)
+    hibernate_after = 1800                        # the activity bump (Coder's deadline model)
+    max_age = 86400                               # hibernate regardless of activity (optional)
+    after_close = 120                             # shorter, once the last client detached
+    never_used = 600                              # no engagement at all since first seen
+    exempt_leases = true                          # a busy lease holds the session up
+    exempt_foreground = true                      # so does a running foreground command
+    exempt_clients = false                        # an attached client does not, by default
+    runaway_bytes_per_second = 1048576            # output rate that is "spinning" (seed 003)
+    stuck_after = 1800                            # agent active without progress (seed 004)
+
+    [[overrides]]
+    match = { agent = "codey" }
+    idle_after = 300
+
+The evaluation (:func:`evaluate`) is pure: an :class:`~collector._state.EntityView`, rules and
+``now`` in, a :class:`Evaluation` with its state, deadline and reason in words out.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from collector._state import NANOS, EntityView
+from instrumentation.conventions import SOURCES, ActivityClass, AgentStatus, HoldKind, Source
+
+__all__ = ["Evaluation", "Match", "Policy", "PolicyError", "Rules", "evaluate", "load_policy"]
+
+_CLASS_OF = {str(s): info.activity_class for s, info in SOURCES.items()}
+_TRUSTED = frozenset(str(s) for s, info in SOURCES.items() if info.trusted)
+_PROGRESS = (str(Source.AGENT), str(Source.START))
+
+
+class PolicyError(ValueError):
+    """A policy file that cannot be used; the message names the line or the key."""
+
+
+class Rules(BaseModel):
+    """One set of rules. Durations are seconds; ``None`` turns a timeout off."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    count: frozenset[ActivityClass] = frozenset(
+        {ActivityClass.ENGAGEMENT, ActivityClass.WORK, ActivityClass.LIFECYCLE}
+    )
+    count_untrusted: bool = True
+    idle_after: float = Field(60.0, gt=0)
+    hibernate_after: float = Field(1800.0, gt=0)
+    max_age: float | None = Field(None, gt=0)
+    after_close: float | None = Field(None, gt=0)
+    never_used: float | None = Field(None, gt=0)
+    exempt_leases: bool = True
+    exempt_foreground: bool = True
+    exempt_clients: bool = False
+    runaway_bytes_per_second: float = Field(1024 * 1024, gt=0)
+    stuck_after: float = Field(1800.0, gt=0)
+
+
+class Match(BaseModel):
+    """Which sessions an override applies to; every given field must match."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str | None = None
+    agent: str | None = None
+    service: str | None = None
+    session_prefix: str | None = None
+
+    def matches(self, v: EntityView) -> bool:
+        return (
+            (
+                self.host is None
+                or v.host_id == self.host
+                or (v.kind == "host" and v.id == self.host)
+            )
+            and (self.agent is None or v.agent_id == self.agent)
+            and (self.service is None or v.service_name == self.service)
+            and (self.session_prefix is None or v.id.startswith(self.session_prefix))
+        )
+
+
+class _Override(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    match: Match
+
+
+class _PolicyFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    defaults: Rules = Rules()
+    overrides: list[_Override] = []
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Defaults plus ordered overrides (each a match and the rule fields it sets)."""
+
+    defaults: Rules = field(default_factory=Rules)
+    overrides: tuple[tuple[Match, Rules, frozenset[str]], ...] = ()
+
+    def rules_for(self, v: EntityView) -> Rules:
+        """The rules that apply to ``v``: the defaults with every matching override on top."""
+        rules = self.defaults
+        for match, override, fields in self.overrides:
+            if match.matches(v):
+                rules = rules.model_copy(update={f: getattr(override, f) for f in fields})
+        return rules
+
+
+def load_policy(path: str | Path) -> Policy:
+    """Read and validate a policy file.
+
+    Raises:
+        PolicyError: unreadable file, TOML syntax (with its line), or an invalid key or value
+            (with its path, e.g. ``overrides[1].idle_after``).
+    """
+    try:
+        with Path(path).open("rb") as f:
+            raw = tomllib.load(f)
+    except OSError as exc:
+        raise PolicyError(f"{path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise PolicyError(f"{path}: {exc}") from exc
+    return parse_policy(raw, str(path))
+
+
+def _problems(exc: ValidationError, prefix: str) -> str:
+    return "; ".join(
+        f"{prefix}{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+    )
+
+
+def parse_policy(raw: dict[str, Any], source: str = "policy") -> Policy:
+    """Validate an already parsed policy mapping (see :func:`load_policy`)."""
+    try:
+        parsed = _PolicyFile.model_validate(raw)
+    except ValidationError as exc:
+        raise PolicyError(f"{source}: {_problems(exc, '')}") from None
+    overrides = []
+    for i, o in enumerate(parsed.overrides):
+        fields = dict(o.model_extra or {})
+        try:
+            rules = Rules.model_validate(fields)
+        except ValidationError as exc:
+            raise PolicyError(f"{source}: {_problems(exc, f'overrides[{i}].')}") from None
+        overrides.append((o.match, rules, frozenset(fields)))
+    return Policy(parsed.defaults, tuple(overrides))
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """What the policy says of one session or host at ``now``. Times are ns since the epoch.
+
+    ``hibernate_at`` is the deadline (``None`` while something exempt holds it up, unless
+    ``max_age`` caps it); ``hibernate`` is whether it is due now; ``reason`` says why, in words.
+    """
+
+    state: str  # "active" | "idle"
+    idle_since: int
+    hibernate_at: int | None
+    hibernate: bool
+    runaway: bool
+    stuck: bool
+    reason: str
+
+
+def _ago(ns: int) -> str:
+    s = ns / NANOS
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.0f} min" if s < 7200 else f"{s / 3600:.1f} h"
+
+
+def evaluate(v: EntityView, rules: Rules, now: int) -> Evaluation:
+    """Apply ``rules`` to ``v`` at ``now`` (ns).
+
+    Deadline model (ANCHORS, Coder): counted activity at ``t`` bumps the deadline to
+    ``t + hibernate_after``; activity times are max-registers, so the deadline never moves
+    backwards with activity. It is capped by ``first_seen + max_age`` (JupyterHub's max-age,
+    Cloud Workstations' runningTimeout), shortened to ``close + after_close`` once the last
+    client detached (Gitpod), and to ``first_seen + never_used`` with no engagement at all.
+    """
+    counted = [
+        t
+        for src, t in v.sources.items()
+        if _CLASS_OF.get(src) in rules.count and (rules.count_untrusted or src in _TRUSTED)
+    ]
+    last = max(counted) if counted else None
+    base = last if last is not None else v.first_seen
+    why_last = (
+        "no counted activity since first seen"
+        if last is None
+        else (f"last counted activity {_ago(now - base)} ago")
+    )
+    exempt = {
+        HoldKind.LEASE: rules.exempt_leases,
+        HoldKind.FOREGROUND: rules.exempt_foreground,
+        HoldKind.CLIENT: rules.exempt_clients,
+    }
+    holding = [h for h in v.held_by if exempt.get(HoldKind(h.kind), False)]
+    idle = not holding and now - base >= rules.idle_after * NANOS
+    state = "idle" if idle else "active"
+
+    deadline: int | None = base + int(rules.hibernate_after * NANOS)
+    reason = f"{why_last}; hibernate_after {rules.hibernate_after:g} s"
+    if rules.never_used is not None and v.last_active is None:
+        never = v.first_seen + int(rules.never_used * NANOS)
+        if deadline is None or never < deadline:
+            deadline, reason = (
+                never,
+                f"never used since first seen; never_used {rules.never_used:g} s",
+            )
+    closed = v.last_client_closed
+    if rules.after_close is not None and closed is not None and closed >= base:
+        after = closed + int(rules.after_close * NANOS)
+        if deadline is None or after < deadline:
+            deadline, reason = after, f"last client detached; after_close {rules.after_close:g} s"
+    if holding:
+        kinds = ", ".join(sorted({f"{h.kind} {h.id}" for h in holding}))
+        deadline, reason = None, f"held by {kinds}"
+    if rules.max_age is not None:
+        cap = v.first_seen + int(rules.max_age * NANOS)
+        if deadline is None or cap <= deadline:
+            deadline, reason = cap, f"max_age {rules.max_age:g} s since first seen"
+    runaway = v.output_bytes_per_second >= rules.runaway_bytes_per_second
+    progress = max((v.sources.get(s, 0) for s in _PROGRESS), default=0)
+    stuck = (
+        v.status == AgentStatus.ACTIVE
+        and v.agent_id is not None
+        and progress > 0
+        and now - progress >= rules.stuck_after * NANOS
+    )
+    due = deadline is not None and now >= deadline and v.status == AgentStatus.ACTIVE
+    return Evaluation(state, base, deadline, due, runaway, stuck, reason)

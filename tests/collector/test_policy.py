@@ -1,0 +1,167 @@
+"""Idle policy semantics with a fake clock (no sleeps), and policy files refused with the key or
+line at fault."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from collector._state import ActivityState, Entity, Identity, view
+from collector.policy import PolicyError, Rules, evaluate, load_policy
+
+S = 1_000_000_000
+T0 = 1_800_000_000 * S
+
+
+def session(**ident: str) -> tuple[ActivityState, list[Entity]]:
+    state = ActivityState()
+    return state, state.resolve(Identity(session_id="s", host_id="h", **ident), T0)
+
+
+def at(ents: list[Entity], rules: Rules, now: int):
+    return evaluate(view(ents[0], now), rules, now)
+
+
+def test_idle_after_exactly_idle_after_without_counted_activity() -> None:
+    state, ents = session()
+    rules = Rules(idle_after=60, hibernate_after=600)
+    state.activity(ents, "input", T0 + 10 * S)
+    assert at(ents, rules, T0 + 69 * S).state == "active"
+    e = at(ents, rules, T0 + 70 * S)
+    assert (e.state, e.idle_since) == ("idle", T0 + 10 * S)
+    assert e.hibernate_at == T0 + 610 * S and not e.hibernate
+    assert at(ents, rules, T0 + 610 * S).hibernate
+    assert "last counted activity 10 min ago" in at(ents, rules, T0 + 610 * S).reason
+
+
+def test_presence_and_liveness_do_not_count_unless_the_policy_says_so() -> None:
+    state, ents = session()
+    state.activity(ents, "output", T0)
+    state.activity(ents, "connection", T0 + 50 * S)  # a viewer connected (presence)
+    state.activity(ents, "heartbeat", T0 + 55 * S)  # the wrapper is alive (liveness)
+    assert at(ents, Rules(idle_after=60), T0 + 60 * S).state == "idle"
+    with_presence = Rules(idle_after=60, count=frozenset({"work", "presence"}))
+    assert at(ents, with_presence, T0 + 60 * S).state == "active"
+    state.activity(ents, "prompt", T0 + 58 * S)  # untrusted (self-reported)
+    assert at(ents, Rules(idle_after=60), T0 + 60 * S).state == "active"
+    assert at(ents, Rules(idle_after=60, count_untrusted=False), T0 + 60 * S).state == "idle"
+
+
+def test_leases_and_foreground_work_exempt_clients_only_when_asked() -> None:
+    state, ents = session()
+    state.activity(ents, "output", T0)
+    rules = Rules(idle_after=60, hibernate_after=120)
+    state.hold(ents, "lease", "L1", T0 + 3600 * S, T0 + S)
+    e = at(ents, rules, T0 + 1000 * S)
+    assert (e.state, e.hibernate_at, e.hibernate) == ("active", None, False)
+    assert "held by lease L1" in e.reason
+    assert at(ents, Rules(idle_after=60, exempt_leases=False), T0 + 1000 * S).state == "idle"
+    state.hold(ents, "lease", "L1", T0 + 2 * S, T0 + 2 * S)  # released
+    state.hold(ents, "foreground", "s", 0, T0 + 3 * S)
+    assert at(ents, rules, T0 + 1000 * S).state == "active"
+    state.hold(ents, "foreground", "s", T0 + 4 * S, T0 + 4 * S)
+    state.hold(ents, "client", "tmux", 0, T0 + 5 * S)
+    assert at(ents, rules, T0 + 1000 * S).hibernate  # a client alone does not exempt
+    assert not at(ents, Rules(idle_after=60, hibernate_after=120, exempt_clients=True),
+                  T0 + 1000 * S).hibernate  # fmt: skip
+
+
+def test_max_age_hibernates_regardless_of_activity_and_holds() -> None:
+    state, ents = session()
+    rules = Rules(idle_after=60, hibernate_after=600, max_age=3600)
+    state.hold(ents, "lease", "L", 0, T0)
+    for minute in range(70):
+        state.activity(ents, "input", T0 + minute * 60 * S)
+    e = at(ents, rules, T0 + 3600 * S)
+    assert e.hibernate and e.hibernate_at == T0 + 3600 * S and "max_age" in e.reason
+
+
+def test_after_close_shortens_the_deadline_once_the_last_client_detached() -> None:
+    state, ents = session()
+    rules = Rules(idle_after=60, hibernate_after=1800, after_close=120)
+    state.activity(ents, "input", T0)
+    state.hold(ents, "client", "tmux", 0, T0)
+    assert at(ents, rules, T0 + 60 * S).hibernate_at == T0 + 1800 * S
+    state.hold(ents, "client", "tmux", T0 + 300 * S, T0 + 300 * S)  # detached
+    e = at(ents, rules, T0 + 400 * S)
+    assert e.hibernate_at == T0 + 420 * S and "after_close" in e.reason
+    state.activity(ents, "input", T0 + 500 * S)  # used again after the close: normal bump
+    assert at(ents, rules, T0 + 501 * S).hibernate_at == T0 + 2300 * S
+
+
+def test_never_used_sessions_hibernate_early() -> None:
+    state, ents = session()
+    state.activity(ents, "output", T0 + 10 * S)
+    rules = Rules(hibernate_after=1800, never_used=300)
+    assert at(ents, rules, T0 + 20 * S).hibernate_at == T0 + 300 * S
+    state.activity(ents, "input", T0 + 30 * S)
+    assert at(ents, rules, T0 + 40 * S).hibernate_at == T0 + 1830 * S
+
+
+def test_deadline_never_moves_backwards_and_never_passes_max_age() -> None:
+    state, ents = session()
+    rules = Rules(hibernate_after=600, max_age=5000)
+    last = 0
+    events = [(40, "input"), (10, "output"), (300, "input"), (200, "prompt"), (4900, "output")]
+    for k, (sec, src) in enumerate(events):  # out of order, replays, old ones late
+        state.activity(ents, src, T0 + sec * S)
+        deadline = at(ents, rules, T0 + (k + 1) * S).hibernate_at
+        assert deadline is not None
+        assert deadline >= last
+        assert deadline <= T0 + 5000 * S
+        last = deadline
+
+
+def test_runaway_and_stuck() -> None:
+    state, ents = session(agent_id="codey")
+    for i in range(30):
+        state.io(ents, False, 2 * 1024 * 1024, T0 + i * S)
+    assert at(ents, Rules(), T0 + 29 * S).runaway
+    assert not at(ents, Rules(), T0 + 120 * S).runaway  # quiet afterwards: leaves runaway
+    state.agent_event(ents, "active", "start", T0)  # type: ignore[arg-type]
+    assert not at(ents, Rules(stuck_after=1800), T0 + 1799 * S).stuck
+    assert at(ents, Rules(stuck_after=1800), T0 + 1800 * S).stuck
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("[defaults]\nidle_after = 60\nidle_after = 70\n", "line 3"),
+        ("[defaults]\nidle_after = -5\n", "defaults.idle_after"),
+        ("[defaults]\nidel_after = 60\n", "defaults.idel_after"),
+        ("[defaults]\ncount = ['engagement', 'vibes']\n", "defaults.count"),
+        (
+            "[[overrides]]\nmatch = { agent = 'x' }\nhibernate_after = 'soon'\n",
+            "overrides[0].hibernate_after",
+        ),
+        ("[[overrides]]\nidle_after = 5\n", "overrides.0.match"),
+        ("[[overrides]]\nmatch = { colour = 'red' }\n", "overrides.0.match.colour"),
+    ],
+)
+def test_a_policy_file_with_an_error_is_refused_naming_the_line_or_key(
+    tmp_path: Path, text: str, says: str
+) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text(text)
+    with pytest.raises(PolicyError) as err:
+        load_policy(path)
+    assert says in str(err.value)
+
+
+def test_overrides_select_by_agent_host_and_prefix(tmp_path: Path) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text(
+        "[defaults]\nidle_after = 60\n"
+        "[[overrides]]\nmatch = { agent = 'codey' }\nidle_after = 300\n"
+        "[[overrides]]\nmatch = { host = 'h', session_prefix = 'ci-' }\nidle_after = 5\n"
+    )
+    policy = load_policy(path)
+    state = ActivityState()
+    plain = state.resolve(Identity(session_id="a", host_id="h"), T0)[0]
+    codey = state.resolve(Identity(session_id="b", host_id="h", agent_id="codey"), T0)[0]
+    ci = state.resolve(Identity(session_id="ci-1", host_id="h"), T0)[0]
+    assert policy.rules_for(view(plain, T0)).idle_after == 60
+    assert policy.rules_for(view(codey, T0)).idle_after == 300
+    assert policy.rules_for(view(ci, T0)).idle_after == 5
+    assert policy.rules_for(view(codey, T0)).hibernate_after == 1800  # untouched default
