@@ -16,7 +16,8 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as metr
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as trace_pb
 
 from collector._ingest import Ingest, Outcome
-from collector._state import ActivityState, EntityView, Kind
+from collector._state import NANOS, ActivityState, EntityView, Kind
+from collector.policy import Decision, Policy, decide
 from collector.proto import query_pb2, query_pb2_grpc
 
 _OTLP = (
@@ -109,12 +110,44 @@ def entity_message(v: EntityView) -> query_pb2.Entity:
     )
 
 
+def decision_message(d: Decision) -> query_pb2.Decision:
+    """A :class:`~collector.policy.Decision` as the ``lastactive.v1.Decision`` message."""
+    v, e = d.view, d.evaluation
+    return query_pb2.Decision(
+        kind=v.kind,
+        id=v.id,
+        host_id=v.host_id or "",
+        state=e.state,
+        idle_since_unix_nano=e.idle_since,
+        hibernate_at_unix_nano=e.hibernate_at or 0,
+        hibernate=e.hibernate,
+        runaway=e.runaway,
+        stuck=e.stuck,
+        reason=e.reason,
+    )
+
+
 class ActivityQueryServicer(query_pb2_grpc.ActivityQueryServicer):  # type: ignore[misc]
     """``lastactive.v1.ActivityQuery`` over the in-memory state (see ``query.proto``)."""
 
-    def __init__(self, state: ActivityState, clock: Callable[[], int]) -> None:
+    def __init__(self, state: ActivityState, clock: Callable[[], int], policy: Policy) -> None:
         self._state = state
         self._clock = clock
+        self._policy = policy
+
+    async def Decisions(
+        self, request: query_pb2.DecisionsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> query_pb2.DecisionsResponse:
+        if not request.within_seconds >= 0:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "within_seconds must be >= 0")
+        now = self._clock()
+        due, soon = decide(
+            self._state.views(now), self._policy, now, int(request.within_seconds * NANOS)
+        )
+        return query_pb2.DecisionsResponse(
+            hibernate=[decision_message(d) for d in due],
+            due_soon=[decision_message(d) for d in soon],
+        )
 
     async def ListSessions(
         self, request: query_pb2.ListSessionsRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -145,7 +178,12 @@ class ActivityQueryServicer(query_pb2_grpc.ActivityQueryServicer):  # type: igno
 
 
 async def start_grpc(
-    host: str, port: int, ingest: Ingest, clock: Callable[[], int], max_request_bytes: int
+    host: str,
+    port: int,
+    ingest: Ingest,
+    clock: Callable[[], int],
+    max_request_bytes: int,
+    policy: Policy,
 ) -> tuple[grpc.aio.Server, int, Callable[[], Awaitable[None]]]:
     """Start the gRPC server on ``host:port`` (0: any free port).
 
@@ -171,7 +209,7 @@ async def start_grpc(
         )
     )
     query_pb2_grpc.add_ActivityQueryServicer_to_server(
-        ActivityQueryServicer(ingest.state, clock), server
+        ActivityQueryServicer(ingest.state, clock, policy), server
     )
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)

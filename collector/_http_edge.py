@@ -29,6 +29,7 @@ from collector._otlp_body import (
     serialize,
 )
 from collector._state import NANOS, EntityView, Kind
+from collector.policy import Decision, Policy, decide
 from instrumentation.conventions import (
     EVENT_AGENT_COMPLETE,
     EVENT_AGENT_ERROR,
@@ -284,7 +285,64 @@ def query_router(ingest: Ingest, clock: Callable[[], int]) -> APIRouter:
     return router
 
 
-def create_app(ingest: Ingest, clock: Callable[[], int], max_request_bytes: int) -> FastAPI:
+class DecisionOut(BaseModel):
+    """One session or host the idle policy says to hibernate, now or soon."""
+
+    kind: str
+    id: str
+    host_id: str | None
+    state: str = Field(description="active or idle")
+    idle_since: datetime
+    hibernate_at: datetime = Field(description="the deadline")
+    hibernate: bool = Field(description="due now")
+    runaway: bool
+    stuck: bool
+    reason: str = Field(description="why, in words")
+
+    @classmethod
+    def of(cls, d: Decision) -> DecisionOut:
+        v, e = d.view, d.evaluation
+        return cls(
+            kind=v.kind,
+            id=v.id,
+            host_id=v.host_id,
+            state=e.state,
+            idle_since=datetime.fromtimestamp(e.idle_since / NANOS, UTC),
+            hibernate_at=datetime.fromtimestamp((e.hibernate_at or 0) / NANOS, UTC),
+            hibernate=e.hibernate,
+            runaway=e.runaway,
+            stuck=e.stuck,
+            reason=e.reason,
+        )
+
+
+class DecisionList(BaseModel):
+    hibernate: list[DecisionOut] = Field(description="due now, earliest deadline first")
+    due_soon: list[DecisionOut] = Field(description="due within `within` seconds")
+
+
+def decisions_router(ingest: Ingest, clock: Callable[[], int], policy: Policy) -> APIRouter:
+    """``GET /v1/decisions``: what the idle policy says to hibernate now and soon."""
+    router = APIRouter(tags=["idle policy"])
+
+    @router.get("/v1/decisions", response_model=DecisionList)
+    async def decisions(
+        within: Annotated[float, Query(ge=0, description="also list those due within (s)")] = 600,
+    ) -> DecisionList:
+        """Sessions and hosts to hibernate now and those due soon, each with its deadline and
+        the reason in words."""
+        now = clock()
+        due, soon = decide(ingest.state.views(now), policy, now, int(within * NANOS))
+        return DecisionList(
+            hibernate=[DecisionOut.of(d) for d in due], due_soon=[DecisionOut.of(d) for d in soon]
+        )
+
+    return router
+
+
+def create_app(
+    ingest: Ingest, clock: Callable[[], int], max_request_bytes: int, policy: Policy
+) -> FastAPI:
     """The HTTP application: OTLP receivers plus the query API, OpenAPI docs at ``/docs``."""
     app = FastAPI(
         title="lastactive",
@@ -294,4 +352,5 @@ def create_app(ingest: Ingest, clock: Callable[[], int], max_request_bytes: int)
     app.include_router(otlp_router(ingest, max_request_bytes))
     app.include_router(query_router(ingest, clock))
     app.include_router(agent_router(ingest, clock))
+    app.include_router(decisions_router(ingest, clock, policy))
     return app

@@ -18,6 +18,7 @@ from collector._grpc_edge import start_grpc
 from collector._http_edge import create_app
 from collector._ingest import Ingest
 from collector._state import NANOS, ActivityState
+from collector.policy import Policy, load_policy
 from collector.settings import Settings
 from collector.store import SqliteStore, Store
 
@@ -66,7 +67,9 @@ async def serve(
         ready: called once both servers listen, with the bound ports.
     Raises:
         OSError: a port cannot be bound. sqlite3.Error: the database cannot be opened.
+        PolicyError: the policy file is invalid.
     """
+    policy = load_policy(settings.policy) if settings.policy else Policy()
     store = store or SqliteStore(settings.db)
     state = ActivityState(max_skew_ns=int(settings.max_clock_skew * NANOS), started_at=clock())
     state.load(store.load())
@@ -89,11 +92,11 @@ async def serve(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((settings.host, settings.http_port))
     _, grpc_port, stop_grpc = await start_grpc(
-        settings.host, settings.grpc_port, ingest, clock, settings.max_request_bytes
+        settings.host, settings.grpc_port, ingest, clock, settings.max_request_bytes, policy
     )
     http = _Uvicorn(
         uvicorn.Config(
-            create_app(ingest, clock, settings.max_request_bytes),
+            create_app(ingest, clock, settings.max_request_bytes, policy),
             log_level="warning",
             lifespan="off",
         )

@@ -511,6 +511,12 @@ class ActivityState:
         e = self.entities.get((kind, key))
         return None if e is None else view(e, now, trusted_only)
 
+    def views(
+        self, now: int, kinds: tuple[Kind, ...] = (Kind.SESSION, Kind.HOST)
+    ) -> list[EntityView]:
+        """Views of every entity of ``kinds`` at ``now`` (ns), unordered."""
+        return [view(e, now) for (k, _), e in self.entities.items() if k in kinds]
+
     def sessions(
         self, now: int, host_id: str | None = None, limit: int = 0, trusted_only: bool = False
     ) -> list[EntityView]:

@@ -25,6 +25,7 @@ _SERVE_FLAGS = {
     "--max-request-bytes": ("max_request_bytes", int, "request size limit (default 64 MiB)"),
     "--max-clock-skew": ("max_clock_skew", float, "seconds of future skew allowed (default 10)"),
     "--retention": ("retention", float, "seconds ended sessions are kept (default 86400)"),
+    "--policy": ("policy", str, "idle policy file, TOML (LASTACTIVE_POLICY)"),
 }
 
 
@@ -244,8 +245,13 @@ def _serve(args: argparse.Namespace) -> int:
     def ready(bound: object) -> None:
         print(bound.line(str(settings.db)), flush=True)  # type: ignore[attr-defined]
 
+    from collector.policy import PolicyError
+
     try:
         asyncio.run(serve(settings, ready=ready))
+    except PolicyError as exc:
+        print(f"lastactive serve: invalid policy: {exc}", file=sys.stderr)
+        return 2
     except (OSError, RuntimeError, sqlite3.Error) as exc:  # a port in use, an unusable database
         print(f"lastactive serve: {exc}", file=sys.stderr)
         return 1

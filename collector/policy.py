@@ -29,6 +29,7 @@ The evaluation (:func:`evaluate`) is pure: an :class:`~collector._state.EntityVi
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from collector._state import NANOS, EntityView
 from instrumentation.conventions import SOURCES, ActivityClass, AgentStatus, HoldKind, Source
 
-__all__ = ["Evaluation", "Match", "Policy", "PolicyError", "Rules", "evaluate", "load_policy"]
+__all__ = [
+    "Decision",
+    "Evaluation",
+    "Match",
+    "Policy",
+    "PolicyError",
+    "Rules",
+    "decide",
+    "evaluate",
+    "load_policy",
+]
 
 _CLASS_OF = {str(s): info.activity_class for s, info in SOURCES.items()}
 _TRUSTED = frozenset(str(s) for s, info in SOURCES.items() if info.trusted)
@@ -245,3 +256,32 @@ def evaluate(v: EntityView, rules: Rules, now: int) -> Evaluation:
     )
     due = deadline is not None and now >= deadline and v.status == AgentStatus.ACTIVE
     return Evaluation(state, base, deadline, due, runaway, stuck, reason)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One session or host with its evaluation."""
+
+    view: EntityView
+    evaluation: Evaluation
+
+
+def decide(
+    views: Iterable[EntityView], policy: Policy, now: int, within_ns: int
+) -> tuple[list[Decision], list[Decision]]:
+    """Split ``views`` into those to hibernate now and those due within ``within_ns`` (ns),
+    each list ordered by deadline. Ended sessions (completed, error) are never listed."""
+    due, soon = [], []
+    for v in views:
+        if v.status != AgentStatus.ACTIVE:
+            continue
+        e = evaluate(v, policy.rules_for(v), now)
+        if e.hibernate_at is None:
+            continue
+        if e.hibernate:
+            due.append(Decision(v, e))
+        elif e.hibernate_at - now <= within_ns:
+            soon.append(Decision(v, e))
+    due.sort(key=lambda d: d.evaluation.hibernate_at or 0)
+    soon.sort(key=lambda d: d.evaluation.hibernate_at or 0)
+    return due, soon

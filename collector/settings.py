@@ -36,6 +36,11 @@ class Settings(BaseSettings):
         description="Largest (decompressed) OTLP request, bytes: 413 / RESOURCE_EXHAUSTED past "
         "it (OTLP spec recommends supporting 64 MiB; grpcio's default is 4 MiB).",
     )
+    policy: Path | None = Field(
+        None,
+        description="Idle policy file (TOML, see collector/policy.py); built-in defaults "
+        "when unset.",
+    )
     retention: float = Field(
         86400.0,
         gt=0,

@@ -6,6 +6,44 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class DecisionsRequest(_message.Message):
+    __slots__ = ("within_seconds",)
+    WITHIN_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    within_seconds: float
+    def __init__(self, within_seconds: _Optional[float] = ...) -> None: ...
+
+class Decision(_message.Message):
+    __slots__ = ("kind", "id", "host_id", "state", "idle_since_unix_nano", "hibernate_at_unix_nano", "hibernate", "runaway", "stuck", "reason")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    HOST_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    IDLE_SINCE_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    HIBERNATE_AT_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    HIBERNATE_FIELD_NUMBER: _ClassVar[int]
+    RUNAWAY_FIELD_NUMBER: _ClassVar[int]
+    STUCK_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    id: str
+    host_id: str
+    state: str
+    idle_since_unix_nano: int
+    hibernate_at_unix_nano: int
+    hibernate: bool
+    runaway: bool
+    stuck: bool
+    reason: str
+    def __init__(self, kind: _Optional[str] = ..., id: _Optional[str] = ..., host_id: _Optional[str] = ..., state: _Optional[str] = ..., idle_since_unix_nano: _Optional[int] = ..., hibernate_at_unix_nano: _Optional[int] = ..., hibernate: _Optional[bool] = ..., runaway: _Optional[bool] = ..., stuck: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class DecisionsResponse(_message.Message):
+    __slots__ = ("hibernate", "due_soon")
+    HIBERNATE_FIELD_NUMBER: _ClassVar[int]
+    DUE_SOON_FIELD_NUMBER: _ClassVar[int]
+    hibernate: _containers.RepeatedCompositeFieldContainer[Decision]
+    due_soon: _containers.RepeatedCompositeFieldContainer[Decision]
+    def __init__(self, hibernate: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ..., due_soon: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ...) -> None: ...
+
 class ListSessionsRequest(_message.Message):
     __slots__ = ("host_id", "limit", "trusted_only")
     HOST_ID_FIELD_NUMBER: _ClassVar[int]

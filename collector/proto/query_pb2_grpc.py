@@ -49,6 +49,11 @@ class ActivityQueryStub:
                 request_serializer=collector_dot_proto_dot_query__pb2.GetRequest.SerializeToString,
                 response_deserializer=collector_dot_proto_dot_query__pb2.Entity.FromString,
                 _registered_method=True)
+        self.Decisions = channel.unary_unary(
+                '/lastactive.v1.ActivityQuery/Decisions',
+                request_serializer=collector_dot_proto_dot_query__pb2.DecisionsRequest.SerializeToString,
+                response_deserializer=collector_dot_proto_dot_query__pb2.DecisionsResponse.FromString,
+                _registered_method=True)
 
 
 class ActivityQueryServicer:
@@ -75,6 +80,13 @@ class ActivityQueryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Decisions(self, request, context):
+        """Sessions and hosts to hibernate now, and those due soon, per the idle policy.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ActivityQueryServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -92,6 +104,11 @@ def add_ActivityQueryServicer_to_server(servicer, server):
                     servicer.GetHost,
                     request_deserializer=collector_dot_proto_dot_query__pb2.GetRequest.FromString,
                     response_serializer=collector_dot_proto_dot_query__pb2.Entity.SerializeToString,
+            ),
+            'Decisions': grpc.unary_unary_rpc_method_handler(
+                    servicer.Decisions,
+                    request_deserializer=collector_dot_proto_dot_query__pb2.DecisionsRequest.FromString,
+                    response_serializer=collector_dot_proto_dot_query__pb2.DecisionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -175,6 +192,33 @@ class ActivityQuery:
             '/lastactive.v1.ActivityQuery/GetHost',
             collector_dot_proto_dot_query__pb2.GetRequest.SerializeToString,
             collector_dot_proto_dot_query__pb2.Entity.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Decisions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lastactive.v1.ActivityQuery/Decisions',
+            collector_dot_proto_dot_query__pb2.DecisionsRequest.SerializeToString,
+            collector_dot_proto_dot_query__pb2.DecisionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

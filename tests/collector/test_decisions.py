@@ -1,0 +1,63 @@
+"""``GET /v1/decisions`` and gRPC ``Decisions`` on a real collector with a policy file."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from collector.proto import query_pb2
+from tests.collector.otlp_requests import S, metrics_request, sum_point
+from tests.conftest import Collector
+
+PROTO = {"Content-Type": "application/x-protobuf"}
+
+
+def last_input(collector: Collector, sid: str, seconds_ago: float) -> None:
+    t = time.time_ns() - int(seconds_ago * S)
+    req = metrics_request(sid, host_id=f"h-{sid}", gauges={"lastactive.source.last_time": [
+        sum_point(0, time.time_ns(), 0, **{"lastactive.source": "input"})]})  # fmt: skip
+    req.resource_metrics[0].scope_metrics[0].metrics[0].gauge.data_points[0].as_double = t / S
+    assert collector.post("/v1/metrics", req.SerializeToString(), PROTO)[0] == 200
+
+
+def test_decisions_over_http_and_grpc(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text(
+        "[defaults]\nidle_after = 30\nhibernate_after = 60\n"
+        "[[overrides]]\nmatch = { session_prefix = 'keep-' }\nhibernate_after = 3600\n"
+    )
+    c = Collector(tmp_path / "state.db", "--policy", str(policy)).start()
+    try:
+        last_input(c, "old", 100)
+        last_input(c, "soon", 10)
+        last_input(c, "keep-me", 100)
+        status, body = c.get("/v1/decisions?within=3600")
+        assert status == 200
+        due = {d["id"]: d for d in body["hibernate"]}
+        # Hosts count their sessions' activity; the override matches the session, not its host.
+        assert set(due) == {"old", "h-old", "h-keep-me"}
+        assert due["old"]["state"] == "idle" and "hibernate_after 60 s" in due["old"]["reason"]
+        soon = [d["id"] for d in body["due_soon"]]
+        assert set(soon[:2]) == {"soon", "h-soon"} and soon[2:] == ["keep-me"]
+        channel, stub = c.grpc_stub()
+        with channel:
+            resp = stub.Decisions(query_pb2.DecisionsRequest(within_seconds=3600), timeout=10)
+        assert {d.id for d in resp.hibernate} == set(due)
+        assert [d.id for d in resp.due_soon][2:] == ["keep-me"]
+        assert all(d.hibernate_at_unix_nano > 0 and d.reason for d in resp.hibernate)
+    finally:
+        c.stop()
+
+
+def test_serve_refuses_an_invalid_policy(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text("[defaults]\nidle_afterr = 30\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "collector.cli", "serve", "--policy", str(policy),
+         "--db", str(tmp_path / "x.db"), "--grpc-port", "0", "--http-port", "0"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "defaults.idle_afterr" in done.stderr
