@@ -328,6 +328,10 @@ class ActivityState:
         self.entities: dict[tuple[Kind, str], Entity] = {}
         self._streams: dict[tuple[object, ...], _Stream] = {}
         self._dirty: set[Entity] = set()
+        self._touched: set[Entity] = set()
+        self.touching: frozenset[str] = frozenset(SOURCES) - {Source.TELEMETRY}
+        """Sources whose activity marks an entity touched (set by the transition engine to the
+        sources its policy counts, so liveness alone costs no re-evaluation)."""
 
     # --- identity ---------------------------------------------------------------------
 
@@ -348,6 +352,7 @@ class ActivityState:
             e = Entity(kind, key, first_seen=t, last_seen=t)
             self.entities[(kind, key)] = e
             self._dirty.add(e)
+            self._touched.add(e)
         if kind is not Kind.HOST and ident.host_id and e.host_id != ident.host_id:
             e.host_id = ident.host_id
             self._dirty.add(e)
@@ -384,6 +389,8 @@ class ActivityState:
             if t > e.sources.get(source, 0):
                 e.sources[source] = t
                 self._dirty.add(e)
+                if source in self.touching:
+                    self._touched.add(e)
 
     def process(self, entities: list[Entity], pid: int | None, exit_code: int | None) -> None:
         """Process facts from start and exit events (the status derives from their times)."""
@@ -434,6 +441,7 @@ class ActivityState:
                     del e.holds[old]
                 e.holds[key] = (t, until)
                 self._dirty.add(e)
+                self._touched.add(e)
 
     def release_holds(self, entities: list[Entity], t: int) -> None:
         """The session ended at ``t``: every hold it reported before then is released, on the
@@ -448,6 +456,7 @@ class ActivityState:
                 if prev is not None and prev[0] <= t:
                     e.holds[key] = (t, t)
                     self._dirty.add(e)
+                    self._touched.add(e)
 
     def agent_event(
         self,
@@ -469,6 +478,7 @@ class ActivityState:
                 if result is not None:
                     e.result = result
                 self._dirty.add(e)
+                self._touched.add(e)
         if status is not AgentStatus.ACTIVE:
             self.release_holds(entities, t)
 
@@ -489,6 +499,7 @@ class ActivityState:
             if v.status != AgentStatus.ACTIVE and ended <= horizon:
                 del self.entities[key]
                 self._dirty.discard(e)
+                self._touched.discard(e)
                 gone.append((str(e.kind), e.id))
         self._streams = {k: st for k, st in self._streams.items() if st.time > horizon}
         return gone
@@ -503,6 +514,7 @@ class ActivityState:
                 e.output_bytes += delta
                 e.rate_out.add(t, delta)
             self._dirty.add(e)
+            self._touched.add(e)
 
     # --- queries -------------------------------------------------------------------------
 
@@ -531,6 +543,12 @@ class ActivityState:
         return views[:limit] if limit > 0 else views
 
     # --- persistence ---------------------------------------------------------------------
+
+    def take_touched(self) -> set[Entity]:
+        """Entities whose activity, holds, status or bytes changed since the last call (for the
+        transition engine, which re-evaluates them)."""
+        touched, self._touched = self._touched, set()
+        return touched
 
     def take_dirty(self) -> list[EntityRecord]:
         """Snapshots of the entities changed since the last call, which are now clean."""

@@ -1,0 +1,213 @@
+"""Idle/active transitions, runaway and stuck, hibernation due: pushed as they happen.
+
+Every tick (:data:`TICK_S`) the engine re-evaluates only what may have changed:
+
+* entities the ingest touched since the last tick (new activity, holds, status, bytes); an
+  entity known to be plainly active is only checked for a runaway rate, since new activity
+  cannot make it less active;
+* entities whose scheduled check is due, from a timer heap keyed by the next time their
+  evaluation can change with time alone (idle at ``idle_since + idle_after``, the deadline, the
+  end of a hold, stuck at ``progress + stuck_after``; every second while runaway).
+
+No tick scans all entities, so transitions fire within a tick of their due time at 100,000
+sessions (``benchmarks/transitions.py``). A stale heap entry (the entity was active again in
+the meantime) costs one evaluation and reschedules.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final, NamedTuple
+
+from collector._state import NANOS, ActivityState, Entity, EntityView, Kind, view
+from collector.policy import Evaluation, Policy, Rules, evaluate
+from instrumentation.conventions import SOURCES, ActivityClass, AgentStatus
+
+TICK_S: Final = 0.25
+"""Seconds between ticks: transitions fire at most this late (plus the tick's own work)."""
+
+_RUNAWAY_RECHECK_NS: Final = NANOS
+
+
+class State(NamedTuple):
+    """What watchers are told about an entity: its state and flags."""
+
+    state: str  # "active" | "idle"
+    runaway: bool
+    stuck: bool
+    hibernate: bool
+
+    @classmethod
+    def of(cls, e: Evaluation) -> State:
+        return cls(e.state, e.runaway, e.stuck, e.hibernate)
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One change of one field of an entity's :class:`State`; ``at`` in ns since the epoch."""
+
+    at: int
+    kind: str
+    id: str
+    host_id: str | None
+    field: str  # "state" | "runaway" | "stuck" | "hibernate"
+    previous: str
+    current: str
+    reason: str
+    hibernate_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """An entity's current state, for a new (or resynced) watcher."""
+
+    view: EntityView
+    evaluation: Evaluation
+
+
+def _flag(value: object) -> str:
+    return value if isinstance(value, str) else str(value).lower()
+
+
+class TransitionEngine:
+    """Turns state changes and the passing of time into :class:`Transition` s.
+
+    Args:
+        state: the activity state (its touched set is drained every tick).
+        policy: the idle policy.
+        clock: ns since the epoch.
+    """
+
+    def __init__(self, state: ActivityState, policy: Policy, clock: Callable[[], int]) -> None:
+        self._state = state
+        self._policy = policy
+        self._clock = clock
+        self._known: dict[Entity, tuple[State, Rules]] = {}
+        self._heap: list[tuple[int, int, Entity]] = []
+        self._scheduled: dict[Entity, int] = {}  # earliest pending check per entity
+        counted = set(policy.defaults.count)
+        for _, rules, fields in policy.overrides:
+            if "count" in fields:
+                counted |= rules.count
+        state.touching = frozenset(
+            str(s)
+            for s, info in SOURCES.items()
+            if info.activity_class in counted or info.activity_class is ActivityClass.LIFECYCLE
+        )
+        self._seq = itertools.count()
+        self.transitions = 0
+        """Transitions emitted since start (plain counter, read by metrics)."""
+        self.evaluations = 0
+
+    def prime(self) -> None:
+        """Learn every entity's current state without emitting transitions (at start)."""
+        now = self._clock()
+        for e in self._entities():
+            self._check(e, now, None)
+        self._state.take_touched()
+
+    def _entities(self) -> list[Entity]:
+        return [e for (k, _), e in self._state.entities.items() if k is not Kind.AGENT]
+
+    def tick(self) -> list[Transition]:
+        """Re-evaluate what may have changed; return the transitions, oldest first."""
+        now = self._clock()
+        out: list[Transition] = []
+        for e in self._state.take_touched():
+            if e.kind is Kind.AGENT:
+                continue
+            known = self._known.get(e)
+            if (
+                known is not None
+                and known[0] == ("active", False, False, False)
+                and e.rate_out.per_second(now) < known[1].runaway_bytes_per_second
+            ):
+                continue  # still plainly active; its scheduled check will see it go idle
+            self._check(e, now, out)
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            due, _, e = heapq.heappop(heap)
+            if self._scheduled.get(e) == due:
+                del self._scheduled[e]
+            if self._state.entities.get((e.kind, e.id)) is e:
+                self._check(e, now, out)
+            else:  # purged
+                self._known.pop(e, None)
+                self._scheduled.pop(e, None)
+        self.transitions += len(out)
+        return out
+
+    def snapshot(self, host_id: str | None = None, session_id: str | None = None) -> list[Snapshot]:
+        """Current states of the sessions and hosts that match the filter."""
+        now = self._clock()
+        out = []
+        for e in self._entities():
+            if not matches(e.kind, e.id, e.host_id, host_id, session_id):
+                continue
+            v = view(e, now)
+            out.append(Snapshot(v, evaluate(v, self._policy.rules_for(v), now)))
+        return out
+
+    def _check(self, e: Entity, now: int, out: list[Transition] | None) -> None:
+        self.evaluations += 1
+        v = view(e, now)
+        rules = self._policy.rules_for(v)
+        ev = evaluate(v, rules, now)
+        current = State.of(ev)
+        known = self._known.get(e)
+        self._known[e] = (current, rules)
+        if out is not None:
+            previous = known[0] if known is not None else State("new", False, False, False)
+            for name, before, after in zip(State._fields, previous, current, strict=True):
+                if before != after:
+                    out.append(
+                        Transition(
+                            at=now,
+                            kind=v.kind,
+                            id=v.id,
+                            host_id=v.host_id,
+                            field=name,
+                            previous=_flag(before),
+                            current=_flag(after),
+                            reason=ev.reason,
+                            hibernate_at=ev.hibernate_at,
+                        )
+                    )
+        due = _next_change(v, ev, rules, now)
+        pending = self._scheduled.get(e)
+        if due is not None and (pending is None or due < pending):
+            # A later change is found when the pending (earlier) check runs and reschedules.
+            self._scheduled[e] = due
+            heapq.heappush(self._heap, (due, next(self._seq), e))
+
+
+def matches(
+    kind: str, id_: str, host: str | None, host_id: str | None, session_id: str | None
+) -> bool:
+    """Does an entity pass a watch filter (host, session; ``None`` = any)?"""
+    if session_id is not None and not (kind == Kind.SESSION and id_ == session_id):
+        return False
+    return host_id is None or host == host_id or (kind == Kind.HOST and id_ == host_id)
+
+
+def _next_change(v: EntityView, ev: Evaluation, rules: Rules, now: int) -> int | None:
+    """The earliest future time ``ev`` can change with time alone (no new telemetry)."""
+    if v.status != AgentStatus.ACTIVE:
+        return None
+    times = []
+    if ev.state == "active":
+        times.append(ev.idle_since + int(rules.idle_after * NANOS))
+    if ev.hibernate_at is not None and not ev.hibernate:
+        times.append(ev.hibernate_at)
+    times.extend(h.until for h in v.held_by if h.until)
+    if ev.runaway:
+        times.append(now + _RUNAWAY_RECHECK_NS)
+    if not ev.stuck and v.agent_id is not None:
+        progress = max(v.sources.get("agent", 0), v.sources.get("start", 0))
+        if progress:
+            times.append(progress + int(rules.stuck_after * NANOS))
+    future = [t for t in times if t > now]
+    return min(future) if future else None

@@ -1,0 +1,121 @@
+"""The transition engine with a fake clock: transitions fire when due, no tick scans everything."""
+
+from __future__ import annotations
+
+from collector._state import ActivityState, Identity
+from collector._transitions import TransitionEngine
+from collector.policy import Policy, Rules
+
+S = 1_000_000_000
+T0 = 1_800_000_000 * S
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> int:
+        return self.now
+
+
+def setup(**rules: object) -> tuple[ActivityState, TransitionEngine, Clock]:
+    clock = Clock()
+    state = ActivityState()
+    engine = TransitionEngine(state, Policy(Rules(**rules)), clock)  # type: ignore[arg-type]
+    return state, engine, clock
+
+
+def changes(engine: TransitionEngine) -> list[tuple[str, str, str, str]]:
+    return [(t.id, t.field, t.previous, t.current) for t in engine.tick()]
+
+
+def test_active_idle_active_and_hibernate_due() -> None:
+    state, engine, clock = setup(idle_after=60, hibernate_after=120)
+    ents = state.resolve(Identity(session_id="s"), T0)
+    state.activity(ents, "input", T0)
+    assert changes(engine) == [("s", "state", "new", "active")]
+    clock.now = T0 + 59 * S
+    assert changes(engine) == []
+    clock.now = T0 + 60 * S
+    (t,) = engine.tick()
+    assert (t.field, t.previous, t.current, t.at) == ("state", "active", "idle", T0 + 60 * S)
+    clock.now = T0 + 70 * S
+    state.activity(ents, "output", T0 + 70 * S)
+    assert changes(engine) == [("s", "state", "idle", "active")]
+    clock.now = T0 + 130 * S
+    assert changes(engine) == [("s", "state", "active", "idle")]
+    clock.now = T0 + 190 * S
+    assert changes(engine) == [("s", "hibernate", "false", "true")]
+
+
+def test_liveness_does_not_wake_and_costs_no_evaluation() -> None:
+    state, engine, clock = setup(idle_after=60)
+    ents = state.resolve(Identity(session_id="s"), T0)
+    state.activity(ents, "output", T0)
+    engine.tick()
+    clock.now = T0 + 60 * S
+    assert changes(engine) == [("s", "state", "active", "idle")]
+    before = engine.evaluations
+    for _ in range(10):
+        clock.now += S
+        state.activity(ents, "heartbeat", clock.now)
+        state.activity(ents, "process", clock.now)
+        assert changes(engine) == []
+    assert engine.evaluations == before
+
+
+def test_runaway_starts_and_stops() -> None:
+    state, engine, clock = setup(runaway_bytes_per_second=1000)
+    ents = state.resolve(Identity(session_id="s"), T0)
+    engine.tick()
+    for i in range(5):
+        clock.now = T0 + i * S
+        state.io(ents, False, 100_000, clock.now)
+        engine.tick()
+    clock.now = T0 + 5 * S
+    assert not engine.tick()  # already reported
+    clock.now = T0 + 40 * S  # quiet: the 30 s window empties
+    assert ("s", "runaway", "true", "false") in changes(engine)
+
+
+def test_lease_exempts_until_it_expires() -> None:
+    state, engine, clock = setup(idle_after=60)
+    ents = state.resolve(Identity(session_id="s"), T0)
+    state.activity(ents, "output", T0)
+    state.hold(ents, "lease", "L", T0 + 300 * S, T0)
+    engine.tick()
+    clock.now = T0 + 200 * S
+    assert changes(engine) == []
+    clock.now = T0 + 300 * S  # the lease ran out (its holder died): idle now
+    assert changes(engine) == [("s", "state", "active", "idle")]
+
+
+def test_ticks_do_not_scan_and_the_heap_stays_bounded() -> None:
+    state, engine, clock = setup(idle_after=60, hibernate_after=3600)
+    sessions = [state.resolve(Identity(session_id=f"s{i}"), T0) for i in range(1000)]
+    for ents in sessions:
+        state.activity(ents, "output", T0)
+    engine.tick()
+    first = engine.evaluations
+    for _ in range(20):
+        clock.now += S // 4
+        engine.tick()
+    assert engine.evaluations == first  # nothing touched, nothing due: no work
+    clock.now = T0 + 60 * S
+    assert len(engine.tick()) == 1000  # all go idle in one tick
+    for _ in range(50):  # busy idle sessions being touched over and over
+        clock.now += S
+        for ents in sessions[:100]:
+            state.activity(ents, "connection", clock.now)
+            state.activity(ents, "input", clock.now - 120 * S)  # old, replayed: no change
+        engine.tick()
+    assert len(engine._heap) <= 2 * len(sessions)
+
+
+def test_prime_learns_without_emitting() -> None:
+    state, engine, clock = setup(idle_after=60)
+    state.activity(state.resolve(Identity(session_id="s"), T0), "output", T0)
+    engine.prime()
+    assert engine.tick() == []
+    clock.now = T0 + 60 * S
+    assert changes(engine) == [("s", "state", "active", "idle")]
