@@ -3,7 +3,7 @@ health checking, all on one ``grpc.aio`` server. It only translates and delegate
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -15,9 +15,12 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as logs_pb
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as metrics_pb
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as trace_pb
 
-from collector._ingest import Ingest, Outcome
-from collector._state import NANOS, ActivityState, EntityView, Kind
-from collector.policy import Decision, Policy, decide
+from collector._core import Core
+from collector._ingest import Outcome
+from collector._state import NANOS, EntityView, Kind
+from collector._transitions import Snapshot, Transition
+from collector._watch import watch_events
+from collector.policy import Decision, decide
 from collector.proto import query_pb2, query_pb2_grpc
 
 _OTLP = (
@@ -110,6 +113,37 @@ def entity_message(v: EntityView) -> query_pb2.Entity:
     )
 
 
+def state_message(s: Snapshot) -> query_pb2.EntityState:
+    """A watcher's view of one entity's current state."""
+    v, e = s.view, s.evaluation
+    return query_pb2.EntityState(
+        kind=v.kind,
+        id=v.id,
+        host_id=v.host_id or "",
+        state=e.state,
+        runaway=e.runaway,
+        stuck=e.stuck,
+        hibernate=e.hibernate,
+        hibernate_at_unix_nano=e.hibernate_at or 0,
+        idle_since_unix_nano=e.idle_since,
+        reason=e.reason,
+    )
+
+
+def transition_message(t: Transition) -> query_pb2.Transition:
+    return query_pb2.Transition(
+        at_unix_nano=t.at,
+        kind=t.kind,
+        id=t.id,
+        host_id=t.host_id or "",
+        field=t.field,
+        previous=t.previous,
+        current=t.current,
+        reason=t.reason,
+        hibernate_at_unix_nano=t.hibernate_at or 0,
+    )
+
+
 def decision_message(d: Decision) -> query_pb2.Decision:
     """A :class:`~collector.policy.Decision` as the ``lastactive.v1.Decision`` message."""
     v, e = d.view, d.evaluation
@@ -130,10 +164,30 @@ def decision_message(d: Decision) -> query_pb2.Decision:
 class ActivityQueryServicer(query_pb2_grpc.ActivityQueryServicer):  # type: ignore[misc]
     """``lastactive.v1.ActivityQuery`` over the in-memory state (see ``query.proto``)."""
 
-    def __init__(self, state: ActivityState, clock: Callable[[], int], policy: Policy) -> None:
-        self._state = state
-        self._clock = clock
-        self._policy = policy
+    def __init__(self, core: Core) -> None:
+        self._core = core
+        self._state = core.state
+        self._clock = core.clock
+        self._policy = core.policy
+
+    async def Watch(
+        self, request: query_pb2.WatchRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[query_pb2.WatchEvent]:
+        core = self._core
+        events = watch_events(
+            core.hub, core.engine, request.host_id or None, request.session_id or None
+        )
+        async for name, item in events:
+            if name == "snapshot":
+                assert isinstance(item, list)
+                yield query_pb2.WatchEvent(
+                    snapshot=query_pb2.Snapshot(states=[state_message(s) for s in item])
+                )
+            elif name == "transition":
+                assert isinstance(item, Transition)
+                yield query_pb2.WatchEvent(transition=transition_message(item))
+            elif name == "resync":
+                yield query_pb2.WatchEvent(resync=query_pb2.Resync())
 
     async def Decisions(
         self, request: query_pb2.DecisionsRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -178,12 +232,7 @@ class ActivityQueryServicer(query_pb2_grpc.ActivityQueryServicer):  # type: igno
 
 
 async def start_grpc(
-    host: str,
-    port: int,
-    ingest: Ingest,
-    clock: Callable[[], int],
-    max_request_bytes: int,
-    policy: Policy,
+    host: str, port: int, core: Core, max_request_bytes: int
 ) -> tuple[grpc.aio.Server, int, Callable[[], Awaitable[None]]]:
     """Start the gRPC server on ``host:port`` (0: any free port).
 
@@ -204,13 +253,11 @@ async def start_grpc(
     )
     server.add_generic_rpc_handlers(
         tuple(
-            _otlp_handler(svc, req, resp, field, getattr(ingest, method))
+            _otlp_handler(svc, req, resp, field, getattr(core.ingest, method))
             for svc, req, resp, field, method in _OTLP
         )
     )
-    query_pb2_grpc.add_ActivityQueryServicer_to_server(
-        ActivityQueryServicer(ingest.state, clock, policy), server
-    )
+    query_pb2_grpc.add_ActivityQueryServicer_to_server(ActivityQueryServicer(core), server)
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     served = (

@@ -6,11 +6,13 @@ It only translates and delegates: bodies to :mod:`collector._otlp_body`, request
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, Response
+from fastapi.responses import StreamingResponse
 from google.protobuf.message import Message
 from google.rpc import code_pb2, status_pb2
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as logs_pb
@@ -18,6 +20,7 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as metr
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as trace_pb
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from collector._core import Core
 from collector._grpc_edge import export_response
 from collector._ingest import Ingest, Outcome
 from collector._otlp_body import (
@@ -29,7 +32,9 @@ from collector._otlp_body import (
     serialize,
 )
 from collector._state import NANOS, EntityView, Kind
-from collector.policy import Decision, Policy, decide
+from collector._transitions import Snapshot, Transition
+from collector._watch import watch_events
+from collector.policy import Decision, decide
 from instrumentation.conventions import (
     EVENT_AGENT_COMPLETE,
     EVENT_AGENT_ERROR,
@@ -321,9 +326,80 @@ class DecisionList(BaseModel):
     due_soon: list[DecisionOut] = Field(description="due within `within` seconds")
 
 
-def decisions_router(ingest: Ingest, clock: Callable[[], int], policy: Policy) -> APIRouter:
-    """``GET /v1/decisions``: what the idle policy says to hibernate now and soon."""
+def _iso(ns: int) -> str:
+    return datetime.fromtimestamp(ns / NANOS, UTC).isoformat().replace("+00:00", "Z")
+
+
+def state_json(s: Snapshot) -> dict[str, Any]:
+    """A watcher's view of one entity's current state (SSE ``snapshot`` entries)."""
+    v, e = s.view, s.evaluation
+    return {
+        "kind": v.kind,
+        "id": v.id,
+        "host_id": v.host_id,
+        "state": e.state,
+        "runaway": e.runaway,
+        "stuck": e.stuck,
+        "hibernate": e.hibernate,
+        "hibernate_at": None if e.hibernate_at is None else _iso(e.hibernate_at),
+        "idle_since": _iso(e.idle_since),
+        "reason": e.reason,
+    }
+
+
+def transition_json(t: Transition) -> dict[str, Any]:
+    """One transition (SSE ``transition`` events)."""
+    return {
+        "at": _iso(t.at),
+        "kind": t.kind,
+        "id": t.id,
+        "host_id": t.host_id,
+        "field": t.field,
+        "previous": t.previous,
+        "current": t.current,
+        "reason": t.reason,
+        "hibernate_at": None if t.hibernate_at is None else _iso(t.hibernate_at),
+    }
+
+
+def _sse(event: str, data: Any) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+def decisions_router(core: Core) -> APIRouter:
+    """``GET /v1/decisions`` (now and soon) and ``GET /v1/watch`` (Server-Sent Events)."""
     router = APIRouter(tags=["idle policy"])
+    clock, policy = core.clock, core.policy
+
+    @router.get(
+        "/v1/watch",
+        response_class=StreamingResponse,
+        responses={200: {"content": {"text/event-stream": {}}}},
+    )
+    async def watch(
+        host: Annotated[str | None, Query(description="only this host.id")] = None,
+        session: Annotated[str | None, Query(description="only this session.id")] = None,
+    ) -> StreamingResponse:
+        """Server-Sent Events: ``snapshot`` (current states), then ``transition`` events as
+        they happen; ``resync`` (followed by a fresh snapshot) when this subscriber fell
+        behind; a comment line as keepalive."""
+
+        async def stream() -> AsyncIterator[bytes]:
+            async for name, item in watch_events(core.hub, core.engine, host, session):
+                if name == "snapshot":
+                    assert isinstance(item, list)
+                    yield _sse("snapshot", {"states": [state_json(s) for s in item]})
+                elif name == "transition":
+                    assert isinstance(item, Transition)
+                    yield _sse("transition", transition_json(item))
+                elif name == "resync":
+                    yield _sse("resync", {})
+                else:
+                    yield b": keepalive\n\n"
+
+        return StreamingResponse(
+            stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+        )
 
     @router.get("/v1/decisions", response_model=DecisionList)
     async def decisions(
@@ -332,7 +408,7 @@ def decisions_router(ingest: Ingest, clock: Callable[[], int], policy: Policy) -
         """Sessions and hosts to hibernate now and those due soon, each with its deadline and
         the reason in words."""
         now = clock()
-        due, soon = decide(ingest.state.views(now), policy, now, int(within * NANOS))
+        due, soon = decide(core.state.views(now), policy, now, int(within * NANOS))
         return DecisionList(
             hibernate=[DecisionOut.of(d) for d in due], due_soon=[DecisionOut.of(d) for d in soon]
         )
@@ -340,17 +416,15 @@ def decisions_router(ingest: Ingest, clock: Callable[[], int], policy: Policy) -
     return router
 
 
-def create_app(
-    ingest: Ingest, clock: Callable[[], int], max_request_bytes: int, policy: Policy
-) -> FastAPI:
+def create_app(core: Core, max_request_bytes: int) -> FastAPI:
     """The HTTP application: OTLP receivers plus the query API, OpenAPI docs at ``/docs``."""
     app = FastAPI(
         title="lastactive",
         summary="Last-activity state per session, agent and host, from OpenTelemetry.",
         version="0.1.0",
     )
-    app.include_router(otlp_router(ingest, max_request_bytes))
-    app.include_router(query_router(ingest, clock))
-    app.include_router(agent_router(ingest, clock))
-    app.include_router(decisions_router(ingest, clock, policy))
+    app.include_router(otlp_router(core.ingest, max_request_bytes))
+    app.include_router(query_router(core.ingest, core.clock))
+    app.include_router(agent_router(core.ingest, core.clock))
+    app.include_router(decisions_router(core))
     return app

@@ -13,11 +13,14 @@ from dataclasses import dataclass
 
 import uvicorn
 
+from collector._core import Core
 from collector._flusher import Flusher
 from collector._grpc_edge import start_grpc
 from collector._http_edge import create_app
 from collector._ingest import Ingest
 from collector._state import NANOS, ActivityState
+from collector._transitions import TICK_S, TransitionEngine
+from collector._watch import WatchHub
 from collector.policy import Policy, load_policy
 from collector.settings import Settings
 from collector.store import SqliteStore, Store
@@ -38,6 +41,19 @@ class Bound:
             f"lastactive serving OTLP/gRPC and query gRPC on {self.host}:{self.grpc_port}, "
             f"OTLP/HTTP and query HTTP on http://{self.host}:{self.http_port} (db {db})"
         )
+
+
+async def _tick(core: Core, stop: asyncio.Event) -> None:
+    """Every TICK_S: evaluate what changed, push the transitions to the watchers."""
+    while not stop.is_set():
+        await asyncio.sleep(TICK_S)
+        try:
+            transitions = core.engine.tick()
+        except Exception:  # a bug here must not stop ingest or queries
+            _log.exception("transition tick failed")
+            continue
+        if transitions:
+            core.hub.publish(transitions)
 
 
 class _Uvicorn(uvicorn.Server):
@@ -74,6 +90,9 @@ async def serve(
     state = ActivityState(max_skew_ns=int(settings.max_clock_skew * NANOS), started_at=clock())
     state.load(store.load())
     ingest = Ingest(state, clock)
+    engine = TransitionEngine(state, policy, clock)
+    engine.prime()
+    core = Core(ingest, policy, engine, WatchHub(), clock)
     flusher = Flusher(
         state,
         store,
@@ -92,17 +111,19 @@ async def serve(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((settings.host, settings.http_port))
     _, grpc_port, stop_grpc = await start_grpc(
-        settings.host, settings.grpc_port, ingest, clock, settings.max_request_bytes, policy
+        settings.host, settings.grpc_port, core, settings.max_request_bytes
     )
     http = _Uvicorn(
         uvicorn.Config(
-            create_app(ingest, clock, settings.max_request_bytes, policy),
+            create_app(core, settings.max_request_bytes),
             log_level="warning",
             lifespan="off",
+            timeout_graceful_shutdown=2,  # open watch streams must not hold up the exit
         )
     )
     http_task = asyncio.create_task(http.serve(sockets=[sock]), name="lastactive-http")
     flusher.start()
+    ticker = asyncio.create_task(_tick(core, stop), name="lastactive-transitions")
     try:
         while not http.started:
             if http_task.done():
@@ -116,6 +137,9 @@ async def serve(
         http.should_exit = True
         with contextlib.suppress(Exception):
             await http_task
+        ticker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ticker
         await stop_grpc()
         await flusher.stop()
         store.close()

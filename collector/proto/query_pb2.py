@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63ollector/proto/query.proto\x12\rlastactive.v1\"*\n\x10\x44\x65\x63isionsRequest\x12\x16\n\x0ewithin_seconds\x18\x01 \x01(\x01\"\xc5\x01\n\x08\x44\x65\x63ision\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0f\n\x07host_id\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\t\x12\x1c\n\x14idle_since_unix_nano\x18\x05 \x01(\x06\x12\x1e\n\x16hibernate_at_unix_nano\x18\x06 \x01(\x06\x12\x11\n\thibernate\x18\x07 \x01(\x08\x12\x0f\n\x07runaway\x18\x08 \x01(\x08\x12\r\n\x05stuck\x18\t \x01(\x08\x12\x0e\n\x06reason\x18\n \x01(\t\"j\n\x11\x44\x65\x63isionsResponse\x12*\n\thibernate\x18\x01 \x03(\x0b\x32\x17.lastactive.v1.Decision\x12)\n\x08\x64ue_soon\x18\x02 \x03(\x0b\x32\x17.lastactive.v1.Decision\"K\n\x13ListSessionsRequest\x12\x0f\n\x07host_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\x12\x14\n\x0ctrusted_only\x18\x03 \x01(\x08\"?\n\x14ListSessionsResponse\x12\'\n\x08sessions\x18\x01 \x03(\x0b\x32\x15.lastactive.v1.Entity\".\n\nGetRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0ctrusted_only\x18\x02 \x01(\x08\"9\n\x04Hold\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x17\n\x0funtil_unix_nano\x18\x03 \x01(\x06\"\x88\x05\n\x06\x45ntity\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0f\n\x07host_id\x18\x03 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x04 \x01(\t\x12\x14\n\x0cservice_name\x18\x05 \x01(\t\x12\x1c\n\x14\x66irst_seen_unix_nano\x18\x06 \x01(\x06\x12\x1b\n\x13last_seen_unix_nano\x18\x07 \x01(\x06\x12\x1d\n\x15last_active_unix_nano\x18\x08 \x01(\x06\x12\x1f\n\x17last_activity_unix_nano\x18\t \x01(\x06\x12\x13\n\x0blast_source\x18\n \x01(\t\x12\x14\n\x0cidle_seconds\x18\x0b \x01(\x01\x12\x45\n\x11sources_unix_nano\x18\x0c \x03(\x0b\x32*.lastactive.v1.Entity.SourcesUnixNanoEntry\x12\x13\n\x0binput_bytes\x18\r \x01(\x04\x12\x14\n\x0coutput_bytes\x18\x0e \x01(\x04\x12\x1e\n\x16input_bytes_per_second\x18\x0f \x01(\x01\x12\x1f\n\x17output_bytes_per_second\x18\x10 \x01(\x01\x12\x16\n\x0eprocess_status\x18\x11 \x01(\t\x12\x0b\n\x03pid\x18\x12 \x01(\x03\x12\x0e\n\x06\x65xited\x18\x13 \x01(\x08\x12\x11\n\texit_code\x18\x14 \x01(\x05\x12\x0e\n\x06status\x18\x15 \x01(\t\x12\x0c\n\x04task\x18\x16 \x01(\t\x12\x0e\n\x06result\x18\x17 \x01(\t\x12$\n\x07held_by\x18\x18 \x03(\x0b\x32\x13.lastactive.v1.Hold\x1a\x36\n\x14SourcesUnixNanoEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x06:\x02\x38\x01\x32\xb5\x02\n\rActivityQuery\x12W\n\x0cListSessions\x12\".lastactive.v1.ListSessionsRequest\x1a#.lastactive.v1.ListSessionsResponse\x12>\n\nGetSession\x12\x19.lastactive.v1.GetRequest\x1a\x15.lastactive.v1.Entity\x12;\n\x07GetHost\x12\x19.lastactive.v1.GetRequest\x1a\x15.lastactive.v1.Entity\x12N\n\tDecisions\x12\x1f.lastactive.v1.DecisionsRequest\x1a .lastactive.v1.DecisionsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63ollector/proto/query.proto\x12\rlastactive.v1\"3\n\x0cWatchRequest\x12\x0f\n\x07host_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\"\xc8\x01\n\x0b\x45ntityState\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0f\n\x07host_id\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\t\x12\x0f\n\x07runaway\x18\x05 \x01(\x08\x12\r\n\x05stuck\x18\x06 \x01(\x08\x12\x11\n\thibernate\x18\x07 \x01(\x08\x12\x1e\n\x16hibernate_at_unix_nano\x18\x08 \x01(\x06\x12\x1c\n\x14idle_since_unix_nano\x18\t \x01(\x06\x12\x0e\n\x06reason\x18\n \x01(\t\"\xaf\x01\n\nTransition\x12\x14\n\x0c\x61t_unix_nano\x18\x01 \x01(\x06\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\t\x12\x0f\n\x07host_id\x18\x04 \x01(\t\x12\r\n\x05\x66ield\x18\x05 \x01(\t\x12\x10\n\x08previous\x18\x06 \x01(\t\x12\x0f\n\x07\x63urrent\x18\x07 \x01(\t\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12\x1e\n\x16hibernate_at_unix_nano\x18\t \x01(\x06\"6\n\x08Snapshot\x12*\n\x06states\x18\x01 \x03(\x0b\x32\x1a.lastactive.v1.EntityState\"\x08\n\x06Resync\"\x9c\x01\n\nWatchEvent\x12+\n\x08snapshot\x18\x01 \x01(\x0b\x32\x17.lastactive.v1.SnapshotH\x00\x12/\n\ntransition\x18\x02 \x01(\x0b\x32\x19.lastactive.v1.TransitionH\x00\x12\'\n\x06resync\x18\x03 \x01(\x0b\x32\x15.lastactive.v1.ResyncH\x00\x42\x07\n\x05\x65vent\"*\n\x10\x44\x65\x63isionsRequest\x12\x16\n\x0ewithin_seconds\x18\x01 \x01(\x01\"\xc5\x01\n\x08\x44\x65\x63ision\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0f\n\x07host_id\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\t\x12\x1c\n\x14idle_since_unix_nano\x18\x05 \x01(\x06\x12\x1e\n\x16hibernate_at_unix_nano\x18\x06 \x01(\x06\x12\x11\n\thibernate\x18\x07 \x01(\x08\x12\x0f\n\x07runaway\x18\x08 \x01(\x08\x12\r\n\x05stuck\x18\t \x01(\x08\x12\x0e\n\x06reason\x18\n \x01(\t\"j\n\x11\x44\x65\x63isionsResponse\x12*\n\thibernate\x18\x01 \x03(\x0b\x32\x17.lastactive.v1.Decision\x12)\n\x08\x64ue_soon\x18\x02 \x03(\x0b\x32\x17.lastactive.v1.Decision\"K\n\x13ListSessionsRequest\x12\x0f\n\x07host_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\x12\x14\n\x0ctrusted_only\x18\x03 \x01(\x08\"?\n\x14ListSessionsResponse\x12\'\n\x08sessions\x18\x01 \x03(\x0b\x32\x15.lastactive.v1.Entity\".\n\nGetRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0ctrusted_only\x18\x02 \x01(\x08\"9\n\x04Hold\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x17\n\x0funtil_unix_nano\x18\x03 \x01(\x06\"\x88\x05\n\x06\x45ntity\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0f\n\x07host_id\x18\x03 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x04 \x01(\t\x12\x14\n\x0cservice_name\x18\x05 \x01(\t\x12\x1c\n\x14\x66irst_seen_unix_nano\x18\x06 \x01(\x06\x12\x1b\n\x13last_seen_unix_nano\x18\x07 \x01(\x06\x12\x1d\n\x15last_active_unix_nano\x18\x08 \x01(\x06\x12\x1f\n\x17last_activity_unix_nano\x18\t \x01(\x06\x12\x13\n\x0blast_source\x18\n \x01(\t\x12\x14\n\x0cidle_seconds\x18\x0b \x01(\x01\x12\x45\n\x11sources_unix_nano\x18\x0c \x03(\x0b\x32*.lastactive.v1.Entity.SourcesUnixNanoEntry\x12\x13\n\x0binput_bytes\x18\r \x01(\x04\x12\x14\n\x0coutput_bytes\x18\x0e \x01(\x04\x12\x1e\n\x16input_bytes_per_second\x18\x0f \x01(\x01\x12\x1f\n\x17output_bytes_per_second\x18\x10 \x01(\x01\x12\x16\n\x0eprocess_status\x18\x11 \x01(\t\x12\x0b\n\x03pid\x18\x12 \x01(\x03\x12\x0e\n\x06\x65xited\x18\x13 \x01(\x08\x12\x11\n\texit_code\x18\x14 \x01(\x05\x12\x0e\n\x06status\x18\x15 \x01(\t\x12\x0c\n\x04task\x18\x16 \x01(\t\x12\x0e\n\x06result\x18\x17 \x01(\t\x12$\n\x07held_by\x18\x18 \x03(\x0b\x32\x13.lastactive.v1.Hold\x1a\x36\n\x14SourcesUnixNanoEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x06:\x02\x38\x01\x32\xf8\x02\n\rActivityQuery\x12W\n\x0cListSessions\x12\".lastactive.v1.ListSessionsRequest\x1a#.lastactive.v1.ListSessionsResponse\x12>\n\nGetSession\x12\x19.lastactive.v1.GetRequest\x1a\x15.lastactive.v1.Entity\x12;\n\x07GetHost\x12\x19.lastactive.v1.GetRequest\x1a\x15.lastactive.v1.Entity\x12N\n\tDecisions\x12\x1f.lastactive.v1.DecisionsRequest\x1a .lastactive.v1.DecisionsResponse\x12\x41\n\x05Watch\x12\x1b.lastactive.v1.WatchRequest\x1a\x19.lastactive.v1.WatchEvent0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,24 +33,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ENTITY_SOURCESUNIXNANOENTRY']._loaded_options = None
   _globals['_ENTITY_SOURCESUNIXNANOENTRY']._serialized_options = b'8\001'
-  _globals['_DECISIONSREQUEST']._serialized_start=46
-  _globals['_DECISIONSREQUEST']._serialized_end=88
-  _globals['_DECISION']._serialized_start=91
-  _globals['_DECISION']._serialized_end=288
-  _globals['_DECISIONSRESPONSE']._serialized_start=290
-  _globals['_DECISIONSRESPONSE']._serialized_end=396
-  _globals['_LISTSESSIONSREQUEST']._serialized_start=398
-  _globals['_LISTSESSIONSREQUEST']._serialized_end=473
-  _globals['_LISTSESSIONSRESPONSE']._serialized_start=475
-  _globals['_LISTSESSIONSRESPONSE']._serialized_end=538
-  _globals['_GETREQUEST']._serialized_start=540
-  _globals['_GETREQUEST']._serialized_end=586
-  _globals['_HOLD']._serialized_start=588
-  _globals['_HOLD']._serialized_end=645
-  _globals['_ENTITY']._serialized_start=648
-  _globals['_ENTITY']._serialized_end=1296
-  _globals['_ENTITY_SOURCESUNIXNANOENTRY']._serialized_start=1242
-  _globals['_ENTITY_SOURCESUNIXNANOENTRY']._serialized_end=1296
-  _globals['_ACTIVITYQUERY']._serialized_start=1299
-  _globals['_ACTIVITYQUERY']._serialized_end=1608
+  _globals['_WATCHREQUEST']._serialized_start=46
+  _globals['_WATCHREQUEST']._serialized_end=97
+  _globals['_ENTITYSTATE']._serialized_start=100
+  _globals['_ENTITYSTATE']._serialized_end=300
+  _globals['_TRANSITION']._serialized_start=303
+  _globals['_TRANSITION']._serialized_end=478
+  _globals['_SNAPSHOT']._serialized_start=480
+  _globals['_SNAPSHOT']._serialized_end=534
+  _globals['_RESYNC']._serialized_start=536
+  _globals['_RESYNC']._serialized_end=544
+  _globals['_WATCHEVENT']._serialized_start=547
+  _globals['_WATCHEVENT']._serialized_end=703
+  _globals['_DECISIONSREQUEST']._serialized_start=705
+  _globals['_DECISIONSREQUEST']._serialized_end=747
+  _globals['_DECISION']._serialized_start=750
+  _globals['_DECISION']._serialized_end=947
+  _globals['_DECISIONSRESPONSE']._serialized_start=949
+  _globals['_DECISIONSRESPONSE']._serialized_end=1055
+  _globals['_LISTSESSIONSREQUEST']._serialized_start=1057
+  _globals['_LISTSESSIONSREQUEST']._serialized_end=1132
+  _globals['_LISTSESSIONSRESPONSE']._serialized_start=1134
+  _globals['_LISTSESSIONSRESPONSE']._serialized_end=1197
+  _globals['_GETREQUEST']._serialized_start=1199
+  _globals['_GETREQUEST']._serialized_end=1245
+  _globals['_HOLD']._serialized_start=1247
+  _globals['_HOLD']._serialized_end=1304
+  _globals['_ENTITY']._serialized_start=1307
+  _globals['_ENTITY']._serialized_end=1955
+  _globals['_ENTITY_SOURCESUNIXNANOENTRY']._serialized_start=1901
+  _globals['_ENTITY_SOURCESUNIXNANOENTRY']._serialized_end=1955
+  _globals['_ACTIVITYQUERY']._serialized_start=1958
+  _globals['_ACTIVITYQUERY']._serialized_end=2334
 # @@protoc_insertion_point(module_scope)

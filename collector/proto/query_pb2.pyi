@@ -6,6 +6,80 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class WatchRequest(_message.Message):
+    __slots__ = ("host_id", "session_id")
+    HOST_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    host_id: str
+    session_id: str
+    def __init__(self, host_id: _Optional[str] = ..., session_id: _Optional[str] = ...) -> None: ...
+
+class EntityState(_message.Message):
+    __slots__ = ("kind", "id", "host_id", "state", "runaway", "stuck", "hibernate", "hibernate_at_unix_nano", "idle_since_unix_nano", "reason")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    HOST_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    RUNAWAY_FIELD_NUMBER: _ClassVar[int]
+    STUCK_FIELD_NUMBER: _ClassVar[int]
+    HIBERNATE_FIELD_NUMBER: _ClassVar[int]
+    HIBERNATE_AT_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    IDLE_SINCE_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    id: str
+    host_id: str
+    state: str
+    runaway: bool
+    stuck: bool
+    hibernate: bool
+    hibernate_at_unix_nano: int
+    idle_since_unix_nano: int
+    reason: str
+    def __init__(self, kind: _Optional[str] = ..., id: _Optional[str] = ..., host_id: _Optional[str] = ..., state: _Optional[str] = ..., runaway: _Optional[bool] = ..., stuck: _Optional[bool] = ..., hibernate: _Optional[bool] = ..., hibernate_at_unix_nano: _Optional[int] = ..., idle_since_unix_nano: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class Transition(_message.Message):
+    __slots__ = ("at_unix_nano", "kind", "id", "host_id", "field", "previous", "current", "reason", "hibernate_at_unix_nano")
+    AT_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    HOST_ID_FIELD_NUMBER: _ClassVar[int]
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    HIBERNATE_AT_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    at_unix_nano: int
+    kind: str
+    id: str
+    host_id: str
+    field: str
+    previous: str
+    current: str
+    reason: str
+    hibernate_at_unix_nano: int
+    def __init__(self, at_unix_nano: _Optional[int] = ..., kind: _Optional[str] = ..., id: _Optional[str] = ..., host_id: _Optional[str] = ..., field: _Optional[str] = ..., previous: _Optional[str] = ..., current: _Optional[str] = ..., reason: _Optional[str] = ..., hibernate_at_unix_nano: _Optional[int] = ...) -> None: ...
+
+class Snapshot(_message.Message):
+    __slots__ = ("states",)
+    STATES_FIELD_NUMBER: _ClassVar[int]
+    states: _containers.RepeatedCompositeFieldContainer[EntityState]
+    def __init__(self, states: _Optional[_Iterable[_Union[EntityState, _Mapping]]] = ...) -> None: ...
+
+class Resync(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class WatchEvent(_message.Message):
+    __slots__ = ("snapshot", "transition", "resync")
+    SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
+    TRANSITION_FIELD_NUMBER: _ClassVar[int]
+    RESYNC_FIELD_NUMBER: _ClassVar[int]
+    snapshot: Snapshot
+    transition: Transition
+    resync: Resync
+    def __init__(self, snapshot: _Optional[_Union[Snapshot, _Mapping]] = ..., transition: _Optional[_Union[Transition, _Mapping]] = ..., resync: _Optional[_Union[Resync, _Mapping]] = ...) -> None: ...
+
 class DecisionsRequest(_message.Message):
     __slots__ = ("within_seconds",)
     WITHIN_SECONDS_FIELD_NUMBER: _ClassVar[int]

@@ -54,6 +54,11 @@ class ActivityQueryStub:
                 request_serializer=collector_dot_proto_dot_query__pb2.DecisionsRequest.SerializeToString,
                 response_deserializer=collector_dot_proto_dot_query__pb2.DecisionsResponse.FromString,
                 _registered_method=True)
+        self.Watch = channel.unary_stream(
+                '/lastactive.v1.ActivityQuery/Watch',
+                request_serializer=collector_dot_proto_dot_query__pb2.WatchRequest.SerializeToString,
+                response_deserializer=collector_dot_proto_dot_query__pb2.WatchEvent.FromString,
+                _registered_method=True)
 
 
 class ActivityQueryServicer:
@@ -87,6 +92,15 @@ class ActivityQueryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Watch(self, request, context):
+        """A snapshot, then idle/active, runaway, stuck and hibernation-due transitions as they
+        happen, filtered by host or session. A subscriber that falls behind gets a resync and a
+        fresh snapshot instead of silent loss.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ActivityQueryServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -109,6 +123,11 @@ def add_ActivityQueryServicer_to_server(servicer, server):
                     servicer.Decisions,
                     request_deserializer=collector_dot_proto_dot_query__pb2.DecisionsRequest.FromString,
                     response_serializer=collector_dot_proto_dot_query__pb2.DecisionsResponse.SerializeToString,
+            ),
+            'Watch': grpc.unary_stream_rpc_method_handler(
+                    servicer.Watch,
+                    request_deserializer=collector_dot_proto_dot_query__pb2.WatchRequest.FromString,
+                    response_serializer=collector_dot_proto_dot_query__pb2.WatchEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -219,6 +238,33 @@ class ActivityQuery:
             '/lastactive.v1.ActivityQuery/Decisions',
             collector_dot_proto_dot_query__pb2.DecisionsRequest.SerializeToString,
             collector_dot_proto_dot_query__pb2.DecisionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Watch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/lastactive.v1.ActivityQuery/Watch',
+            collector_dot_proto_dot_query__pb2.WatchRequest.SerializeToString,
+            collector_dot_proto_dot_query__pb2.WatchEvent.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,117 @@
+"""Push: subscribers get a snapshot, then every transition that matches their filter.
+
+Each subscriber has a bounded queue (:data:`QUEUE_MAX`). A subscriber that does not keep up
+(or never reads) cannot grow the server's memory: when its queue is full, what it has not read
+is dropped and a resync marker takes its place, and the stream then sends ``resync`` and a
+fresh snapshot, so it is never silently wrong. Both the gRPC ``Watch`` and the SSE
+``/v1/watch`` stream :func:`watch_events`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Final
+
+from collector._transitions import Snapshot, Transition, TransitionEngine, matches
+
+QUEUE_MAX: Final = 1024
+"""Transitions a subscriber may have unread before it is told to resync."""
+
+KEEPALIVE_S: Final = 15.0
+"""Seconds of silence after which the stream sends a keepalive (proxies drop idle streams)."""
+
+
+class _Resync:
+    """The marker that replaces a full queue's contents."""
+
+
+RESYNC: Final = _Resync()
+
+Event = tuple[str, list[Snapshot] | Transition | None]
+"""``("snapshot", [Snapshot])``, ``("transition", Transition)``, ``("resync", None)`` or
+``("keepalive", None)``."""
+
+
+class Subscriber:
+    """One watcher: its filter and its bounded queue."""
+
+    __slots__ = ("host_id", "overflows", "queue", "session_id")
+
+    def __init__(self, host_id: str | None, session_id: str | None, maxsize: int) -> None:
+        self.host_id = host_id
+        self.session_id = session_id
+        self.queue: asyncio.Queue[Transition | _Resync] = asyncio.Queue(maxsize)
+        self.overflows = 0
+
+    def offer(self, t: Transition) -> None:
+        if not matches(t.kind, t.id, t.host_id, self.host_id, self.session_id):
+            return
+        try:
+            self.queue.put_nowait(t)
+        except asyncio.QueueFull:
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            self.queue.put_nowait(RESYNC)
+            self.overflows += 1
+
+
+class WatchHub:
+    """The set of subscribers; :meth:`publish` fans transitions out (on the event loop)."""
+
+    def __init__(self, maxsize: int = QUEUE_MAX) -> None:
+        self._maxsize = maxsize
+        self._subscribers: set[Subscriber] = set()
+
+    def subscribe(self, host_id: str | None = None, session_id: str | None = None) -> Subscriber:
+        sub = Subscriber(host_id, session_id, self._maxsize)
+        self._subscribers.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        self._subscribers.discard(sub)
+
+    def publish(self, transitions: list[Transition]) -> None:
+        for sub in list(self._subscribers):
+            for t in transitions:
+                sub.offer(t)
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._subscribers)
+
+    @property
+    def queued(self) -> int:
+        """Transitions waiting in all queues (bounded by subscribers x QUEUE_MAX)."""
+        return sum(s.queue.qsize() for s in self._subscribers)
+
+    @property
+    def overflows(self) -> int:
+        return sum(s.overflows for s in self._subscribers)
+
+
+async def watch_events(
+    hub: WatchHub,
+    engine: TransitionEngine,
+    host_id: str | None = None,
+    session_id: str | None = None,
+    keepalive: float = KEEPALIVE_S,
+) -> AsyncIterator[Event]:
+    """A snapshot, then matching transitions as they happen (see the module docstring)."""
+    sub = hub.subscribe(host_id, session_id)  # before the snapshot: nothing falls between
+    try:
+        yield "snapshot", engine.snapshot(host_id, session_id)
+        while True:
+            item: Transition | _Resync | None = None
+            with contextlib.suppress(TimeoutError):
+                item = await asyncio.wait_for(sub.queue.get(), keepalive)
+            if item is None:
+                yield "keepalive", None
+            elif isinstance(item, _Resync):
+                yield "resync", None
+                yield "snapshot", engine.snapshot(host_id, session_id)
+            else:
+                yield "transition", item
+    finally:
+        hub.unsubscribe(sub)
