@@ -77,6 +77,20 @@ def _parser() -> argparse.ArgumentParser:
     host.add_argument("--once", action="store_true", help="check once, report, exit")
     host.add_argument("--endpoint", help="collector OTLP endpoint")
 
+    cull = sub.add_parser("cull", help="hibernate what the idle policy says (reference client)")
+    cull.add_argument("--url", default=None, help="collector HTTP URL (LASTACTIVE_URL)")
+    action = cull.add_mutually_exclusive_group()
+    action.add_argument(
+        "--command",
+        dest="action_command",  # not "command": that is the subcommand's name
+        help="run per decision; {kind} {id} {host_id} filled in",
+    )
+    action.add_argument("--http", help="POST each decision as JSON to this URL")
+    cull.add_argument("--dry-run", action="store_true", help="only log what would be done")
+    cull.add_argument("--concurrency", type=int, default=10, help="actions at once (10)")
+    cull.add_argument("--interval", type=float, default=10.0, help="seconds between rounds")
+    cull.add_argument("--once", action="store_true", help="one round, then exit")
+
     ls = sub.add_parser("ls", help="list sessions, most recently active first")
     ls.add_argument(
         "--url",
@@ -221,6 +235,41 @@ def _host(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cull(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from collector._cull import Action, Culler, command_action, http_action
+
+    if not (args.action_command or args.http or args.dry_run):
+        print("lastactive cull: give --command, --http or --dry-run", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
+    action: Action | None = None
+    if args.action_command:
+        action = command_action(args.action_command)
+    elif args.http:
+        action = http_action(args.http)
+    try:
+        culler = Culler(_http_url(args.url), action, dry_run=args.dry_run,
+                        concurrency=args.concurrency)  # fmt: skip
+    except ValueError as exc:
+        print(f"lastactive cull: {exc}", file=sys.stderr)
+        return 2
+    if args.once:
+        try:
+            culler.once()
+        except OSError as exc:
+            print(f"lastactive cull: cannot reach the collector: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: stop.set())
+    culler.run(args.interval, stop)
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
@@ -305,6 +354,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "tmux": _tmux,
         "tmux-event": _tmux_event,
         "host": _host,
+        "cull": _cull,
     }[args.command]
     return handler(args)
 

@@ -181,7 +181,7 @@ class Evaluation:
     ``max_age`` caps it); ``hibernate`` is whether it is due now; ``reason`` says why, in words.
     """
 
-    state: str  # "active" | "idle"
+    state: str  # "active" | "idle" | "hibernated"
     idle_since: int
     hibernate_at: int | None
     hibernate: bool
@@ -207,10 +207,18 @@ def evaluate(v: EntityView, rules: Rules, now: int) -> Evaluation:
     counted = [
         t
         for src, t in v.sources.items()
-        if _CLASS_OF.get(src) in rules.count and (rules.count_untrusted or src in _TRUSTED)
+        if src != Source.HIBERNATE
+        and _CLASS_OF.get(src) in rules.count
+        and (rules.count_untrusted or src in _TRUSTED)
     ]
     last = max(counted) if counted else None
     base = last if last is not None else v.first_seen
+    hibernated = v.sources.get(Source.HIBERNATE)
+    if hibernated is not None and hibernated >= base:  # until it is used again
+        return Evaluation(
+            "hibernated", base, None, False, False, False,
+            f"hibernated {_ago(now - hibernated)} ago",
+        )  # fmt: skip
     why_last = (
         "no counted activity since first seen"
         if last is None

@@ -212,6 +212,7 @@ class Source(enum.StrEnum):
     HEARTBEAT = "heartbeat"
     LEASE = "lease"
     FOREGROUND = "foreground"
+    HIBERNATE = "hibernate"
     TELEMETRY = "telemetry"
 
 
@@ -244,6 +245,7 @@ SOURCES: Final[dict[Source, SourceInfo]] = {
         SourceInfo(Source.HEARTBEAT, Level.SESSION, ActivityClass.LIVENESS, False, "seed 001/002"),
         SourceInfo(Source.LEASE, Level.SESSION, ActivityClass.WORK, False, "busy leases"),
         SourceInfo(Source.FOREGROUND, Level.SESSION, ActivityClass.WORK, True, "lastactive run"),
+        SourceInfo(Source.HIBERNATE, Level.SESSION, ActivityClass.LIFECYCLE, True, "cull"),
         SourceInfo(Source.TELEMETRY, Level.SESSION, ActivityClass.LIVENESS, False, "any OTel"),
     )
 }
