@@ -18,6 +18,8 @@ from google.rpc import code_pb2, status_pb2
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as logs_pb
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as metrics_pb
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as trace_pb
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import CollectorRegistry
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from collector._core import Core
@@ -416,7 +418,9 @@ def decisions_router(core: Core) -> APIRouter:
     return router
 
 
-def create_app(core: Core, max_request_bytes: int) -> FastAPI:
+def create_app(
+    core: Core, max_request_bytes: int, registry: CollectorRegistry | None = None
+) -> FastAPI:
     """The HTTP application: OTLP receivers plus the query API, OpenAPI docs at ``/docs``."""
     app = FastAPI(
         title="lastactive",
@@ -427,4 +431,11 @@ def create_app(core: Core, max_request_bytes: int) -> FastAPI:
     app.include_router(query_router(core.ingest, core.clock))
     app.include_router(agent_router(core.ingest, core.clock))
     app.include_router(decisions_router(core))
+    if registry is not None:
+
+        @app.get("/metrics", tags=["metrics"], response_class=Response)
+        async def metrics() -> Response:
+            """The collector's own metrics, Prometheus text exposition."""
+            return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
     return app

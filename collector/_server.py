@@ -18,6 +18,7 @@ from collector._flusher import Flusher
 from collector._grpc_edge import start_grpc
 from collector._http_edge import create_app
 from collector._ingest import Ingest
+from collector._metrics import registry_for
 from collector._state import NANOS, ActivityState
 from collector._transitions import TICK_S, TransitionEngine
 from collector._watch import WatchHub
@@ -115,7 +116,7 @@ async def serve(
     )
     http = _Uvicorn(
         uvicorn.Config(
-            create_app(core, settings.max_request_bytes),
+            create_app(core, settings.max_request_bytes, registry_for(core, flusher)),
             log_level="warning",
             lifespan="off",
             timeout_graceful_shutdown=2,  # open watch streams must not hold up the exit

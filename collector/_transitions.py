@@ -98,8 +98,8 @@ class TransitionEngine:
             if info.activity_class in counted or info.activity_class is ActivityClass.LIFECYCLE
         )
         self._seq = itertools.count()
-        self.transitions = 0
-        """Transitions emitted since start (plain counter, read by metrics)."""
+        self.transitions: dict[tuple[str, str], int] = {}
+        """(field, current) -> transitions emitted since start (read by metrics)."""
         self.evaluations = 0
 
     def prime(self) -> None:
@@ -137,7 +137,23 @@ class TransitionEngine:
             else:  # purged
                 self._known.pop(e, None)
                 self._scheduled.pop(e, None)
-        self.transitions += len(out)
+        counts = self.transitions
+        for t in out:
+            key = (t.field, t.current)
+            counts[key] = counts.get(key, 0) + 1
+        return out
+
+    def counts(self) -> dict[str, int]:
+        """Sessions per state and flag, from the last evaluations (for metrics)."""
+        out = {"active": 0, "idle": 0, "hibernated": 0, "runaway": 0, "stuck": 0,
+               "hibernate_due": 0}  # fmt: skip
+        for e, (st, _) in self._known.items():
+            if e.kind is not Kind.SESSION:
+                continue
+            out[st.state] = out.get(st.state, 0) + 1
+            out["runaway"] += st.runaway
+            out["stuck"] += st.stuck
+            out["hibernate_due"] += st.hibernate
         return out
 
     def snapshot(self, host_id: str | None = None, session_id: str | None = None) -> list[Snapshot]:
