@@ -123,3 +123,43 @@ def test_watch_sse_and_cull(tmp_path: Path, lastactive_env: dict[str, str]) -> N
             run.wait()
         channel.close()
         c.stop()
+
+
+def test_a_runaway_program_becomes_runaway_and_leaves_it_when_quiet(
+    tmp_path: Path, lastactive_env: dict[str, str]
+) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text("[defaults]\nrunaway_bytes_per_second = 200000\n")
+    c = Collector(tmp_path / "state.db", "--policy", str(policy)).start()
+    channel = grpc.insecure_channel(c.grpc_target)
+    events: list[tuple[float, Any]] = []
+    run = None
+    try:
+        _, stub = c.grpc_stub()
+        call = stub.Watch(query_pb2.WatchRequest(session_id="spin"))
+        threading.Thread(target=read_grpc, args=(call, events), daemon=True).start()
+        # As fast as it can for a moment (about 30 MB), then quiet.
+        run = subprocess.Popen(
+            [sys.executable, "-m", "collector.cli", "run", "--session-id", "spin",
+             "--endpoint", f"http://{c.grpc_target}", "--", "sh", "-c",
+             "yes spinning-out-of-control | head -c 30000000; sleep 120"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=lastactive_env,
+        )  # fmt: skip
+
+        def runaway(value: str) -> Any:
+            return next((t for t, e in events if e.WhichOneof("event") == "transition"
+                         and e.transition.field == "runaway" and e.transition.current == value),
+                        None)  # fmt: skip
+
+        started = wait_for(lambda: runaway("true"), timeout=30, what="runaway")
+        s = c.session("spin")
+        assert s is not None and s["output_bytes_per_second"] >= 200_000
+        # Quiet now: it leaves runaway once the 30 s rate window no longer holds the burst.
+        ended = wait_for(lambda: runaway("false"), timeout=60, what="leaving runaway")
+        assert ended > started
+    finally:
+        if run is not None:
+            run.kill()
+            run.wait()
+        channel.close()
+        c.stop()
