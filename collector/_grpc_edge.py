@@ -20,7 +20,7 @@ from collector._ingest import Outcome
 from collector._state import NANOS, EntityView, Kind
 from collector._transitions import Snapshot, Transition
 from collector._watch import watch_events
-from collector.policy import Decision, decide
+from collector.policy import Decision, Evaluation, decide
 from collector.proto import query_pb2, query_pb2_grpc
 
 _OTLP = (
@@ -113,21 +113,25 @@ def entity_message(v: EntityView) -> query_pb2.Entity:
     )
 
 
+def _evaluated(v: EntityView, e: Evaluation) -> dict[str, Any]:
+    """The fields ``EntityState`` and ``Decision`` share: an entity and its evaluation."""
+    return {
+        "kind": v.kind,
+        "id": v.id,
+        "host_id": v.host_id or "",
+        "state": e.state,
+        "runaway": e.runaway,
+        "stuck": e.stuck,
+        "hibernate": e.hibernate,
+        "hibernate_at_unix_nano": e.hibernate_at or 0,
+        "idle_since_unix_nano": e.idle_since,
+        "reason": e.reason,
+    }
+
+
 def state_message(s: Snapshot) -> query_pb2.EntityState:
     """A watcher's view of one entity's current state."""
-    v, e = s.view, s.evaluation
-    return query_pb2.EntityState(
-        kind=v.kind,
-        id=v.id,
-        host_id=v.host_id or "",
-        state=e.state,
-        runaway=e.runaway,
-        stuck=e.stuck,
-        hibernate=e.hibernate,
-        hibernate_at_unix_nano=e.hibernate_at or 0,
-        idle_since_unix_nano=e.idle_since,
-        reason=e.reason,
-    )
+    return query_pb2.EntityState(**_evaluated(s.view, s.evaluation))
 
 
 def transition_message(t: Transition) -> query_pb2.Transition:
@@ -146,19 +150,7 @@ def transition_message(t: Transition) -> query_pb2.Transition:
 
 def decision_message(d: Decision) -> query_pb2.Decision:
     """A :class:`~collector.policy.Decision` as the ``lastactive.v1.Decision`` message."""
-    v, e = d.view, d.evaluation
-    return query_pb2.Decision(
-        kind=v.kind,
-        id=v.id,
-        host_id=v.host_id or "",
-        state=e.state,
-        idle_since_unix_nano=e.idle_since,
-        hibernate_at_unix_nano=e.hibernate_at or 0,
-        hibernate=e.hibernate,
-        runaway=e.runaway,
-        stuck=e.stuck,
-        reason=e.reason,
-    )
+    return query_pb2.Decision(**_evaluated(d.view, d.evaluation))
 
 
 class ActivityQueryServicer(query_pb2_grpc.ActivityQueryServicer):  # type: ignore[misc]
