@@ -159,7 +159,9 @@ def _lease(args: argparse.Namespace) -> int:
     import subprocess
 
     argv = _command(args.argv, "lease")
-    session_id = args.session_id or os.environ.get("LASTACTIVE_SESSION_ID")
+    from instrumentation.conventions import ENV_SESSION_ID
+
+    session_id = args.session_id or os.environ.get(ENV_SESSION_ID)
     if argv is None:
         return 2
     if not session_id:

@@ -22,14 +22,11 @@ from instrumentation.conventions import (
     ATTR_PROCESS_COMMAND,
     ATTR_PROCESS_EXIT_CODE,
     ATTR_PROCESS_PID,
+    ENV_SESSION_ID,
     EVENT_ACTIVITY,
     EVENT_PROCESS_EXIT,
     Source,
 )
-
-ENV_SESSION_ID = "LASTACTIVE_SESSION_ID"
-"""Set in the wrapped command's environment to its session id, so tools it runs (hooks, nested
-wrappers) report into the same session. Also read as the default ``--session-id``."""
 
 EXIT_EXPORT_TIMEOUT_S = 1.0
 """Seconds the wrapper waits for its last export after the program exits (the collector on

@@ -28,6 +28,7 @@ from instrumentation.conventions import (
     ATTR_SERVICE_NAME,
     ATTR_SESSION_ID,
     ATTR_SOURCE,
+    ENV_SESSION_ID,
     EVENT_ACTIVITY,
     EVENT_HOLD,
     HoldKind,
@@ -37,7 +38,6 @@ from instrumentation.conventions import (
 _Event = tuple[str, Mapping[str, str | float], int]
 
 HOOKS: Final = ("client-attached", "client-detached", "client-session-changed")
-ENV_SESSION_ID: Final = "LASTACTIVE_SESSION_ID"
 
 
 def hook_commands(lastactive: Sequence[str], url: str) -> list[list[str]]:

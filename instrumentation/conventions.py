@@ -39,6 +39,7 @@ __all__ = [
     "ATTR_TASK",
     "DIRECTION_RECEIVE",
     "DIRECTION_TRANSMIT",
+    "ENV_SESSION_ID",
     "EVENT_ACTIVITY",
     "EVENT_AGENT_COMPLETE",
     "EVENT_AGENT_ERROR",
@@ -104,6 +105,11 @@ ATTR_PROCESS_COMMAND: Final = "process.command"
 
 ATTR_PROCESS_EXIT_CODE: Final = "process.exit.code"
 """int. The exit code (semconv ``process.exit.code``); 128 + N when killed by signal N."""
+
+ENV_SESSION_ID: Final = "LASTACTIVE_SESSION_ID"
+"""Environment variable: the session id. ``lastactive run`` sets it for the program it wraps
+(and reads it as its default), so tools run inside (``lastactive lease``, hooks, a tmux session
+started there) report into the same session."""
 
 # --- lastactive's own names ----------------------------------------------------------------
 
