@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from collector._ingest import Ingest
 from collector._state import ActivityState
+from collector._stats import IngestStats
 from collector._transitions import TransitionEngine
 from collector._watch import WatchHub
 from collector.policy import Policy
@@ -22,6 +23,7 @@ class Core:
     engine: TransitionEngine
     hub: WatchHub
     clock: Callable[[], int]
+    stats: IngestStats = field(default_factory=IngestStats)
 
     @property
     def state(self) -> ActivityState:

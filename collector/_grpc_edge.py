@@ -3,6 +3,7 @@ health checking, all on one ``grpc.aio`` server. It only translates and delegate
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -23,8 +24,9 @@ from collector._watch import watch_events
 from collector.policy import Decision, Evaluation, decide
 from collector.proto import query_pb2, query_pb2_grpc
 
-_OTLP = (
-    # service, request, response, partial-success field, Ingest method name
+OTLP_SIGNALS = (
+    # gRPC service, request, response, partial-success field, signal (the Ingest method and
+    # the OTLP/HTTP path /v1/<signal>)
     (
         "opentelemetry.proto.collector.metrics.v1.MetricsService",
         metrics_pb.ExportMetricsServiceRequest,
@@ -64,19 +66,27 @@ def _otlp_handler(
     request_cls: type[Message],
     response_cls: type[Message],
     field: str,
-    apply: Callable[[Any], Outcome],
+    signal: str,
+    core: Core,
 ) -> grpc.GenericRpcHandler:
+    apply: Callable[[Any], Outcome] = getattr(core.ingest, signal)
+    stats = core.stats
+
     # No request deserializer: we parse ourselves so undecodable bytes are INVALID_ARGUMENT
     # (grpcio would answer INTERNAL). The size limit is grpcio's: RESOURCE_EXHAUSTED.
     async def export(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+        began = time.perf_counter()
         try:
             req = request_cls.FromString(request)
         except DecodeError as exc:
+            stats.error(signal, "grpc", "invalid_argument")
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"undecodable protobuf {request_cls.__name__}: {exc}",
             )
-        return export_response(response_cls, field, apply(req)).SerializeToString()
+        out = apply(req)
+        stats.ok(signal, "grpc", out, time.perf_counter() - began)
+        return export_response(response_cls, field, out).SerializeToString()
 
     return grpc.method_handlers_generic_handler(
         service, {"Export": grpc.unary_unary_rpc_method_handler(export)}
@@ -245,8 +255,8 @@ async def start_grpc(
     )
     server.add_generic_rpc_handlers(
         tuple(
-            _otlp_handler(svc, req, resp, field, getattr(core.ingest, method))
-            for svc, req, resp, field, method in _OTLP
+            _otlp_handler(svc, req, resp, field, method, core)
+            for svc, req, resp, field, method in OTLP_SIGNALS
         )
     )
     query_pb2_grpc.add_ActivityQueryServicer_to_server(ActivityQueryServicer(core), server)
@@ -254,7 +264,7 @@ async def start_grpc(
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     served = (
         "lastactive.v1.ActivityQuery",
-        *(svc for svc, *_ in _OTLP),
+        *(svc for svc, *_ in OTLP_SIGNALS),
         health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
     )
     reflection.enable_server_reflection((*served, reflection.SERVICE_NAME), server)

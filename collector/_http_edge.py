@@ -7,6 +7,7 @@ It only translates and delegates: bodies to :mod:`collector._otlp_body`, request
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -15,15 +16,12 @@ from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from google.protobuf.message import Message
 from google.rpc import code_pb2, status_pb2
-from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as logs_pb
-from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as metrics_pb
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as trace_pb
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from collector._core import Core
-from collector._grpc_edge import export_response
+from collector._grpc_edge import OTLP_SIGNALS, export_response
 from collector._ingest import Ingest, Outcome
 from collector._otlp_body import (
     CONTENT_JSON,
@@ -196,7 +194,7 @@ def _error(status: int, message: str, media: str) -> Response:
     return Response(serialize(body, media), status_code=status, media_type=media)
 
 
-def otlp_router(ingest: Ingest, max_request_bytes: int) -> APIRouter:
+def otlp_router(core: Core, max_request_bytes: int) -> APIRouter:
     """``POST /v1/metrics``, ``/v1/logs``, ``/v1/traces`` (OTLP/HTTP, protobuf or JSON, gzip)."""
     router = APIRouter(tags=["OTLP/HTTP"])
 
@@ -212,49 +210,34 @@ def otlp_router(ingest: Ingest, max_request_bytes: int) -> APIRouter:
             chunks.append(chunk)
         return b"".join(chunks)
 
+    stats = core.stats
+
     def route(
-        path: str,
-        request_cls: type[Message],
-        response_cls: type[Message],
-        field: str,
-        apply: Callable[[Any], Outcome],
+        request_cls: type[Message], response_cls: type[Message], field: str, signal: str
     ) -> None:
+        apply: Callable[[Any], Outcome] = getattr(core.ingest, signal)
+
         async def export(request: Request) -> Response:
             media = CONTENT_JSON
+            began = time.perf_counter()
             try:
                 media = media_type(request.headers.get("content-type"))
                 raw = await read_body(request)
                 body = decompress(raw, request.headers.get("content-encoding"), max_request_bytes)
                 out = apply(parse(body, media, request_cls))
             except BodyError as exc:
+                stats.error(signal, "http", str(exc.status))
                 return _error(exc.status, str(exc), media)
+            stats.ok(signal, "http", out, time.perf_counter() - began)
             return Response(
                 serialize(export_response(response_cls, field, out), media), media_type=media
             )
 
+        path = f"/v1/{signal}"
         router.add_api_route(path, export, methods=["POST"], summary=f"OTLP/HTTP {path}")
 
-    route(
-        "/v1/metrics",
-        metrics_pb.ExportMetricsServiceRequest,
-        metrics_pb.ExportMetricsServiceResponse,
-        "rejected_data_points",
-        ingest.metrics,
-    )
-    route(
-        "/v1/logs",
-        logs_pb.ExportLogsServiceRequest,
-        logs_pb.ExportLogsServiceResponse,
-        "rejected_log_records",
-        ingest.logs,
-    )
-    route(
-        "/v1/traces",
-        trace_pb.ExportTraceServiceRequest,
-        trace_pb.ExportTraceServiceResponse,
-        "rejected_spans",
-        ingest.traces,
-    )
+    for _, request_cls, response_cls, field, signal in OTLP_SIGNALS:
+        route(request_cls, response_cls, field, signal)
     return router
 
 
@@ -427,7 +410,7 @@ def create_app(
         summary="Last-activity state per session, agent and host, from OpenTelemetry.",
         version="0.1.0",
     )
-    app.include_router(otlp_router(core.ingest, max_request_bytes))
+    app.include_router(otlp_router(core, max_request_bytes))
     app.include_router(query_router(core.ingest, core.clock))
     app.include_router(agent_router(core.ingest, core.clock))
     app.include_router(decisions_router(core))

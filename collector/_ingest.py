@@ -166,16 +166,12 @@ def _int_attr(attrs: Attrs, key: str, required: bool) -> int | None:
 class Ingest:
     """Applies OTLP requests to ``state``. ``clock`` returns ns since the epoch (receive time).
 
-    Plain counters (``requests``, ``accepted``, ``rejected`` per signal) are read by the
-    collector's own metrics; the hot path only adds to ints.
+    The edges count requests and their outcome (``collector._stats``); this stays pure.
     """
 
     def __init__(self, state: ActivityState, clock: Callable[[], int] = time.time_ns) -> None:
         self.state = state
         self.clock = clock
-        self.requests = {"metrics": 0, "logs": 0, "traces": 0}
-        self.accepted = {"metrics": 0, "logs": 0, "traces": 0}
-        self.rejected = {"metrics": 0, "logs": 0, "traces": 0}
 
     def _resource(self, resource: Any) -> tuple[Attrs, Identity]:
         attrs = attrs_of(resource.attributes)
@@ -186,12 +182,6 @@ class Ingest:
             service_name=_str(attrs.get(ATTR_SERVICE_NAME)),
         )
         return attrs, ident
-
-    def _tally(self, signal: str, out: Outcome) -> Outcome:
-        self.requests[signal] += 1
-        self.accepted[signal] += out.accepted
-        self.rejected[signal] += out.rejected
-        return out
 
     # --- metrics ---------------------------------------------------------------------------
 
@@ -234,7 +224,7 @@ class Ingest:
                             out.reject(exc)
                             continue
                         out.accepted += 1
-        return self._tally("metrics", out)
+        return out
 
     def _last_time(self, ents: list[Entity], pattrs: Attrs, p: Any, t: int, now: int) -> None:
         src = _source(pattrs)
@@ -303,7 +293,7 @@ class Ingest:
                         out.reject(exc)
                         continue
                     out.accepted += 1
-        return self._tally("logs", out)
+        return out
 
     def _event(self, ents: list[Entity], name: str, attrs: Attrs, t: int) -> None:
         state = self.state
@@ -394,4 +384,4 @@ class Ingest:
                         out.reject(exc)
                         continue
                     out.accepted += 1
-        return self._tally("traces", out)
+        return out

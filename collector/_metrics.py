@@ -1,84 +1,262 @@
 """The collector's own metrics, Prometheus exposition at ``GET /metrics``.
 
 A custom collector reads plain fields of the core at scrape time (the hot paths only add to
-ints), so ingest never pays for metrics. Names follow Prometheus conventions (``_total`` for
-counters, units in the name).
+ints), so ingest never pays for metrics. Names follow Prometheus conventions: ``_total`` on
+counters, units in the name (``_seconds``, ``_bytes_per_second``).
+
+Cardinality: fleet series cover every session (by state, by host); per-session series
+(``lastactive_session_*``) exist only for the sessions worth looking at: runaway, stuck, and the
+``top`` busiest by output bytes/s, so 100,000 sessions stay a few dozen series.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import heapq
+from collections.abc import Iterator, Mapping
+from typing import Any, Final
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from collector._core import Core
 from collector._flusher import Flusher
+from collector._state import NANOS, Entity, Kind
+from collector._stats import LATENCY_BUCKETS
+from instrumentation.conventions import SOURCES, ActivityClass, AgentStatus, Source
+
+IDLE_BUCKETS: Final = (60.0, 300.0, 900.0, 3600.0, 4 * 3600.0, 86400.0)
+"""Upper bounds (seconds) of the idle-time distribution across sessions."""
+
+RECENT_S: Final = 300.0
+"""A session counts as recently present/engaged/working within this many seconds (seed 004's
+"active in the last 5 minutes")."""
+
+_CLASS_OF: Final[dict[str, str]] = {str(s): str(i.activity_class) for s, i in SOURCES.items()}
+_PROGRESS: Final = (str(Source.AGENT), str(Source.START))
+
+
+def _counter(
+    name: str, doc: str, labels: list[str], values: Mapping[Any, float]
+) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, doc, labels=labels)
+    for key, value in values.items():
+        family.add_metric(list(key), value)
+    return family
 
 
 class CoreCollector(Collector):
     """Reads :class:`~collector._core.Core` (and the flusher) at each scrape."""
 
-    def __init__(self, core: Core, flusher: Flusher) -> None:
+    def __init__(self, core: Core, flusher: Flusher, top: int) -> None:
         self._core = core
         self._flusher = flusher
+        self._top = top
 
     def collect(self) -> Iterator[Metric]:
-        core = self._core
-        ingest = core.ingest
-        for name, source, doc in (
-            ("lastactive_otlp_requests", ingest.requests, "OTLP export requests received"),
-            ("lastactive_otlp_items_accepted", ingest.accepted,
-             "data points, log records and spans applied to state"),
-            ("lastactive_otlp_items_rejected", ingest.rejected,
-             "data points, log records and spans rejected through partial success"),
-        ):  # fmt: skip
-            family = CounterMetricFamily(name, doc, labels=["signal"])
-            for signal, value in source.items():
-                family.add_metric([signal], value)
-            yield family
+        yield from self._health()
+        yield from self._fleet()
 
-        transitions = CounterMetricFamily(
-            "lastactive_transitions", "state transitions pushed", labels=["field", "to"]
+    def _health(self) -> Iterator[Metric]:
+        core, stats = self._core, self._core.stats
+        labels = ["signal", "transport"]
+        yield _counter(
+            "lastactive_otlp_requests",
+            "OTLP export requests received",
+            labels,
+            stats.requests,
         )
-        for (field, to), value in core.engine.transitions.items():
-            transitions.add_metric([field, to], value)
-        yield transitions
-
-        sessions = GaugeMetricFamily(
-            "lastactive_sessions", "sessions per state or flag", labels=["state"]
+        yield _counter(
+            "lastactive_otlp_data_points_accepted",
+            "data points, log records and spans applied to state",
+            labels,
+            stats.accepted,
         )
-        for state, value in core.engine.counts().items():
-            sessions.add_metric([state], value)
-        yield sessions
-
+        yield _counter(
+            "lastactive_otlp_data_points_rejected",
+            "data points, log records and spans rejected (partial success)",
+            labels,
+            stats.rejected,
+        )
+        yield _counter(
+            "lastactive_otlp_requests_failed",
+            "OTLP requests refused whole, by status (400, 413, 415, invalid_argument)",
+            [*labels, "status"],
+            stats.failed,
+        )
+        latency = HistogramMetricFamily(
+            "lastactive_otlp_ingest_duration_seconds",
+            "time to decode and apply one OTLP request",
+            labels=labels,
+        )
+        for key, counts in stats.latency.items():
+            cumulative, buckets = 0.0, []
+            for bound, count in zip((*LATENCY_BUCKETS, float("inf")), counts, strict=False):
+                cumulative += count
+                buckets.append((str(bound) if bound != float("inf") else "+Inf", cumulative))
+            latency.add_metric(list(key), buckets, sum_value=counts[-1])
+        yield latency
+        yield _counter(
+            "lastactive_activity_updates",
+            "activity updates applied, by source (seed 001's activity updates counter)",
+            ["source"],
+            {(k,): v for k, v in core.state.updates.items()},
+        )
+        yield _counter(
+            "lastactive_transitions",
+            "state transitions pushed",
+            ["field", "to"],
+            core.engine.transitions,
+        )
         yield GaugeMetricFamily(
-            "lastactive_watch_subscribers", "open Watch and SSE streams",
-            value=core.hub.subscribers,
-        )  # fmt: skip
+            "lastactive_watch_subscribers", "open Watch and SSE streams", value=core.hub.subscribers
+        )
         yield GaugeMetricFamily(
             "lastactive_watch_queued_transitions",
             "transitions waiting for slow subscribers (bounded per subscriber)",
             value=core.hub.queued,
         )
         yield CounterMetricFamily(
-            "lastactive_watch_resyncs", "queue overflows turned into resync markers",
+            "lastactive_watch_resyncs",
+            "queue overflows turned into resync markers",
             value=core.hub.overflows,
-        )  # fmt: skip
+        )
+        flusher = self._flusher
         yield CounterMetricFamily(
-            "lastactive_flushes", "write-behind flushes", value=self._flusher.flushes
+            "lastactive_flushes", "write-behind flushes", value=flusher.flushes
         )
         yield GaugeMetricFamily(
-            "lastactive_flush_rows", "rows written by the last flush", value=self._flusher.last_rows
+            "lastactive_flush_rows", "rows written by the last flush", value=flusher.last_rows
         )
         yield GaugeMetricFamily(
-            "lastactive_flush_duration_seconds", "duration of the last flush",
-            value=self._flusher.last_seconds,
-        )  # fmt: skip
+            "lastactive_flush_duration_seconds",
+            "duration of the last flush",
+            value=flusher.last_seconds,
+        )
+
+    def _fleet(self) -> Iterator[Metric]:
+        core = self._core
+        engine = core.engine
+        now = core.clock()
+        sessions = [e for (k, _), e in core.state.entities.items() if k is Kind.SESSION]
+
+        fleet = GaugeMetricFamily(
+            "lastactive_sessions", "sessions per state or flag", labels=["state"]
+        )
+        for state, value in engine.counts().items():
+            fleet.add_metric([state], value)
+        yield fleet
+
+        by_host: dict[tuple[str, str], int] = {}
+        recent: dict[str, int] = {str(c): 0 for c in ActivityClass}
+        idle_counts = [0] * (len(IDLE_BUCKETS) + 1)
+        idle_sum = 0.0
+        horizon = now - int(RECENT_S * NANOS)
+        for e in sessions:
+            st = engine.state_of(e)
+            if st is not None:
+                key = (e.host_id or "", st.state)
+                by_host[key] = by_host.get(key, 0) + 1
+            latest: dict[str, int] = {}
+            for src, t in e.sources.items():
+                cls = _CLASS_OF.get(src)
+                if cls is not None and t > latest.get(cls, 0):
+                    latest[cls] = t
+            for cls, t in latest.items():
+                if t >= horizon:
+                    recent[cls] += 1
+            counted = [t for c, t in latest.items() if c in ("engagement", "work", "lifecycle")]
+            idle = max(0.0, (now - (max(counted) if counted else e.first_seen)) / NANOS)
+            idle_sum += idle
+            idle_counts[
+                next((i for i, b in enumerate(IDLE_BUCKETS) if idle <= b), len(IDLE_BUCKETS))
+            ] += 1
+        hosts = GaugeMetricFamily(
+            "lastactive_host_sessions", "sessions per host and state", labels=["host_id", "state"]
+        )
+        for (host, state), value in by_host.items():
+            hosts.add_metric([host, state], value)
+        yield hosts
+        recent_family = GaugeMetricFamily(
+            "lastactive_sessions_recent",
+            f"sessions with activity of this class in the last {RECENT_S:g} s",
+            labels=["class"],
+        )
+        for cls, value in recent.items():
+            recent_family.add_metric([cls], value)
+        yield recent_family
+        cumulative, buckets = 0, []
+        for bound, count in zip((*IDLE_BUCKETS, float("inf")), idle_counts, strict=True):
+            cumulative += count
+            buckets.append((str(bound) if bound != float("inf") else "+Inf", cumulative))
+        idle_family = HistogramMetricFamily(
+            "lastactive_sessions_idle_seconds",
+            "sessions by seconds since their last counted activity (a snapshot at scrape)",
+        )
+        idle_family.add_metric([], buckets, sum_value=idle_sum)
+        yield idle_family
+        yield from self._per_session(sessions, now)
+
+    def _per_session(self, sessions: list[Entity], now: int) -> Iterator[Metric]:
+        engine = self._core.engine
+        watched: dict[Entity, None] = {}
+        for e in sessions:
+            st = engine.state_of(e)
+            if st is not None and (st.runaway or st.stuck):
+                watched[e] = None
+        for e in heapq.nlargest(self._top, sessions, key=lambda e: e.rate_out.per_second(now)):
+            if e.rate_out.per_second(now) > 0:
+                watched[e] = None
+        labels = ["session_id", "host_id", "agent"]
+        out_rate = GaugeMetricFamily(
+            "lastactive_session_output_bytes_per_second",
+            "output over the last 30 s (watched sessions only)",
+            labels=labels,
+        )
+        in_rate = GaugeMetricFamily(
+            "lastactive_session_input_bytes_per_second",
+            "input over the last 30 s (watched sessions only)",
+            labels=labels,
+        )
+        idle = GaugeMetricFamily(
+            "lastactive_session_idle_seconds",
+            "seconds since the last counted activity (watched sessions only)",
+            labels=labels,
+        )
+        runaway = GaugeMetricFamily(
+            "lastactive_session_runaway",
+            "1 while the session is runaway (watched sessions only)",
+            labels=labels,
+        )
+        stuck = GaugeMetricFamily(
+            "lastactive_session_stuck_seconds",
+            "seconds a stuck agent has been without progress",
+            labels=[*labels, "task"],
+        )
+        for e in watched:
+            key = [e.id, e.host_id or "", e.agent_id or ""]
+            st = engine.state_of(e)
+            out_rate.add_metric(key, e.rate_out.per_second(now))
+            in_rate.add_metric(key, e.rate_in.per_second(now))
+            counted = [
+                t
+                for s, t in e.sources.items()
+                if _CLASS_OF.get(s) in ("engagement", "work", "lifecycle")
+            ]
+            idle.add_metric(key, max(0.0, (now - max(counted, default=e.first_seen)) / NANOS))
+            runaway.add_metric(key, 1.0 if st is not None and st.runaway else 0.0)
+            if st is not None and st.stuck and e.status == AgentStatus.ACTIVE:
+                progress = max(e.sources.get(s, 0) for s in _PROGRESS)
+                stuck.add_metric([*key, e.task or ""], (now - progress) / NANOS)
+        yield from (out_rate, in_rate, idle, runaway, stuck)
 
 
-def registry_for(core: Core, flusher: Flusher) -> CollectorRegistry:
+def registry_for(core: Core, flusher: Flusher, top: int = 20) -> CollectorRegistry:
     """A fresh registry holding only the collector's own metrics."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(CoreCollector(core, flusher))
+    registry.register(CoreCollector(core, flusher, top))
     return registry

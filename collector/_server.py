@@ -116,7 +116,11 @@ async def serve(
     )
     http = _Uvicorn(
         uvicorn.Config(
-            create_app(core, settings.max_request_bytes, registry_for(core, flusher)),
+            create_app(
+                core,
+                settings.max_request_bytes,
+                registry_for(core, flusher, settings.metrics_top_sessions),
+            ),
             log_level="warning",
             lifespan="off",
             timeout_graceful_shutdown=2,  # open watch streams must not hold up the exit

@@ -329,6 +329,9 @@ class ActivityState:
         self._streams: dict[tuple[object, ...], _Stream] = {}
         self._dirty: set[Entity] = set()
         self._touched: set[Entity] = set()
+        self.updates: dict[str, int] = {}
+        """Source -> activity updates applied (a last time moved forward): seed 001's
+        ``vnc_activity_updates_total``, for every source. Read by metrics."""
         self.touching: frozenset[str] = frozenset(SOURCES) - {Source.TELEMETRY}
         """Sources whose activity marks an entity touched (set by the transition engine to the
         sources its policy counts, so liveness alone costs no re-evaluation)."""
@@ -385,12 +388,16 @@ class ActivityState:
     def activity(self, entities: list[Entity], source: str, t: int) -> None:
         """``source`` was active at ``t`` (a max-register per source); also liveness."""
         self.seen(entities, t)
+        moved = False
         for e in entities:
             if t > e.sources.get(source, 0):
                 e.sources[source] = t
+                moved = True
                 self._dirty.add(e)
                 if source in self.touching:
                     self._touched.add(e)
+        if moved:
+            self.updates[source] = self.updates.get(source, 0) + 1
 
     def process(self, entities: list[Entity], pid: int | None, exit_code: int | None) -> None:
         """Process facts from start and exit events (the status derives from their times)."""

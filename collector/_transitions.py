@@ -143,6 +143,11 @@ class TransitionEngine:
             counts[key] = counts.get(key, 0) + 1
         return out
 
+    def state_of(self, e: Entity) -> State | None:
+        """The entity's state as of the last evaluation, or None if never evaluated."""
+        known = self._known.get(e)
+        return None if known is None else known[0]
+
     def counts(self) -> dict[str, int]:
         """Sessions per state and flag, from the last evaluations (for metrics)."""
         out = {"active": 0, "idle": 0, "hibernated": 0, "runaway": 0, "stuck": 0,

@@ -47,6 +47,12 @@ class Settings(BaseSettings):
         description="Seconds a completed or failed session is kept before it is forgotten "
         "(seed 004: 24 h). Active sessions are never forgotten.",
     )
+    metrics_top_sessions: int = Field(
+        20,
+        ge=0,
+        description="Per-session series on /metrics: runaway and stuck sessions plus this many "
+        "busiest by output bytes/s (Prometheus cannot take a series per session at 100k).",
+    )
     max_clock_skew: float = Field(
         10.0,
         ge=0,
