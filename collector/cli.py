@@ -26,6 +26,11 @@ _SERVE_FLAGS = {
     "--max-clock-skew": ("max_clock_skew", float, "seconds of future skew allowed (default 10)"),
     "--retention": ("retention", float, "seconds ended sessions are kept (default 86400)"),
     "--policy": ("policy", str, "idle policy file, TOML (LASTACTIVE_POLICY)"),
+    "--metrics-top-sessions": (
+        "metrics_top_sessions",
+        int,
+        "per-session series on /metrics beyond runaway/stuck (20)",
+    ),
 }
 
 
