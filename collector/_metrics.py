@@ -27,7 +27,34 @@ from collector._core import Core
 from collector._flusher import Flusher
 from collector._state import NANOS, Entity, Kind
 from collector._stats import LATENCY_BUCKETS
-from instrumentation.conventions import SOURCES, ActivityClass, AgentStatus, Source
+from instrumentation.conventions import (
+    PROM_ACTIVITY_UPDATES,
+    PROM_FLUSH_DURATION,
+    PROM_FLUSH_ROWS,
+    PROM_FLUSHES,
+    PROM_HOST_SESSIONS,
+    PROM_OTLP_ACCEPTED,
+    PROM_OTLP_DURATION,
+    PROM_OTLP_FAILED,
+    PROM_OTLP_REJECTED,
+    PROM_OTLP_REQUESTS,
+    PROM_SESSION_IDLE,
+    PROM_SESSION_INPUT_RATE,
+    PROM_SESSION_OUTPUT_RATE,
+    PROM_SESSION_RUNAWAY,
+    PROM_SESSION_STUCK,
+    PROM_SESSIONS,
+    PROM_SESSIONS_IDLE,
+    PROM_SESSIONS_RECENT,
+    PROM_TRANSITIONS,
+    PROM_WATCH_QUEUED,
+    PROM_WATCH_RESYNCS,
+    PROM_WATCH_SUBSCRIBERS,
+    SOURCES,
+    ActivityClass,
+    AgentStatus,
+    Source,
+)
 
 IDLE_BUCKETS: Final = (60.0, 300.0, 900.0, 3600.0, 4 * 3600.0, 86400.0)
 """Upper bounds (seconds) of the idle-time distribution across sessions."""
@@ -65,31 +92,31 @@ class CoreCollector(Collector):
         core, stats = self._core, self._core.stats
         labels = ["signal", "transport"]
         yield _counter(
-            "lastactive_otlp_requests",
+            PROM_OTLP_REQUESTS,
             "OTLP export requests received",
             labels,
             stats.requests,
         )
         yield _counter(
-            "lastactive_otlp_data_points_accepted",
+            PROM_OTLP_ACCEPTED,
             "data points, log records and spans applied to state",
             labels,
             stats.accepted,
         )
         yield _counter(
-            "lastactive_otlp_data_points_rejected",
+            PROM_OTLP_REJECTED,
             "data points, log records and spans rejected (partial success)",
             labels,
             stats.rejected,
         )
         yield _counter(
-            "lastactive_otlp_requests_failed",
+            PROM_OTLP_FAILED,
             "OTLP requests refused whole, by status (400, 413, 415, invalid_argument)",
             [*labels, "status"],
             stats.failed,
         )
         latency = HistogramMetricFamily(
-            "lastactive_otlp_ingest_duration_seconds",
+            PROM_OTLP_DURATION,
             "time to decode and apply one OTLP request",
             labels=labels,
         )
@@ -101,39 +128,37 @@ class CoreCollector(Collector):
             latency.add_metric(list(key), buckets, sum_value=counts[-1])
         yield latency
         yield _counter(
-            "lastactive_activity_updates",
+            PROM_ACTIVITY_UPDATES,
             "activity updates applied, by source (seed 001's activity updates counter)",
             ["source"],
             {(k,): v for k, v in core.state.updates.items()},
         )
         yield _counter(
-            "lastactive_transitions",
+            PROM_TRANSITIONS,
             "state transitions pushed",
             ["field", "to"],
             core.engine.transitions,
         )
         yield GaugeMetricFamily(
-            "lastactive_watch_subscribers", "open Watch and SSE streams", value=core.hub.subscribers
+            PROM_WATCH_SUBSCRIBERS, "open Watch and SSE streams", value=core.hub.subscribers
         )
         yield GaugeMetricFamily(
-            "lastactive_watch_queued_transitions",
+            PROM_WATCH_QUEUED,
             "transitions waiting for slow subscribers (bounded per subscriber)",
             value=core.hub.queued,
         )
         yield CounterMetricFamily(
-            "lastactive_watch_resyncs",
+            PROM_WATCH_RESYNCS,
             "queue overflows turned into resync markers",
             value=core.hub.overflows,
         )
         flusher = self._flusher
-        yield CounterMetricFamily(
-            "lastactive_flushes", "write-behind flushes", value=flusher.flushes
+        yield CounterMetricFamily(PROM_FLUSHES, "write-behind flushes", value=flusher.flushes)
+        yield GaugeMetricFamily(
+            PROM_FLUSH_ROWS, "rows written by the last flush", value=flusher.last_rows
         )
         yield GaugeMetricFamily(
-            "lastactive_flush_rows", "rows written by the last flush", value=flusher.last_rows
-        )
-        yield GaugeMetricFamily(
-            "lastactive_flush_duration_seconds",
+            PROM_FLUSH_DURATION,
             "duration of the last flush",
             value=flusher.last_seconds,
         )
@@ -144,9 +169,7 @@ class CoreCollector(Collector):
         now = core.clock()
         sessions = [e for (k, _), e in core.state.entities.items() if k is Kind.SESSION]
 
-        fleet = GaugeMetricFamily(
-            "lastactive_sessions", "sessions per state or flag", labels=["state"]
-        )
+        fleet = GaugeMetricFamily(PROM_SESSIONS, "sessions per state or flag", labels=["state"])
         for state, value in engine.counts().items():
             fleet.add_metric([state], value)
         yield fleet
@@ -176,13 +199,13 @@ class CoreCollector(Collector):
                 next((i for i, b in enumerate(IDLE_BUCKETS) if idle <= b), len(IDLE_BUCKETS))
             ] += 1
         hosts = GaugeMetricFamily(
-            "lastactive_host_sessions", "sessions per host and state", labels=["host_id", "state"]
+            PROM_HOST_SESSIONS, "sessions per host and state", labels=["host_id", "state"]
         )
         for (host, state), value in by_host.items():
             hosts.add_metric([host, state], value)
         yield hosts
         recent_family = GaugeMetricFamily(
-            "lastactive_sessions_recent",
+            PROM_SESSIONS_RECENT,
             f"sessions with activity of this class in the last {RECENT_S:g} s",
             labels=["class"],
         )
@@ -194,7 +217,7 @@ class CoreCollector(Collector):
             cumulative += count
             buckets.append((str(bound) if bound != float("inf") else "+Inf", cumulative))
         idle_family = HistogramMetricFamily(
-            "lastactive_sessions_idle_seconds",
+            PROM_SESSIONS_IDLE,
             "sessions by seconds since their last counted activity (a snapshot at scrape)",
         )
         idle_family.add_metric([], buckets, sum_value=idle_sum)
@@ -213,27 +236,27 @@ class CoreCollector(Collector):
                 watched[e] = None
         labels = ["session_id", "host_id", "agent"]
         out_rate = GaugeMetricFamily(
-            "lastactive_session_output_bytes_per_second",
+            PROM_SESSION_OUTPUT_RATE,
             "output over the last 30 s (watched sessions only)",
             labels=labels,
         )
         in_rate = GaugeMetricFamily(
-            "lastactive_session_input_bytes_per_second",
+            PROM_SESSION_INPUT_RATE,
             "input over the last 30 s (watched sessions only)",
             labels=labels,
         )
         idle = GaugeMetricFamily(
-            "lastactive_session_idle_seconds",
+            PROM_SESSION_IDLE,
             "seconds since the last counted activity (watched sessions only)",
             labels=labels,
         )
         runaway = GaugeMetricFamily(
-            "lastactive_session_runaway",
+            PROM_SESSION_RUNAWAY,
             "1 while the session is runaway (watched sessions only)",
             labels=labels,
         )
         stuck = GaugeMetricFamily(
-            "lastactive_session_stuck_seconds",
+            PROM_SESSION_STUCK,
             "seconds a stuck agent has been without progress",
             labels=[*labels, "task"],
         )

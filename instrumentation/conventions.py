@@ -50,6 +50,28 @@ __all__ = [
     "IDLE_CLASSES",
     "METRIC_IO",
     "METRIC_SOURCE_LAST_TIME",
+    "PROM_ACTIVITY_UPDATES",
+    "PROM_FLUSHES",
+    "PROM_FLUSH_DURATION",
+    "PROM_FLUSH_ROWS",
+    "PROM_HOST_SESSIONS",
+    "PROM_OTLP_ACCEPTED",
+    "PROM_OTLP_DURATION",
+    "PROM_OTLP_FAILED",
+    "PROM_OTLP_REJECTED",
+    "PROM_OTLP_REQUESTS",
+    "PROM_SESSIONS",
+    "PROM_SESSIONS_IDLE",
+    "PROM_SESSIONS_RECENT",
+    "PROM_SESSION_IDLE",
+    "PROM_SESSION_INPUT_RATE",
+    "PROM_SESSION_OUTPUT_RATE",
+    "PROM_SESSION_RUNAWAY",
+    "PROM_SESSION_STUCK",
+    "PROM_TRANSITIONS",
+    "PROM_WATCH_QUEUED",
+    "PROM_WATCH_RESYNCS",
+    "PROM_WATCH_SUBSCRIBERS",
     "SCOPE_NAME",
     "SOURCES",
     "ActivityClass",
@@ -173,6 +195,76 @@ EVENT_AGENT_COMPLETE: Final = "lastactive.agent.complete"
 EVENT_AGENT_ERROR: Final = "lastactive.agent.error"
 """Event, optional ``lastactive.result`` (the error): the agent failed (seed 004 ``error``).
 Status ``error``; counts as ``exit``."""
+
+
+# --- The collector's own Prometheus metrics (GET /metrics; collector/_metrics.py) ------------
+# Watched sessions = runaway, stuck and the busiest LASTACTIVE_METRICS_TOP_SESSIONS by output.
+
+PROM_OTLP_REQUESTS: Final = "lastactive_otlp_requests"
+"""counter (_total), labels signal, transport: OTLP export requests received."""
+
+PROM_OTLP_ACCEPTED: Final = "lastactive_otlp_data_points_accepted"
+"""counter (_total), labels signal, transport: data points, log records and spans applied."""
+
+PROM_OTLP_REJECTED: Final = "lastactive_otlp_data_points_rejected"
+"""counter (_total), labels signal, transport: items rejected through partial success."""
+
+PROM_OTLP_FAILED: Final = "lastactive_otlp_requests_failed"
+"""counter (_total), labels signal, transport, status: requests refused whole."""
+
+PROM_OTLP_DURATION: Final = "lastactive_otlp_ingest_duration_seconds"
+"""histogram, seconds, labels signal, transport: decode and apply one request."""
+
+PROM_ACTIVITY_UPDATES: Final = "lastactive_activity_updates"
+"""counter (_total), label source: activity updates applied (seed 001)."""
+
+PROM_TRANSITIONS: Final = "lastactive_transitions"
+"""counter (_total), labels field, to: transitions pushed."""
+
+PROM_WATCH_SUBSCRIBERS: Final = "lastactive_watch_subscribers"
+"""gauge: open Watch and SSE streams."""
+
+PROM_WATCH_QUEUED: Final = "lastactive_watch_queued_transitions"
+"""gauge: transitions waiting for slow subscribers."""
+
+PROM_WATCH_RESYNCS: Final = "lastactive_watch_resyncs"
+"""counter (_total): queue overflows turned into resync markers."""
+
+PROM_FLUSHES: Final = "lastactive_flushes"
+"""counter (_total): write-behind flushes."""
+
+PROM_FLUSH_ROWS: Final = "lastactive_flush_rows"
+"""gauge: rows written by the last flush."""
+
+PROM_FLUSH_DURATION: Final = "lastactive_flush_duration_seconds"
+"""gauge, seconds: duration of the last flush."""
+
+PROM_SESSIONS: Final = "lastactive_sessions"
+"""gauge, label state (active, idle, hibernated, runaway, stuck, hibernate_due): sessions."""
+
+PROM_HOST_SESSIONS: Final = "lastactive_host_sessions"
+"""gauge, labels host_id, state: sessions per host."""
+
+PROM_SESSIONS_RECENT: Final = "lastactive_sessions_recent"
+"""gauge, label class: sessions with activity of that class in the last 5 min."""
+
+PROM_SESSIONS_IDLE: Final = "lastactive_sessions_idle_seconds"
+"""histogram, seconds: sessions by time since their last counted activity."""
+
+PROM_SESSION_OUTPUT_RATE: Final = "lastactive_session_output_bytes_per_second"
+"""gauge, labels session_id, host_id, agent: output over 30 s (watched sessions only)."""
+
+PROM_SESSION_INPUT_RATE: Final = "lastactive_session_input_bytes_per_second"
+"""gauge, labels session_id, host_id, agent: input over 30 s (watched sessions only)."""
+
+PROM_SESSION_IDLE: Final = "lastactive_session_idle_seconds"
+"""gauge, seconds, labels session_id, host_id, agent (watched sessions only)."""
+
+PROM_SESSION_RUNAWAY: Final = "lastactive_session_runaway"
+"""gauge 0/1, labels session_id, host_id, agent (watched sessions only)."""
+
+PROM_SESSION_STUCK: Final = "lastactive_session_stuck_seconds"
+"""gauge, seconds, labels session_id, host_id, agent, task: stuck agents."""
 
 
 class Level(enum.StrEnum):
