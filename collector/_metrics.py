@@ -42,6 +42,7 @@ from instrumentation.conventions import (
     PROM_SESSION_INPUT_RATE,
     PROM_SESSION_OUTPUT_RATE,
     PROM_SESSION_RUNAWAY,
+    PROM_SESSION_STATE,
     PROM_SESSION_STUCK,
     PROM_SESSIONS,
     PROM_SESSIONS_IDLE,
@@ -260,9 +261,16 @@ class CoreCollector(Collector):
             "seconds a stuck agent has been without progress",
             labels=[*labels, "task"],
         )
+        state = GaugeMetricFamily(
+            PROM_SESSION_STATE,
+            "1, labelled with the state (watched sessions only)",
+            labels=[*labels, "state"],
+        )
         for e in watched:
             key = [e.id, e.host_id or "", e.agent_id or ""]
             st = engine.state_of(e)
+            if st is not None:
+                state.add_metric([*key, st.state], 1.0)
             out_rate.add_metric(key, e.rate_out.per_second(now))
             in_rate.add_metric(key, e.rate_in.per_second(now))
             counted = [
@@ -275,7 +283,7 @@ class CoreCollector(Collector):
             if st is not None and st.stuck and e.status == AgentStatus.ACTIVE:
                 progress = max(e.sources.get(s, 0) for s in _PROGRESS)
                 stuck.add_metric([*key, e.task or ""], (now - progress) / NANOS)
-        yield from (out_rate, in_rate, idle, runaway, stuck)
+        yield from (out_rate, in_rate, idle, runaway, state, stuck)
 
 
 def registry_for(core: Core, flusher: Flusher, top: int = 20) -> CollectorRegistry:

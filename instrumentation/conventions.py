@@ -67,6 +67,7 @@ __all__ = [
     "PROM_SESSION_INPUT_RATE",
     "PROM_SESSION_OUTPUT_RATE",
     "PROM_SESSION_RUNAWAY",
+    "PROM_SESSION_STATE",
     "PROM_SESSION_STUCK",
     "PROM_TRANSITIONS",
     "PROM_WATCH_QUEUED",
@@ -262,6 +263,10 @@ PROM_SESSION_IDLE: Final = "lastactive_session_idle_seconds"
 
 PROM_SESSION_RUNAWAY: Final = "lastactive_session_runaway"
 """gauge 0/1, labels session_id, host_id, agent (watched sessions only)."""
+
+PROM_SESSION_STATE: Final = "lastactive_session_state"
+"""gauge 1, labels session_id, host_id, agent, state (active, idle, hibernated; watched
+sessions only)."""
 
 PROM_SESSION_STUCK: Final = "lastactive_session_stuck_seconds"
 """gauge, seconds, labels session_id, host_id, agent, task: stuck agents."""
