@@ -96,6 +96,18 @@ def _parser() -> argparse.ArgumentParser:
     cull.add_argument("--interval", type=float, default=10.0, help="seconds between rounds")
     cull.add_argument("--once", action="store_true", help="one round, then exit")
 
+    proxy = sub.add_parser("proxy", help="relay TCP (raw or VNC/RFB) and report who uses it")
+    proxy.add_argument("--listen", required=True, type=_address, help="HOST:PORT to accept on")
+    proxy.add_argument("--target", required=True, type=_address, help="HOST:PORT to relay to")
+    proxy.add_argument(
+        "--protocol",
+        choices=["raw", "rfb"],
+        default="raw",
+        help="rfb: only VNC key, pointer and clipboard input is engagement",
+    )
+    proxy.add_argument("--session-id", help="session.id (default proxy:<target>)")
+    proxy.add_argument("--endpoint", help="collector OTLP endpoint")
+
     ls = sub.add_parser("ls", help="list sessions, most recently active first")
     ls.add_argument(
         "--url",
@@ -123,6 +135,57 @@ def _duration(text: str) -> float:
     return value
 
 
+def _address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` -> (host, port)."""
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def _proxy(args: argparse.Namespace) -> int:
+    import signal
+
+    _quiet_logging()
+    from instrumentation import Reporter
+    from instrumentation._proxy import ProxyInstrument
+    from instrumentation._proxy_relay import serve_proxy
+
+    reporter = Reporter(service_name="lastactive-proxy", endpoint=args.endpoint)
+    target = f"{args.target[0]}:{args.target[1]}"
+    instrument = ProxyInstrument(reporter, args.session_id or f"proxy:{target}", args.protocol)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+
+        def ready(port: int) -> None:
+            print(
+                f"lastactive proxy on {args.listen[0]}:{port} -> {target} ({args.protocol})",
+                flush=True,
+            )
+
+        await serve_proxy(
+            args.listen,
+            args.target,
+            instrument,
+            heartbeat=reporter.export_interval,
+            ready=ready,
+            stop=stop,
+        )
+
+    try:
+        asyncio.run(main())
+    except OSError as exc:
+        print(f"lastactive proxy: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        reporter.shutdown(2.0)
+    return 0
+
+
 def _http_url(url: str | None) -> str:
     """The collector's HTTP URL: the flag, ``LASTACTIVE_URL``, or the default port."""
     return url or os.environ.get("LASTACTIVE_URL") or "http://127.0.0.1:4318"
@@ -141,8 +204,10 @@ def _command(argv: list[str], name: str) -> list[str] | None:
     if argv and argv[0] == "--":
         argv = argv[1:]
     if not argv:
-        print(f"lastactive {name}: give a command: lastactive {name} -- CMD [ARGS...]",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"lastactive {name}: give a command: lastactive {name} -- CMD [ARGS...]",
+            file=sys.stderr,
+        )
         return None
     return argv
 
@@ -170,8 +235,11 @@ def _lease(args: argparse.Namespace) -> int:
     if argv is None:
         return 2
     if not session_id:
-        print("lastactive lease: no session: pass --session-id or run it inside "
-              "`lastactive run` (LASTACTIVE_SESSION_ID)", file=sys.stderr)  # fmt: skip
+        print(
+            "lastactive lease: no session: pass --session-id or run it inside "
+            "`lastactive run` (LASTACTIVE_SESSION_ID)",
+            file=sys.stderr,
+        )
         return 2
     _quiet_logging()
     from instrumentation import Reporter
@@ -258,8 +326,9 @@ def _cull(args: argparse.Namespace) -> int:
     elif args.http:
         action = http_action(args.http)
     try:
-        culler = Culler(_http_url(args.url), action, dry_run=args.dry_run,
-                        concurrency=args.concurrency)  # fmt: skip
+        culler = Culler(
+            _http_url(args.url), action, dry_run=args.dry_run, concurrency=args.concurrency
+        )
     except ValueError as exc:
         print(f"lastactive cull: {exc}", file=sys.stderr)
         return 2
@@ -362,6 +431,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "tmux-event": _tmux_event,
         "host": _host,
         "cull": _cull,
+        "proxy": _proxy,
     }[args.command]
     return handler(args)
 

@@ -358,6 +358,10 @@ class Reporter:
         )
         return AgentTask(self, tracker, span)
 
+    def start_span(self, name: str, attributes: Mapping[str, str | int | float]) -> Any:
+        """Start a span (ended by the caller) on this reporter's tracer and resource."""
+        return self._tracer.start_span(name, attributes=dict(attributes))
+
     def flush(self, timeout: float = 5.0) -> None:
         """Export everything now (blocking up to about ``timeout`` seconds per signal)."""
         millis = int(timeout * 1000)

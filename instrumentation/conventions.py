@@ -19,6 +19,11 @@ from typing import Final
 
 __all__ = [
     "AGENT_EVENTS",
+    "ATTR_CLIENT_ADDRESS",
+    "ATTR_CONNECTION_CLASSIFICATION",
+    "ATTR_CONNECTION_CLOSE_REASON",
+    "ATTR_CONNECTION_RECEIVED_BYTES",
+    "ATTR_CONNECTION_TRANSMITTED_BYTES",
     "ATTR_GEN_AI_AGENT_ID",
     "ATTR_GEN_AI_AGENT_NAME",
     "ATTR_GEN_AI_OPERATION_NAME",
@@ -28,6 +33,7 @@ __all__ = [
     "ATTR_HOST_ID",
     "ATTR_HOST_NAME",
     "ATTR_NETWORK_IO_DIRECTION",
+    "ATTR_NETWORK_PROTOCOL_NAME",
     "ATTR_PROCESS_COMMAND",
     "ATTR_PROCESS_EXIT_CODE",
     "ATTR_PROCESS_PID",
@@ -128,6 +134,24 @@ ATTR_PROCESS_COMMAND: Final = "process.command"
 
 ATTR_PROCESS_EXIT_CODE: Final = "process.exit.code"
 """int. The exit code (semconv ``process.exit.code``); 128 + N when killed by signal N."""
+
+ATTR_CLIENT_ADDRESS: Final = "client.address"
+"""string. A proxied connection's client, ``host:port`` (semconv ``client.address``)."""
+
+ATTR_NETWORK_PROTOCOL_NAME: Final = "network.protocol.name"
+"""string. What a proxy relays: ``raw``, ``rfb`` (semconv ``network.protocol.name``)."""
+
+ATTR_CONNECTION_RECEIVED_BYTES: Final = "lastactive.connection.received_bytes"
+"""int. Bytes a proxied client sent (on its connection span, at close)."""
+
+ATTR_CONNECTION_TRANSMITTED_BYTES: Final = "lastactive.connection.transmitted_bytes"
+"""int. Bytes sent to a proxied client (on its connection span, at close)."""
+
+ATTR_CONNECTION_CLOSE_REASON: Final = "lastactive.connection.close_reason"
+"""string. Why a proxied connection ended: ``client closed``, ``server closed``, an error."""
+
+ATTR_CONNECTION_CLASSIFICATION: Final = "lastactive.connection.classification"
+"""string. ``ok``, ``raw``, or ``stopped: <why>`` when the proxy stopped classifying input."""
 
 ENV_SESSION_ID: Final = "LASTACTIVE_SESSION_ID"
 """Environment variable: the session id. ``lastactive run`` sets it for the program it wraps

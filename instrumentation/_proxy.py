@@ -1,0 +1,157 @@
+"""Proxy instrumentation hooks: presence per connection, engagement only from real user input.
+
+Use from any relay loop (asyncio streams, websockify, ...) without the CLI::
+
+    instrument = ProxyInstrument(reporter, "desktop-42", protocol="rfb")
+    conn = instrument.connect("203.0.113.7:51234")   # presence starts; a span opens
+    conn.client_data(chunk)                           # hot path: counts, classifies
+    conn.server_data(chunk)                           # hot path: counts
+    instrument.heartbeat()                            # every interval while serving
+    conn.close("client closed")                       # span ends with bytes and reason
+
+Bytes are counted both ways (``network.io.direction``); engagement (``input``) comes only from
+what the protocol says is user input: for ``rfb`` the :class:`~instrumentation._rfb.RfbClassifier`
+(KeyEvent, pointer moves, cut text), for ``raw`` every client chunk. Presence is a ``client``
+hold per connection plus ``connection`` activity at connect and at most once per
+:meth:`ProxyInstrument.heartbeat` (seed 001: a heartbeat while connected, never a write per
+message).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Mapping
+from typing import Final
+
+from opentelemetry.trace import Span
+
+from instrumentation._reporter import Reporter
+from instrumentation._rfb import RfbClassifier
+from instrumentation.conventions import (
+    ATTR_CLIENT_ADDRESS,
+    ATTR_CONNECTION_CLASSIFICATION,
+    ATTR_CONNECTION_CLOSE_REASON,
+    ATTR_CONNECTION_RECEIVED_BYTES,
+    ATTR_CONNECTION_TRANSMITTED_BYTES,
+    ATTR_NETWORK_PROTOCOL_NAME,
+    HoldKind,
+    Source,
+)
+
+_log = logging.getLogger(__name__)
+
+PROTOCOLS: Final = ("raw", "rfb", "websocket")
+
+
+class ProxyInstrument:
+    """The hooks of one proxied session (its tracker, its open connections).
+
+    Raises:
+        ValueError: an unknown ``protocol``.
+    """
+
+    def __init__(
+        self,
+        reporter: Reporter,
+        session_id: str,
+        protocol: str = "raw",
+        attributes: Mapping[str, str | int] | None = None,
+    ) -> None:
+        if protocol not in ("raw", "rfb"):
+            raise ValueError(f"protocol must be raw or rfb, got {protocol!r}")
+        self.reporter = reporter
+        self.protocol = protocol
+        self.tracker = reporter.session(session_id, attributes)
+        self.connections: set[Connection] = set()
+        self._ids = itertools.count(1)
+
+    def connect(self, peer: str) -> Connection:
+        """A client connected from ``peer``: presence, a hold, a span."""
+        conn_id = f"{peer}#{next(self._ids)}"
+        span = self.reporter.start_span(
+            "proxy connection",
+            {
+                ATTR_CLIENT_ADDRESS: peer,
+                ATTR_NETWORK_PROTOCOL_NAME: self.protocol,
+                **self.tracker.labels(),
+            },
+        )
+        conn = Connection(self, conn_id, span)
+        self.connections.add(conn)
+        self.reporter.hold(self.tracker, HoldKind.CLIENT, conn_id, 0)
+        self.reporter.activity(self.tracker, Source.CONNECTION)
+        return conn
+
+    def heartbeat(self) -> None:
+        """Presence while anyone is connected; call it every interval (not per message)."""
+        if self.connections:
+            self.tracker.record(Source.CONNECTION)
+
+
+class Connection:
+    """One client connection; :meth:`client_data` and :meth:`server_data` are the hot path."""
+
+    __slots__ = ("_classifier", "_instrument", "_span", "_tracker", "id", "received", "transmitted")
+
+    def __init__(self, instrument: ProxyInstrument, conn_id: str, span: Span) -> None:
+        self._instrument = instrument
+        self._tracker = instrument.tracker
+        self._span = span
+        self._classifier = RfbClassifier() if instrument.protocol == "rfb" else None
+        self.id = conn_id
+        self.received = 0
+        """Bytes from the client (``receive``)."""
+        self.transmitted = 0
+        """Bytes to the client (``transmit``)."""
+
+    def client_data(self, data: bytes | memoryview) -> None:
+        """Client -> server bytes: counted; user input (per the protocol) is engagement."""
+        n = len(data)
+        self.received += n
+        tracker = self._tracker
+        tracker.input_bytes += n
+        classifier = self._classifier
+        if classifier is None:
+            tracker.record(Source.INPUT)
+        elif classifier.stopped is None:
+            if classifier.feed(data):
+                tracker.record(Source.INPUT)
+            elif classifier.stopped is not None:
+                _log.warning(
+                    "connection %s: stopped classifying RFB: %s; relaying on",
+                    self.id,
+                    classifier.stopped,
+                )
+
+    def server_data(self, data: bytes | memoryview) -> None:
+        """Server -> client bytes: counted (output for ``raw``, framebuffer for ``rfb``)."""
+        n = len(data)
+        self.transmitted += n
+        self._tracker.output_bytes += n
+        if self._classifier is None:
+            self._tracker.record(Source.OUTPUT)
+
+    def close(self, reason: str) -> None:
+        """The connection ended: the span gets bytes, reason and classification; the hold goes.
+        Idempotent."""
+        instrument = self._instrument
+        if self not in instrument.connections:
+            return
+        instrument.connections.discard(self)
+        classification = "raw"
+        if self._classifier is not None:
+            c = self._classifier
+            classification = "ok" if c.stopped is None else f"stopped: {c.stopped}"
+        span = self._span
+        span.set_attributes(
+            {
+                ATTR_CONNECTION_RECEIVED_BYTES: self.received,
+                ATTR_CONNECTION_TRANSMITTED_BYTES: self.transmitted,
+                ATTR_CONNECTION_CLOSE_REASON: reason,
+                ATTR_CONNECTION_CLASSIFICATION: classification,
+            }
+        )
+        span.end()
+        reporter = instrument.reporter
+        reporter.hold(self._tracker, HoldKind.CLIENT, self.id, reporter.clock())

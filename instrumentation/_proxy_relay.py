@@ -1,0 +1,92 @@
+"""``lastactive proxy``: an asyncio TCP relay instrumented with :mod:`instrumentation._proxy`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Final
+
+from instrumentation._proxy import Connection, ProxyInstrument
+
+_log = logging.getLogger(__name__)
+
+CHUNK: Final = 65536
+
+
+async def _pump(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, hook: Callable[[bytes], None]
+) -> None:
+    read, write, drain = reader.read, writer.write, writer.drain
+    while data := await read(CHUNK):
+        hook(data)
+        write(data)
+        await drain()
+    if writer.can_write_eof():
+        with contextlib.suppress(OSError):
+            writer.write_eof()
+
+
+async def relay(
+    client_r: asyncio.StreamReader,
+    client_w: asyncio.StreamWriter,
+    target: tuple[str, int],
+    instrument: ProxyInstrument,
+) -> None:
+    """Relay one client to ``target`` until either side closes; instrument it all."""
+    peer = client_w.get_extra_info("peername") or ("?", 0)
+    try:
+        server_r, server_w = await asyncio.open_connection(*target)
+    except OSError as exc:
+        _log.warning("cannot reach %s:%s for %s: %s", *target, peer, exc)
+        client_w.close()
+        return
+    conn: Connection = instrument.connect(f"{peer[0]}:{peer[1]}")
+    upstream = asyncio.create_task(_pump(client_r, server_w, conn.client_data))
+    downstream = asyncio.create_task(_pump(server_r, client_w, conn.server_data))
+    reason = "client closed"
+    try:
+        done, _ = await asyncio.wait({upstream, downstream}, return_when=asyncio.FIRST_COMPLETED)
+        first = done.pop()
+        if first is downstream:
+            reason = "server closed"
+        if first.exception() is not None:
+            reason = f"error: {first.exception()}"
+        # Let the other direction finish what is in flight, briefly, then close both.
+        other = downstream if first is upstream else upstream
+        with contextlib.suppress(TimeoutError, OSError, asyncio.CancelledError):
+            await asyncio.wait_for(other, 1.0)
+    finally:
+        for task in (upstream, downstream):
+            task.cancel()
+        for w in (server_w, client_w):
+            w.close()
+            with contextlib.suppress(OSError, asyncio.CancelledError):
+                await w.wait_closed()
+        conn.close(reason)
+
+
+async def serve_proxy(
+    listen: tuple[str, int],
+    target: tuple[str, int],
+    instrument: ProxyInstrument,
+    *,
+    heartbeat: float,
+    ready: Callable[[int], None] | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Accept on ``listen`` (port 0: any), relay each client to ``target``, report presence
+    every ``heartbeat`` seconds while clients are connected, until ``stop`` is set."""
+    server = await asyncio.start_server(
+        lambda r, w: relay(r, w, target, instrument), *listen, limit=CHUNK
+    )
+    port = server.sockets[0].getsockname()[1]
+    if ready is not None:
+        ready(port)
+    stop = stop or asyncio.Event()
+    async with server:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), heartbeat)
+            instrument.heartbeat()

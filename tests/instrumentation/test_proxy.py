@@ -1,0 +1,241 @@
+"""``lastactive proxy`` with real peers: a real VNC server (Debian's Xvfb + x11vnc) and a real
+VNC client (vncdotool); garbage RFB; many connections at once on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Collector, wait_for
+
+needs_vnc = pytest.mark.skipif(
+    shutil.which("Xvfb") is None or shutil.which("x11vnc") is None,
+    reason="needs Debian's xvfb and x11vnc (.ci/run installs them)",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_port(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture
+def vnc_server() -> Iterator[int]:
+    display = 50 + os.getpid() % 40
+    xvfb = subprocess.Popen(
+        ["Xvfb", f":{display}", "-screen", "0", "320x240x24", "-nolisten", "tcp"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    port = free_port()
+    vnc = None
+    try:
+        wait_for(lambda: Path(f"/tmp/.X11-unix/X{display}").exists(), what="Xvfb")
+        vnc = subprocess.Popen(
+            [
+                "x11vnc",
+                "-display",
+                f":{display}",
+                "-rfbport",
+                str(port),
+                "-localhost",
+                "-nopw",
+                "-forever",
+                "-shared",
+                "-quiet",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(lambda: wait_port(port), what="x11vnc listening")
+        yield port
+    finally:
+        for proc in (vnc, xvfb):
+            if proc is not None:
+                proc.terminate()
+                proc.wait(timeout=20)
+
+
+def start_proxy(
+    collector: Collector, env: dict[str, str], target: int, protocol: str, sid: str
+) -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "collector.cli",
+            "proxy",
+            "--listen",
+            "127.0.0.1:0",
+            "--target",
+            f"127.0.0.1:{target}",
+            "--protocol",
+            protocol,
+            "--session-id",
+            sid,
+            "--endpoint",
+            f"http://{collector.grpc_target}",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    match = re.search(r"on 127\.0\.0\.1:(\d+)", proc.stdout.readline())
+    assert match, "no ready line"
+    return proc, int(match[1])
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    proc.terminate()
+    proc.wait(timeout=20)
+    assert proc.stdout is not None
+    proc.stdout.close()
+
+
+@needs_vnc
+def test_vnc_viewer_polling_is_presence_and_keys_and_pointer_are_engagement(
+    collector: Collector, lastactive_env: dict[str, str], vnc_server: int
+) -> None:
+    from vncdotool import api
+
+    proxy, port = start_proxy(collector, lastactive_env, vnc_server, "rfb", "desk")
+    try:
+        client: Any = api.connect(f"127.0.0.1::{port}", password=None)
+        try:
+            for _ in range(3):
+                client.refreshScreen()  # a viewer polling for frames
+            s = wait_for(
+                lambda: (
+                    (s := collector.session("desk"))
+                    and s["held_by"]
+                    and s["input_bytes"]
+                    and s["output_bytes"]
+                    and s
+                ),
+                what="presence and bytes",
+            )
+            assert [h["kind"] for h in s["held_by"]] == ["client"]
+            assert "connection" in s["sources"]
+            assert s["last_active"] is None  # connected but idle: not a user
+            assert s["input_bytes"] > 0 and s["output_bytes"] > 0
+
+            client.keyPress("a")
+            client.mouseMove(10, 10)
+            client.mouseMove(20, 30)
+            engaged = wait_for(
+                lambda: (s := collector.session("desk")) and s["last_active"] and s,
+                what="engagement",
+            )
+            assert engaged["last_source"] == "input"
+        finally:
+            client.disconnect()
+            api.shutdown()
+        done = wait_for(
+            lambda: (s := collector.session("desk")) and not s["held_by"] and s,
+            what="presence ended",
+        )
+        wait_for(
+            lambda: "telemetry" in (collector.session("desk") or {}).get("sources", {}),
+            what="the closed connection's span",
+        )
+        assert done["last_active"] == engaged["last_active"]
+    finally:
+        stop(proxy)
+
+
+async def _echo_server() -> tuple[asyncio.Server, int, list[bytes]]:
+    received: list[bytes] = []
+
+    async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        while data := await r.read(65536):
+            received.append(data)
+            w.write(data)
+            await w.drain()
+        w.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1], received
+
+
+def test_garbage_rfb_is_relayed_exactly_and_classification_stops(
+    collector: Collector, lastactive_env: dict[str, str]
+) -> None:
+    garbage = b"RFB 003.008\n\x01\x01" + bytes([250]) + os.urandom(5000) + b"tail"
+
+    async def scenario() -> bytes:
+        server, port, received = await _echo_server()
+        proxy, pport = start_proxy(collector, lastactive_env, port, "rfb", "junk")
+        try:
+            r, w = await asyncio.open_connection("127.0.0.1", pport)
+            w.write(garbage[:7])
+            await w.drain()
+            w.write(garbage[7:])
+            await w.drain()
+            echoed = await r.readexactly(len(garbage))
+            w.close()
+            await w.wait_closed()
+        finally:
+            stop(proxy)
+            server.close()
+        assert b"".join(received) == garbage  # the server saw exactly the bytes sent
+        return echoed
+
+    assert asyncio.run(scenario()) == garbage
+    s = wait_for(
+        lambda: (s := collector.session("junk")) and "telemetry" in s["sources"] and s,
+        what="the connection span",
+    )
+    assert s["last_active"] is None  # garbage is not a user
+    assert s["input_bytes"] == len(garbage)
+
+
+def test_hundreds_of_connections_with_every_byte_accounted(
+    collector: Collector, lastactive_env: dict[str, str]
+) -> None:
+    n, size = 300, 20_000
+
+    async def scenario() -> None:
+        server, port, _ = await _echo_server()
+        proxy, pport = start_proxy(collector, lastactive_env, port, "raw", "many")
+
+        async def one(i: int) -> None:
+            r, w = await asyncio.open_connection("127.0.0.1", pport)
+            payload = bytes([i % 256]) * size
+            w.write(payload)
+            await w.drain()
+            assert await r.readexactly(size) == payload
+            w.close()
+            await w.wait_closed()
+
+        try:
+            await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(n))), 60)
+        finally:
+            stop(proxy)
+            server.close()
+
+    asyncio.run(scenario())
+    s = wait_for(
+        lambda: (s := collector.session("many")) and s["input_bytes"] == n * size and s,
+        timeout=30,
+        what="all bytes counted",
+    )
+    assert s["output_bytes"] == n * size
+    assert s["held_by"] == []  # every connection closed
