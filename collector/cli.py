@@ -101,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
     proxy.add_argument("--target", required=True, type=_address, help="HOST:PORT to relay to")
     proxy.add_argument(
         "--protocol",
-        choices=["raw", "rfb"],
+        choices=["raw", "rfb", "websocket"],
         default="raw",
         help="rfb: only VNC key, pointer and clipboard input is engagement",
     )
@@ -149,11 +149,14 @@ def _proxy(args: argparse.Namespace) -> int:
     _quiet_logging()
     from instrumentation import Reporter
     from instrumentation._proxy import ProxyInstrument
-    from instrumentation._proxy_relay import serve_proxy
+    from instrumentation._proxy_relay import serve_proxy, serve_websocket
 
     reporter = Reporter(service_name="lastactive-proxy", endpoint=args.endpoint)
     target = f"{args.target[0]}:{args.target[1]}"
-    instrument = ProxyInstrument(reporter, args.session_id or f"proxy:{target}", args.protocol)
+    # A WebSocket front classifies RFB inside when the target greets with it (noVNC).
+    inner = "auto" if args.protocol == "websocket" else args.protocol
+    instrument = ProxyInstrument(reporter, args.session_id or f"proxy:{target}", inner)
+    serve = serve_websocket if args.protocol == "websocket" else serve_proxy
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -167,7 +170,7 @@ def _proxy(args: argparse.Namespace) -> int:
                 flush=True,
             )
 
-        await serve_proxy(
+        await serve(
             args.listen,
             args.target,
             instrument,

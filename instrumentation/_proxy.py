@@ -11,7 +11,8 @@ Use from any relay loop (asyncio streams, websockify, ...) without the CLI::
 
 Bytes are counted both ways (``network.io.direction``); engagement (``input``) comes only from
 what the protocol says is user input: for ``rfb`` the :class:`~instrumentation._rfb.RfbClassifier`
-(KeyEvent, pointer moves, cut text), for ``raw`` every client chunk. Presence is a ``client``
+(KeyEvent, pointer moves, cut text), for ``raw`` every client chunk; ``auto`` (the WebSocket
+front) is ``rfb`` when the server greets with ``RFB ``, else ``raw``. Presence is a ``client``
 hold per connection plus ``connection`` activity at connect and at most once per
 :meth:`ProxyInstrument.heartbeat` (seed 001: a heartbeat while connected, never a write per
 message).
@@ -58,8 +59,8 @@ class ProxyInstrument:
         protocol: str = "raw",
         attributes: Mapping[str, str | int] | None = None,
     ) -> None:
-        if protocol not in ("raw", "rfb"):
-            raise ValueError(f"protocol must be raw or rfb, got {protocol!r}")
+        if protocol not in ("raw", "rfb", "auto"):
+            raise ValueError(f"protocol must be raw, rfb or auto, got {protocol!r}")
         self.reporter = reporter
         self.protocol = protocol
         self.tracker = reporter.session(session_id, attributes)
@@ -92,13 +93,23 @@ class ProxyInstrument:
 class Connection:
     """One client connection; :meth:`client_data` and :meth:`server_data` are the hot path."""
 
-    __slots__ = ("_classifier", "_instrument", "_span", "_tracker", "id", "received", "transmitted")
+    __slots__ = (
+        "_auto",
+        "_classifier",
+        "_instrument",
+        "_span",
+        "_tracker",
+        "id",
+        "received",
+        "transmitted",
+    )
 
     def __init__(self, instrument: ProxyInstrument, conn_id: str, span: Span) -> None:
         self._instrument = instrument
         self._tracker = instrument.tracker
         self._span = span
         self._classifier = RfbClassifier() if instrument.protocol == "rfb" else None
+        self._auto = instrument.protocol == "auto"  # decided by who speaks first, and how
         self.id = conn_id
         self.received = 0
         """Bytes from the client (``receive``)."""
@@ -107,6 +118,8 @@ class Connection:
 
     def client_data(self, data: bytes | memoryview) -> None:
         """Client -> server bytes: counted; user input (per the protocol) is engagement."""
+        if self._auto:  # the client spoke first: not RFB (whose server speaks first)
+            self._auto = False
         n = len(data)
         self.received += n
         tracker = self._tracker
@@ -126,6 +139,10 @@ class Connection:
 
     def server_data(self, data: bytes | memoryview) -> None:
         """Server -> client bytes: counted (output for ``raw``, framebuffer for ``rfb``)."""
+        if self._auto:
+            self._auto = False
+            if bytes(data[:4]) == b"RFB ":
+                self._classifier = RfbClassifier()
         n = len(data)
         self.transmitted += n
         self._tracker.output_bytes += n

@@ -90,3 +90,69 @@ async def serve_proxy(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), heartbeat)
             instrument.heartbeat()
+
+
+async def serve_websocket(
+    listen: tuple[str, int],
+    target: tuple[str, int],
+    instrument: ProxyInstrument,
+    *,
+    heartbeat: float,
+    ready: Callable[[int], None] | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """A WebSocket front (as noVNC uses, subprotocol ``binary``) relaying to a TCP ``target``:
+    each message from the browser is client data, each TCP chunk one binary message back."""
+    from websockets.asyncio.server import ServerConnection, serve
+    from websockets.exceptions import ConnectionClosed
+
+    async def handle(ws: ServerConnection) -> None:
+        try:
+            server_r, server_w = await asyncio.open_connection(*target)
+        except OSError as exc:
+            _log.warning("cannot reach %s:%s: %s", *target, exc)
+            await ws.close(1011, "target unreachable")
+            return
+        peer = ws.remote_address or ("?", 0)
+        conn = instrument.connect(f"{peer[0]}:{peer[1]}")
+
+        async def upstream() -> None:
+            async for message in ws:
+                data = message if isinstance(message, bytes) else message.encode()
+                conn.client_data(data)
+                server_w.write(data)
+                await server_w.drain()
+
+        async def downstream() -> None:
+            while data := await server_r.read(CHUNK):
+                conn.server_data(data)
+                await ws.send(data)
+
+        up, down = asyncio.create_task(upstream()), asyncio.create_task(downstream())
+        reason = "client closed"
+        try:
+            done, _ = await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
+            first = done.pop()
+            if first is down:
+                reason = "server closed"
+            failure = first.exception()
+            if failure is not None and not isinstance(failure, ConnectionClosed):
+                reason = f"error: {failure}"
+        finally:
+            for task in (up, down):
+                task.cancel()
+            server_w.close()
+            with contextlib.suppress(OSError, asyncio.CancelledError):
+                await server_w.wait_closed()
+            await ws.close()
+            conn.close(reason)
+
+    async with serve(handle, *listen, subprotocols=["binary"], max_size=None) as server:  # type: ignore[list-item]
+        port = next(iter(server.sockets)).getsockname()[1]
+        if ready is not None:
+            ready(port)
+        stop = stop or asyncio.Event()
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), heartbeat)
+            instrument.heartbeat()

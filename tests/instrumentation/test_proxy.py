@@ -239,3 +239,60 @@ def test_hundreds_of_connections_with_every_byte_accounted(
     )
     assert s["output_bytes"] == n * size
     assert s["held_by"] == []  # every connection closed
+
+
+@needs_vnc
+def test_websocket_front_classifies_rfb_inside(
+    collector: Collector, lastactive_env: dict[str, str], vnc_server: int
+) -> None:
+    from websockets.asyncio.client import connect
+
+    proxy, port = start_proxy(collector, lastactive_env, vnc_server, "websocket", "novnc")
+
+    async def viewer() -> None:
+        async with connect(
+            f"ws://127.0.0.1:{port}",
+            subprotocols=["binary"],  # type: ignore[list-item]
+            max_size=None,
+        ) as ws:
+            buf = b""
+
+            async def read(n: int) -> bytes:
+                nonlocal buf
+                while len(buf) < n:
+                    msg = await ws.recv()
+                    buf += msg if isinstance(msg, bytes) else msg.encode()
+                out, buf = buf[:n], buf[n:]
+                return out
+
+            assert (await read(12)).startswith(b"RFB 003.")
+            await ws.send(b"RFB 003.008\n")
+            count = (await read(1))[0]
+            assert 1 in await read(count)  # security type None offered (-nopw)
+            await ws.send(bytes([1]))
+            assert await read(4) == b"\0\0\0\0"  # SecurityResult OK
+            await ws.send(b"\x01")  # ClientInit, shared
+            header = await read(24)
+            await read(int.from_bytes(header[20:24], "big"))  # ServerInit name
+            for _ in range(3):  # polling only
+                await ws.send(bytes([3, 1, 0, 0, 0, 0, 0, 10, 0, 10]))
+            wait_for(
+                lambda: (s := collector.session("novnc")) and s["held_by"] and s,
+                what="presence over websocket",
+            )
+            s = collector.session("novnc")
+            assert s is not None and s["last_active"] is None
+            await ws.send(bytes([4, 1, 0, 0, 0, 0, 0, 0x61]))  # KeyEvent 'a' down
+            wait_for(
+                lambda: (s := collector.session("novnc")) and s["last_active"],
+                what="engagement over websocket",
+            )
+
+    try:
+        asyncio.run(viewer())
+        wait_for(
+            lambda: not (collector.session("novnc") or {"held_by": [1]})["held_by"],
+            what="presence ended",
+        )
+    finally:
+        stop(proxy)
