@@ -27,11 +27,14 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from instrumentation._agent_task import AgentTask
+    from instrumentation._proxy import Connection, ProxyInstrument
     from instrumentation._reporter import DEFAULT_EXPORT_INTERVAL_S, Reporter
     from instrumentation._tracker import Clock, SessionTracker
     from instrumentation.conventions import ActivityClass, Level, Source
 
 _EXPORTS = {
+    "Connection": "instrumentation._proxy",
+    "ProxyInstrument": "instrumentation._proxy",
     "AgentTask": "instrumentation._agent_task",
     "DEFAULT_EXPORT_INTERVAL_S": "instrumentation._reporter",
     "Reporter": "instrumentation._reporter",
@@ -47,7 +50,9 @@ __all__ = [
     "ActivityClass",
     "AgentTask",
     "Clock",
+    "Connection",
     "Level",
+    "ProxyInstrument",
     "Reporter",
     "SessionTracker",
     "Source",
