@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _collector import start_collector
+
 BLAST = """
 import socket, sys
 size = int(sys.argv[2]) * (1 << 20)
@@ -109,26 +111,8 @@ def main() -> None:
     try:
         source = free_port()
         procs.append(subprocess.Popen([sys.executable, "-c", BLAST, str(source), str(args.mib)]))
-        tmp = tempfile.mkdtemp()
-        serve = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "collector.cli",
-                "serve",
-                "--grpc-port",
-                "0",
-                "--http-port",
-                "0",
-                "--db",
-                str(Path(tmp) / "b.db"),
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+        serve, endpoint = start_collector(Path(tempfile.mkdtemp()) / "b.db")
         procs.append(serve)
-        assert serve.stdout is not None
-        grpc_port = serve.stdout.readline().split("on 127.0.0.1:")[1].split(",")[0]
         relays = {}
         port = free_port()
         procs.append(
@@ -163,7 +147,7 @@ def main() -> None:
                     "--session-id",
                     "bench",
                     "--endpoint",
-                    f"http://127.0.0.1:{grpc_port}",
+                    endpoint,
                 ],
                 stdout=subprocess.DEVNULL,
             )

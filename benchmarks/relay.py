@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _collector import start_collector
+
 
 def best_wall(cmd: list[str], env: dict[str, str], repeat: int) -> float:
     times = []
@@ -47,27 +49,9 @@ def main() -> None:
                 f.write(block)
         size = data.stat().st_size / (1 << 20)
 
-        serve = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "collector.cli",
-                "serve",
-                "--grpc-port",
-                "0",
-                "--http-port",
-                "0",
-                "--db",
-                str(Path(tmp) / "bench.db"),
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert serve.stdout is not None
-        ready = serve.stdout.readline()
-        grpc_port = ready.split("on 127.0.0.1:")[1].split(",")[0]
+        serve, endpoint = start_collector(Path(tmp) / "bench.db")
         env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{grpc_port}"
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = endpoint
         try:
             run = [sys.executable, "-m", "collector.cli", "run", "--"]
             script = ["script", "-q", "-e", "-c"]

@@ -67,6 +67,23 @@ async def relay(
         conn.close(reason)
 
 
+async def _run(
+    port: int,
+    instrument: ProxyInstrument,
+    heartbeat: float,
+    ready: Callable[[int], None] | None,
+    stop: asyncio.Event | None,
+) -> None:
+    """Announce ``port``, then heartbeat presence every ``heartbeat`` s until ``stop``."""
+    if ready is not None:
+        ready(port)
+    stop = stop or asyncio.Event()
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), heartbeat)
+        instrument.heartbeat()
+
+
 async def serve_proxy(
     listen: tuple[str, int],
     target: tuple[str, int],
@@ -81,15 +98,8 @@ async def serve_proxy(
     server = await asyncio.start_server(
         lambda r, w: relay(r, w, target, instrument), *listen, limit=CHUNK
     )
-    port = server.sockets[0].getsockname()[1]
-    if ready is not None:
-        ready(port)
-    stop = stop or asyncio.Event()
     async with server:
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), heartbeat)
-            instrument.heartbeat()
+        await _run(server.sockets[0].getsockname()[1], instrument, heartbeat, ready, stop)
 
 
 async def serve_websocket(
@@ -149,10 +159,4 @@ async def serve_websocket(
 
     async with serve(handle, *listen, subprotocols=["binary"], max_size=None) as server:  # type: ignore[list-item]
         port = next(iter(server.sockets)).getsockname()[1]
-        if ready is not None:
-            ready(port)
-        stop = stop or asyncio.Event()
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), heartbeat)
-            instrument.heartbeat()
+        await _run(port, instrument, heartbeat, ready, stop)
