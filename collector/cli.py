@@ -246,6 +246,7 @@ def _lease(args: argparse.Namespace) -> int:
         return 2
     _quiet_logging()
     from instrumentation import Reporter
+    from instrumentation._signals import wait_child, wakeup_fd
 
     reporter = Reporter(service_name="lastactive-lease", endpoint=args.endpoint)
     tracker = reporter.session(session_id)
@@ -256,9 +257,10 @@ def _lease(args: argparse.Namespace) -> int:
             except OSError as exc:
                 print(f"lastactive lease: {argv[0]}: {exc.strerror}", file=sys.stderr)
                 return 127
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                signal.signal(sig, lambda signum, frame: child.send_signal(signum))
-            code = child.wait()
+            with wakeup_fd() as wake:
+                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                    signal.signal(sig, lambda signum, frame: child.send_signal(signum))
+                code = wait_child(child, wake)
     finally:
         reporter.shutdown(1.0)
     return 128 - code if code < 0 else code

@@ -17,6 +17,7 @@ from types import FrameType
 
 from instrumentation._process_monitor import ProcessMonitor
 from instrumentation._reporter import Reporter
+from instrumentation._signals import drain, wakeup_fd
 from instrumentation._tracker import SessionTracker
 from instrumentation.conventions import (
     ATTR_PROCESS_COMMAND,
@@ -111,7 +112,8 @@ def run(
     try:
         if saved is not None:
             tty.setraw(_STDIN)
-        _relay(master, tracker, stdin_tty)
+        with wakeup_fd() as wake:
+            _relay(master, wake, tracker, stdin_tty)
     finally:
         if saved is not None:
             termios.tcsetattr(_STDIN, termios.TCSAFLUSH, saved)
@@ -133,10 +135,15 @@ def run(
     return code
 
 
-def _relay(master: int, tracker: SessionTracker, stdin_tty: bool) -> None:
-    """Copy stdin -> master and master -> stdout until the program closes its terminal."""
+def _relay(master: int, wake: int, tracker: SessionTracker, stdin_tty: bool) -> None:
+    """Copy stdin -> master and master -> stdout until the program closes its terminal.
+
+    ``wake`` is a :func:`~instrumentation._signals.wakeup_fd`: a signal taken by any thread
+    ends the ``poll`` so its handler runs now.
+    """
     poller = select.poll()
     poller.register(master, select.POLLIN)
+    poller.register(wake, select.POLLIN)
     stdin_open = True
     try:
         poller.register(_STDIN, select.POLLIN)
@@ -163,6 +170,8 @@ def _relay(master: int, tracker: SessionTracker, stdin_tty: bool) -> None:
                         write(_STDOUT, data)
                     except OSError:  # stdout gone: keep draining so the program can finish
                         stdout_ok = False
+            elif fd == wake:
+                drain(wake)
             elif stdin_open:
                 data = read(_STDIN, _CHUNK)
                 if data:

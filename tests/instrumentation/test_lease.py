@@ -53,6 +53,27 @@ def test_lease_keeps_a_silent_job_busy_and_releases_when_it_is_killed(
             holder.wait()
 
 
+def test_a_signal_to_the_holder_goes_to_the_job(
+    collector: Collector, lastactive_env: dict[str, str]
+) -> None:
+    """SIGTERM to ``lastactive lease`` (say, from a supervisor) stops the job, then the lease.
+
+    Whichever of the holder's threads the kernel hands the signal to, it is forwarded.
+    """
+    holder = lease(collector, lastactive_env, "30s", "stopped")
+    try:
+        wait_for(lambda: held(collector, "stopped") == ["lease"], what="the lease")
+        (child,) = psutil.Process(holder.pid).children()
+        holder.send_signal(signal.SIGTERM)
+        assert holder.wait(timeout=20) == 128 + signal.SIGTERM  # the job's status, passed on
+        assert not child.is_running()
+        wait_for(lambda: not held(collector, "stopped"), what="the lease released")
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+
+
 def test_lease_expires_by_itself_when_the_holder_dies(
     collector: Collector, lastactive_env: dict[str, str]
 ) -> None:
