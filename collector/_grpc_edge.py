@@ -120,6 +120,7 @@ def entity_message(v: EntityView) -> query_pb2.Entity:
         task=v.task or "",
         result=v.result or "",
         held_by=[query_pb2.Hold(kind=h.kind, id=h.id, until_unix_nano=h.until) for h in v.held_by],
+        attributes=v.attributes,
     )
 
 

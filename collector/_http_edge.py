@@ -89,6 +89,9 @@ class EntityOut(BaseModel):
     task: str | None = Field(description="what an agent session works on")
     result: str | None = Field(description="how it ended: result or error")
     held_by: list[HoldOut] = Field(description="what holds it up now: the why beside last_source")
+    attributes: dict[str, str] = Field(
+        description="resource attributes that policy overrides select on (match.attributes)"
+    )
 
     @classmethod
     def of(cls, v: EntityView) -> EntityOut:
@@ -116,6 +119,7 @@ class EntityOut(BaseModel):
             held_by=[
                 HoldOut(kind=h.kind, id=h.id, until=_time(h.until or None)) for h in v.held_by
             ],
+            attributes=v.attributes,
         )
 
 

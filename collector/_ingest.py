@@ -115,18 +115,35 @@ def _identity(attrs: Attrs, base: Identity) -> Identity:
 
 class _Resolver:
     """Attributes -> entities for one request, cached by the raw identity values, so a
-    request of 1000 sessions resolves 1000 identities, not one per data point."""
+    request of 1000 sessions resolves 1000 identities, not one per data point.
 
-    __slots__ = ("_cache", "_state")
+    :meth:`resource` is called per resource: the resource attributes the policy selects on
+    (:attr:`~collector._state.ActivityState.attribute_keys`) are kept on the most specific
+    entity the telemetry names (its session, else its agent, else its host), so a host does not
+    take on the attributes of whichever of its sessions reported last.
+    """
+
+    __slots__ = ("_cache", "_described", "_state")
 
     def __init__(self, state: ActivityState) -> None:
         self._state = state
         self._cache: dict[tuple[object, ...], list[Entity]] = {}
+        self._described: tuple[tuple[str, str], ...] = ()
+
+    def resource(self, rattrs: Attrs) -> None:
+        """Start a resource whose attributes are ``rattrs``."""
+        keys = self._state.attribute_keys
+        if keys:
+            self._described = tuple(
+                (k, str(v)) for k in sorted(keys) if (v := rattrs.get(k)) is not None
+            )
 
     def __call__(self, attrs: Attrs, base: Identity, t: int) -> list[Entity]:
         """The entities ``attrs`` (over ``base``) name; empty when they name none."""
+        described = self._described
         key = (
             base,
+            described,
             attrs.get(ATTR_SESSION_ID),
             attrs.get(ATTR_GEN_AI_AGENT_ID),
             attrs.get(ATTR_GEN_AI_AGENT_NAME),
@@ -137,6 +154,8 @@ class _Resolver:
         if ents is None:
             ident = _identity(attrs, base)
             ents = self._cache[key] = self._state.resolve(ident, t) if ident.known else []
+            if described and ents:  # the most specific entity named: session, agent, host
+                self._state.describe(ents[:1], described)
         return ents
 
 
@@ -193,6 +212,7 @@ class Ingest:
         resolve = _Resolver(state)
         for rm in req.resource_metrics:
             rattrs, base = self._resource(rm.resource)
+            resolve.resource(rattrs)
             instance = rattrs.get(ATTR_SERVICE_INSTANCE_ID)
             for sm in rm.scope_metrics:
                 scope = sm.scope.name
@@ -278,7 +298,8 @@ class Ingest:
         out = Outcome()
         resolve = _Resolver(self.state)
         for rl in req.resource_logs:
-            _, base = self._resource(rl.resource)
+            rattrs, base = self._resource(rl.resource)
+            resolve.resource(rattrs)
             for sl in rl.scope_logs:
                 for lr in sl.log_records:
                     attrs = attrs_of(lr.attributes)
@@ -364,7 +385,8 @@ class Ingest:
         out = Outcome()
         resolve = _Resolver(self.state)
         for rs in req.resource_spans:
-            _, base = self._resource(rs.resource)
+            rattrs, base = self._resource(rs.resource)
+            resolve.resource(rattrs)
             for ss in rs.scope_spans:
                 for span in ss.spans:
                     attrs = attrs_of(span.attributes)

@@ -89,6 +89,7 @@ class EntityRecord:
     status_time: int = 0
     task: str | None = None
     result: str | None = None
+    attributes: tuple[tuple[str, str], ...] = ()
 
 
 class Hold(NamedTuple):
@@ -145,6 +146,9 @@ class Entity:
     status_time: int = 0
     task: str | None = None
     result: str | None = None
+    attributes: dict[str, str] | None = None
+    """Resource attributes the policy selects on (:attr:`ActivityState.attribute_keys`),
+    latest value per key; ``None`` until one is seen (most entities: no dict at all)."""
 
     def record(self) -> EntityRecord:
         return EntityRecord(
@@ -165,6 +169,7 @@ class Entity:
             self.status_time,
             self.task,
             self.result,
+            tuple(self.attributes.items()) if self.attributes else (),
         )
 
 
@@ -206,6 +211,8 @@ class EntityView:
     held_by: list[Hold]
     last_client_closed: int | None
     """When the last client hold was released (ns), if none is attached now."""
+    attributes: dict[str, str]
+    """Resource attributes that policy overrides select on (``match.attributes``)."""
 
 
 def _latest(
@@ -276,6 +283,7 @@ def view(entity: Entity, now: int, trusted_only: bool = False) -> EntityView:
         result=entity.result,
         held_by=held,
         last_client_closed=_last_client_closed(entity, held, now),
+        attributes=dict(entity.attributes or {}),
     )
 
 
@@ -332,6 +340,9 @@ class ActivityState:
         self.updates: dict[str, int] = {}
         """Source -> activity updates applied (a last time moved forward): seed 001's
         ``vnc_activity_updates_total``, for every source. Read by metrics."""
+        self.attribute_keys: frozenset[str] = frozenset()
+        """Resource attribute keys kept per entity (set from the policy's
+        ``match.attributes``; none by default, so ingest pays nothing for them)."""
         self.touching: frozenset[str] = frozenset(SOURCES) - {Source.TELEMETRY}
         """Sources whose activity marks an entity touched (set by the transition engine to the
         sources its policy counts, so liveness alone costs no re-evaluation)."""
@@ -366,6 +377,22 @@ class ActivityState:
             e.service_name = ident.service_name
             self._dirty.add(e)
         return e
+
+    def describe(self, entities: list[Entity], attributes: tuple[tuple[str, str], ...]) -> None:
+        """Keep ``attributes`` (resource attributes among :attr:`attribute_keys`, as
+        ``(key, value)`` pairs) on ``entities``; a change re-selects their policy rules."""
+        for e in entities:
+            kept = e.attributes
+            if kept is None:
+                kept = e.attributes = {}
+            changed = False
+            for key, value in attributes:
+                if kept.get(key) != value:
+                    kept[key] = value
+                    changed = True
+            if changed:
+                self._dirty.add(e)
+                self._touched.add(e)
 
     # --- observations (all times ns; ``now`` is the receive time) ----------------------
 
@@ -597,3 +624,5 @@ class ActivityState:
                 e.status, e.status_time = r.status, r.status_time
                 e.task = r.task or e.task
                 e.result = r.result if r.result is not None else e.result
+            if r.attributes:
+                e.attributes = {**dict(r.attributes), **(e.attributes or {})}

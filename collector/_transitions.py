@@ -92,6 +92,7 @@ class TransitionEngine:
         for _, rules, fields in policy.overrides:
             if "count" in fields:
                 counted |= rules.count
+        state.attribute_keys = policy.attribute_keys
         state.touching = frozenset(
             str(s)
             for s, info in SOURCES.items()

@@ -1,7 +1,8 @@
 """Idle policy: which activity counts, when a session is idle, when it should hibernate, and why.
 
 A policy file (TOML) has ``[defaults]`` and ``[[overrides]]`` selected by host, agent name,
-service name or session id prefix; later overrides win. Every key is validated at load, and an
+service name, session id prefix or resource attributes of the session's telemetry (such as
+``deployment.environment.name``); later overrides win. Every key is validated at load, and an
 error names the key (and, for TOML syntax, the line)::
 
     [defaults]
@@ -21,6 +22,10 @@ error names the key (and, for TOML syntax, the line)::
     [[overrides]]
     match = { agent = "codey" }
     idle_after = 300
+
+    [[overrides]]
+    match = { attributes = { "deployment.environment.name" = "ci" } }
+    hibernate_after = 300
 
 The evaluation (:func:`evaluate`) is pure: an :class:`~collector._state.EntityView`, rules and
 ``now`` in, a :class:`Evaluation` with its state, deadline and reason in words out.
@@ -82,7 +87,11 @@ class Rules(BaseModel):
 
 
 class Match(BaseModel):
-    """Which sessions an override applies to; every given field must match."""
+    """Which sessions an override applies to; every given field must match.
+
+    ``attributes`` compares resource attributes (as strings) of the entity's telemetry: each
+    given key must have been seen with that value (the latest value per key counts).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -90,6 +99,7 @@ class Match(BaseModel):
     agent: str | None = None
     service: str | None = None
     session_prefix: str | None = None
+    attributes: dict[str, str] = Field(default_factory=dict)
 
     def matches(self, v: EntityView) -> bool:
         return (
@@ -101,6 +111,7 @@ class Match(BaseModel):
             and (self.agent is None or v.agent_id == self.agent)
             and (self.service is None or v.service_name == self.service)
             and (self.session_prefix is None or v.id.startswith(self.session_prefix))
+            and all(v.attributes.get(k) == want for k, want in self.attributes.items())
         )
 
 
@@ -123,6 +134,11 @@ class Policy:
 
     defaults: Rules = field(default_factory=Rules)
     overrides: tuple[tuple[Match, Rules, frozenset[str]], ...] = ()
+
+    @property
+    def attribute_keys(self) -> frozenset[str]:
+        """Every resource attribute key an override selects on (what state must keep)."""
+        return frozenset(k for match, _, _ in self.overrides for k in match.attributes)
 
     def rules_for(self, v: EntityView) -> Rules:
         """The rules that apply to ``v``: the defaults with every matching override on top."""

@@ -40,7 +40,7 @@ class Store(Protocol):
         ...
 
 
-_SCHEMA_VERSION = 2
+_SCHEMA_VERSION = 3
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entities (
     kind TEXT NOT NULL,
@@ -60,6 +60,7 @@ CREATE TABLE IF NOT EXISTS entities (
     status_time INTEGER NOT NULL DEFAULT 0,
     task TEXT,
     result TEXT,
+    attributes TEXT NOT NULL DEFAULT '{}',  -- JSON {resource attribute: value}, policy-selected
     PRIMARY KEY (kind, id)
 ) WITHOUT ROWID;
 """
@@ -73,12 +74,13 @@ _MIGRATIONS = {
         "ALTER TABLE entities ADD COLUMN task TEXT",
         "ALTER TABLE entities ADD COLUMN result TEXT",
     ],
+    2: ["ALTER TABLE entities ADD COLUMN attributes TEXT NOT NULL DEFAULT '{}'"],
 }
 
 # The whole merge happens in SQL, one statement per row: max/min for the scalar times, and a
-# per-source max for the JSON map of source -> ns.
+# per-source max for the JSON map of source -> ns; attributes merge key by key (RFC 7396).
 _UPSERT = """
-INSERT INTO entities VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+INSERT INTO entities VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
 ON CONFLICT (kind, id) DO UPDATE SET
     host_id = coalesce(excluded.host_id, host_id),
     agent_id = coalesce(excluded.agent_id, agent_id),
@@ -104,7 +106,8 @@ ON CONFLICT (kind, id) DO UPDATE SET
                 THEN coalesce(excluded.task, task) ELSE task END,
     result = CASE WHEN excluded.status_time >= status_time
                   THEN coalesce(excluded.result, result) ELSE result END,
-    status_time = max(status_time, excluded.status_time)
+    status_time = max(status_time, excluded.status_time),
+    attributes = json_patch(attributes, excluded.attributes)
 """
 
 
@@ -144,13 +147,13 @@ class SqliteStore:
     def load(self) -> list[EntityRecord]:
         rows = self._db.execute(
             "SELECT kind, id, host_id, agent_id, service_name, first_seen, last_seen, sources,"
-            " input_bytes, output_bytes, pid, exit_code, holds, status, status_time, task, result"
-            " FROM entities"
+            " input_bytes, output_bytes, pid, exit_code, holds, status, status_time, task, result,"
+            " attributes FROM entities"
         )
         out = []
         for row in rows:
             (kind, id_, host, agent, service, first, last, sources, inb, outb, pid, code,
-             holds, status, status_time, task, result) = row  # fmt: skip
+             holds, status, status_time, task, result, attributes) = row  # fmt: skip
             out.append(
                 EntityRecord(
                     kind,
@@ -170,6 +173,7 @@ class SqliteStore:
                     status_time,
                     task,
                     result,
+                    tuple(json.loads(attributes).items()),
                 )
             )
         return out
@@ -196,6 +200,7 @@ class SqliteStore:
                 r.status_time,
                 r.task,
                 r.result,
+                json.dumps(dict(r.attributes), separators=(",", ":")),
             )
             for r in records
         ]

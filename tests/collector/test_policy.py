@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from collector._state import ActivityState, Entity, Identity, view
-from collector.policy import PolicyError, Rules, evaluate, load_policy
+from collector.policy import PolicyError, Rules, evaluate, load_policy, parse_policy
 
 S = 1_000_000_000
 T0 = 1_800_000_000 * S
@@ -165,3 +165,29 @@ def test_overrides_select_by_agent_host_and_prefix(tmp_path: Path) -> None:
     assert policy.rules_for(view(codey, T0)).idle_after == 300
     assert policy.rules_for(view(ci, T0)).idle_after == 5
     assert policy.rules_for(view(codey, T0)).hibernate_after == 1800  # untouched default
+
+
+def test_overrides_select_by_resource_attributes() -> None:
+    policy = parse_policy(
+        {
+            "defaults": {"idle_after": 60},
+            "overrides": [
+                {"match": {"attributes": {"deployment.environment.name": "ci"}}, "idle_after": 5},
+                {"match": {"attributes": {"team": "ml", "region": "eu"}}, "idle_after": 900},
+            ],
+        }
+    )
+    assert policy.attribute_keys == {"deployment.environment.name", "team", "region"}
+    state = ActivityState()
+    state.attribute_keys = policy.attribute_keys
+    ci, ml, half = (state.resolve(Identity(session_id=s), T0) for s in ("ci", "ml", "half"))
+    state.take_touched()
+    state.describe(ci, (("deployment.environment.name", "ci"),))
+    state.describe(ml, (("region", "eu"), ("team", "ml")))
+    state.describe(half, (("team", "ml"),))  # every key of a match must match
+    assert state.take_touched() == {ci[0], ml[0], half[0]}  # rules may change: re-evaluate
+    state.describe(ci, (("deployment.environment.name", "ci"),))
+    assert not state.take_touched()  # unchanged: no work
+    assert [policy.rules_for(view(e[0], T0)).idle_after for e in (ci, ml, half)] == [5, 900, 60]
+    state.describe(ci, (("deployment.environment.name", "prod"),))  # the latest value counts
+    assert policy.rules_for(view(ci[0], T0)).idle_after == 60

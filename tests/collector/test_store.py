@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,30 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(sqlite3.DatabaseError, match="newer"):
         SqliteStore(path)
+
+
+def test_an_older_database_is_migrated_and_keeps_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    db = sqlite3.connect(path)
+    db.executescript(
+        """
+        CREATE TABLE entities (kind TEXT NOT NULL, id TEXT NOT NULL, host_id TEXT,
+            agent_id TEXT, service_name TEXT, first_seen INTEGER NOT NULL,
+            last_seen INTEGER NOT NULL, sources TEXT NOT NULL, input_bytes INTEGER NOT NULL,
+            output_bytes INTEGER NOT NULL, pid INTEGER, exit_code INTEGER,
+            PRIMARY KEY (kind, id)) WITHOUT ROWID;
+        INSERT INTO entities VALUES
+            ('session', 's1', 'h', NULL, 'svc', 10, 100, '{"input":90}', 0, 12, 7, NULL);
+        PRAGMA user_version=1;
+        """
+    )
+    db.close()
+    store = SqliteStore(path)  # schema 1 -> the current one
+    (old,) = store.load()
+    assert old == rec(100, {"input": 90}, out=12)
+    store.save([replace(rec(100, {}), attributes=(("team", "ml"),))])
+    store.save([replace(rec(100, {}), attributes=(("region", "eu"), ("team", "infra")))])
+    (got,) = store.load()  # attributes merge key by key, the later value winning
+    assert dict(got.attributes) == {"region": "eu", "team": "infra"}
+    assert dict(got.sources) == {"input": 90}
+    store.close()
