@@ -45,6 +45,8 @@ while True:
 class _Null:
     """Hooks that do nothing: the relay without instrumentation."""
 
+    heartbeat_interval = 5.0
+
     def connect(self, peer: str) -> _Null:
         return self
 
@@ -97,7 +99,6 @@ def main() -> None:
                 ("127.0.0.1", listen),
                 ("127.0.0.1", target),
                 _Null(),  # type: ignore[arg-type]
-                heartbeat=5.0,
             )
         )
         return

@@ -174,7 +174,6 @@ def _proxy(args: argparse.Namespace) -> int:
             args.listen,
             args.target,
             instrument,
-            heartbeat=reporter.export_interval,
             ready=ready,
             stop=stop,
         )

@@ -13,15 +13,11 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Final
 
 import psutil
 
-from instrumentation._reporter import Reporter
+from instrumentation._reporter import Reporter, hold_ttl
 from instrumentation.conventions import HoldKind, Source
-
-HOLD_RENEWALS: Final = 3
-"""A login hold stands for this many intervals past each check, so one missed check is fine."""
 
 
 def tty_input_time(terminal: str) -> float | None:
@@ -47,9 +43,7 @@ def watch_host(
             u.terminal: tty_input_time(u.terminal) for u in psutil.users() if u.terminal
         }
         for terminal, typed in logged_in.items():
-            reporter.hold(
-                host, HoldKind.CLIENT, f"login:{terminal}", now + HOLD_RENEWALS * interval
-            )
+            reporter.hold(host, HoldKind.CLIENT, f"login:{terminal}", now + hold_ttl(interval))
             if typed is not None and typed > host.times.get(Source.USER, 0.0):
                 host.times[Source.USER] = typed
         if logged_in:

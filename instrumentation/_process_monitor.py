@@ -18,15 +18,12 @@ from typing import Final
 
 import psutil
 
-from instrumentation._reporter import Reporter
+from instrumentation._reporter import Reporter, hold_ttl
 from instrumentation._tracker import SessionTracker
 from instrumentation.conventions import HoldKind, Source
 
 BUSY_CPU_FRACTION: Final = 0.1
 """CPU seconds per second of the foreground group that count as work (10 % of one core)."""
-
-HOLD_RENEWALS: Final = 3
-"""A foreground hold stands for this many intervals past each check."""
 
 
 class ProcessMonitor:
@@ -87,7 +84,7 @@ class ProcessMonitor:
             return
         now = self._reporter.clock()
         if group != self._pid:
-            self._hold(now + HOLD_RENEWALS * self._interval)
+            self._hold(now + hold_ttl(self._interval))
             self._holding = True
         elif self._holding:
             self._hold(now)

@@ -6,7 +6,7 @@ Use from any relay loop (asyncio streams, websockify, ...) without the CLI::
     conn = instrument.connect("203.0.113.7:51234")   # presence starts; a span opens
     conn.client_data(chunk)                           # hot path: counts, classifies
     conn.server_data(chunk)                           # hot path: counts
-    instrument.heartbeat()                            # every interval while serving
+    instrument.heartbeat()                            # every heartbeat_interval seconds
     conn.close("client closed")                       # span ends with bytes and reason
 
 Bytes are counted both ways (``network.io.direction``); engagement (``input``) comes only from
@@ -15,7 +15,9 @@ what the protocol says is user input: for ``rfb`` the :class:`~instrumentation._
 front) is ``rfb`` when the server greets with ``RFB ``, else ``raw``. Presence is a ``client``
 hold per connection plus ``connection`` activity at connect and at most once per
 :meth:`ProxyInstrument.heartbeat` (seed 001: a heartbeat while connected, never a write per
-message).
+message). Each heartbeat renews the holds, which otherwise lapse by themselves
+(:func:`~instrumentation._reporter.hold_ttl`): a proxy that dies does not hold its sessions up
+for ever.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Final
 
 from opentelemetry.trace import Span
 
-from instrumentation._reporter import Reporter
+from instrumentation._reporter import Reporter, hold_ttl
 from instrumentation._rfb import RfbClassifier
 from instrumentation.conventions import (
     ATTR_CLIENT_ADDRESS,
@@ -48,8 +50,11 @@ PROTOCOLS: Final = ("raw", "rfb", "websocket")
 class ProxyInstrument:
     """The hooks of one proxied session (its tracker, its open connections).
 
+    Call :meth:`heartbeat` every ``heartbeat_interval`` seconds (default: the reporter's export
+    interval); it reports presence and renews the connections' ``client`` holds.
+
     Raises:
-        ValueError: an unknown ``protocol``.
+        ValueError: an unknown ``protocol``, or a ``heartbeat_interval`` that is not > 0.
     """
 
     def __init__(
@@ -58,9 +63,15 @@ class ProxyInstrument:
         session_id: str,
         protocol: str = "raw",
         attributes: Mapping[str, str | int] | None = None,
+        heartbeat_interval: float | None = None,
     ) -> None:
         if protocol not in ("raw", "rfb", "auto"):
             raise ValueError(f"protocol must be raw, rfb or auto, got {protocol!r}")
+        interval = reporter.export_interval if heartbeat_interval is None else heartbeat_interval
+        if not interval > 0:
+            raise ValueError(f"heartbeat_interval must be > 0 seconds, got {interval!r}")
+        self.heartbeat_interval = interval
+        self._hold_ttl = hold_ttl(interval)
         self.reporter = reporter
         self.protocol = protocol
         self.tracker = reporter.session(session_id, attributes)
@@ -80,14 +91,21 @@ class ProxyInstrument:
         )
         conn = Connection(self, conn_id, span)
         self.connections.add(conn)
-        self.reporter.hold(self.tracker, HoldKind.CLIENT, conn_id, 0)
-        self.reporter.activity(self.tracker, Source.CONNECTION)
+        reporter = self.reporter
+        reporter.hold(self.tracker, HoldKind.CLIENT, conn_id, reporter.clock() + self._hold_ttl)
+        reporter.activity(self.tracker, Source.CONNECTION)
         return conn
 
     def heartbeat(self) -> None:
-        """Presence while anyone is connected; call it every interval (not per message)."""
-        if self.connections:
-            self.tracker.record(Source.CONNECTION)
+        """Presence while anyone is connected, and the connections' holds renewed; call it
+        every ``heartbeat_interval`` seconds (never per message)."""
+        if not self.connections:
+            return
+        self.tracker.record(Source.CONNECTION)
+        reporter = self.reporter
+        until = reporter.clock() + self._hold_ttl
+        for conn in self.connections:
+            reporter.hold(self.tracker, HoldKind.CLIENT, conn.id, until)
 
 
 class Connection:

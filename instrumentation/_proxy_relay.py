@@ -70,17 +70,17 @@ async def relay(
 async def _run(
     port: int,
     instrument: ProxyInstrument,
-    heartbeat: float,
     ready: Callable[[int], None] | None,
     stop: asyncio.Event | None,
 ) -> None:
-    """Announce ``port``, then heartbeat presence every ``heartbeat`` s until ``stop``."""
+    """Announce ``port``, then call the instrument's heartbeat every
+    ``instrument.heartbeat_interval`` seconds until ``stop``."""
     if ready is not None:
         ready(port)
     stop = stop or asyncio.Event()
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), heartbeat)
+            await asyncio.wait_for(stop.wait(), instrument.heartbeat_interval)
         instrument.heartbeat()
 
 
@@ -89,17 +89,17 @@ async def serve_proxy(
     target: tuple[str, int],
     instrument: ProxyInstrument,
     *,
-    heartbeat: float,
     ready: Callable[[int], None] | None = None,
     stop: asyncio.Event | None = None,
 ) -> None:
     """Accept on ``listen`` (port 0: any), relay each client to ``target``, report presence
-    every ``heartbeat`` seconds while clients are connected, until ``stop`` is set."""
+    every ``instrument.heartbeat_interval`` seconds while clients are connected, until ``stop``
+    is set."""
     server = await asyncio.start_server(
         lambda r, w: relay(r, w, target, instrument), *listen, limit=CHUNK
     )
     async with server:
-        await _run(server.sockets[0].getsockname()[1], instrument, heartbeat, ready, stop)
+        await _run(server.sockets[0].getsockname()[1], instrument, ready, stop)
 
 
 async def serve_websocket(
@@ -107,7 +107,6 @@ async def serve_websocket(
     target: tuple[str, int],
     instrument: ProxyInstrument,
     *,
-    heartbeat: float,
     ready: Callable[[int], None] | None = None,
     stop: asyncio.Event | None = None,
 ) -> None:
@@ -159,4 +158,4 @@ async def serve_websocket(
 
     async with serve(handle, *listen, subprotocols=["binary"], max_size=None) as server:  # type: ignore[list-item]
         port = next(iter(server.sockets)).getsockname()[1]
-        await _run(port, instrument, heartbeat, ready, stop)
+        await _run(port, instrument, ready, stop)

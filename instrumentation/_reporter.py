@@ -71,6 +71,20 @@ DEFAULT_EXPORT_TIMEOUT_S: Final = 3.0
 """Seconds one export may take when ``OTEL_EXPORTER_OTLP_[METRICS_]TIMEOUT`` is unset, so a
 wrapper never hangs long on exit when the collector is down (the SDK's default is 10 s)."""
 
+HOLD_RENEWALS: Final = 3
+"""A renewed hold stands for this many renewal intervals past each renewal, so one missed
+renewal is fine and a holder that dies lets its hold lapse by itself."""
+
+MIN_HOLD_TTL_S: Final = 10.0
+"""...but for at least this many seconds: renewals travel in batched log exports (the SDK's
+BatchLogRecordProcessor waits up to 1 s), so short intervals must not let a standing hold lapse."""
+
+
+def hold_ttl(interval: float) -> float:
+    """Seconds a hold renewed every ``interval`` seconds stands past each renewal."""
+    return max(HOLD_RENEWALS * interval, MIN_HOLD_TTL_S)
+
+
 PROTOCOL_GRPC: Final = "grpc"
 PROTOCOL_HTTP: Final = "http/protobuf"
 

@@ -11,11 +11,13 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from instrumentation._reporter import MIN_HOLD_TTL_S
 from tests.conftest import Collector, wait_for
 
 needs_vnc = pytest.mark.skipif(
@@ -239,6 +241,38 @@ def test_hundreds_of_connections_with_every_byte_accounted(
     )
     assert s["output_bytes"] == n * size
     assert s["held_by"] == []  # every connection closed
+
+
+def test_a_dead_proxy_does_not_hold_its_session_up(
+    collector: Collector, lastactive_env: dict[str, str]
+) -> None:
+    """Client holds are renewed at each heartbeat and lapse by themselves (``hold_ttl``) when
+    the proxy dies without closing its connections (SIGKILL: no release is ever sent)."""
+    with socket.socket() as target, socket.socket() as client:
+        target.bind(("127.0.0.1", 0))
+        target.listen()  # the kernel completes the proxy's connection; nothing to serve
+        proxy, port = start_proxy(collector, lastactive_env, target.getsockname()[1], "raw", "dead")
+        try:
+            client.connect(("127.0.0.1", port))
+            client.sendall(b"hi")
+
+            def until() -> float:
+                s = collector.session("dead")
+                holds = [] if s is None else s["held_by"]
+                return datetime.fromisoformat(holds[0]["until"]).timestamp() if holds else 0.0
+
+            first = wait_for(until, what="the client hold")
+            wait_for(lambda: until() > first, what="the hold renewed by a heartbeat")
+            proxy.kill()
+            proxy.wait()
+            assert until() > 0  # still standing: nobody released it
+            wait_for(lambda: not until(), timeout=MIN_HOLD_TTL_S + 10, what="the hold lapsed")
+        finally:
+            if proxy.poll() is None:
+                proxy.kill()
+                proxy.wait()
+            assert proxy.stdout is not None
+            proxy.stdout.close()
 
 
 @needs_vnc
