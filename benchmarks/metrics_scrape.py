@@ -1,0 +1,75 @@
+"""Cost of one ``GET /metrics`` scrape as the fleet grows, next to exposing every session.
+
+    python benchmarks/metrics_scrape.py [--sessions 1000 10000 100000] [--top 20]
+
+Builds state in-process (sessions spread over 100 hosts, a tenth of them producing output), then
+times ``generate_latest`` of the collector's registry, which is what the HTTP edge serves. The
+baseline, in the same run, is the same registry with per-session series for every session
+(``--metrics-top-sessions`` as large as the fleet): what the cardinality bound saves in scrape
+time and bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+from prometheus_client import generate_latest
+
+from collector._core import Core
+from collector._flusher import Flusher
+from collector._ingest import Ingest
+from collector._metrics import registry_for
+from collector._state import NANOS, ActivityState, Identity
+from collector._transitions import TransitionEngine
+from collector._watch import WatchHub
+from collector.policy import Policy
+from collector.store import SqliteStore
+
+
+def build(n: int) -> tuple[Core, Flusher]:
+    now = time.time_ns()
+    state = ActivityState(started_at=now)
+    for i in range(n):
+        ents = state.resolve(Identity(session_id=f"s{i}", host_id=f"h{i % 100}"), now)
+        t = now - (i % 7200) * NANOS
+        state.activity(ents, "input", t)
+        if i % 10 == 0:
+            state.io(ents, False, 1000 + i, now)
+    engine = TransitionEngine(state, Policy(), time.time_ns)
+    engine.prime()
+    core = Core(Ingest(state), Policy(), engine, WatchHub(), time.time_ns)
+    return core, Flusher(state, SqliteStore(":memory:"), 1.0, retention_ns=NANOS)
+
+
+def scrape(core: Core, flusher: Flusher, top: int, repeat: int) -> tuple[float, int]:
+    registry = registry_for(core, flusher, top)
+    times, size = [], 0
+    for _ in range(repeat):
+        began = time.perf_counter()
+        size = len(generate_latest(registry))
+        times.append(time.perf_counter() - began)
+    return statistics.median(times), size
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sessions", type=int, nargs="+", default=[1000, 10_000, 100_000])
+    ap.add_argument("--top", type=int, default=20)
+    ap.add_argument("--repeat", type=int, default=5)
+    args = ap.parse_args()
+    print(f"one /metrics scrape, median of {args.repeat}; top {args.top} per-session series")
+    print(f"{'sessions':>9} {'ms':>8} {'KiB':>7}   {'all sessions: ms':>17} {'KiB':>8} {'x':>6}")
+    for n in args.sessions:
+        core, flusher = build(n)
+        ms, size = scrape(core, flusher, args.top, args.repeat)
+        all_ms, all_size = scrape(core, flusher, n, max(1, args.repeat // 2))
+        print(
+            f"{n:>9} {ms * 1000:>8.1f} {size / 1024:>7.1f}   {all_ms * 1000:>17.1f} "
+            f"{all_size / 1024:>8.0f} {all_ms / ms:>6.1f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
