@@ -11,6 +11,7 @@ Cardinality: fleet series cover every session (by state, by host); per-session s
 
 from __future__ import annotations
 
+import bisect
 import heapq
 from collections.abc import Iterator, Mapping
 from typing import Any, Final
@@ -28,6 +29,7 @@ from collector._flusher import Flusher
 from collector._state import NANOS, Entity, Kind
 from collector._stats import LATENCY_BUCKETS
 from instrumentation.conventions import (
+    IDLE_CLASSES,
     PROM_ACTIVITY_UPDATES,
     PROM_FLUSH_DURATION,
     PROM_FLUSH_ROWS,
@@ -66,6 +68,7 @@ RECENT_S: Final = 300.0
 
 _CLASS_OF: Final[dict[str, str]] = {str(s): str(i.activity_class) for s, i in SOURCES.items()}
 _PROGRESS: Final = (str(Source.AGENT), str(Source.START))
+_COUNTED: Final = frozenset(str(c) for c in IDLE_CLASSES)
 
 
 def _counter(
@@ -165,40 +168,55 @@ class CoreCollector(Collector):
         )
 
     def _fleet(self) -> Iterator[Metric]:
+        """Fleet aggregates and the watched sessions' series, in one pass over the sessions."""
         core = self._core
-        engine = core.engine
+        state_of = core.engine.state_of
         now = core.clock()
-        sessions = [e for (k, _), e in core.state.entities.items() if k is Kind.SESSION]
-
-        fleet = GaugeMetricFamily(PROM_SESSIONS, "sessions per state or flag", labels=["state"])
-        for state, value in engine.counts().items():
-            fleet.add_metric([state], value)
-        yield fleet
-
+        class_of = _CLASS_OF
+        counts = {"active": 0, "idle": 0, "hibernated": 0, "runaway": 0, "stuck": 0,
+                  "hibernate_due": 0}  # fmt: skip
         by_host: dict[tuple[str, str], int] = {}
         recent: dict[str, int] = {str(c): 0 for c in ActivityClass}
         idle_counts = [0] * (len(IDLE_BUCKETS) + 1)
         idle_sum = 0.0
         horizon = now - int(RECENT_S * NANOS)
-        for e in sessions:
-            st = engine.state_of(e)
+        watched: dict[Entity, None] = {}  # runaway or stuck
+        producing: list[Entity] = []  # with output in their rate window
+        for (kind, _), e in core.state.entities.items():
+            if kind is not Kind.SESSION:
+                continue
+            st = state_of(e)
             if st is not None:
+                counts[st.state] = counts.get(st.state, 0) + 1
                 key = (e.host_id or "", st.state)
                 by_host[key] = by_host.get(key, 0) + 1
+                if st.runaway or st.stuck:
+                    counts["runaway"] += st.runaway
+                    counts["stuck"] += st.stuck
+                    watched[e] = None
+                counts["hibernate_due"] += st.hibernate
             latest: dict[str, int] = {}
             for src, t in e.sources.items():
-                cls = _CLASS_OF.get(src)
+                cls = class_of.get(src)
                 if cls is not None and t > latest.get(cls, 0):
                     latest[cls] = t
+            last: int | None = None
             for cls, t in latest.items():
                 if t >= horizon:
                     recent[cls] += 1
-            counted = [t for c, t in latest.items() if c in ("engagement", "work", "lifecycle")]
-            idle = max(0.0, (now - (max(counted) if counted else e.first_seen)) / NANOS)
+                if cls in _COUNTED and (last is None or t > last):
+                    last = t
+            idle = (now - (e.first_seen if last is None else last)) / NANOS
+            idle = max(idle, 0.0)
             idle_sum += idle
-            idle_counts[
-                next((i for i, b in enumerate(IDLE_BUCKETS) if idle <= b), len(IDLE_BUCKETS))
-            ] += 1
+            idle_counts[bisect.bisect_left(IDLE_BUCKETS, idle)] += 1  # first bound >= idle
+            if e.rate_out:
+                producing.append(e)
+
+        fleet = GaugeMetricFamily(PROM_SESSIONS, "sessions per state or flag", labels=["state"])
+        for state, value in counts.items():
+            fleet.add_metric([state], value)
+        yield fleet
         hosts = GaugeMetricFamily(
             PROM_HOST_SESSIONS, "sessions per host and state", labels=["host_id", "state"]
         )
@@ -223,18 +241,13 @@ class CoreCollector(Collector):
         )
         idle_family.add_metric([], buckets, sum_value=idle_sum)
         yield idle_family
-        yield from self._per_session(sessions, now)
-
-    def _per_session(self, sessions: list[Entity], now: int) -> Iterator[Metric]:
-        engine = self._core.engine
-        watched: dict[Entity, None] = {}
-        for e in sessions:
-            st = engine.state_of(e)
-            if st is not None and (st.runaway or st.stuck):
-                watched[e] = None
-        for e in heapq.nlargest(self._top, sessions, key=lambda e: e.rate_out.per_second(now)):
+        for e in heapq.nlargest(self._top, producing, key=lambda e: e.rate_out.per_second(now)):
             if e.rate_out.per_second(now) > 0:
                 watched[e] = None
+        yield from self._per_session(watched, now)
+
+    def _per_session(self, watched: dict[Entity, None], now: int) -> Iterator[Metric]:
+        engine = self._core.engine
         labels = ["session_id", "host_id", "agent"]
         out_rate = GaugeMetricFamily(
             PROM_SESSION_OUTPUT_RATE,
@@ -273,11 +286,7 @@ class CoreCollector(Collector):
                 state.add_metric([*key, st.state], 1.0)
             out_rate.add_metric(key, e.rate_out.per_second(now))
             in_rate.add_metric(key, e.rate_in.per_second(now))
-            counted = [
-                t
-                for s, t in e.sources.items()
-                if _CLASS_OF.get(s) in ("engagement", "work", "lifecycle")
-            ]
+            counted = [t for s, t in e.sources.items() if _CLASS_OF.get(s) in _COUNTED]
             idle.add_metric(key, max(0.0, (now - max(counted, default=e.first_seen)) / NANOS))
             runaway.add_metric(key, 1.0 if st is not None and st.runaway else 0.0)
             if st is not None and st.stuck and e.status == AgentStatus.ACTIVE:

@@ -115,6 +115,10 @@ class _RateWindow:
         while items[0][0] <= horizon:
             items.popleft()
 
+    def __bool__(self) -> bool:
+        """False when nothing moved in the window as of the last append (a cheap filter)."""
+        return bool(self._items)
+
     def per_second(self, now: int) -> float:
         horizon = now - RATE_WINDOW_NS
         total = sum(d for t, d in self._items if horizon < t <= now)

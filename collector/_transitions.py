@@ -149,19 +149,6 @@ class TransitionEngine:
         known = self._known.get(e)
         return None if known is None else known[0]
 
-    def counts(self) -> dict[str, int]:
-        """Sessions per state and flag, from the last evaluations (for metrics)."""
-        out = {"active": 0, "idle": 0, "hibernated": 0, "runaway": 0, "stuck": 0,
-               "hibernate_due": 0}  # fmt: skip
-        for e, (st, _) in self._known.items():
-            if e.kind is not Kind.SESSION:
-                continue
-            out[st.state] = out.get(st.state, 0) + 1
-            out["runaway"] += st.runaway
-            out["stuck"] += st.stuck
-            out["hibernate_due"] += st.hibernate
-        return out
-
     def snapshot(self, host_id: str | None = None, session_id: str | None = None) -> list[Snapshot]:
         """Current states of the sessions and hosts that match the filter."""
         now = self._clock()
