@@ -7,7 +7,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
 from tests.collector.otlp_requests import kv
-from tests.conftest import Collector, wait_for
+from tests.conftest import Collector, free_port, wait_for
 
 DASHBOARDS = Path(__file__).parents[2] / "dashboards"
 PROMETHEUS = shutil.which("prometheus")
@@ -110,13 +109,6 @@ def test_alert_rules_pass_promtool() -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "3 rules found" in done.stdout
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def prom_query(url: str, expr: str) -> list[Any]:

@@ -18,24 +18,12 @@ from typing import Any
 import pytest
 
 from instrumentation._reporter import MIN_HOLD_TTL_S
-from tests.conftest import Collector, wait_for
+from tests.conftest import Collector, free_port, listening, wait_for
 
 needs_vnc = pytest.mark.skipif(
     shutil.which("Xvfb") is None or shutil.which("x11vnc") is None,
     reason="needs Debian's xvfb and x11vnc (.ci/run installs them)",
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def wait_port(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 @pytest.fixture
@@ -66,7 +54,7 @@ def vnc_server() -> Iterator[int]:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_for(lambda: wait_port(port), what="x11vnc listening")
+        wait_for(lambda: listening(port), what="x11vnc listening")
         yield port
     finally:
         for proc in (vnc, xvfb):

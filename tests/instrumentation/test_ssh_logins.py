@@ -10,7 +10,6 @@ import os
 import pty
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ import psutil
 import pytest
 
 from instrumentation._host import host_identity
-from tests.conftest import Collector, wait_for
+from tests.conftest import Collector, free_port, listening, wait_for
 
 SSHD = "/usr/sbin/sshd"
 UTMP = Path("/run/utmp")
@@ -33,13 +32,6 @@ pytestmark = pytest.mark.skipif(
     not Path(SSHD).exists() or shutil.which("ssh") is None or os.geteuid() != 0,
     reason="needs Debian's openssh-server and openssh-client, as root (.ci/run installs them)",
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture
@@ -65,12 +57,7 @@ def sshd(tmp_path: Path) -> Iterator[tuple[int, Path]]:
         [SSHD, "-D", "-e", "-f", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     try:
-
-        def listening() -> bool:
-            with socket.socket() as s:
-                return s.connect_ex(("127.0.0.1", port)) == 0
-
-        wait_for(listening, what="sshd listening")
+        wait_for(lambda: listening(port), what="sshd listening")
         yield port, tmp_path / "user"
     finally:
         server.terminate()
