@@ -60,7 +60,11 @@ def vnc_server() -> Iterator[int]:
         for proc in (vnc, xvfb):
             if proc is not None:
                 proc.terminate()
-                proc.wait(timeout=20)
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:  # x11vnc may linger in its cleanup
+                    proc.kill()
+                    proc.wait()
 
 
 def start_proxy(
