@@ -120,6 +120,18 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "c
         time.sleep(0.05)
 
 
+def stop_process(proc: subprocess.Popen[Any], timeout: float = 10.0) -> None:
+    """SIGTERM a third-party program (a server the test started), SIGKILL if it lingers: how it
+    shuts down is not what the test is about."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def free_port() -> int:
     """A loopback TCP port free right now, for programs that cannot bind port 0 and report it."""
     with socket.socket() as s:

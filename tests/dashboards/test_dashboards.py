@@ -23,7 +23,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
 from tests.collector.otlp_requests import kv
-from tests.conftest import Collector, free_port, wait_for
+from tests.conftest import Collector, free_port, stop_process, wait_for
 
 DASHBOARDS = Path(__file__).parents[2] / "dashboards"
 PROMETHEUS = shutil.which("prometheus")
@@ -232,8 +232,7 @@ def test_every_panel_query_returns_data_from_a_real_prometheus(
             run.kill()
             run.wait()
         if prom is not None:
-            prom.terminate()
-            prom.wait(timeout=30)
+            stop_process(prom)
         c.stop()
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from instrumentation._reporter import MIN_HOLD_TTL_S
-from tests.conftest import Collector, free_port, listening, wait_for
+from tests.conftest import Collector, free_port, listening, stop_process, wait_for
 
 needs_vnc = pytest.mark.skipif(
     shutil.which("Xvfb") is None or shutil.which("x11vnc") is None,
@@ -59,12 +59,7 @@ def vnc_server() -> Iterator[int]:
     finally:
         for proc in (vnc, xvfb):
             if proc is not None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:  # x11vnc may linger in its cleanup
-                    proc.kill()
-                    proc.wait()
+                stop_process(proc)  # x11vnc outlived SIGTERM by 20 s once on a loaded machine
 
 
 def start_proxy(

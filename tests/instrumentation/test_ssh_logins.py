@@ -22,7 +22,7 @@ import psutil
 import pytest
 
 from instrumentation._host import host_identity
-from tests.conftest import Collector, free_port, listening, wait_for
+from tests.conftest import Collector, free_port, listening, stop_process, wait_for
 
 SSHD = "/usr/sbin/sshd"
 UTMP = Path("/run/utmp")
@@ -60,8 +60,7 @@ def sshd(tmp_path: Path) -> Iterator[tuple[int, Path]]:
         wait_for(lambda: listening(port), what="sshd listening")
         yield port, tmp_path / "user"
     finally:
-        server.terminate()
-        server.wait(timeout=20)
+        stop_process(server)
         assert server.stderr is not None
         server.stderr.close()
 
