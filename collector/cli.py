@@ -301,14 +301,18 @@ def _host(args: argparse.Namespace) -> int:
     _quiet_logging()
     from instrumentation import Reporter
     from instrumentation._host_watch import watch_host
+    from instrumentation._signals import main_thread_takes
 
-    reporter = Reporter(service_name="lastactive-host", endpoint=args.endpoint)
+    stopping = (signal.SIGTERM, signal.SIGINT)
+    with main_thread_takes(stopping):  # the SDK's and gRPC's threads are started here
+        reporter = Reporter(service_name="lastactive-host", endpoint=args.endpoint)
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in stopping:
         signal.signal(sig, lambda signum, frame: stop.set())
     try:
         watch_host(reporter, args.interval or reporter.export_interval, stop, once=args.once)
-        reporter.flush()
+        if args.once:
+            reporter.flush()  # the one report is the point; a stopped watcher just shuts down
     finally:
         reporter.shutdown(2.0)
     return 0

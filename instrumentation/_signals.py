@@ -5,7 +5,9 @@ and gRPC start several. CPython's C-level handler then only marks the signal pen
 Python handler runs when the *main* thread next executes bytecode: a main thread blocked in
 ``poll`` or ``waitpid`` would not notice (a wrapper told to stop would keep waiting, and its
 program would never hear of it). :func:`wakeup_fd` gives a descriptor that becomes readable
-whichever thread took the signal (``signal.set_wakeup_fd``), so the main loop polls it too.
+whichever thread took the signal (``signal.set_wakeup_fd``), so the main loop polls it too;
+:func:`main_thread_takes` keeps the signals away from helper threads altogether, for a main
+thread that waits on a ``threading.Event`` (whose wait a signal handler does interrupt).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import os
 import select
 import signal
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 
 @contextlib.contextmanager
@@ -35,6 +37,18 @@ def wakeup_fd() -> Iterator[int]:
         signal.set_wakeup_fd(previous)
         os.close(read_end)
         os.close(write_end)
+
+
+@contextlib.contextmanager
+def main_thread_takes(signals: Iterable[signal.Signals]) -> Iterator[None]:
+    """Threads started inside the block (and the threads they start) block ``signals``, so
+    the kernel hands those to the main thread. Main thread only; its mask is restored on exit.
+    """
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def drain(fd: int) -> None:
