@@ -29,6 +29,7 @@ from instrumentation.conventions import (
     ActivityClass,
     AgentStatus,
     HoldKind,
+    Level,
     Source,
 )
 
@@ -40,12 +41,8 @@ _CLASS_OF: Final = {str(s): info.activity_class for s, info in SOURCES.items()}
 _TRUSTED: Final = frozenset(str(s) for s, info in SOURCES.items() if info.trusted)
 
 
-class Kind(enum.StrEnum):
-    """The three levels state is kept at."""
-
-    SESSION = "session"
-    AGENT = "agent"
-    HOST = "host"
+Kind = Level
+"""The three levels state is kept at: seed 000's levels, the same as the sources'."""
 
 
 class ProcessStatus(enum.StrEnum):

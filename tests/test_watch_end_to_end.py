@@ -55,12 +55,11 @@ def test_watch_sse_and_cull(tmp_path: Path, lastactive_env: dict[str, str]) -> N
     policy = tmp_path / "policy.toml"
     policy.write_text(POLICY)
     c = Collector(tmp_path / "state.db", "--policy", str(policy)).start()
-    channel = grpc.insecure_channel(c.grpc_target)
+    channel, stub = c.grpc_stub()  # closed in finally
     grpc_events: list[tuple[float, Any]] = []
     sse_events: list[tuple[float, str, Any]] = []
     run = None
     try:
-        _, stub = c.grpc_stub()
         call = stub.Watch(query_pb2.WatchRequest(session_id="w1"))
         threading.Thread(target=read_grpc, args=(call, grpc_events), daemon=True).start()
         threading.Thread(target=read_sse, args=(f"{c.http}/v1/watch?session=w1", sse_events),
@@ -131,11 +130,10 @@ def test_a_runaway_program_becomes_runaway_and_leaves_it_when_quiet(
     policy = tmp_path / "policy.toml"
     policy.write_text("[defaults]\nrunaway_bytes_per_second = 200000\n")
     c = Collector(tmp_path / "state.db", "--policy", str(policy)).start()
-    channel = grpc.insecure_channel(c.grpc_target)
+    channel, stub = c.grpc_stub()  # closed in finally
     events: list[tuple[float, Any]] = []
     run = None
     try:
-        _, stub = c.grpc_stub()
         call = stub.Watch(query_pb2.WatchRequest(session_id="spin"))
         threading.Thread(target=read_grpc, args=(call, events), daemon=True).start()
         # As fast as it can for a moment (about 30 MB), then quiet.

@@ -7,7 +7,6 @@ import asyncio
 import time
 from pathlib import Path
 
-import grpc
 import psutil
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
@@ -84,9 +83,8 @@ def test_server_memory_is_bounded_with_a_subscriber_that_never_reads(tmp_path: P
     policy = tmp_path / "policy.toml"
     policy.write_text("[defaults]\nidle_after = 1\n")
     c = Collector(tmp_path / "state.db", "--policy", str(policy)).start()
-    channel = grpc.insecure_channel(c.grpc_target)
+    channel, stub = c.grpc_stub()  # closed in finally
     try:
-        _, stub = c.grpc_stub()
         never_read = stub.Watch(query_pb2.WatchRequest())  # started, never iterated
         wait_for(lambda: metric(c, "lastactive_watch_subscribers") == 1, what="the subscriber")
         assert c.proc is not None
