@@ -36,6 +36,7 @@ loopback answers in milliseconds; when it is down, the program's exit must not w
 _FORWARDED = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT)
 """Signals sent to the wrapper go on to the program, which decides; the wrapper exits with it
 and restores the terminal."""
+_PYTHON_IGNORES = (signal.SIGPIPE, signal.SIGXFSZ)
 
 _CHUNK = 65536
 _STDIN, _STDOUT = 0, 1
@@ -71,6 +72,10 @@ def run(
     pid, master = pty.fork()
     if pid == 0:  # child: the slave end is its controlling terminal and stdio
         try:
+            # What CPython ignores at start-up, as subprocess's restore_signals puts back:
+            # with SIGPIPE ignored, ``yes | head -1`` would end in "Broken pipe" errors.
+            for sig in _PYTHON_IGNORES:
+                signal.signal(sig, signal.SIG_DFL)
             if winsize is not None:
                 fcntl.ioctl(_STDIN, termios.TIOCSWINSZ, winsize)
             os.execvpe(argv[0], list(argv), env)

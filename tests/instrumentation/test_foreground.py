@@ -18,9 +18,12 @@ def test_silent_cpu_bound_command_is_work_and_idle_prompt_is_not(
 ) -> None:
     env = {**lastactive_env, "PS1": "READY> ", "TERM": "dumb"}
     master, slave = pty.openpty()
+    # ^C must reach the loop however this test was started: a background job of a shell
+    # without job control ignores SIGINT, and every program started under it would too.
     proc = subprocess.Popen(
-        [*RUN, "--session-id", "fg", "--endpoint", f"http://{collector.grpc_target}", "--",
-         "bash", "--norc", "--noprofile", "-i"],
+        ["env", "--default-signal=INT", *RUN, "--session-id", "fg",
+         "--endpoint", f"http://{collector.grpc_target}",
+         "--", "bash", "--norc", "--noprofile", "-i"],
         stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True,
     )  # fmt: skip
     try:

@@ -54,6 +54,30 @@ def test_exit_status_passes_through_with_the_collector_down(
     assert b"no-such-program-xyz" in missing.stdout  # reported through the terminal
 
 
+def test_the_program_gets_the_signal_dispositions_it_would_get_without_the_wrapper(
+    lastactive_env: dict[str, str],
+) -> None:
+    """CPython ignores SIGPIPE and SIGXFSZ at start-up; a program run under the wrapper must not
+    inherit that (``yes | head -1`` would print "Broken pipe"). What the wrapper's launcher
+    ignored (here SIGINT and SIGQUIT, as a shell does for a background job) stays ignored."""
+    show = ["sh", "-c", "grep SigIgn /proc/self/status; yes | head -1"]
+    launcher = ["env", "--ignore-signal=INT,QUIT"]  # coreutils >= 8.31
+    direct, wrapped = (
+        subprocess.run(
+            [*launcher, *argv],
+            env=down_env(lastactive_env),
+            text=True,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            check=True,
+        )
+        for argv in (show, [*RUN, "--", *show])
+    )
+    assert direct.stdout == "SigIgn:\t0000000000000006\ny\n"  # INT (bit 1) and QUIT (bit 2)
+    assert wrapped.stdout.replace("\r\n", "\n") == direct.stdout
+    assert "Broken pipe" not in wrapped.stdout + wrapped.stderr
+
+
 def test_stdin_not_a_tty_is_relayed_without_echo_and_counted(
     collector: Collector, lastactive_env: dict[str, str]
 ) -> None:
