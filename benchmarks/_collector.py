@@ -11,7 +11,7 @@ def start_collector(db: Path) -> tuple[subprocess.Popen[str], str]:
     """Start ``lastactive serve`` with its database at ``db``; return it and its OTLP/gRPC
     endpoint (``http://127.0.0.1:PORT``)."""
     serve = subprocess.Popen(
-        [sys.executable, "-m", "collector.cli", "serve", "--grpc-port", "0", "--http-port", "0",
+        [sys.executable, "-m", "lastactive", "serve", "--grpc-port", "0", "--http-port", "0",
          "--db", str(db)],
         stdout=subprocess.PIPE,
         text=True,

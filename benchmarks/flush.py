@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from collector import EntityRecord, SqliteStore
+from lastactive.collector import EntityRecord, SqliteStore
 
 T0 = 1_800_000_000 * 1_000_000_000
 

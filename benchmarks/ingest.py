@@ -29,7 +29,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
-from collector import ActivityState, Ingest, Settings, serve
+from lastactive.collector import ActivityState, Ingest, Settings, serve
 
 S = 1_000_000_000
 SOURCES = ("input", "output", "process")

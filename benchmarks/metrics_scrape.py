@@ -17,15 +17,15 @@ import time
 
 from prometheus_client import generate_latest
 
-from collector._core import Core
-from collector._flusher import Flusher
-from collector._ingest import Ingest
-from collector._metrics import registry_for
-from collector._state import NANOS, ActivityState, Identity
-from collector._transitions import TransitionEngine
-from collector._watch import WatchHub
-from collector.policy import Policy
-from collector.store import SqliteStore
+from lastactive.collector._core import Core
+from lastactive.collector._flusher import Flusher
+from lastactive.collector._ingest import Ingest
+from lastactive.collector._metrics import registry_for
+from lastactive.collector._state import NANOS, ActivityState, Identity
+from lastactive.collector._transitions import TransitionEngine
+from lastactive.collector._watch import WatchHub
+from lastactive.collector.policy import Policy
+from lastactive.collector.store import SqliteStore
 
 
 def build(n: int) -> tuple[Core, Flusher]:

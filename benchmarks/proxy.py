@@ -91,7 +91,7 @@ def fetch(port: int) -> tuple[int, float]:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--null-relay":  # the uninstrumented relay process
-        from instrumentation._proxy_relay import serve_proxy
+        from lastactive.instrumentation._proxy_relay import serve_proxy
 
         listen, target = int(sys.argv[2]), int(sys.argv[3])
         asyncio.run(
@@ -137,7 +137,7 @@ def main() -> None:
                 [
                     sys.executable,
                     "-m",
-                    "collector.cli",
+                    "lastactive",
                     "proxy",
                     "--listen",
                     f"127.0.0.1:{port}",

@@ -53,7 +53,7 @@ def main() -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = endpoint
         try:
-            run = [sys.executable, "-m", "collector.cli", "run", "--"]
+            run = [sys.executable, "-m", "lastactive", "run", "--"]
             script = ["script", "-q", "-e", "-c"]
             rows = []
             for name, cmd, startup_cmd in (

@@ -11,7 +11,7 @@ import timeit
 
 from opentelemetry.sdk.metrics import MeterProvider
 
-from instrumentation import SessionTracker, Source
+from lastactive.instrumentation import SessionTracker, Source
 
 N = 2_000_000
 

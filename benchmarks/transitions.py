@@ -16,9 +16,9 @@ import argparse
 import statistics
 import time
 
-from collector._state import NANOS, ActivityState, Identity, view
-from collector._transitions import TICK_S, TransitionEngine
-from collector.policy import Policy, Rules, evaluate
+from lastactive.collector._state import NANOS, ActivityState, Identity, view
+from lastactive.collector._transitions import TICK_S, TransitionEngine
+from lastactive.collector.policy import Policy, Rules, evaluate
 
 SETUP_S = 10.0
 """Seconds allowed for creating, priming and the baseline scan before the first deadline."""

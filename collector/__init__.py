@@ -17,25 +17,25 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collector._ingest import Ingest, Outcome
-    from collector._server import Bound, serve
-    from collector._state import ActivityState, EntityRecord, EntityView, Identity, Kind
-    from collector.settings import Settings
-    from collector.store import SqliteStore, Store
+    from lastactive.collector._ingest import Ingest, Outcome
+    from lastactive.collector._server import Bound, serve
+    from lastactive.collector._state import ActivityState, EntityRecord, EntityView, Identity, Kind
+    from lastactive.collector.settings import Settings
+    from lastactive.collector.store import SqliteStore, Store
 
 _EXPORTS = {
-    "ActivityState": "collector._state",
-    "Bound": "collector._server",
-    "EntityRecord": "collector._state",
-    "EntityView": "collector._state",
-    "Identity": "collector._state",
-    "Ingest": "collector._ingest",
-    "Kind": "collector._state",
-    "Outcome": "collector._ingest",
-    "Settings": "collector.settings",
-    "SqliteStore": "collector.store",
-    "Store": "collector.store",
-    "serve": "collector._server",
+    "ActivityState": "lastactive.collector._state",
+    "Bound": "lastactive.collector._server",
+    "EntityRecord": "lastactive.collector._state",
+    "EntityView": "lastactive.collector._state",
+    "Identity": "lastactive.collector._state",
+    "Ingest": "lastactive.collector._ingest",
+    "Kind": "lastactive.collector._state",
+    "Outcome": "lastactive.collector._ingest",
+    "Settings": "lastactive.collector.settings",
+    "SqliteStore": "lastactive.collector.store",
+    "Store": "lastactive.collector.store",
+    "serve": "lastactive.collector._server",
 }
 
 __all__ = [

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from collector._ingest import Ingest
-from collector._state import ActivityState
-from collector._stats import IngestStats
-from collector._transitions import TransitionEngine
-from collector._watch import WatchHub
-from collector.policy import Policy
+from lastactive.collector._ingest import Ingest
+from lastactive.collector._state import ActivityState
+from lastactive.collector._stats import IngestStats
+from lastactive.collector._transitions import TransitionEngine
+from lastactive.collector._watch import WatchHub
+from lastactive.collector.policy import Policy
 
 
 @dataclass(frozen=True, slots=True)

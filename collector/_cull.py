@@ -21,8 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from instrumentation._otlp_post import logs_request, post_logs
-from instrumentation.conventions import (
+from lastactive.conventions import (
     ATTR_HOST_ID,
     ATTR_SERVICE_NAME,
     ATTR_SESSION_ID,
@@ -30,6 +29,7 @@ from instrumentation.conventions import (
     EVENT_ACTIVITY,
     Source,
 )
+from lastactive.instrumentation._otlp_post import logs_request, post_logs
 
 _log = logging.getLogger("lastactive.cull")
 

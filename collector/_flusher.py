@@ -10,8 +10,8 @@ import logging
 import time
 from collections.abc import Callable
 
-from collector._state import NANOS, ActivityState
-from collector.store import Store
+from lastactive.collector._state import NANOS, ActivityState
+from lastactive.collector.store import Store
 
 _log = logging.getLogger(__name__)
 

@@ -16,13 +16,13 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as logs_pb
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as metrics_pb
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as trace_pb
 
-from collector._core import Core
-from collector._ingest import Outcome
-from collector._state import NANOS, EntityView, Kind
-from collector._transitions import Snapshot, Transition
-from collector._watch import watch_events
-from collector.policy import Decision, Evaluation, decide
-from collector.proto import query_pb2, query_pb2_grpc
+from lastactive.collector._core import Core
+from lastactive.collector._ingest import Outcome
+from lastactive.collector._state import NANOS, EntityView, Kind
+from lastactive.collector._transitions import Snapshot, Transition
+from lastactive.collector._watch import watch_events
+from lastactive.collector.policy import Decision, Evaluation, decide
+from lastactive.collector.proto import query_pb2, query_pb2_grpc
 
 OTLP_SIGNALS = (
     # gRPC service, request, response, partial-success field, signal (the Ingest method and
@@ -160,7 +160,7 @@ def transition_message(t: Transition) -> query_pb2.Transition:
 
 
 def decision_message(d: Decision) -> query_pb2.Decision:
-    """A :class:`~collector.policy.Decision` as the ``lastactive.v1.Decision`` message."""
+    """A :class:`~lastactive.collector.policy.Decision` as ``lastactive.v1.Decision`` message."""
     return query_pb2.Decision(**_evaluated(d.view, d.evaluation))
 
 

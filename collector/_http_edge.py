@@ -1,7 +1,8 @@
 """The HTTP edge: OTLP/HTTP receivers and the query API on one FastAPI app.
 
-It only translates and delegates: bodies to :mod:`collector._otlp_body`, requests to
-:class:`~collector._ingest.Ingest`, queries to :class:`~collector._state.ActivityState`.
+It only translates and delegates: bodies to :mod:`lastactive.collector._otlp_body`, requests
+to :class:`~lastactive.collector._ingest.Ingest`, queries to
+:class:`~lastactive.collector._state.ActivityState`.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from collector._core import Core
-from collector._grpc_edge import OTLP_SIGNALS, export_response
-from collector._ingest import Ingest, Outcome
-from collector._otlp_body import (
+from lastactive.collector._core import Core
+from lastactive.collector._grpc_edge import OTLP_SIGNALS, export_response
+from lastactive.collector._ingest import Ingest, Outcome
+from lastactive.collector._otlp_body import (
     CONTENT_JSON,
     BodyError,
     decompress,
@@ -31,11 +32,11 @@ from collector._otlp_body import (
     parse,
     serialize,
 )
-from collector._state import NANOS, EntityView, Kind
-from collector._transitions import Snapshot, Transition
-from collector._watch import watch_events
-from collector.policy import Decision, decide
-from instrumentation.conventions import (
+from lastactive.collector._state import NANOS, EntityView, Kind
+from lastactive.collector._transitions import Snapshot, Transition
+from lastactive.collector._watch import watch_events
+from lastactive.collector.policy import Decision, decide
+from lastactive.conventions import (
     EVENT_AGENT_COMPLETE,
     EVENT_AGENT_ERROR,
     EVENT_AGENT_PROGRESS,

@@ -1,4 +1,4 @@
-"""Translate OTLP export requests into :class:`~collector._state.ActivityState` calls.
+"""Translate OTLP export requests into :class:`~lastactive.collector._state.ActivityState` calls.
 
 One walk per signal over the parsed protobuf messages; both receivers (gRPC and HTTP, protobuf
 and JSON) delegate here. Our own names (``docs/conventions.md``) get their exact meaning; any
@@ -25,8 +25,8 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality, DataPointFlags
 
-from collector._state import NANOS, ActivityState, Entity, Identity
-from instrumentation.conventions import (
+from lastactive.collector._state import NANOS, ActivityState, Entity, Identity
+from lastactive.conventions import (
     AGENT_EVENTS,
     ATTR_GEN_AI_AGENT_ID,
     ATTR_GEN_AI_AGENT_NAME,
@@ -118,9 +118,9 @@ class _Resolver:
     request of 1000 sessions resolves 1000 identities, not one per data point.
 
     :meth:`resource` is called per resource: the resource attributes the policy selects on
-    (:attr:`~collector._state.ActivityState.attribute_keys`) are kept on the most specific
-    entity the telemetry names (its session, else its agent, else its host), so a host does not
-    take on the attributes of whichever of its sessions reported last.
+    (:attr:`~lastactive.collector._state.ActivityState.attribute_keys`) are kept on the most
+    specific entity the telemetry names (its session, else its agent, else its host), so a host
+    does not take on the attributes of whichever of its sessions reported last.
     """
 
     __slots__ = ("_cache", "_described", "_state")
@@ -185,7 +185,7 @@ def _int_attr(attrs: Attrs, key: str, required: bool) -> int | None:
 class Ingest:
     """Applies OTLP requests to ``state``. ``clock`` returns ns since the epoch (receive time).
 
-    The edges count requests and their outcome (``collector._stats``); this stays pure.
+    The edges count requests and their outcome (``lastactive.collector._stats``); this stays pure.
     """
 
     def __init__(self, state: ActivityState, clock: Callable[[], int] = time.time_ns) -> None:

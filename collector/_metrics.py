@@ -24,11 +24,11 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from collector._core import Core
-from collector._flusher import Flusher
-from collector._state import NANOS, Entity, Kind
-from collector._stats import LATENCY_BUCKETS
-from instrumentation.conventions import (
+from lastactive.collector._core import Core
+from lastactive.collector._flusher import Flusher
+from lastactive.collector._state import NANOS, Entity, Kind
+from lastactive.collector._stats import LATENCY_BUCKETS
+from lastactive.conventions import (
     IDLE_CLASSES,
     PROM_ACTIVITY_UPDATES,
     PROM_FLUSH_DURATION,
@@ -81,7 +81,7 @@ def _counter(
 
 
 class CoreCollector(Collector):
-    """Reads :class:`~collector._core.Core` (and the flusher) at each scrape."""
+    """Reads :class:`~lastactive.collector._core.Core` (and the flusher) at each scrape."""
 
     def __init__(self, core: Core, flusher: Flusher, top: int) -> None:
         self._core = core

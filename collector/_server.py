@@ -13,18 +13,18 @@ from dataclasses import dataclass
 
 import uvicorn
 
-from collector._core import Core
-from collector._flusher import Flusher
-from collector._grpc_edge import start_grpc
-from collector._http_edge import create_app
-from collector._ingest import Ingest
-from collector._metrics import registry_for
-from collector._state import NANOS, ActivityState
-from collector._transitions import TICK_S, TransitionEngine
-from collector._watch import WatchHub
-from collector.policy import Policy, load_policy
-from collector.settings import Settings
-from collector.store import SqliteStore, Store
+from lastactive.collector._core import Core
+from lastactive.collector._flusher import Flusher
+from lastactive.collector._grpc_edge import start_grpc
+from lastactive.collector._http_edge import create_app
+from lastactive.collector._ingest import Ingest
+from lastactive.collector._metrics import registry_for
+from lastactive.collector._state import NANOS, ActivityState
+from lastactive.collector._transitions import TICK_S, TransitionEngine
+from lastactive.collector._watch import WatchHub
+from lastactive.collector.policy import Policy, load_policy
+from lastactive.collector.settings import Settings
+from lastactive.collector.store import SqliteStore, Store
 
 _log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final, NamedTuple
 
-from instrumentation.conventions import (
+from lastactive.conventions import (
     IDLE_CLASSES,
     SOURCES,
     ActivityClass,
@@ -180,7 +180,7 @@ class EntityView:
 
     ``last_active`` is engagement (input, prompt, user: seed 002's meaning); ``last_activity``
     and ``last_source`` are the latest activity of the classes that end idleness
-    (:data:`~instrumentation.conventions.IDLE_CLASSES`) and which source it was: the "why".
+    (:data:`~lastactive.conventions.IDLE_CLASSES`) and which source it was: the "why".
     ``idle_seconds`` is ``now`` minus ``last_activity`` (or ``first_seen`` if none), seconds.
     ``held_by`` lists what holds it up right now (leases, attached clients, a running foreground
     command). ``status`` is active, completed or error (seed 004): from agent lifecycle events,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import bisect
 from typing import Final
 
-from collector._ingest import Outcome
+from lastactive.collector._ingest import Outcome
 
 LATENCY_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 """Upper bounds (seconds) of the ingest latency histogram."""

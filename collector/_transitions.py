@@ -22,9 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
-from collector._state import NANOS, ActivityState, Entity, EntityView, Kind, view
-from collector.policy import Evaluation, Policy, Rules, evaluate
-from instrumentation.conventions import SOURCES, ActivityClass, AgentStatus
+from lastactive.collector._state import NANOS, ActivityState, Entity, EntityView, Kind, view
+from lastactive.collector.policy import Evaluation, Policy, Rules, evaluate
+from lastactive.conventions import SOURCES, ActivityClass, AgentStatus
 
 TICK_S: Final = 0.25
 """Seconds between ticks: transitions fire at most this late (plus the tick's own work)."""

@@ -14,7 +14,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Final
 
-from collector._transitions import Snapshot, Transition, TransitionEngine, matches
+from lastactive.collector._transitions import Snapshot, Transition, TransitionEngine, matches
 
 QUEUE_MAX: Final = 1024
 """Transitions a subscriber may have unread before it is told to resync."""

@@ -27,8 +27,8 @@ error names the key (and, for TOML syntax, the line)::
     match = { attributes = { "deployment.environment.name" = "ci" } }
     hibernate_after = 300
 
-The evaluation (:func:`evaluate`) is pure: an :class:`~collector._state.EntityView`, rules and
-``now`` in, a :class:`Evaluation` with its state, deadline and reason in words out.
+The evaluation (:func:`evaluate`) is pure: an :class:`~lastactive.collector._state.EntityView`,
+rules and ``now`` in, a :class:`Evaluation` with its state, deadline and reason in words out.
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from collector._state import NANOS, EntityView
-from instrumentation.conventions import SOURCES, ActivityClass, AgentStatus, HoldKind, Source
+from lastactive.collector._state import NANOS, EntityView
+from lastactive.conventions import SOURCES, ActivityClass, AgentStatus, HoldKind, Source
 
 __all__ = [
     "Decision",

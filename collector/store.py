@@ -1,10 +1,9 @@
 """Durable state behind one small interface.
 
 The collector keeps state in memory and writes changed entities behind, in batches; a store only
-loads everything at start and saves batches of :class:`~collector._state.EntityRecord`. Saving
-merges: times are max-registers (``first_seen`` a min-register), so a save never moves a stored
-time backwards, whatever order batches or replicas write in. SQLite is the default; a PostgreSQL
-store with the same two methods is the planned second implementation.
+loads everything at start and saves batches of :class:`~lastactive.collector._state.EntityRecord`.
+Saving merges: times are max-registers (``first_seen`` a min-register), so a save never moves a
+stored time backwards, whatever order batches or replicas write in.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from collector._state import EntityRecord
+from lastactive.collector._state import EntityRecord
 
 __all__ = ["SqliteStore", "Store"]
 

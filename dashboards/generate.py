@@ -312,7 +312,11 @@ def collector_health() -> dict[str, Any]:
     return b.json()
 
 
-DASHBOARDS = {"runaway.json": runaway, "fleet.json": fleet, "collector.json": collector_health}
+DASHBOARDS = {
+    "runaway.json": runaway,
+    "fleet.json": fleet,
+    "collector.json": collector_health,
+}
 
 
 def render() -> dict[str, str]:

@@ -2,7 +2,7 @@
 
 Usage::
 
-    from instrumentation import Reporter, Source
+    from lastactive.instrumentation import Reporter, Source
 
     reporter = Reporter(service_name="my-proxy")      # OTEL_EXPORTER_OTLP_* apply
     session = reporter.session("sess-42", {"gen_ai.agent.name": "codey"})
@@ -15,7 +15,7 @@ Usage::
 
 Or wrap a program without touching its code: ``lastactive run -- CMD ARGS``.
 
-The names and the meaning of each source are in :mod:`instrumentation.conventions` and
+The names and the meaning of each source are in :mod:`lastactive.conventions` and
 ``docs/conventions.md``. Exports load on first use (PEP 562), so importing the conventions alone
 does not load the OpenTelemetry SDK.
 """
@@ -26,23 +26,23 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from instrumentation._agent_task import AgentTask
-    from instrumentation._proxy import Connection, ProxyInstrument
-    from instrumentation._reporter import DEFAULT_EXPORT_INTERVAL_S, Reporter
-    from instrumentation._tracker import Clock, SessionTracker
-    from instrumentation.conventions import ActivityClass, Level, Source
+    from lastactive.conventions import ActivityClass, Level, Source
+    from lastactive.instrumentation._agent_task import AgentTask
+    from lastactive.instrumentation._proxy import Connection, ProxyInstrument
+    from lastactive.instrumentation._reporter import DEFAULT_EXPORT_INTERVAL_S, Reporter
+    from lastactive.instrumentation._tracker import Clock, SessionTracker
 
 _EXPORTS = {
-    "Connection": "instrumentation._proxy",
-    "ProxyInstrument": "instrumentation._proxy",
-    "AgentTask": "instrumentation._agent_task",
-    "DEFAULT_EXPORT_INTERVAL_S": "instrumentation._reporter",
-    "Reporter": "instrumentation._reporter",
-    "Clock": "instrumentation._tracker",
-    "SessionTracker": "instrumentation._tracker",
-    "ActivityClass": "instrumentation.conventions",
-    "Level": "instrumentation.conventions",
-    "Source": "instrumentation.conventions",
+    "Connection": "lastactive.instrumentation._proxy",
+    "ProxyInstrument": "lastactive.instrumentation._proxy",
+    "AgentTask": "lastactive.instrumentation._agent_task",
+    "DEFAULT_EXPORT_INTERVAL_S": "lastactive.instrumentation._reporter",
+    "Reporter": "lastactive.instrumentation._reporter",
+    "Clock": "lastactive.instrumentation._tracker",
+    "SessionTracker": "lastactive.instrumentation._tracker",
+    "ActivityClass": "lastactive.conventions",
+    "Level": "lastactive.conventions",
+    "Source": "lastactive.conventions",
 }
 
 __all__ = [

@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING
 
 from opentelemetry.trace import Span, Status, StatusCode
 
-from instrumentation._tracker import SessionTracker
-from instrumentation.conventions import (
+from lastactive.conventions import (
     ATTR_RESULT,
     ATTR_TASK,
     EVENT_AGENT_COMPLETE,
@@ -21,9 +20,10 @@ from instrumentation.conventions import (
     EVENT_AGENT_PROGRESS,
     Source,
 )
+from lastactive.instrumentation._tracker import SessionTracker
 
 if TYPE_CHECKING:
-    from instrumentation._reporter import Reporter
+    from lastactive.instrumentation._reporter import Reporter
 
 
 class AgentTask:

@@ -15,9 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from instrumentation._host import host_identity
-from instrumentation._otlp_post import logs_request, post_logs
-from instrumentation.conventions import (
+from lastactive.conventions import (
     ATTR_GEN_AI_AGENT_NAME,
     ATTR_HOST_ID,
     ATTR_HOST_NAME,
@@ -30,6 +28,8 @@ from instrumentation.conventions import (
     EVENT_AGENT_SPAWN,
     Source,
 )
+from lastactive.instrumentation._host import host_identity
+from lastactive.instrumentation._otlp_post import logs_request, post_logs
 
 _log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import psutil
 
-from instrumentation._reporter import Reporter, hold_ttl
-from instrumentation.conventions import HoldKind, Source
+from lastactive.conventions import HoldKind, Source
+from lastactive.instrumentation._reporter import Reporter, hold_ttl
 
 
 def tty_input_time(terminal: str) -> float | None:

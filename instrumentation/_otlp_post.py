@@ -2,7 +2,7 @@
 
 For short-lived reporters (hooks run once per event) that must finish in well under a second
 even when the collector is down: importing the OpenTelemetry SDK and its exporters alone takes
-about that long. Long-lived reporters use :class:`~instrumentation.Reporter` and the SDK.
+about that long. Long-lived reporters use :class:`~lastactive.instrumentation.Reporter` and the SDK.
 The encoding is OTLP/JSON (opentelemetry-proto ``docs/specification.md``).
 """
 
@@ -13,7 +13,7 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from instrumentation.conventions import SCOPE_NAME
+from lastactive.conventions import SCOPE_NAME
 
 Attributes = Mapping[str, str | int | float | bool]
 

@@ -18,9 +18,9 @@ from typing import Final
 
 import psutil
 
-from instrumentation._reporter import Reporter, hold_ttl
-from instrumentation._tracker import SessionTracker
-from instrumentation.conventions import HoldKind, Source
+from lastactive.conventions import HoldKind, Source
+from lastactive.instrumentation._reporter import Reporter, hold_ttl
+from lastactive.instrumentation._tracker import SessionTracker
 
 BUSY_CPU_FRACTION: Final = 0.1
 """CPU seconds per second of the foreground group that count as work (10 % of one core)."""

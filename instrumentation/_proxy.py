@@ -10,13 +10,13 @@ Use from any relay loop (asyncio streams, websockify, ...) without the CLI::
     conn.close("client closed")                       # span ends with bytes and reason
 
 Bytes are counted both ways (``network.io.direction``); engagement (``input``) comes only from
-what the protocol says is user input: for ``rfb`` the :class:`~instrumentation._rfb.RfbClassifier`
+what the protocol says is user input: for ``rfb`` the :class:`~._rfb.RfbClassifier`
 (KeyEvent, pointer moves, cut text), for ``raw`` every client chunk; ``auto`` (the WebSocket
 front) is ``rfb`` when the server greets with ``RFB ``, else ``raw``. Presence is a ``client``
 hold per connection plus ``connection`` activity at connect and at most once per
 :meth:`ProxyInstrument.heartbeat` (seed 001: a heartbeat while connected, never a write per
 message). Each heartbeat renews the holds, which otherwise lapse by themselves
-(:func:`~instrumentation._reporter.hold_ttl`): a proxy that dies does not hold its sessions up
+(:func:`~._reporter.hold_ttl`): a proxy that dies does not hold its sessions up
 for ever.
 """
 
@@ -29,9 +29,7 @@ from typing import Final
 
 from opentelemetry.trace import Span
 
-from instrumentation._reporter import Reporter, hold_ttl
-from instrumentation._rfb import RfbClassifier
-from instrumentation.conventions import (
+from lastactive.conventions import (
     ATTR_CLIENT_ADDRESS,
     ATTR_CONNECTION_CLASSIFICATION,
     ATTR_CONNECTION_CLOSE_REASON,
@@ -41,6 +39,8 @@ from instrumentation.conventions import (
     HoldKind,
     Source,
 )
+from lastactive.instrumentation._reporter import Reporter, hold_ttl
+from lastactive.instrumentation._rfb import RfbClassifier
 
 _log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""``lastactive proxy``: an asyncio TCP relay instrumented with :mod:`instrumentation._proxy`."""
+"""``lastactive proxy``: an asyncio TCP relay instrumented with :mod:`._proxy`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable
 from typing import Final
 
-from instrumentation._proxy import Connection, ProxyInstrument
+from lastactive.instrumentation._proxy import Connection, ProxyInstrument
 
 _log = logging.getLogger(__name__)
 

@@ -15,11 +15,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from types import FrameType
 
-from instrumentation._process_monitor import ProcessMonitor
-from instrumentation._reporter import Reporter
-from instrumentation._signals import drain, wakeup_fd
-from instrumentation._tracker import SessionTracker
-from instrumentation.conventions import (
+from lastactive.conventions import (
     ATTR_PROCESS_COMMAND,
     ATTR_PROCESS_EXIT_CODE,
     ATTR_PROCESS_PID,
@@ -28,6 +24,10 @@ from instrumentation.conventions import (
     EVENT_PROCESS_EXIT,
     Source,
 )
+from lastactive.instrumentation._process_monitor import ProcessMonitor
+from lastactive.instrumentation._reporter import Reporter
+from lastactive.instrumentation._signals import drain, wakeup_fd
+from lastactive.instrumentation._tracker import SessionTracker
 
 EXIT_EXPORT_TIMEOUT_S = 1.0
 """Seconds the wrapper waits for its last export after the program exits (the collector on
@@ -143,7 +143,7 @@ def run(
 def _relay(master: int, wake: int, tracker: SessionTracker, stdin_tty: bool) -> None:
     """Copy stdin -> master and master -> stdout until the program closes its terminal.
 
-    ``wake`` is a :func:`~instrumentation._signals.wakeup_fd`: a signal taken by any thread
+    ``wake`` is a :func:`~._signals.wakeup_fd`: a signal taken by any thread
     ends the ``poll`` so its handler runs now.
     """
     poller = select.poll()

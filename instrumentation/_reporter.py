@@ -33,10 +33,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from instrumentation._agent_task import AgentTask
-from instrumentation._host import host_identity
-from instrumentation._tracker import Clock, SessionTracker
-from instrumentation.conventions import (
+from lastactive.conventions import (
     ATTR_GEN_AI_AGENT_NAME,
     ATTR_GEN_AI_OPERATION_NAME,
     ATTR_HOLD,
@@ -60,6 +57,9 @@ from instrumentation.conventions import (
     HoldKind,
     Source,
 )
+from lastactive.instrumentation._agent_task import AgentTask
+from lastactive.instrumentation._host import host_identity
+from lastactive.instrumentation._tracker import Clock, SessionTracker
 
 _log = logging.getLogger(__name__)
 

@@ -17,9 +17,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
-from instrumentation._host import host_identity
-from instrumentation._otlp_post import logs_request, post_logs
-from instrumentation.conventions import (
+from lastactive.conventions import (
     ATTR_HOLD,
     ATTR_HOLD_ID,
     ATTR_HOLD_UNTIL,
@@ -34,6 +32,8 @@ from instrumentation.conventions import (
     HoldKind,
     Source,
 )
+from lastactive.instrumentation._host import host_identity
+from lastactive.instrumentation._otlp_post import logs_request, post_logs
 
 _Event = tuple[str, Mapping[str, str | float], int]
 
@@ -123,4 +123,4 @@ def tmux_event(
 
 def default_command() -> list[str]:
     """How the hooks call back into lastactive: this Python, so a venv need not be on PATH."""
-    return [sys.executable, "-m", "collector.cli"]
+    return [sys.executable, "-m", "lastactive"]

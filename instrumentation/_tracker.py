@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 
-from instrumentation.conventions import ATTR_SESSION_ID, Source
+from lastactive.conventions import ATTR_SESSION_ID, Source
 
 Clock = Callable[[], float]
 """Returns seconds since the Unix epoch (UTC), like :func:`time.time`."""
@@ -15,7 +15,7 @@ class SessionTracker:
     """Last-activity state of one session, written on the hot path, read at export.
 
     ``record``, ``add_input`` and ``add_output`` only write plain fields (about the cost of an
-    attribute write plus one clock read); the :class:`~instrumentation.Reporter` that made the
+    attribute write plus one clock read); the :class:`~.Reporter` that made the
     tracker reads them through observable instruments at each export. Times are seconds since
     the Unix epoch (UTC) from the clock passed in.
 

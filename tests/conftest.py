@@ -19,7 +19,7 @@ from typing import Any
 import grpc
 import pytest
 
-from collector.proto import query_pb2, query_pb2_grpc
+from lastactive.collector.proto import query_pb2, query_pb2_grpc
 
 _READY = re.compile(r"on 127\.0\.0\.1:(\d+), OTLP/HTTP and query HTTP on http://127\.0\.0\.1:(\d+)")
 
@@ -38,7 +38,7 @@ class Collector:
             [
                 sys.executable,
                 "-m",
-                "collector.cli",
+                "lastactive",
                 "serve",
                 "--grpc-port",
                 "0",

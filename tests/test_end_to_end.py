@@ -19,7 +19,7 @@ def test_run_then_query_over_http_and_grpc_then_restart(
         [
             sys.executable,
             "-m",
-            "collector.cli",
+            "lastactive",
             "run",
             "--session-id",
             "e2e-1",
@@ -104,7 +104,7 @@ def test_run_then_query_over_http_and_grpc_then_restart(
     assert (g.exited, g.exit_code, g.process_status) == (True, 7, "exited")
 
     ls = subprocess.run(
-        [sys.executable, "-m", "collector.cli", "ls", "--url", collector.http],
+        [sys.executable, "-m", "lastactive", "ls", "--url", collector.http],
         capture_output=True,
         text=True,
         check=True,

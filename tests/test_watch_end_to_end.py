@@ -16,13 +16,13 @@ from typing import Any
 
 import grpc
 
-from collector.proto import query_pb2
+from lastactive.collector.proto import query_pb2
 from tests.conftest import Collector, wait_for
 
 IDLE_AFTER = 2.0
 POLICY = f"[defaults]\nidle_after = {IDLE_AFTER}\nhibernate_after = 3\n"
 PROGRAM = "for i in 1 2 3 4 5; do echo tick $i; sleep 0.2; done; sleep 60"
-CULL = [sys.executable, "-m", "collector.cli", "cull"]
+CULL = [sys.executable, "-m", "lastactive", "cull"]
 
 
 def _epoch(iso: str) -> float:
@@ -69,7 +69,7 @@ def test_watch_sse_and_cull(tmp_path: Path, lastactive_env: dict[str, str]) -> N
         assert sse_events[0][1] == "snapshot" and sse_events[0][2] == {"states": []}
 
         run = subprocess.Popen(
-            [sys.executable, "-m", "collector.cli", "run", "--session-id", "w1",
+            [sys.executable, "-m", "lastactive", "run", "--session-id", "w1",
              "--endpoint", f"http://{c.grpc_target}", "--", "sh", "-c", PROGRAM],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=lastactive_env,
         )  # fmt: skip
@@ -138,7 +138,7 @@ def test_a_runaway_program_becomes_runaway_and_leaves_it_when_quiet(
         threading.Thread(target=read_grpc, args=(call, events), daemon=True).start()
         # As fast as it can for a moment (about 30 MB), then quiet.
         run = subprocess.Popen(
-            [sys.executable, "-m", "collector.cli", "run", "--session-id", "spin",
+            [sys.executable, "-m", "lastactive", "run", "--session-id", "spin",
              "--endpoint", f"http://{c.grpc_target}", "--", "sh", "-c",
              "yes spinning-out-of-control | head -c 30000000; sleep 120"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=lastactive_env,

@@ -1,14 +1,15 @@
-"""Rebuild the generated code of ``query.proto``: ``python -m collector.proto``.
+"""Rebuild the generated code of ``query.proto``: ``python -m lastactive.collector.proto``.
 
 Needs the ``proto`` extra (``pip install -e '.[proto]'``); the output is committed, so users
-and CI never run this.
+and CI never run this. The file is compiled as ``lastactive/collector/proto/query.proto`` from
+the repository root, so the generated modules import each other as ``lastactive.collector...``.
 """
 
 from pathlib import Path
 
 from grpc_tools import protoc
 
-root = Path(__file__).resolve().parents[2]
+root = Path(__file__).parents[3]  # <repo>/lastactive/collector/proto/__main__.py -> <repo>
 rc = protoc.main(
     [
         "grpc_tools.protoc",
@@ -16,7 +17,7 @@ rc = protoc.main(
         f"--python_out={root}",
         f"--pyi_out={root}",
         f"--grpc_python_out={root}",
-        str(root / "collector/proto/query.proto"),
+        str(root / "lastactive/collector/proto/query.proto"),
     ]
 )
 raise SystemExit(rc)

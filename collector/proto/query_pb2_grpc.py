@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from collector.proto import query_pb2 as collector_dot_proto_dot_query__pb2
+from lastactive.collector.proto import query_pb2 as lastactive_dot_collector_dot_proto_dot_query__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in collector/proto/query_pb2_grpc.py depends on'
+        + ' but the generated code in lastactive/collector/proto/query_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -36,28 +36,28 @@ class ActivityQueryStub:
         """
         self.ListSessions = channel.unary_unary(
                 '/lastactive.v1.ActivityQuery/ListSessions',
-                request_serializer=collector_dot_proto_dot_query__pb2.ListSessionsRequest.SerializeToString,
-                response_deserializer=collector_dot_proto_dot_query__pb2.ListSessionsResponse.FromString,
+                request_serializer=lastactive_dot_collector_dot_proto_dot_query__pb2.ListSessionsRequest.SerializeToString,
+                response_deserializer=lastactive_dot_collector_dot_proto_dot_query__pb2.ListSessionsResponse.FromString,
                 _registered_method=True)
         self.GetSession = channel.unary_unary(
                 '/lastactive.v1.ActivityQuery/GetSession',
-                request_serializer=collector_dot_proto_dot_query__pb2.GetRequest.SerializeToString,
-                response_deserializer=collector_dot_proto_dot_query__pb2.Entity.FromString,
+                request_serializer=lastactive_dot_collector_dot_proto_dot_query__pb2.GetRequest.SerializeToString,
+                response_deserializer=lastactive_dot_collector_dot_proto_dot_query__pb2.Entity.FromString,
                 _registered_method=True)
         self.GetHost = channel.unary_unary(
                 '/lastactive.v1.ActivityQuery/GetHost',
-                request_serializer=collector_dot_proto_dot_query__pb2.GetRequest.SerializeToString,
-                response_deserializer=collector_dot_proto_dot_query__pb2.Entity.FromString,
+                request_serializer=lastactive_dot_collector_dot_proto_dot_query__pb2.GetRequest.SerializeToString,
+                response_deserializer=lastactive_dot_collector_dot_proto_dot_query__pb2.Entity.FromString,
                 _registered_method=True)
         self.Decisions = channel.unary_unary(
                 '/lastactive.v1.ActivityQuery/Decisions',
-                request_serializer=collector_dot_proto_dot_query__pb2.DecisionsRequest.SerializeToString,
-                response_deserializer=collector_dot_proto_dot_query__pb2.DecisionsResponse.FromString,
+                request_serializer=lastactive_dot_collector_dot_proto_dot_query__pb2.DecisionsRequest.SerializeToString,
+                response_deserializer=lastactive_dot_collector_dot_proto_dot_query__pb2.DecisionsResponse.FromString,
                 _registered_method=True)
         self.Watch = channel.unary_stream(
                 '/lastactive.v1.ActivityQuery/Watch',
-                request_serializer=collector_dot_proto_dot_query__pb2.WatchRequest.SerializeToString,
-                response_deserializer=collector_dot_proto_dot_query__pb2.WatchEvent.FromString,
+                request_serializer=lastactive_dot_collector_dot_proto_dot_query__pb2.WatchRequest.SerializeToString,
+                response_deserializer=lastactive_dot_collector_dot_proto_dot_query__pb2.WatchEvent.FromString,
                 _registered_method=True)
 
 
@@ -106,28 +106,28 @@ def add_ActivityQueryServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'ListSessions': grpc.unary_unary_rpc_method_handler(
                     servicer.ListSessions,
-                    request_deserializer=collector_dot_proto_dot_query__pb2.ListSessionsRequest.FromString,
-                    response_serializer=collector_dot_proto_dot_query__pb2.ListSessionsResponse.SerializeToString,
+                    request_deserializer=lastactive_dot_collector_dot_proto_dot_query__pb2.ListSessionsRequest.FromString,
+                    response_serializer=lastactive_dot_collector_dot_proto_dot_query__pb2.ListSessionsResponse.SerializeToString,
             ),
             'GetSession': grpc.unary_unary_rpc_method_handler(
                     servicer.GetSession,
-                    request_deserializer=collector_dot_proto_dot_query__pb2.GetRequest.FromString,
-                    response_serializer=collector_dot_proto_dot_query__pb2.Entity.SerializeToString,
+                    request_deserializer=lastactive_dot_collector_dot_proto_dot_query__pb2.GetRequest.FromString,
+                    response_serializer=lastactive_dot_collector_dot_proto_dot_query__pb2.Entity.SerializeToString,
             ),
             'GetHost': grpc.unary_unary_rpc_method_handler(
                     servicer.GetHost,
-                    request_deserializer=collector_dot_proto_dot_query__pb2.GetRequest.FromString,
-                    response_serializer=collector_dot_proto_dot_query__pb2.Entity.SerializeToString,
+                    request_deserializer=lastactive_dot_collector_dot_proto_dot_query__pb2.GetRequest.FromString,
+                    response_serializer=lastactive_dot_collector_dot_proto_dot_query__pb2.Entity.SerializeToString,
             ),
             'Decisions': grpc.unary_unary_rpc_method_handler(
                     servicer.Decisions,
-                    request_deserializer=collector_dot_proto_dot_query__pb2.DecisionsRequest.FromString,
-                    response_serializer=collector_dot_proto_dot_query__pb2.DecisionsResponse.SerializeToString,
+                    request_deserializer=lastactive_dot_collector_dot_proto_dot_query__pb2.DecisionsRequest.FromString,
+                    response_serializer=lastactive_dot_collector_dot_proto_dot_query__pb2.DecisionsResponse.SerializeToString,
             ),
             'Watch': grpc.unary_stream_rpc_method_handler(
                     servicer.Watch,
-                    request_deserializer=collector_dot_proto_dot_query__pb2.WatchRequest.FromString,
-                    response_serializer=collector_dot_proto_dot_query__pb2.WatchEvent.SerializeToString,
+                    request_deserializer=lastactive_dot_collector_dot_proto_dot_query__pb2.WatchRequest.FromString,
+                    response_serializer=lastactive_dot_collector_dot_proto_dot_query__pb2.WatchEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -155,8 +155,8 @@ class ActivityQuery:
             request,
             target,
             '/lastactive.v1.ActivityQuery/ListSessions',
-            collector_dot_proto_dot_query__pb2.ListSessionsRequest.SerializeToString,
-            collector_dot_proto_dot_query__pb2.ListSessionsResponse.FromString,
+            lastactive_dot_collector_dot_proto_dot_query__pb2.ListSessionsRequest.SerializeToString,
+            lastactive_dot_collector_dot_proto_dot_query__pb2.ListSessionsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -182,8 +182,8 @@ class ActivityQuery:
             request,
             target,
             '/lastactive.v1.ActivityQuery/GetSession',
-            collector_dot_proto_dot_query__pb2.GetRequest.SerializeToString,
-            collector_dot_proto_dot_query__pb2.Entity.FromString,
+            lastactive_dot_collector_dot_proto_dot_query__pb2.GetRequest.SerializeToString,
+            lastactive_dot_collector_dot_proto_dot_query__pb2.Entity.FromString,
             options,
             channel_credentials,
             insecure,
@@ -209,8 +209,8 @@ class ActivityQuery:
             request,
             target,
             '/lastactive.v1.ActivityQuery/GetHost',
-            collector_dot_proto_dot_query__pb2.GetRequest.SerializeToString,
-            collector_dot_proto_dot_query__pb2.Entity.FromString,
+            lastactive_dot_collector_dot_proto_dot_query__pb2.GetRequest.SerializeToString,
+            lastactive_dot_collector_dot_proto_dot_query__pb2.Entity.FromString,
             options,
             channel_credentials,
             insecure,
@@ -236,8 +236,8 @@ class ActivityQuery:
             request,
             target,
             '/lastactive.v1.ActivityQuery/Decisions',
-            collector_dot_proto_dot_query__pb2.DecisionsRequest.SerializeToString,
-            collector_dot_proto_dot_query__pb2.DecisionsResponse.FromString,
+            lastactive_dot_collector_dot_proto_dot_query__pb2.DecisionsRequest.SerializeToString,
+            lastactive_dot_collector_dot_proto_dot_query__pb2.DecisionsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -263,8 +263,8 @@ class ActivityQuery:
             request,
             target,
             '/lastactive.v1.ActivityQuery/Watch',
-            collector_dot_proto_dot_query__pb2.WatchRequest.SerializeToString,
-            collector_dot_proto_dot_query__pb2.WatchEvent.FromString,
+            lastactive_dot_collector_dot_proto_dot_query__pb2.WatchRequest.SerializeToString,
+            lastactive_dot_collector_dot_proto_dot_query__pb2.WatchEvent.FromString,
             options,
             channel_credentials,
             insecure,

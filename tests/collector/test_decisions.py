@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from collector.proto import query_pb2
+from lastactive.collector.proto import query_pb2
 from tests.collector.otlp_requests import S, metrics_request, sum_point
 from tests.conftest import Collector, wait_for
 
@@ -56,7 +56,7 @@ def run_idle(collector: Collector, env: dict[str, str], sid: str, resource: str)
     """``lastactive run`` of a program that prints once and stays, its resource given by the
     standard ``OTEL_RESOURCE_ATTRIBUTES`` (the OTel SDK reads it)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "collector.cli", "run", "--session-id", sid,
+        [sys.executable, "-m", "lastactive", "run", "--session-id", sid,
          "--endpoint", f"http://{collector.grpc_target}", "--", "sh", "-c", "echo hi; sleep 60"],
         env={**env, "OTEL_RESOURCE_ATTRIBUTES": resource}, stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -114,7 +114,7 @@ def test_serve_refuses_an_invalid_policy(tmp_path: Path) -> None:
     policy = tmp_path / "policy.toml"
     policy.write_text("[defaults]\nidle_afterr = 30\n")
     done = subprocess.run(
-        [sys.executable, "-m", "collector.cli", "serve", "--policy", str(policy),
+        [sys.executable, "-m", "lastactive", "serve", "--policy", str(policy),
          "--db", str(tmp_path / "x.db"), "--grpc-port", "0", "--http-port", "0"],
         capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip

@@ -9,7 +9,7 @@ import pytest
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from collector._otlp_body import CONTENT_JSON, BodyError, decompress, media_type, parse
+from lastactive.collector._otlp_body import CONTENT_JSON, BodyError, decompress, media_type, parse
 from tests.collector.test_receivers import otlp_json
 
 

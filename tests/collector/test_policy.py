@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from collector._state import ActivityState, Entity, Identity, view
-from collector.policy import PolicyError, Rules, evaluate, load_policy, parse_policy
+from lastactive.collector._state import ActivityState, Entity, Identity, view
+from lastactive.collector.policy import PolicyError, Rules, evaluate, load_policy, parse_policy
 
 S = 1_000_000_000
 T0 = 1_800_000_000 * S

@@ -34,7 +34,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-from collector.proto import query_pb2
+from lastactive.collector.proto import query_pb2
 from tests.collector.otlp_requests import S, metrics_request, sum_point
 from tests.conftest import Collector
 

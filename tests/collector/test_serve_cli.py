@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tests.conftest import Collector
 
-SERVE = [sys.executable, "-m", "collector.cli", "serve"]
+SERVE = [sys.executable, "-m", "lastactive", "serve"]
 
 
 def test_a_second_collector_cannot_share_the_ports(collector: Collector, tmp_path: Path) -> None:

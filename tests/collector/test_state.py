@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
-from collector._state import RATE_WINDOW_NS, ActivityState, Identity, Kind, sort_key, view
-from instrumentation.conventions import AgentStatus, Source
+from lastactive.collector._state import (
+    RATE_WINDOW_NS,
+    ActivityState,
+    Identity,
+    Kind,
+    sort_key,
+    view,
+)
+from lastactive.conventions import AgentStatus, Source
 
 S = 1_000_000_000
 T0 = 1_800_000_000 * S

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from collector._state import EntityRecord
-from collector.store import SqliteStore
+from lastactive.collector._state import EntityRecord
+from lastactive.collector.store import SqliteStore
 
 
 def rec(

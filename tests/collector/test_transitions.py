@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collector._state import ActivityState, Identity
-from collector._transitions import TransitionEngine
-from collector.policy import Policy, Rules
+from lastactive.collector._state import ActivityState, Identity
+from lastactive.collector._transitions import TransitionEngine
+from lastactive.collector.policy import Policy, Rules
 
 S = 1_000_000_000
 T0 = 1_800_000_000 * S

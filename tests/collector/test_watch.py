@@ -13,11 +13,11 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
-from collector._state import ActivityState, Identity
-from collector._transitions import Transition, TransitionEngine
-from collector._watch import QUEUE_MAX, RESYNC, WatchHub, watch_events
-from collector.policy import Policy
-from collector.proto import query_pb2
+from lastactive.collector._state import ActivityState, Identity
+from lastactive.collector._transitions import Transition, TransitionEngine
+from lastactive.collector._watch import QUEUE_MAX, RESYNC, WatchHub, watch_events
+from lastactive.collector.policy import Policy
+from lastactive.collector.proto import query_pb2
 from tests.collector.otlp_requests import S, kv
 from tests.conftest import Collector, wait_for
 

@@ -146,7 +146,7 @@ def test_every_panel_query_returns_data_from_a_real_prometheus(
                     [
                         sys.executable,
                         "-m",
-                        "collector.cli",
+                        "lastactive",
                         "run",
                         "--session-id",
                         sid,

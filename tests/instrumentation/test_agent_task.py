@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from instrumentation import Reporter
+from lastactive.instrumentation import Reporter
 from tests.conftest import Collector, wait_for
 
 

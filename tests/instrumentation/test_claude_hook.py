@@ -13,7 +13,7 @@ from typing import Any
 from tests.conftest import Collector
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "claude_hooks"
-HOOK = [sys.executable, "-m", "collector.cli", "hook", "claude"]
+HOOK = [sys.executable, "-m", "lastactive", "hook", "claude"]
 HOOK_BOUND_S = 2.0
 """The hook must return in well under a second; this bound leaves room for a loaded CI."""
 

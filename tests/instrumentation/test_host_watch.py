@@ -10,8 +10,8 @@ from pathlib import Path
 
 import psutil
 
-from collector.proto import query_pb2
-from instrumentation._host import host_identity
+from lastactive.collector.proto import query_pb2
+from lastactive.instrumentation._host import host_identity
 from tests.conftest import Collector, wait_for
 
 S = 1_000_000_000
@@ -23,7 +23,7 @@ def test_boot_is_recorded_once_per_boot(
     host_id, _ = host_identity()
     for _ in range(2):
         done = subprocess.run(
-            [sys.executable, "-m", "collector.cli", "host", "--once",
+            [sys.executable, "-m", "lastactive", "host", "--once",
              "--endpoint", f"http://{collector.grpc_target}"],
             env=lastactive_env, capture_output=True, timeout=60, check=False,
         )  # fmt: skip
@@ -50,7 +50,7 @@ def test_sigterm_stops_the_watcher_now_not_at_its_next_check(
     watcher exits without waiting out its 10-minute interval."""
     for _ in range(3):
         watcher = subprocess.Popen(
-            [sys.executable, "-m", "collector.cli", "host", "--interval", "600",
+            [sys.executable, "-m", "lastactive", "host", "--interval", "600",
              "--endpoint", f"http://{collector.grpc_target}"],
             env=lastactive_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip

@@ -14,7 +14,7 @@ from tests.conftest import Collector, wait_for
 
 def lease(collector: Collector, env: dict[str, str], ttl: str, sid: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "collector.cli", "lease", "--ttl", ttl, "--session-id", sid,
+        [sys.executable, "-m", "lastactive", "lease", "--ttl", ttl, "--session-id", sid,
          "--endpoint", f"http://{collector.grpc_target}", "--", "sleep", "60"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
@@ -103,7 +103,7 @@ def test_lease_expires_by_itself_when_the_holder_dies(
 
 def test_lease_needs_a_session(lastactive_env: dict[str, str]) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "collector.cli", "lease", "--ttl", "1m", "--", "true"],
+        [sys.executable, "-m", "lastactive", "lease", "--ttl", "1m", "--", "true"],
         env=lastactive_env, capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
     assert done.returncode == 2 and "LASTACTIVE_SESSION_ID" in done.stderr

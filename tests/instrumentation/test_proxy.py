@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from instrumentation._reporter import MIN_HOLD_TTL_S
+from lastactive.instrumentation._reporter import MIN_HOLD_TTL_S
 from tests.conftest import Collector, free_port, listening, stop_process, wait_for
 
 needs_vnc = pytest.mark.skipif(
@@ -69,7 +69,7 @@ def start_proxy(
         [
             sys.executable,
             "-m",
-            "collector.cli",
+            "lastactive",
             "proxy",
             "--listen",
             "127.0.0.1:0",

@@ -15,7 +15,7 @@ import time
 
 from tests.conftest import Collector, wait_for
 
-RUN = [sys.executable, "-m", "collector.cli", "run"]
+RUN = [sys.executable, "-m", "lastactive", "run"]
 
 
 def down_env(env: dict[str, str]) -> dict[str, str]:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from instrumentation import Reporter, SessionTracker, Source
-from instrumentation._reporter import export_interval_from_env
+from lastactive.instrumentation import Reporter, SessionTracker, Source
+from lastactive.instrumentation._reporter import export_interval_from_env
 from tests.conftest import Collector, wait_for
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 
-from instrumentation._rfb import RfbClassifier
+from lastactive.instrumentation._rfb import RfbClassifier
 
 HANDSHAKE = b"RFB 003.008\n" + bytes([2]) + b"\x11" * 16 + b"\x01"  # VNC auth, shared
 SET_ENCODINGS = struct.pack(">BBH3i", 2, 0, 3, 0, 1, -239)

@@ -21,7 +21,7 @@ from typing import Any
 import psutil
 import pytest
 
-from instrumentation._host import host_identity
+from lastactive.instrumentation._host import host_identity
 from tests.conftest import Collector, free_port, listening, stop_process, wait_for
 
 SSHD = "/usr/sbin/sshd"
@@ -87,7 +87,7 @@ def test_an_ssh_login_holds_the_host_and_typing_is_user_input(
         stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
     )  # fmt: skip
     watcher = subprocess.Popen(
-        [sys.executable, "-m", "collector.cli", "host", "--interval", "0.5",
+        [sys.executable, "-m", "lastactive", "host", "--interval", "0.5",
          "--endpoint", f"http://{collector.grpc_target}"],
         env=lastactive_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip

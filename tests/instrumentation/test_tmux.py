@@ -45,7 +45,7 @@ def test_attach_and_detach_start_and_stop_presence(
     tmux("new-session", "-d", "-s", "work", "-x", "80", "-y", "24", "sh")
     tmux("new-session", "-d", "-s", "other", "sh")
     installed = subprocess.run(
-        [sys.executable, "-m", "collector.cli", "tmux", "--install", "--url", collector.http],
+        [sys.executable, "-m", "lastactive", "tmux", "--install", "--url", collector.http],
         env=tmux_env, capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
     assert installed.returncode == 0, installed.stderr

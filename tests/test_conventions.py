@@ -1,13 +1,13 @@
-"""docs/conventions.md mirrors instrumentation/conventions.py."""
+"""docs/conventions.md mirrors lastactive/conventions.py."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from instrumentation import conventions as c
+from lastactive import conventions as c
 
-DOC = (Path(__file__).parents[2] / "docs" / "conventions.md").read_text()
+DOC = (Path(__file__).parents[1] / "docs" / "conventions.md").read_text()
 
 
 def test_every_defined_name_is_documented() -> None:

@@ -1,7 +1,7 @@
 """The ``lastactive`` command: ``serve``, ``run``, ``ls``.
 
-The CLI only parses arguments and delegates: ``serve`` to :func:`collector._server.serve`,
-``run`` to :func:`instrumentation.run`, ``ls`` to :mod:`collector._ls`.
+The CLI only parses arguments and delegates: ``serve`` to :func:`~.collector.serve`,
+``run`` to :func:`lastactive.instrumentation.run`, ``ls`` to :mod:`lastactive.collector._ls`.
 """
 
 from __future__ import annotations
@@ -147,9 +147,9 @@ def _proxy(args: argparse.Namespace) -> int:
     import signal
 
     _quiet_logging()
-    from instrumentation import Reporter
-    from instrumentation._proxy import ProxyInstrument
-    from instrumentation._proxy_relay import serve_proxy, serve_websocket
+    from lastactive.instrumentation import Reporter
+    from lastactive.instrumentation._proxy import ProxyInstrument
+    from lastactive.instrumentation._proxy_relay import serve_proxy, serve_websocket
 
     reporter = Reporter(service_name="lastactive-proxy", endpoint=args.endpoint)
     target = f"{args.target[0]}:{args.target[1]}"
@@ -215,7 +215,7 @@ def _command(argv: list[str], name: str) -> list[str] | None:
 
 
 def _hook(args: argparse.Namespace) -> int:
-    from instrumentation._claude_hook import hook_claude, timeout_from_env
+    from lastactive.instrumentation._claude_hook import hook_claude, timeout_from_env
 
     _quiet_logging()
     try:
@@ -231,7 +231,7 @@ def _lease(args: argparse.Namespace) -> int:
     import subprocess
 
     argv = _command(args.argv, "lease")
-    from instrumentation.conventions import ENV_SESSION_ID
+    from lastactive.conventions import ENV_SESSION_ID
 
     session_id = args.session_id or os.environ.get(ENV_SESSION_ID)
     if argv is None:
@@ -244,8 +244,8 @@ def _lease(args: argparse.Namespace) -> int:
         )
         return 2
     _quiet_logging()
-    from instrumentation import Reporter
-    from instrumentation._signals import wait_child, wakeup_fd
+    from lastactive.instrumentation import Reporter
+    from lastactive.instrumentation._signals import wait_child, wakeup_fd
 
     reporter = Reporter(service_name="lastactive-lease", endpoint=args.endpoint)
     tracker = reporter.session(session_id)
@@ -268,7 +268,7 @@ def _lease(args: argparse.Namespace) -> int:
 def _tmux(args: argparse.Namespace) -> int:
     import subprocess
 
-    from instrumentation._tmux import default_command, install, tmux_conf
+    from lastactive.instrumentation._tmux import default_command, install, tmux_conf
 
     url = _http_url(args.url)
     if not args.install:
@@ -283,8 +283,8 @@ def _tmux(args: argparse.Namespace) -> int:
 
 
 def _tmux_event(args: argparse.Namespace) -> int:
-    from instrumentation._claude_hook import timeout_from_env
-    from instrumentation._tmux import tmux_event
+    from lastactive.instrumentation._claude_hook import timeout_from_env
+    from lastactive.instrumentation._tmux import tmux_event
 
     _quiet_logging()
     try:
@@ -299,9 +299,9 @@ def _host(args: argparse.Namespace) -> int:
     import threading
 
     _quiet_logging()
-    from instrumentation import Reporter
-    from instrumentation._host_watch import watch_host
-    from instrumentation._signals import main_thread_takes
+    from lastactive.instrumentation import Reporter
+    from lastactive.instrumentation._host_watch import watch_host
+    from lastactive.instrumentation._signals import main_thread_takes
 
     stopping = (signal.SIGTERM, signal.SIGINT)
     with main_thread_takes(stopping):  # the SDK's and gRPC's threads are started here
@@ -322,7 +322,7 @@ def _cull(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from collector._cull import Action, Culler, command_action, http_action
+    from lastactive.collector._cull import Action, Culler, command_action, http_action
 
     if not (args.action_command or args.http or args.dry_run):
         print("lastactive cull: give --command, --http or --dry-run", file=sys.stderr)
@@ -357,8 +357,8 @@ def _cull(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from collector._server import serve
-    from collector.settings import Settings
+    from lastactive.collector._server import serve
+    from lastactive.collector.settings import Settings
 
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
@@ -378,7 +378,7 @@ def _serve(args: argparse.Namespace) -> int:
     def ready(bound: object) -> None:
         print(bound.line(str(settings.db)), flush=True)  # type: ignore[attr-defined]
 
-    from collector.policy import PolicyError
+    from lastactive.collector.policy import PolicyError
 
     try:
         asyncio.run(serve(settings, ready=ready))
@@ -392,14 +392,14 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from instrumentation._pty_run import run
+    from lastactive.instrumentation._pty_run import run
 
     argv = _command(args.argv, "run")
     if argv is None:
         return 2
     _quiet_logging()  # export problems must not scribble over the program's terminal
 
-    from instrumentation import Reporter
+    from lastactive.instrumentation import Reporter
 
     endpoint = args.endpoint
     return run(
@@ -410,8 +410,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _ls(args: argparse.Namespace) -> int:
-    from collector._ls import fetch_sessions, table
-    from collector.settings import Settings
+    from lastactive.collector._ls import fetch_sessions, table
+    from lastactive.collector.settings import Settings
 
     url = args.url
     if not url:
