@@ -7,9 +7,12 @@ import contextlib
 import logging
 import signal
 import socket
+import sqlite3
+import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import uvicorn
 
@@ -22,7 +25,7 @@ from lastactive.collector._metrics import registry_for
 from lastactive.collector._state import NANOS, ActivityState
 from lastactive.collector._transitions import TICK_S, TransitionEngine
 from lastactive.collector._watch import WatchHub
-from lastactive.collector.policy import Policy, load_policy
+from lastactive.collector.policy import Policy, PolicyError, load_policy
 from lastactive.collector.settings import Settings
 from lastactive.collector.store import SqliteStore, Store
 
@@ -149,3 +152,35 @@ async def serve(
         await flusher.stop()
         store.close()
         sock.close()
+
+
+def serve_command(overrides: Mapping[str, Any], verbose: bool = False) -> int:
+    """``lastactive serve``: run until SIGTERM/SIGINT with ``Settings(**overrides)`` (the flags
+    given; the rest from ``LASTACTIVE_*`` and defaults).
+
+    Returns:
+        0 after a clean stop; 1 when a port cannot be bound or the database cannot be used; 2
+        for invalid settings or an invalid policy file (the message says which key).
+    """
+    from pydantic import ValidationError
+
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        print(f"lastactive serve: invalid settings:\n{exc}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(
+            serve(settings, ready=lambda bound: print(bound.line(str(settings.db)), flush=True))
+        )
+    except PolicyError as exc:
+        print(f"lastactive serve: invalid policy: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, RuntimeError, sqlite3.Error) as exc:  # a port in use, an unusable database
+        print(f"lastactive serve: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from typing import Any, Final
 
+from lastactive.client import logs_request, post_logs
 from lastactive.conventions import (
     ATTR_GEN_AI_AGENT_NAME,
     ATTR_HOST_ID,
@@ -29,12 +29,8 @@ from lastactive.conventions import (
     Source,
 )
 from lastactive.instrumentation._host import host_identity
-from lastactive.instrumentation._otlp_post import logs_request, post_logs
 
 _log = logging.getLogger(__name__)
-
-HOOK_TIMEOUT_S: Final = 0.5
-"""Seconds the hook waits for the collector (``LASTACTIVE_HOOK_TIMEOUT`` overrides)."""
 
 AGENT_NAME: Final = "claude-code"
 
@@ -89,11 +85,3 @@ def hook_claude(
         post_logs(url, logs_request(resource, [(name, attrs, clock())]), timeout)
     except Exception:
         _log.exception("lastactive hook claude: not reported")
-
-
-def timeout_from_env() -> float:
-    """``LASTACTIVE_HOOK_TIMEOUT`` seconds, or :data:`HOOK_TIMEOUT_S`."""
-    try:
-        return float(os.environ.get("LASTACTIVE_HOOK_TIMEOUT", HOOK_TIMEOUT_S))
-    except ValueError:
-        return HOOK_TIMEOUT_S

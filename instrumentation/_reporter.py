@@ -33,6 +33,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+from lastactive.client import otlp_endpoint
 from lastactive.conventions import (
     ATTR_GEN_AI_AGENT_NAME,
     ATTR_GEN_AI_OPERATION_NAME,
@@ -148,10 +149,12 @@ _EXPORTERS: Final = {
 
 def _otlp_exporter(signal: str, endpoint: str | None) -> Any:
     """The SDK's OTLP exporter for ``signal`` over the configured protocol (imported lazily:
-    a wrapper only loads the transport it uses). ``endpoint`` is the collector's base URL."""
+    a wrapper only loads the transport it uses). ``endpoint`` is the collector's base URL, or
+    ``None`` for :func:`lastactive.client.otlp_endpoint`'s rule."""
     module, cls, protocol_var, timeout_var = _EXPORTERS[signal]
     kwargs: dict[str, Any] = _timeout_kwargs(timeout_var)
     transport = "http" if _protocol(protocol_var) == PROTOCOL_HTTP else "grpc"
+    endpoint = otlp_endpoint(endpoint, signal, transport)
     if endpoint:
         kwargs["endpoint"] = (
             f"{endpoint.rstrip('/')}/v1/{signal}" if transport == "http" else endpoint

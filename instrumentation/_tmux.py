@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
+from lastactive.client import logs_request, post_logs
 from lastactive.conventions import (
     ATTR_HOLD,
     ATTR_HOLD_ID,
@@ -33,7 +34,6 @@ from lastactive.conventions import (
     Source,
 )
 from lastactive.instrumentation._host import host_identity
-from lastactive.instrumentation._otlp_post import logs_request, post_logs
 
 _Event = tuple[str, Mapping[str, str | float], int]
 
@@ -62,7 +62,7 @@ def tmux_conf(lastactive: Sequence[str], url: str) -> str:
     return "\n".join(f'{" ".join(cmd[:3])} "{cmd[3]}"' for cmd in hook_commands(lastactive, url))
 
 
-def install(lastactive: Sequence[str], url: str, tmux: Sequence[str] = ("tmux",)) -> None:
+def install_hooks(lastactive: Sequence[str], url: str, tmux: Sequence[str] = ("tmux",)) -> None:
     """Set the hooks on the running tmux server.
 
     Raises:
@@ -122,5 +122,7 @@ def tmux_event(
 
 
 def default_command() -> list[str]:
-    """How the hooks call back into lastactive: this Python, so a venv need not be on PATH."""
-    return [sys.executable, "-m", "lastactive"]
+    """How the hooks call back into lastactive: this Python, so a venv need not be on PATH, with
+    ``-P`` so that no ``lastactive/`` in the hook's working directory can shadow the installed
+    package (``python -P``, Python 3.11+)."""
+    return [sys.executable, "-P", "-m", "lastactive"]

@@ -10,17 +10,18 @@ never acts twice on the same deadline. ``--dry-run`` only logs.
 
 from __future__ import annotations
 
-import json
 import logging
 import shlex
+import signal
 import subprocess
+import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from lastactive.client import get_json, logs_request, post_json, post_logs
 from lastactive.conventions import (
     ATTR_HOST_ID,
     ATTR_SERVICE_NAME,
@@ -29,7 +30,6 @@ from lastactive.conventions import (
     EVENT_ACTIVITY,
     Source,
 )
-from lastactive.instrumentation._otlp_post import logs_request, post_logs
 
 _log = logging.getLogger("lastactive.cull")
 
@@ -56,11 +56,7 @@ def http_action(url: str, timeout: float = 30.0) -> Action:
     """POST the decision as JSON to ``url``; a non-2xx answer is a failure."""
 
     def act(d: dict[str, Any]) -> None:
-        req = urllib.request.Request(
-            url, data=json.dumps(d).encode(), headers={"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            resp.read()
+        post_json(url, d, timeout)
 
     return act
 
@@ -88,8 +84,9 @@ class Culler:
 
     def decisions(self) -> list[dict[str, Any]]:
         """The sessions and hosts due now. Raises OSError when the collector is unreachable."""
-        with urllib.request.urlopen(f"{self.url}/v1/decisions?within=0", timeout=30) as r:
-            due: list[dict[str, Any]] = json.load(r)["hibernate"]
+        due: list[dict[str, Any]] = get_json(self.url, "/v1/decisions", {"within": "0"}, 30)[
+            "hibernate"
+        ]
         return due
 
     def once(self) -> list[tuple[dict[str, Any], str]]:
@@ -137,3 +134,39 @@ class Culler:
             except OSError as exc:
                 _log.error("cannot read decisions from %s: %s", self.url, exc)
             stop.wait(interval)
+
+
+def cull_command(
+    url: str,
+    *,
+    command: str | None,
+    http: str | None,
+    dry_run: bool,
+    concurrency: int,
+    interval: float,
+    once: bool,
+) -> int:
+    """``lastactive cull``: exit status 0, 1 (``--once`` and the collector is unreachable) or 2
+    (no action given, a bad ``concurrency``). Runs until SIGTERM/SIGINT unless ``once``."""
+    if not (command or http or dry_run):
+        print("lastactive cull: give --command, --http or --dry-run", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
+    action = command_action(command) if command else http_action(http) if http else None
+    try:
+        culler = Culler(url, action, dry_run=dry_run, concurrency=concurrency)
+    except ValueError as exc:
+        print(f"lastactive cull: {exc}", file=sys.stderr)
+        return 2
+    if once:
+        try:
+            culler.once()
+        except OSError as exc:
+            print(f"lastactive cull: cannot reach the collector: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: stop.set())
+    culler.run(interval, stop)
+    return 0

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.parse
-import urllib.request
+import sys
 from datetime import UTC, datetime
 from typing import Any
+
+from lastactive.client import get_json
 
 COLUMNS = ("SESSION", "HOST", "STATUS", "LAST ACTIVE", "IDLE", "HELD BY", "BYTES/S OUT/IN")
 
@@ -20,9 +20,9 @@ def fetch_sessions(
     Raises:
         OSError: the collector cannot be reached (``urllib.error.URLError`` is one).
     """
-    query = urllib.parse.urlencode({k: v for k, v in (("host", host), ("limit", limit)) if v})
-    with urllib.request.urlopen(f"{url.rstrip('/')}/v1/sessions?{query}", timeout=timeout) as r:
-        sessions: list[dict[str, Any]] = json.load(r)["sessions"]
+    sessions: list[dict[str, Any]] = get_json(
+        url, "/v1/sessions", {"host": host, "limit": limit}, timeout
+    )["sessions"]
     return sessions
 
 
@@ -82,3 +82,15 @@ def table(sessions: list[dict[str, Any]], now: datetime | None = None) -> str:
     return "\n".join(
         "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows
     )
+
+
+def ls_command(url: str, host: str | None, limit: int, as_json: bool) -> int:
+    """``lastactive ls``: print the table (or the API's JSON); 1 when the collector is
+    unreachable."""
+    try:
+        sessions = fetch_sessions(url, host, limit)
+    except OSError as exc:
+        print(f"lastactive ls: cannot reach the collector at {url}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(sessions, indent=2) if as_json else table(sessions))
+    return 0

@@ -1,0 +1,193 @@
+"""How a command finds and talks to the collector, the same way for every subcommand.
+
+Standard library only: the hooks import it on every event and must start fast.
+
+Where the collector is (the first that is set wins):
+
+* the HTTP API (``hook``, ``tmux``, ``cull``, ``ls``): the ``--url`` flag, ``LASTACTIVE_URL``,
+  else ``http://LASTACTIVE_HOST:LASTACTIVE_HTTP_PORT`` (default ``http://127.0.0.1:4318``);
+* OTLP through the OpenTelemetry SDK (``run``, ``lease``, ``host``, ``proxy``): the
+  ``--endpoint`` flag, ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or the signal's own
+  ``OTEL_EXPORTER_OTLP_<SIGNAL>_ENDPOINT``, which the SDK reads itself), else
+  ``LASTACTIVE_HOST`` with ``LASTACTIVE_GRPC_PORT`` (or ``LASTACTIVE_HTTP_PORT`` for
+  ``http/protobuf``) when either is set, else the SDK's default (``localhost:4317``).
+
+``LASTACTIVE_HOST`` and the ports are the variables ``lastactive serve`` binds with, so one
+environment configures both ends. A wildcard bind address (``0.0.0.0``, ``::``) is reached on
+loopback.
+
+The short-lived reporters send OTLP/JSON log records with :func:`post_logs` (opentelemetry-proto
+``docs/specification.md``, "JSON Protobuf Encoding"): importing the OTel SDK alone would take
+most of a hook's time budget.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+from lastactive.conventions import SCOPE_NAME
+
+__all__ = [
+    "DEFAULT_GRPC_PORT",
+    "DEFAULT_HOST",
+    "DEFAULT_HTTP_PORT",
+    "ENV_GRPC_PORT",
+    "ENV_HOST",
+    "ENV_HTTP_PORT",
+    "ENV_URL",
+    "HOOK_TIMEOUT_S",
+    "Attributes",
+    "get_json",
+    "hook_timeout",
+    "http_url",
+    "logs_request",
+    "otlp_endpoint",
+    "post_json",
+    "post_logs",
+]
+
+ENV_URL: Final = "LASTACTIVE_URL"
+"""The collector's HTTP base URL, e.g. ``http://collector:4318``."""
+ENV_HOST: Final = "LASTACTIVE_HOST"
+"""The address ``lastactive serve`` binds; clients connect there (loopback for a wildcard)."""
+ENV_HTTP_PORT: Final = "LASTACTIVE_HTTP_PORT"
+ENV_GRPC_PORT: Final = "LASTACTIVE_GRPC_PORT"
+DEFAULT_HOST: Final = "127.0.0.1"
+DEFAULT_HTTP_PORT: Final = 4318
+"""OTLP/HTTP's default port (OTLP specification)."""
+DEFAULT_GRPC_PORT: Final = 4317
+"""OTLP/gRPC's default port (OTLP specification)."""
+
+HOOK_TIMEOUT_S: Final = 0.5
+"""Seconds a one-shot reporter (``hook``, ``tmux-event``) waits for the collector."""
+ENV_HOOK_TIMEOUT: Final = "LASTACTIVE_HOOK_TIMEOUT"
+
+_WILDCARDS: Final = {"0.0.0.0": "127.0.0.1", "::": "::1", "": DEFAULT_HOST}
+
+Attributes = Mapping[str, str | int | float | bool]
+
+
+def _base(port_var: str, default_port: int, env: Mapping[str, str]) -> str:
+    host = env.get(ENV_HOST, DEFAULT_HOST).strip()
+    host = _WILDCARDS.get(host, host)
+    port = env.get(port_var, "").strip() or str(default_port)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def http_url(flag: str | None = None, env: Mapping[str, str] | None = None) -> str:
+    """The collector's HTTP base URL (no trailing slash): ``flag``, ``LASTACTIVE_URL``, else
+    built from ``LASTACTIVE_HOST`` and ``LASTACTIVE_HTTP_PORT`` (see the module docstring)."""
+    env = os.environ if env is None else env
+    url = flag or env.get(ENV_URL) or _base(ENV_HTTP_PORT, DEFAULT_HTTP_PORT, env)
+    return url.rstrip("/")
+
+
+def otlp_endpoint(
+    flag: str | None, signal: str, transport: str, env: Mapping[str, str] | None = None
+) -> str | None:
+    """The OTLP base endpoint for an SDK exporter of ``signal`` (``metrics``, ``logs``,
+    ``traces``) over ``transport`` (``grpc`` or ``http``), or ``None`` to let the SDK read
+    ``OTEL_EXPORTER_OTLP_*`` or use its default (see the module docstring)."""
+    env = os.environ if env is None else env
+    if flag:
+        return flag
+    if env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get(
+        f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT"
+    ):
+        return None
+    port_var, default = (
+        (ENV_HTTP_PORT, DEFAULT_HTTP_PORT)
+        if transport == "http"
+        else (ENV_GRPC_PORT, DEFAULT_GRPC_PORT)
+    )
+    if env.get(ENV_HOST) or env.get(port_var):
+        return _base(port_var, default, env)
+    return None
+
+
+def hook_timeout(env: Mapping[str, str] | None = None) -> float:
+    """``LASTACTIVE_HOOK_TIMEOUT`` seconds, or :data:`HOOK_TIMEOUT_S` when unset or not a
+    positive number."""
+    env = os.environ if env is None else env
+    try:
+        value = float(env.get(ENV_HOOK_TIMEOUT, HOOK_TIMEOUT_S))
+    except ValueError:
+        return HOOK_TIMEOUT_S
+    return value if value > 0 else HOOK_TIMEOUT_S
+
+
+def get_json(
+    url: str, path: str, query: Mapping[str, Any] | None = None, timeout: float = 5.0
+) -> Any:
+    """``GET {url}{path}?{query}`` and the decoded JSON answer.
+
+    Raises:
+        OSError: the collector cannot be reached, did not answer within ``timeout`` seconds, or
+            answered an error (``urllib.error.HTTPError`` is an ``OSError``).
+    """
+    qs = urllib.parse.urlencode({k: v for k, v in (query or {}).items() if v})
+    with urllib.request.urlopen(f"{url}{path}" + (f"?{qs}" if qs else ""), timeout=timeout) as r:
+        return json.load(r)
+
+
+def post_json(url: str, body: Any, timeout: float) -> None:
+    """POST ``body`` as JSON to ``url`` (a full URL); the answer is read and dropped.
+
+    Raises:
+        OSError: as :func:`get_json`.
+    """
+    req = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        resp.read()
+
+
+def _any_value(v: str | int | float | bool) -> dict[str, Any]:
+    if isinstance(v, bool):
+        return {"boolValue": v}
+    if isinstance(v, int):
+        return {"intValue": str(v)}  # int64 as a string, as OTLP/JSON allows
+    if isinstance(v, float):
+        return {"doubleValue": v}
+    return {"stringValue": str(v)}
+
+
+def _kvs(attrs: Attributes) -> list[dict[str, Any]]:
+    return [{"key": k, "value": _any_value(v)} for k, v in attrs.items()]
+
+
+def logs_request(
+    resource: Attributes, events: Sequence[tuple[str, Attributes, int]]
+) -> dict[str, Any]:
+    """An ``ExportLogsServiceRequest`` in OTLP/JSON: ``events`` are ``(event_name, attributes,
+    time in ns since the epoch)``."""
+    records = [
+        {"timeUnixNano": str(t), "eventName": name, "attributes": _kvs(attrs)}
+        for name, attrs, t in events
+    ]
+    return {
+        "resourceLogs": [
+            {
+                "resource": {"attributes": _kvs(resource)},
+                "scopeLogs": [{"scope": {"name": SCOPE_NAME}, "logRecords": records}],
+            }
+        ]
+    }
+
+
+def post_logs(url: str, body: dict[str, Any], timeout: float) -> None:
+    """POST an OTLP/JSON logs request to ``{url}/v1/logs``.
+
+    Raises:
+        OSError: as :func:`get_json`.
+    """
+    post_json(f"{url}/v1/logs", body, timeout)
