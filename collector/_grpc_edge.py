@@ -20,7 +20,7 @@ from lastactive.collector._core import Core
 from lastactive.collector._ingest import Outcome
 from lastactive.collector._state import NANOS, EntityView, Kind
 from lastactive.collector._transitions import Snapshot, Transition
-from lastactive.collector._watch import watch_events
+from lastactive.collector._watch import KeepaliveEvent, ResyncEvent, SnapshotEvent, watch_events
 from lastactive.collector.policy import Decision, Evaluation, decide
 from lastactive.collector.proto import query_pb2, query_pb2_grpc
 
@@ -180,17 +180,18 @@ class ActivityQueryServicer(query_pb2_grpc.ActivityQueryServicer):  # type: igno
         events = watch_events(
             core.hub, core.engine, request.host_id or None, request.session_id or None
         )
-        async for name, item in events:
-            if name == "snapshot":
-                assert isinstance(item, list)
-                yield query_pb2.WatchEvent(
-                    snapshot=query_pb2.Snapshot(states=[state_message(s) for s in item])
-                )
-            elif name == "transition":
-                assert isinstance(item, Transition)
-                yield query_pb2.WatchEvent(transition=transition_message(item))
-            elif name == "resync":
-                yield query_pb2.WatchEvent(resync=query_pb2.Resync())
+        async for event in events:
+            match event:
+                case SnapshotEvent(states):
+                    yield query_pb2.WatchEvent(
+                        snapshot=query_pb2.Snapshot(states=[state_message(s) for s in states])
+                    )
+                case Transition():
+                    yield query_pb2.WatchEvent(transition=transition_message(event))
+                case ResyncEvent():
+                    yield query_pb2.WatchEvent(resync=query_pb2.Resync())
+                case KeepaliveEvent():
+                    pass  # HTTP/2 pings keep a gRPC stream alive
 
     async def Decisions(
         self, request: query_pb2.DecisionsRequest, context: grpc.aio.ServicerContext[Any, Any]

@@ -34,7 +34,7 @@ from lastactive.collector._otlp_body import (
 )
 from lastactive.collector._state import NANOS, EntityView, Kind
 from lastactive.collector._transitions import Snapshot, Transition
-from lastactive.collector._watch import watch_events
+from lastactive.collector._watch import KeepaliveEvent, ResyncEvent, SnapshotEvent, watch_events
 from lastactive.collector.policy import Decision, decide
 from lastactive.conventions import (
     EVENT_AGENT_COMPLETE,
@@ -375,17 +375,16 @@ def decisions_router(core: Core) -> APIRouter:
         behind; a comment line as keepalive."""
 
         async def stream() -> AsyncIterator[bytes]:
-            async for name, item in watch_events(core.hub, core.engine, host, session):
-                if name == "snapshot":
-                    assert isinstance(item, list)
-                    yield _sse("snapshot", {"states": [state_json(s) for s in item]})
-                elif name == "transition":
-                    assert isinstance(item, Transition)
-                    yield _sse("transition", transition_json(item))
-                elif name == "resync":
-                    yield _sse("resync", {})
-                else:
-                    yield b": keepalive\n\n"
+            async for event in watch_events(core.hub, core.engine, host, session):
+                match event:
+                    case SnapshotEvent(states):
+                        yield _sse("snapshot", {"states": [state_json(s) for s in states]})
+                    case Transition():
+                        yield _sse("transition", transition_json(event))
+                    case ResyncEvent():
+                        yield _sse("resync", {})
+                    case KeepaliveEvent():
+                        yield b": keepalive\n\n"
 
         return StreamingResponse(
             stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}

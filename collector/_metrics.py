@@ -24,6 +24,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from lastactive.collector._activity import idle_since, latest, latest_by_class, progress
 from lastactive.collector._core import Core
 from lastactive.collector._flusher import Flusher
 from lastactive.collector._state import NANOS, Entity, Kind
@@ -53,10 +54,8 @@ from lastactive.conventions import (
     PROM_WATCH_QUEUED,
     PROM_WATCH_RESYNCS,
     PROM_WATCH_SUBSCRIBERS,
-    SOURCES,
     ActivityClass,
     AgentStatus,
-    Source,
 )
 
 IDLE_BUCKETS: Final = (60.0, 300.0, 900.0, 3600.0, 4 * 3600.0, 86400.0)
@@ -65,10 +64,6 @@ IDLE_BUCKETS: Final = (60.0, 300.0, 900.0, 3600.0, 4 * 3600.0, 86400.0)
 RECENT_S: Final = 300.0
 """A session counts as recently present/engaged/working within this many seconds (seed 004's
 "active in the last 5 minutes")."""
-
-_CLASS_OF: Final[dict[str, str]] = {str(s): str(i.activity_class) for s, i in SOURCES.items()}
-_PROGRESS: Final = (str(Source.AGENT), str(Source.START))
-_COUNTED: Final = frozenset(str(c) for c in IDLE_CLASSES)
 
 
 def _counter(
@@ -170,13 +165,12 @@ class CoreCollector(Collector):
     def _fleet(self) -> Iterator[Metric]:
         """Fleet aggregates and the watched sessions' series, in one pass over the sessions."""
         core = self._core
-        state_of = core.engine.state_of
+        condition_of = core.engine.condition_of
         now = core.clock()
-        class_of = _CLASS_OF
         counts = {"active": 0, "idle": 0, "hibernated": 0, "runaway": 0, "stuck": 0,
                   "hibernate_due": 0}  # fmt: skip
         by_host: dict[tuple[str, str], int] = {}
-        recent: dict[str, int] = {str(c): 0 for c in ActivityClass}
+        recent: dict[ActivityClass, int] = dict.fromkeys(ActivityClass, 0)
         idle_counts = [0] * (len(IDLE_BUCKETS) + 1)
         idle_sum = 0.0
         horizon = now - int(RECENT_S * NANOS)
@@ -185,7 +179,7 @@ class CoreCollector(Collector):
         for (kind, _), e in core.state.entities.items():
             if kind is not Kind.SESSION:
                 continue
-            st = state_of(e)
+            st = condition_of(e)
             if st is not None:
                 counts[st.state] = counts.get(st.state, 0) + 1
                 key = (e.host_id or "", st.state)
@@ -195,19 +189,13 @@ class CoreCollector(Collector):
                     counts["stuck"] += st.stuck
                     watched[e] = None
                 counts["hibernate_due"] += st.hibernate
-            latest: dict[str, int] = {}
-            for src, t in e.sources.items():
-                cls = class_of.get(src)
-                if cls is not None and t > latest.get(cls, 0):
-                    latest[cls] = t
             last: int | None = None
-            for cls, t in latest.items():
+            for cls, t in latest_by_class(e.sources).items():
                 if t >= horizon:
                     recent[cls] += 1
-                if cls in _COUNTED and (last is None or t > last):
+                if cls in IDLE_CLASSES and (last is None or t > last):
                     last = t
-            idle = (now - (e.first_seen if last is None else last)) / NANOS
-            idle = max(idle, 0.0)
+            idle = max(0.0, (now - idle_since(e.first_seen, last)) / NANOS)
             idle_sum += idle
             idle_counts[bisect.bisect_left(IDLE_BUCKETS, idle)] += 1  # first bound >= idle
             if e.rate_out:
@@ -281,17 +269,16 @@ class CoreCollector(Collector):
         )
         for e in watched:
             key = [e.id, e.host_id or "", e.agent_id or ""]
-            st = engine.state_of(e)
+            st = engine.condition_of(e)
             if st is not None:
                 state.add_metric([*key, st.state], 1.0)
             out_rate.add_metric(key, e.rate_out.per_second(now))
             in_rate.add_metric(key, e.rate_in.per_second(now))
-            counted = [t for s, t in e.sources.items() if _CLASS_OF.get(s) in _COUNTED]
-            idle.add_metric(key, max(0.0, (now - max(counted, default=e.first_seen)) / NANOS))
+            since = idle_since(e.first_seen, latest(e.sources)[1])
+            idle.add_metric(key, max(0.0, (now - since) / NANOS))
             runaway.add_metric(key, 1.0 if st is not None and st.runaway else 0.0)
             if st is not None and st.stuck and e.status == AgentStatus.ACTIVE:
-                progress = max(e.sources.get(s, 0) for s in _PROGRESS)
-                stuck.add_metric([*key, e.task or ""], (now - progress) / NANOS)
+                stuck.add_metric([*key, e.task or ""], (now - progress(e.sources)) / NANOS)
         yield from (out_rate, in_rate, idle, runaway, state, stuck)
 
 

@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final, NamedTuple
 
+from lastactive.collector._activity import idle_since, latest
 from lastactive.conventions import (
     IDLE_CLASSES,
     SOURCES,
@@ -33,12 +34,11 @@ from lastactive.conventions import (
     Source,
 )
 
+_ENGAGEMENT: Final = frozenset({ActivityClass.ENGAGEMENT})
+
 NANOS: Final = 1_000_000_000
 RATE_WINDOW_NS: Final = 30 * NANOS
 """Bytes/second are averaged over this rolling window (seed 003: "last 30s window")."""
-
-_CLASS_OF: Final = {str(s): info.activity_class for s, info in SOURCES.items()}
-_TRUSTED: Final = frozenset(str(s) for s, info in SOURCES.items() if info.trusted)
 
 
 Kind = Level
@@ -216,18 +216,6 @@ class EntityView:
     """Resource attributes that policy overrides select on (``match.attributes``)."""
 
 
-def _latest(
-    sources: dict[str, int], classes: Iterable[ActivityClass]
-) -> tuple[str | None, int | None]:
-    """The latest source of ``classes`` and its time, or ``(None, None)``."""
-    best_src, best_t = None, None
-    wanted = frozenset(classes)
-    for src, t in sources.items():
-        if _CLASS_OF.get(src) in wanted and (best_t is None or t > best_t):
-            best_src, best_t = src, t
-    return best_src, best_t
-
-
 def _status(e: Entity, process_status: str | None) -> AgentStatus:
     exit_t = e.sources.get(Source.EXIT)
     if e.status is not None and (exit_t is None or e.status_time >= exit_t):
@@ -244,10 +232,9 @@ def view(entity: Entity, now: int, trusted_only: bool = False) -> EntityView:
     table) count for ``last_active``, ``last_activity`` and idleness.
     """
     sources = entity.sources
-    counted = {k: t for k, t in sources.items() if k in _TRUSTED} if trusted_only else sources
-    _, last_active = _latest(counted, (ActivityClass.ENGAGEMENT,))
-    last_source, last_activity = _latest(counted, IDLE_CLASSES)
-    idle_base = last_activity if last_activity is not None else entity.first_seen
+    _, last_active = latest(sources, _ENGAGEMENT, trusted_only=trusted_only)
+    last_source, last_activity = latest(sources, IDLE_CLASSES, trusted_only=trusted_only)
+    idle_base = idle_since(entity.first_seen, last_activity)
     held = active_holds(entity, now)
     start, exit_ = sources.get(Source.START), sources.get(Source.EXIT)
     process_status: str | None

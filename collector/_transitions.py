@@ -16,14 +16,16 @@ the meantime) costs one evaluation and reschedules.
 
 from __future__ import annotations
 
+import enum
 import heapq
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
+from lastactive.collector._activity import stuck_since
 from lastactive.collector._state import NANOS, ActivityState, Entity, EntityView, Kind, view
-from lastactive.collector.policy import Evaluation, Policy, Rules, evaluate
+from lastactive.collector.policy import Evaluation, IdleState, Policy, Rules, evaluate
 from lastactive.conventions import SOURCES, ActivityClass, AgentStatus
 
 TICK_S: Final = 0.25
@@ -32,28 +34,47 @@ TICK_S: Final = 0.25
 _RUNAWAY_RECHECK_NS: Final = NANOS
 
 
-class State(NamedTuple):
-    """What watchers are told about an entity: its state and flags."""
+class TransitionField(enum.StrEnum):
+    """Which part of an entity's :class:`Condition` changed (a transition's ``field``)."""
 
-    state: str  # "active" | "idle"
+    STATE = "state"
+    RUNAWAY = "runaway"
+    STUCK = "stuck"
+    HIBERNATE = "hibernate"
+
+
+NEW: Final = "new"
+"""A transition's ``previous`` state for an entity seen for the first time."""
+
+
+class Condition(NamedTuple):
+    """What watchers are told about an entity: its :class:`IdleState` and flags, in
+    :class:`TransitionField` order."""
+
+    state: IdleState
     runaway: bool
     stuck: bool
     hibernate: bool
 
     @classmethod
-    def of(cls, e: Evaluation) -> State:
+    def of(cls, e: Evaluation) -> Condition:
         return cls(e.state, e.runaway, e.stuck, e.hibernate)
+
+
+_PLAINLY_ACTIVE: Final = Condition(IdleState.ACTIVE, False, False, False)
 
 
 @dataclass(frozen=True, slots=True)
 class Transition:
-    """One change of one field of an entity's :class:`State`; ``at`` in ns since the epoch."""
+    """One change of one field of an entity's :class:`Condition`; ``at`` in ns since the epoch.
+    ``previous`` and ``current`` are the field's values as the APIs show them (``active``,
+    ``idle``, ``hibernated``, :data:`NEW`; ``true``/``false`` for flags)."""
 
     at: int
     kind: str
     id: str
     host_id: str | None
-    field: str  # "state" | "runaway" | "stuck" | "hibernate"
+    field: TransitionField
     previous: str
     current: str
     reason: str
@@ -62,14 +83,17 @@ class Transition:
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """An entity's current state, for a new (or resynced) watcher."""
+    """An entity's current condition, for a new (or resynced) watcher."""
 
     view: EntityView
     evaluation: Evaluation
 
 
-def _flag(value: object) -> str:
-    return value if isinstance(value, str) else str(value).lower()
+def _shown(value: object) -> str:
+    """A condition field's value as the APIs show it."""
+    if value is None:
+        return NEW
+    return str(value) if isinstance(value, IdleState) else str(value).lower()
 
 
 class TransitionEngine:
@@ -85,7 +109,7 @@ class TransitionEngine:
         self._state = state
         self._policy = policy
         self._clock = clock
-        self._known: dict[Entity, tuple[State, Rules]] = {}
+        self._known: dict[Entity, tuple[Condition, Rules]] = {}
         self._heap: list[tuple[int, int, Entity]] = []
         self._scheduled: dict[Entity, int] = {}  # earliest pending check per entity
         counted = set(policy.defaults.count)
@@ -123,7 +147,7 @@ class TransitionEngine:
             known = self._known.get(e)
             if (
                 known is not None
-                and known[0] == ("active", False, False, False)
+                and known[0] == _PLAINLY_ACTIVE
                 and e.rate_out.per_second(now) < known[1].runaway_bytes_per_second
             ):
                 continue  # still plainly active; its scheduled check will see it go idle
@@ -144,8 +168,8 @@ class TransitionEngine:
             counts[key] = counts.get(key, 0) + 1
         return out
 
-    def state_of(self, e: Entity) -> State | None:
-        """The entity's state as of the last evaluation, or None if never evaluated."""
+    def condition_of(self, e: Entity) -> Condition | None:
+        """The entity's condition as of the last evaluation, or None if never evaluated."""
         known = self._known.get(e)
         return None if known is None else known[0]
 
@@ -165,12 +189,12 @@ class TransitionEngine:
         v = view(e, now)
         rules = self._policy.rules_for(v)
         ev = evaluate(v, rules, now)
-        current = State.of(ev)
+        current = Condition.of(ev)
         known = self._known.get(e)
         self._known[e] = (current, rules)
         if out is not None:
-            previous = known[0] if known is not None else State("new", False, False, False)
-            for name, before, after in zip(State._fields, previous, current, strict=True):
+            previous = known[0] if known is not None else (None, False, False, False)
+            for name, before, after in zip(TransitionField, previous, current, strict=True):
                 if before != after:
                     out.append(
                         Transition(
@@ -179,8 +203,8 @@ class TransitionEngine:
                             id=v.id,
                             host_id=v.host_id,
                             field=name,
-                            previous=_flag(before),
-                            current=_flag(after),
+                            previous=_shown(before),
+                            current=_shown(after),
                             reason=ev.reason,
                             hibernate_at=ev.hibernate_at,
                         )
@@ -207,16 +231,15 @@ def _next_change(v: EntityView, ev: Evaluation, rules: Rules, now: int) -> int |
     if v.status != AgentStatus.ACTIVE:
         return None
     times = []
-    if ev.state == "active":
+    if ev.state is IdleState.ACTIVE:
         times.append(ev.idle_since + int(rules.idle_after * NANOS))
     if ev.hibernate_at is not None and not ev.hibernate:
         times.append(ev.hibernate_at)
     times.extend(h.until for h in v.held_by if h.until)
     if ev.runaway:
         times.append(now + _RUNAWAY_RECHECK_NS)
-    if not ev.stuck and v.agent_id is not None:
-        progress = max(v.sources.get("agent", 0), v.sources.get("start", 0))
-        if progress:
-            times.append(progress + int(rules.stuck_after * NANOS))
+    stuck_at = stuck_since(v.sources, v.agent_id, int(rules.stuck_after * NANOS))
+    if not ev.stuck and stuck_at is not None:
+        times.append(stuck_at)
     future = [t for t in times if t > now]
     return min(future) if future else None

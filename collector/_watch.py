@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Final
 
 from lastactive.collector._transitions import Snapshot, Transition, TransitionEngine, matches
@@ -23,15 +24,29 @@ KEEPALIVE_S: Final = 15.0
 """Seconds of silence after which the stream sends a keepalive (proxies drop idle streams)."""
 
 
-class _Resync:
-    """The marker that replaces a full queue's contents."""
+@dataclass(frozen=True, slots=True)
+class SnapshotEvent:
+    """The current condition of every entity the watcher's filter matches."""
+
+    states: list[Snapshot]
 
 
-RESYNC: Final = _Resync()
+@dataclass(frozen=True, slots=True)
+class ResyncEvent:
+    """The watcher fell behind and lost transitions; a fresh :class:`SnapshotEvent` follows."""
 
-Event = tuple[str, list[Snapshot] | Transition | None]
-"""``("snapshot", [Snapshot])``, ``("transition", Transition)``, ``("resync", None)`` or
-``("keepalive", None)``."""
+
+@dataclass(frozen=True, slots=True)
+class KeepaliveEvent:
+    """Nothing happened for :data:`KEEPALIVE_S` (proxies drop silent streams)."""
+
+
+WatchEvent = SnapshotEvent | Transition | ResyncEvent | KeepaliveEvent
+"""What :func:`watch_events` yields; the edges match on the type."""
+
+RESYNC: Final = ResyncEvent()
+"""Also the marker that replaces a full queue's contents."""
+_KEEPALIVE: Final = KeepaliveEvent()
 
 
 class Subscriber:
@@ -42,7 +57,7 @@ class Subscriber:
     def __init__(self, host_id: str | None, session_id: str | None, maxsize: int) -> None:
         self.host_id = host_id
         self.session_id = session_id
-        self.queue: asyncio.Queue[Transition | _Resync] = asyncio.Queue(maxsize)
+        self.queue: asyncio.Queue[Transition | ResyncEvent] = asyncio.Queue(maxsize)
         self.overflows = 0
 
     def offer(self, t: Transition) -> None:
@@ -97,21 +112,21 @@ async def watch_events(
     host_id: str | None = None,
     session_id: str | None = None,
     keepalive: float = KEEPALIVE_S,
-) -> AsyncIterator[Event]:
+) -> AsyncIterator[WatchEvent]:
     """A snapshot, then matching transitions as they happen (see the module docstring)."""
     sub = hub.subscribe(host_id, session_id)  # before the snapshot: nothing falls between
     try:
-        yield "snapshot", engine.snapshot(host_id, session_id)
+        yield SnapshotEvent(engine.snapshot(host_id, session_id))
         while True:
-            item: Transition | _Resync | None = None
+            item: Transition | ResyncEvent | None = None
             with contextlib.suppress(TimeoutError):
                 item = await asyncio.wait_for(sub.queue.get(), keepalive)
             if item is None:
-                yield "keepalive", None
-            elif isinstance(item, _Resync):
-                yield "resync", None
-                yield "snapshot", engine.snapshot(host_id, session_id)
+                yield _KEEPALIVE
+            elif item is RESYNC:
+                yield RESYNC
+                yield SnapshotEvent(engine.snapshot(host_id, session_id))
             else:
-                yield "transition", item
+                yield item
     finally:
         hub.unsubscribe(sub)

@@ -33,6 +33,7 @@ rules and ``now`` in, a :class:`Evaluation` with its state, deadline and reason 
 
 from __future__ import annotations
 
+import enum
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -41,12 +42,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from lastactive.collector._activity import idle_since, last_counted, stuck_since
 from lastactive.collector._state import NANOS, EntityView
-from lastactive.conventions import SOURCES, ActivityClass, AgentStatus, HoldKind, Source
+from lastactive.conventions import ActivityClass, AgentStatus, HoldKind, Source
 
 __all__ = [
     "Decision",
     "Evaluation",
+    "IdleState",
     "Match",
     "Policy",
     "PolicyError",
@@ -56,9 +59,18 @@ __all__ = [
     "load_policy",
 ]
 
-_CLASS_OF = {str(s): info.activity_class for s, info in SOURCES.items()}
-_TRUSTED = frozenset(str(s) for s, info in SOURCES.items() if info.trusted)
-_PROGRESS = (str(Source.AGENT), str(Source.START))
+
+class IdleState(enum.StrEnum):
+    """What the policy says of a session or host now: :attr:`Evaluation.state`, the APIs'
+    ``state``. (Not :class:`~lastactive.collector._state.ActivityState`, which holds every
+    entity, nor the session ``status`` of seed 004: active, completed, error.)"""
+
+    ACTIVE = "active"
+    """Counted activity within ``idle_after``, or held up by an exempt hold."""
+    IDLE = "idle"
+    """No counted activity for ``idle_after`` and nothing exempt holds it up."""
+    HIBERNATED = "hibernated"
+    """Hibernated (``cull`` recorded it) and not used since."""
 
 
 class PolicyError(ValueError):
@@ -197,7 +209,7 @@ class Evaluation:
     ``max_age`` caps it); ``hibernate`` is whether it is due now; ``reason`` says why, in words.
     """
 
-    state: str  # "active" | "idle" | "hibernated"
+    state: IdleState
     idle_since: int
     hibernate_at: int | None
     hibernate: bool
@@ -220,19 +232,12 @@ def evaluate(v: EntityView, rules: Rules, now: int) -> Evaluation:
     Cloud Workstations' runningTimeout), shortened to ``close + after_close`` once the last
     client detached (Gitpod), and to ``first_seen + never_used`` with no engagement at all.
     """
-    counted = [
-        t
-        for src, t in v.sources.items()
-        if src != Source.HIBERNATE
-        and _CLASS_OF.get(src) in rules.count
-        and (rules.count_untrusted or src in _TRUSTED)
-    ]
-    last = max(counted) if counted else None
-    base = last if last is not None else v.first_seen
+    last = last_counted(v.sources, rules.count, rules.count_untrusted)
+    base = idle_since(v.first_seen, last)
     hibernated = v.sources.get(Source.HIBERNATE)
     if hibernated is not None and hibernated >= base:  # until it is used again
         return Evaluation(
-            "hibernated", base, None, False, False, False,
+            IdleState.HIBERNATED, base, None, False, False, False,
             f"hibernated {_ago(now - hibernated)} ago",
         )  # fmt: skip
     why_last = (
@@ -247,7 +252,7 @@ def evaluate(v: EntityView, rules: Rules, now: int) -> Evaluation:
     }
     holding = [h for h in v.held_by if exempt.get(HoldKind(h.kind), False)]
     idle = not holding and now - base >= rules.idle_after * NANOS
-    state = "idle" if idle else "active"
+    state = IdleState.IDLE if idle else IdleState.ACTIVE
 
     deadline: int | None = base + int(rules.hibernate_after * NANOS)
     reason = f"{why_last}; hibernate_after {rules.hibernate_after:g} s"
@@ -271,13 +276,8 @@ def evaluate(v: EntityView, rules: Rules, now: int) -> Evaluation:
         if deadline is None or cap <= deadline:
             deadline, reason = cap, f"max_age {rules.max_age:g} s since first seen"
     runaway = v.output_bytes_per_second >= rules.runaway_bytes_per_second
-    progress = max((v.sources.get(s, 0) for s in _PROGRESS), default=0)
-    stuck = (
-        v.status == AgentStatus.ACTIVE
-        and v.agent_id is not None
-        and progress > 0
-        and now - progress >= rules.stuck_after * NANOS
-    )
+    stuck_at = stuck_since(v.sources, v.agent_id, int(rules.stuck_after * NANOS))
+    stuck = v.status == AgentStatus.ACTIVE and stuck_at is not None and now >= stuck_at
     due = deadline is not None and now >= deadline and v.status == AgentStatus.ACTIVE
     return Evaluation(state, base, deadline, due, runaway, stuck, reason)
 

@@ -14,8 +14,16 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
 from lastactive.collector._state import ActivityState, Identity
-from lastactive.collector._transitions import Transition, TransitionEngine
-from lastactive.collector._watch import QUEUE_MAX, RESYNC, WatchHub, watch_events
+from lastactive.collector._transitions import Transition, TransitionEngine, TransitionField
+from lastactive.collector._watch import (
+    QUEUE_MAX,
+    RESYNC,
+    KeepaliveEvent,
+    ResyncEvent,
+    SnapshotEvent,
+    WatchHub,
+    watch_events,
+)
 from lastactive.collector.policy import Policy
 from lastactive.collector.proto import query_pb2
 from tests.collector.otlp_requests import S, kv
@@ -23,7 +31,9 @@ from tests.conftest import Collector, wait_for
 
 
 def transition(i: int) -> Transition:
-    return Transition(i, "session", f"s{i}", "h", "state", "active", "idle", "r", None)
+    return Transition(
+        i, "session", f"s{i}", "h", TransitionField.STATE, "active", "idle", "r", None
+    )
 
 
 def test_a_subscriber_that_never_reads_is_bounded_and_told_to_resync() -> None:
@@ -41,12 +51,12 @@ def test_a_subscriber_that_never_reads_is_bounded_and_told_to_resync() -> None:
         engine = TransitionEngine(state, Policy(), lambda: 6 * S)
         engine.tick()
         events = watch_events(hub, engine, keepalive=0.05)
-        name, snap = await anext(events)
-        assert name == "snapshot" and [s.view.id for s in snap] == ["s1"]  # type: ignore[union-attr]
+        first = await anext(events)
+        assert isinstance(first, SnapshotEvent) and [s.view.id for s in first.states] == ["s1"]
         hub.publish([transition(i) for i in range(QUEUE_MAX + 1)])  # one too many
-        names = [(await anext(events))[0] for _ in range(2)]
-        assert names == ["resync", "snapshot"]
-        assert (await anext(events))[0] == "keepalive"
+        kinds = [type(await anext(events)) for _ in range(2)]
+        assert kinds == [ResyncEvent, SnapshotEvent]
+        assert isinstance(await anext(events), KeepaliveEvent)
         await events.aclose()
         assert hub.subscribers == 2  # the generator unsubscribed itself
 
