@@ -22,18 +22,16 @@ def records(n: int, step: int) -> list[EntityRecord]:
     t = T0 + step * 5_000_000_000
     return [
         EntityRecord(
-            "session",
-            f"s{i}",
-            "host",
-            None,
-            "bench",
-            T0,
-            t,
-            (("input", t - 7), ("output", t - 3), ("process", t)),
-            step * 10,
-            step * 1000,
-            1000 + i,
-            None,
+            kind="session",
+            id=f"s{i}",
+            host_id="host",
+            service_name="bench",
+            first_seen=T0,
+            last_seen=t,
+            sources=(("input", t - 7), ("output", t - 3), ("process", t)),
+            input_bytes=step * 10,
+            output_bytes=step * 1000,
+            pid=1000 + i,
         )
         for i in range(n)
     ]

@@ -18,15 +18,16 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from lastactive.collector._ingest import Ingest, Outcome
+    from lastactive.collector._record import EntityRecord
     from lastactive.collector._server import Bound, serve
-    from lastactive.collector._state import ActivityState, EntityRecord, EntityView, Identity, Kind
+    from lastactive.collector._state import ActivityState, EntityView, Identity, Kind
     from lastactive.collector.settings import Settings
     from lastactive.collector.store import SqliteStore, Store
 
 _EXPORTS = {
     "ActivityState": "lastactive.collector._state",
     "Bound": "lastactive.collector._server",
-    "EntityRecord": "lastactive.collector._state",
+    "EntityRecord": "lastactive.collector._record",
     "EntityView": "lastactive.collector._state",
     "Identity": "lastactive.collector._state",
     "Ingest": "lastactive.collector._ingest",

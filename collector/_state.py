@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Final, NamedTuple
 
 from lastactive.collector._activity import idle_since, latest
+from lastactive.collector._record import HOLD_GRACE_NS, RECORD_FIELDS, EntityRecord, merge
 from lastactive.conventions import (
     IDLE_CLASSES,
     SOURCES,
@@ -63,30 +64,6 @@ class Identity(NamedTuple):
     def known(self) -> bool:
         """True when it names a session, an agent or a host."""
         return bool(self.session_id or self.agent_id or self.host_id)
-
-
-@dataclass(frozen=True, slots=True)
-class EntityRecord:
-    """A persisted snapshot of one entity (what the store reads and writes)."""
-
-    kind: str
-    id: str
-    host_id: str | None
-    agent_id: str | None
-    service_name: str | None
-    first_seen: int
-    last_seen: int
-    sources: tuple[tuple[str, int], ...]
-    input_bytes: int
-    output_bytes: int
-    pid: int | None
-    exit_code: int | None
-    holds: tuple[tuple[str, int, int], ...] = ()
-    status: str | None = None
-    status_time: int = 0
-    task: str | None = None
-    result: str | None = None
-    attributes: tuple[tuple[str, str], ...] = ()
 
 
 class Hold(NamedTuple):
@@ -152,26 +129,28 @@ class Entity:
     latest value per key; ``None`` until one is seen (most entities: no dict at all)."""
 
     def record(self) -> EntityRecord:
+        """This entity's persisted snapshot (container fields sorted by key)."""
         return EntityRecord(
-            str(self.kind),
-            self.id,
-            self.host_id,
-            self.agent_id,
-            self.service_name,
-            self.first_seen,
-            self.last_seen,
-            tuple(self.sources.items()),
-            self.input_bytes,
-            self.output_bytes,
-            self.pid,
-            self.exit_code,
-            tuple((key, t, until) for key, (t, until) in self.holds.items()),
-            self.status,
-            self.status_time,
-            self.task,
-            self.result,
-            tuple(self.attributes.items()) if self.attributes else (),
+            kind=str(self.kind),
+            sources=tuple(sorted(self.sources.items())),
+            holds=tuple(sorted((key, t, until) for key, (t, until) in self.holds.items())),
+            attributes=tuple(sorted(self.attributes.items())) if self.attributes else (),
+            **{name: getattr(self, name) for name in _SCALAR_FIELDS},
         )
+
+    def restore(self, r: EntityRecord) -> None:
+        """Take every persisted field from ``r`` (rates and counter streams are not persisted)."""
+        for name in _SCALAR_FIELDS:
+            setattr(self, name, getattr(r, name))
+        self.sources = dict(r.sources)
+        self.holds = {key: (t, until) for key, t, until in r.holds}
+        self.attributes = dict(r.attributes) if r.attributes else None
+
+
+_SCALAR_FIELDS: Final = tuple(
+    name for name in RECORD_FIELDS if name not in ("kind", "sources", "holds", "attributes")
+)
+"""Record fields an :class:`Entity` keeps under the same name and type."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -458,8 +437,10 @@ class ActivityState:
         for e in entities:
             prev = e.holds.get(key)
             if prev is None or t >= prev[0]:
-                # Forget holds that had ended before this report: the dict stays small.
-                for old in [k for k, (_, u) in e.holds.items() if u and u < t and k != key]:
+                # Forget holds that ended long before this report: the dict stays small (the
+                # same rule as the stores', collector._record.prune_holds).
+                horizon = t - HOLD_GRACE_NS
+                for old in [k for k, (_, u) in e.holds.items() if 0 < u < horizon]:
                     del e.holds[old]
                 e.holds[key] = (t, until)
                 self._dirty.add(e)
@@ -585,32 +566,13 @@ class ActivityState:
                 self._dirty.add(e)
 
     def load(self, records: Iterable[EntityRecord]) -> None:
-        """Merge persisted records in (max/min rules apply, so loading twice is harmless)."""
+        """Merge persisted records in, by :func:`~lastactive.collector._record.merge` (so
+        loading twice is harmless)."""
         for r in records:
             kind = Kind(r.kind)
             e = self.entities.get((kind, r.id))
             if e is None:
-                e = Entity(kind, r.id, first_seen=r.first_seen, last_seen=r.last_seen)
-                self.entities[(kind, r.id)] = e
-            e.first_seen = min(e.first_seen, r.first_seen)
-            e.last_seen = max(e.last_seen, r.last_seen)
-            e.host_id = e.host_id or r.host_id
-            e.agent_id = e.agent_id or r.agent_id
-            e.service_name = e.service_name or r.service_name
-            for src, t in r.sources:
-                if t > e.sources.get(src, 0):
-                    e.sources[src] = t
-            e.input_bytes = max(e.input_bytes, r.input_bytes)
-            e.output_bytes = max(e.output_bytes, r.output_bytes)
-            e.pid = e.pid if e.pid is not None else r.pid
-            e.exit_code = e.exit_code if e.exit_code is not None else r.exit_code
-            for key, t, until in r.holds:
-                prev = e.holds.get(key)
-                if prev is None or t > prev[0]:
-                    e.holds[key] = (t, until)
-            if r.status is not None and r.status_time >= e.status_time:
-                e.status, e.status_time = r.status, r.status_time
-                e.task = r.task or e.task
-                e.result = r.result if r.result is not None else e.result
-            if r.attributes:
-                e.attributes = {**dict(r.attributes), **(e.attributes or {})}
+                e = self.entities[(kind, r.id)] = Entity(kind, r.id, r.first_seen, r.last_seen)
+                e.restore(r)
+            else:
+                e.restore(merge(e.record(), r))

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Final, Protocol
 
-from lastactive.collector._state import EntityRecord
+from lastactive.collector._record import HOLD_GRACE_NS, RECORD_FIELDS, EntityRecord
 
 __all__ = ["SqliteStore", "Store"]
 
@@ -27,7 +27,8 @@ class Store(Protocol):
         ...
 
     def save(self, records: Sequence[EntityRecord]) -> None:
-        """Merge ``records`` in, all or nothing (one transaction). Raises on failure."""
+        """Merge ``records`` in by :func:`~lastactive.collector._record.merge`, all or nothing
+        (one transaction). Raises on failure."""
         ...
 
     def delete(self, keys: Sequence[tuple[str, str]]) -> None:
@@ -38,6 +39,12 @@ class Store(Protocol):
         """Release the store. Idempotent."""
         ...
 
+
+_LATER: Final = (
+    "CASE WHEN excluded.status IS NOT NULL AND excluded.status_time >= status_time "
+    "THEN {} ELSE {} END"
+)
+"""A status field: from the incoming record when its status is as recent or more."""
 
 _SCHEMA_VERSION = 3
 _SCHEMA = """
@@ -76,38 +83,77 @@ _MIGRATIONS = {
     2: ["ALTER TABLE entities ADD COLUMN attributes TEXT NOT NULL DEFAULT '{}'"],
 }
 
-# The whole merge happens in SQL, one statement per row: max/min for the scalar times, and a
-# per-source max for the JSON map of source -> ns; attributes merge key by key (RFC 7396).
-_UPSERT = """
-INSERT INTO entities VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
-ON CONFLICT (kind, id) DO UPDATE SET
-    host_id = coalesce(excluded.host_id, host_id),
-    agent_id = coalesce(excluded.agent_id, agent_id),
-    service_name = coalesce(excluded.service_name, service_name),
-    first_seen = min(first_seen, excluded.first_seen),
-    last_seen = max(last_seen, excluded.last_seen),
-    sources = (
+# collector._record.merge, column by column, in SQL: one statement per row, no read-back. In
+# an upsert's SET every bare column name is the stored value and ``excluded.*`` the incoming one.
+_GRACE_NS = HOLD_GRACE_NS
+_MERGE_SQL: Final = {
+    "host_id": "coalesce(excluded.host_id, host_id)",
+    "agent_id": "coalesce(excluded.agent_id, agent_id)",
+    "service_name": "coalesce(excluded.service_name, service_name)",
+    "first_seen": "min(first_seen, excluded.first_seen)",
+    "last_seen": "max(last_seen, excluded.last_seen)",
+    "sources": """(
         SELECT json_group_object(key, t) FROM (
             SELECT key, max(value) AS t FROM (
                 SELECT key, value FROM json_each(entities.sources)
                 UNION ALL
                 SELECT key, value FROM json_each(excluded.sources)
-            ) GROUP BY key
+            ) GROUP BY key ORDER BY key
         )
-    ),
-    input_bytes = max(input_bytes, excluded.input_bytes),
-    output_bytes = max(output_bytes, excluded.output_bytes),
-    pid = coalesce(excluded.pid, pid),
-    exit_code = coalesce(excluded.exit_code, exit_code),
-    holds = excluded.holds,
-    status = CASE WHEN excluded.status_time >= status_time THEN excluded.status ELSE status END,
-    task = CASE WHEN excluded.status_time >= status_time
-                THEN coalesce(excluded.task, task) ELSE task END,
-    result = CASE WHEN excluded.status_time >= status_time
-                  THEN coalesce(excluded.result, result) ELSE result END,
-    status_time = max(status_time, excluded.status_time),
-    attributes = json_patch(attributes, excluded.attributes)
-"""
+    )""",
+    "input_bytes": "max(input_bytes, excluded.input_bytes)",
+    "output_bytes": "max(output_bytes, excluded.output_bytes)",
+    "pid": "coalesce(excluded.pid, pid)",
+    "exit_code": "coalesce(excluded.exit_code, exit_code)",
+    "holds": f"""(
+        WITH reported AS (
+            SELECT json_extract(value, '$[0]') AS k, json_extract(value, '$[1]') AS t,
+                   json_extract(value, '$[2]') AS u
+            FROM json_each(entities.holds)
+            UNION ALL
+            SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'),
+                   json_extract(value, '$[2]')
+            FROM json_each(excluded.holds)
+        ), latest AS (
+            SELECT k, t, u, row_number() OVER (PARTITION BY k ORDER BY t DESC, u DESC) AS n
+            FROM reported
+        )
+        SELECT json_group_array(json_array(k, t, u)) FROM (
+            SELECT k, t, u FROM latest
+            WHERE n = 1 AND NOT (u > 0 AND u < (SELECT max(t) FROM reported) - {_GRACE_NS})
+            ORDER BY k
+        )
+    )""",
+    "status": _LATER.format("excluded.status", "status"),
+    "status_time": "max(status_time, excluded.status_time)",
+    "task": _LATER.format("coalesce(excluded.task, task)", "task"),
+    "result": _LATER.format("coalesce(excluded.result, result)", "result"),
+    "attributes": "json_patch(attributes, excluded.attributes)",
+}
+
+_KEY: Final = ("kind", "id")
+_UPSERT: Final = (
+    f"INSERT INTO entities ({', '.join(RECORD_FIELDS)}) "
+    f"VALUES ({', '.join('?' for _ in RECORD_FIELDS)}) "
+    f"ON CONFLICT ({', '.join(_KEY)}) DO UPDATE SET "
+    + ", ".join(f"{column} = {_MERGE_SQL[column]}" for column in RECORD_FIELDS[2:])
+)
+
+
+def _pairs(text: str) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted(json.loads(text).items()))
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+# Record fields stored as JSON text: (encode, decode). Every other field is a plain column.
+_JSON: Final[dict[str, tuple[Callable[[Any], str], Callable[[str], Any]]]] = {
+    "sources": (lambda v: _compact(dict(v)), _pairs),
+    "holds": (_compact, lambda text: tuple(sorted((k, t, u) for k, t, u in json.loads(text)))),
+    "attributes": (lambda v: _compact(dict(v)), _pairs),
+}
 
 
 class SqliteStore:
@@ -144,63 +190,28 @@ class SqliteStore:
         self._closed = False
 
     def load(self) -> list[EntityRecord]:
-        rows = self._db.execute(
-            "SELECT kind, id, host_id, agent_id, service_name, first_seen, last_seen, sources,"
-            " input_bytes, output_bytes, pid, exit_code, holds, status, status_time, task, result,"
-            " attributes FROM entities"
-        )
-        out = []
-        for row in rows:
-            (kind, id_, host, agent, service, first, last, sources, inb, outb, pid, code,
-             holds, status, status_time, task, result, attributes) = row  # fmt: skip
-            out.append(
-                EntityRecord(
-                    kind,
-                    id_,
-                    host,
-                    agent,
-                    service,
-                    first,
-                    last,
-                    tuple(json.loads(sources).items()),
-                    inb,
-                    outb,
-                    pid,
-                    code,
-                    tuple((key, t, until) for key, t, until in json.loads(holds)),
-                    status,
-                    status_time,
-                    task,
-                    result,
-                    tuple(json.loads(attributes).items()),
-                )
+        rows = self._db.execute(f"SELECT {', '.join(RECORD_FIELDS)} FROM entities")
+        decoders = [(name, _JSON[name][1] if name in _JSON else None) for name in RECORD_FIELDS]
+        return [
+            EntityRecord(
+                **{
+                    name: value if decode is None else decode(value)
+                    for (name, decode), value in zip(decoders, row, strict=True)
+                }
             )
-        return out
+            for row in rows
+        ]
 
     def save(self, records: Sequence[EntityRecord]) -> None:
         if not records:
             return
+        encoders = [(name, _JSON[name][0] if name in _JSON else None) for name in RECORD_FIELDS]
         rows = [
-            (
-                r.kind,
-                r.id,
-                r.host_id,
-                r.agent_id,
-                r.service_name,
-                r.first_seen,
-                r.last_seen,
-                json.dumps(dict(r.sources), separators=(",", ":")),
-                r.input_bytes,
-                r.output_bytes,
-                r.pid,
-                r.exit_code,
-                json.dumps(r.holds, separators=(",", ":")),
-                r.status,
-                r.status_time,
-                r.task,
-                r.result,
-                json.dumps(dict(r.attributes), separators=(",", ":")),
-            )
+            [
+                value if encode is None else encode(value)
+                for name, encode in encoders
+                for value in (getattr(r, name),)
+            ]
             for r in records
         ]
         db = self._db

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lastactive.collector._state import EntityRecord
+from lastactive.collector._record import EntityRecord
 from lastactive.collector.store import SqliteStore
 
 
@@ -16,18 +16,15 @@ def rec(
     last_seen: int, sources: dict[str, int], first_seen: int = 10, out: int = 0
 ) -> EntityRecord:
     return EntityRecord(
-        "session",
-        "s1",
-        "h",
-        None,
-        "svc",
-        first_seen,
-        last_seen,
-        tuple(sources.items()),
-        0,
-        out,
-        7,
-        None,
+        kind="session",
+        id="s1",
+        host_id="h",
+        service_name="svc",
+        first_seen=first_seen,
+        last_seen=last_seen,
+        sources=tuple(sorted(sources.items())),
+        output_bytes=out,
+        pid=7,
     )
 
 

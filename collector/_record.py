@@ -1,0 +1,146 @@
+"""An entity's persisted record and the one rule for combining two records of it.
+
+:class:`EntityRecord` is what a store reads and writes; :func:`merge` is the specification of
+how a stored record and an incoming one combine. ``ActivityState.load`` uses it, and every store
+implements it (SQLite in SQL) and is checked against it by the store contract tests
+(``tests/collector/test_store_contract.py``: random out-of-order batches end in the state the
+fold of :func:`merge` gives). Times are ``int`` nanoseconds since the Unix epoch (UTC).
+
+The rules, field by field (ANCHORS, "OTLP facts": retries, replays and reordering never move a
+time backwards):
+
+* ``first_seen`` is a min-register; ``last_seen``, every source's time, ``input_bytes`` and
+  ``output_bytes`` are max-registers;
+* ``host_id``, ``agent_id``, ``service_name``, ``pid``, ``exit_code``: the incoming value when it
+  has one;
+* ``holds``: per hold, the latest report wins (by report time, then ``until``); holds that ended
+  more than :data:`HOLD_GRACE_NS` before the latest report are dropped, so a row does not grow
+  with every connection ever made (a late write older than the grace could bring one back);
+* ``status``, ``task``, ``result``: from the record whose ``status_time`` is later (ties: the
+  incoming one), ``task`` and ``result`` kept when the later record has none;
+* ``attributes``: key by key, the incoming value winning (RFC 7396 merge patch).
+
+Container fields are tuples sorted by key, so equal records compare equal whatever order their
+parts arrived in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
+from typing import Final, TypeVar
+
+__all__ = ["HOLD_GRACE_NS", "RECORD_FIELDS", "EntityRecord", "merge", "prune_holds"]
+
+_T = TypeVar("_T")
+
+HOLD_GRACE_NS: Final = 3600 * 1_000_000_000
+"""How long (ns) an ended hold is kept after a later report of the entity's holds."""
+
+Holds = tuple[tuple[str, int, int], ...]
+"""``(kind:id, reported ns, until ns)`` per hold, sorted by key; until 0 = until released."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EntityRecord:
+    """A persisted snapshot of one entity (a session, agent or host), keyed by ``(kind, id)``.
+
+    Fields are by keyword: a store derives its columns from :data:`RECORD_FIELDS`.
+    """
+
+    kind: str
+    id: str
+    host_id: str | None = None
+    agent_id: str | None = None
+    service_name: str | None = None
+    first_seen: int
+    last_seen: int
+    sources: tuple[tuple[str, int], ...] = ()
+    """``(source, last time)``, sorted by source."""
+    input_bytes: int = 0
+    output_bytes: int = 0
+    pid: int | None = None
+    exit_code: int | None = None
+    holds: Holds = ()
+    status: str | None = None
+    """active | completed | error, from agent lifecycle events (seed 004), as of status_time."""
+    status_time: int = 0
+    task: str | None = None
+    result: str | None = None
+    attributes: tuple[tuple[str, str], ...] = ()
+    """Resource attributes the policy selects on, sorted by key."""
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.kind, self.id)
+
+
+RECORD_FIELDS: Final = tuple(f.name for f in fields(EntityRecord))
+"""Every field of :class:`EntityRecord`, in order: a store's columns."""
+
+
+def prune_holds(holds: Iterable[tuple[str, int, int]]) -> Holds:
+    """The latest report of each hold (by report time, then ``until``), without those that
+    ended more than :data:`HOLD_GRACE_NS` before the latest report; sorted by key."""
+    best: dict[str, tuple[int, int]] = {}
+    latest = 0
+    for key, t, until in holds:
+        prev = best.get(key)
+        if prev is None or (t, until) > prev:
+            best[key] = (t, until)
+        latest = max(latest, t)
+    horizon = latest - HOLD_GRACE_NS
+    return tuple(
+        (key, t, until) for key, (t, until) in sorted(best.items()) if not (0 < until < horizon)
+    )
+
+
+def _max_per_key(a: Iterable[tuple[str, int]], b: Iterable[tuple[str, int]]) -> dict[str, int]:
+    out = dict(a)
+    for key, t in b:
+        if t > out.get(key, t - 1):
+            out[key] = t
+    return out
+
+
+def _first(a: _T | None, b: _T | None) -> _T | None:
+    """SQL's ``coalesce(a, b)``."""
+    return a if a is not None else b
+
+
+def merge(stored: EntityRecord, incoming: EntityRecord) -> EntityRecord:
+    """``stored`` and ``incoming`` (the same entity) combined by the rules above.
+
+    Raises:
+        ValueError: the records are of different entities.
+    """
+    if stored.key != incoming.key:
+        raise ValueError(f"cannot merge {stored.key} with {incoming.key}")
+    later = incoming.status is not None and incoming.status_time >= stored.status_time
+    status_from = incoming if later else stored
+    return EntityRecord(
+        kind=stored.kind,
+        id=stored.id,
+        host_id=_first(incoming.host_id, stored.host_id),
+        agent_id=_first(incoming.agent_id, stored.agent_id),
+        service_name=_first(incoming.service_name, stored.service_name),
+        first_seen=min(stored.first_seen, incoming.first_seen),
+        last_seen=max(stored.last_seen, incoming.last_seen),
+        sources=tuple(sorted(_max_per_key(stored.sources, incoming.sources).items())),
+        input_bytes=max(stored.input_bytes, incoming.input_bytes),
+        output_bytes=max(stored.output_bytes, incoming.output_bytes),
+        pid=_first(incoming.pid, stored.pid),
+        exit_code=_first(incoming.exit_code, stored.exit_code),
+        holds=prune_holds((*stored.holds, *incoming.holds)),
+        status=status_from.status,
+        status_time=max(stored.status_time, incoming.status_time),
+        task=(incoming.task if incoming.task is not None else stored.task)
+        if later
+        else stored.task,
+        result=(
+            (incoming.result if incoming.result is not None else stored.result)
+            if later
+            else stored.result
+        ),
+        attributes=tuple(sorted({**dict(stored.attributes), **dict(incoming.attributes)}.items())),
+    )
