@@ -8,88 +8,41 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
-from google.protobuf.message import DecodeError, Message
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
-from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as logs_pb
-from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as metrics_pb
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as trace_pb
 
 from lastactive.collector._core import Core
-from lastactive.collector._ingest import Outcome
+from lastactive.collector._otlp_signals import SIGNALS, OtlpSignal, export_response
 from lastactive.collector._state import NANOS, EntityView, Kind
 from lastactive.collector._transitions import Snapshot, Transition
 from lastactive.collector._watch import KeepaliveEvent, ResyncEvent, SnapshotEvent, watch_events
 from lastactive.collector.policy import Decision, Evaluation, decide
 from lastactive.collector.proto import query_pb2, query_pb2_grpc
 
-OTLP_SIGNALS = (
-    # gRPC service, request, response, partial-success field, signal (the Ingest method and
-    # the OTLP/HTTP path /v1/<signal>)
-    (
-        "opentelemetry.proto.collector.metrics.v1.MetricsService",
-        metrics_pb.ExportMetricsServiceRequest,
-        metrics_pb.ExportMetricsServiceResponse,
-        "rejected_data_points",
-        "metrics",
-    ),
-    (
-        "opentelemetry.proto.collector.logs.v1.LogsService",
-        logs_pb.ExportLogsServiceRequest,
-        logs_pb.ExportLogsServiceResponse,
-        "rejected_log_records",
-        "logs",
-    ),
-    (
-        "opentelemetry.proto.collector.trace.v1.TraceService",
-        trace_pb.ExportTraceServiceRequest,
-        trace_pb.ExportTraceServiceResponse,
-        "rejected_spans",
-        "traces",
-    ),
-)
 
-
-def export_response(response_cls: type[Message], field: str, out: Outcome) -> Message:
-    """The OTLP ``Export*ServiceResponse``, with partial success when something was rejected."""
-    resp = response_cls()
-    if out.rejected:
-        partial: Any = resp.partial_success  # type: ignore[attr-defined]
-        setattr(partial, field, out.rejected)
-        partial.error_message = out.error_message
-    return resp
-
-
-def _otlp_handler(
-    service: str,
-    request_cls: type[Message],
-    response_cls: type[Message],
-    field: str,
-    signal: str,
-    core: Core,
-) -> grpc.GenericRpcHandler:
-    apply: Callable[[Any], Outcome] = getattr(core.ingest, signal)
-    stats = core.stats
+def _otlp_handler(signal: OtlpSignal, core: Core) -> grpc.GenericRpcHandler:
+    stats, ingest, name = core.stats, core.ingest, signal.name
 
     # No request deserializer: we parse ourselves so undecodable bytes are INVALID_ARGUMENT
     # (grpcio would answer INTERNAL). The size limit is grpcio's: RESOURCE_EXHAUSTED.
     async def export(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
         began = time.perf_counter()
         try:
-            req = request_cls.FromString(request)
+            req = signal.request.FromString(request)
         except DecodeError as exc:
-            stats.error(signal, "grpc", "invalid_argument")
+            stats.error(name, "grpc", "invalid_argument")
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
-                f"undecodable protobuf {request_cls.__name__}: {exc}",
+                f"undecodable protobuf {signal.request.__name__}: {exc}",
             )
-        out = apply(req)
-        stats.ok(signal, "grpc", out, time.perf_counter() - began)
-        return export_response(response_cls, field, out).SerializeToString()
+        out = signal.apply(ingest, req)
+        stats.ok(name, "grpc", out, time.perf_counter() - began)
+        return export_response(signal, out).SerializeToString()
 
     return grpc.method_handlers_generic_handler(
-        service, {"Export": grpc.unary_unary_rpc_method_handler(export)}
+        signal.service, {"Export": grpc.unary_unary_rpc_method_handler(export)}
     )
 
 
@@ -255,18 +208,13 @@ async def start_grpc(
             ("grpc.so_reuseport", 0),
         ]
     )
-    server.add_generic_rpc_handlers(
-        tuple(
-            _otlp_handler(svc, req, resp, field, method, core)
-            for svc, req, resp, field, method in OTLP_SIGNALS
-        )
-    )
+    server.add_generic_rpc_handlers(tuple(_otlp_handler(signal, core) for signal in SIGNALS))
     query_pb2_grpc.add_ActivityQueryServicer_to_server(ActivityQueryServicer(core), server)
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     served = (
         "lastactive.v1.ActivityQuery",
-        *(svc for svc, *_ in OTLP_SIGNALS),
+        *(signal.service for signal in SIGNALS),
         health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
     )
     reflection.enable_server_reflection((*served, reflection.SERVICE_NAME), server)

@@ -15,7 +15,8 @@ time backwards):
   has one;
 * ``holds``: per hold, the latest report wins (by report time, then ``until``); holds that ended
   more than :data:`HOLD_GRACE_NS` before the latest report are dropped, so a row does not grow
-  with every connection ever made (a late write older than the grace could bring one back);
+  with every connection ever made (a late write older than the grace could bring one back). An
+  incoming record without holds leaves the stored ones as they are;
 * ``status``, ``task``, ``result``: from the record whose ``status_time`` is later (ties: the
   incoming one), ``task`` and ``result`` kept when the later record has none;
 * ``attributes``: key by key, the incoming value winning (RFC 7396 merge patch).
@@ -131,7 +132,7 @@ def merge(stored: EntityRecord, incoming: EntityRecord) -> EntityRecord:
         output_bytes=max(stored.output_bytes, incoming.output_bytes),
         pid=_first(incoming.pid, stored.pid),
         exit_code=_first(incoming.exit_code, stored.exit_code),
-        holds=prune_holds((*stored.holds, *incoming.holds)),
+        holds=prune_holds((*stored.holds, *incoming.holds)) if incoming.holds else stored.holds,
         status=status_from.status,
         status_time=max(stored.status_time, incoming.status_time),
         task=(incoming.task if incoming.task is not None else stored.task)

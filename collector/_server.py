@@ -19,7 +19,7 @@ import uvicorn
 from lastactive.collector._core import Core
 from lastactive.collector._flusher import Flusher
 from lastactive.collector._grpc_edge import start_grpc
-from lastactive.collector._http_edge import create_app
+from lastactive.collector._http import create_app
 from lastactive.collector._ingest import Ingest
 from lastactive.collector._metrics import registry_for
 from lastactive.collector._state import NANOS, ActivityState

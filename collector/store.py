@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Sequence
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, Final, Protocol
 
@@ -98,14 +99,14 @@ _MERGE_SQL: Final = {
                 SELECT key, value FROM json_each(entities.sources)
                 UNION ALL
                 SELECT key, value FROM json_each(excluded.sources)
-            ) GROUP BY key ORDER BY key
+            ) GROUP BY key
         )
     )""",
     "input_bytes": "max(input_bytes, excluded.input_bytes)",
     "output_bytes": "max(output_bytes, excluded.output_bytes)",
     "pid": "coalesce(excluded.pid, pid)",
     "exit_code": "coalesce(excluded.exit_code, exit_code)",
-    "holds": f"""(
+    "holds": f"""CASE WHEN excluded.holds = '[]' THEN holds ELSE (
         WITH reported AS (
             SELECT json_extract(value, '$[0]') AS k, json_extract(value, '$[1]') AS t,
                    json_extract(value, '$[2]') AS u
@@ -121,9 +122,8 @@ _MERGE_SQL: Final = {
         SELECT json_group_array(json_array(k, t, u)) FROM (
             SELECT k, t, u FROM latest
             WHERE n = 1 AND NOT (u > 0 AND u < (SELECT max(t) FROM reported) - {_GRACE_NS})
-            ORDER BY k
         )
-    )""",
+    ) END""",
     "status": _LATER.format("excluded.status", "status"),
     "status_time": "max(status_time, excluded.status_time)",
     "task": _LATER.format("coalesce(excluded.task, task)", "task"),
@@ -154,6 +154,11 @@ _JSON: Final[dict[str, tuple[Callable[[Any], str], Callable[[str], Any]]]] = {
     "holds": (_compact, lambda text: tuple(sorted((k, t, u) for k, t, u in json.loads(text)))),
     "attributes": (lambda v: _compact(dict(v)), _pairs),
 }
+
+_FIELDS_OF: Final = attrgetter(*RECORD_FIELDS)
+_ENCODE_AT: Final = tuple(
+    (RECORD_FIELDS.index(name), encode) for name, (encode, _) in _JSON.items()
+)
 
 
 class SqliteStore:
@@ -205,15 +210,12 @@ class SqliteStore:
     def save(self, records: Sequence[EntityRecord]) -> None:
         if not records:
             return
-        encoders = [(name, _JSON[name][0] if name in _JSON else None) for name in RECORD_FIELDS]
-        rows = [
-            [
-                value if encode is None else encode(value)
-                for name, encode in encoders
-                for value in (getattr(r, name),)
-            ]
-            for r in records
-        ]
+        rows = []
+        for r in records:
+            row = list(_FIELDS_OF(r))
+            for i, encode in _ENCODE_AT:
+                row[i] = encode(row[i])
+            rows.append(tuple(row))  # sqlite3 binds tuples faster than lists
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:

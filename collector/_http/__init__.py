@@ -1,0 +1,47 @@
+"""The HTTP edge: one FastAPI app, one router module per resource.
+
+=======================  ===============================================================
+``_otlp``                OTLP/HTTP receivers: ``POST /v1/metrics``, ``/v1/logs``, ``/v1/traces``
+``_query``               ``GET /v1/sessions``, ``/v1/sessions/{id}``, ``/v1/hosts/{id}``
+``_agent_events``        ``POST /v1/agent-events`` (seed 004's webhook)
+``_decisions``           ``GET /v1/decisions`` and ``GET /v1/watch`` (Server-Sent Events)
+``_metrics``             ``GET /metrics`` (Prometheus)
+=======================  ===============================================================
+
+Each only translates and delegates to the core (:class:`~lastactive.collector._core.Core`).
+OpenAPI docs are at ``/docs``.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from prometheus_client.registry import CollectorRegistry
+
+import lastactive
+from lastactive.collector._core import Core
+from lastactive.collector._http._agent_events import agent_router
+from lastactive.collector._http._decisions import decisions_router
+from lastactive.collector._http._metrics import metrics_router
+from lastactive.collector._http._otlp import otlp_router
+from lastactive.collector._http._query import query_router
+
+__all__ = ["create_app"]
+
+
+def create_app(
+    core: Core, max_request_bytes: int, registry: CollectorRegistry | None = None
+) -> FastAPI:
+    """The HTTP application: OTLP receivers, the query API, the agent webhook, decisions and
+    watch, and ``/metrics`` when a ``registry`` is given."""
+    app = FastAPI(
+        title="lastactive",
+        summary="Last-activity state per session, agent and host, from OpenTelemetry.",
+        version=lastactive.__version__,
+    )
+    app.include_router(otlp_router(core, max_request_bytes))
+    app.include_router(query_router(core.state, core.clock))
+    app.include_router(agent_router(core.ingest, core.clock))
+    app.include_router(decisions_router(core))
+    if registry is not None:
+        app.include_router(metrics_router(registry))
+    return app

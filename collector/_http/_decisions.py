@@ -1,0 +1,144 @@
+"""The idle policy over HTTP: ``GET /v1/decisions`` (now and soon) and ``GET /v1/watch``
+(Server-Sent Events: a snapshot, then transitions as they happen)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+from lastactive.collector._core import Core
+from lastactive.collector._state import NANOS
+from lastactive.collector._transitions import Snapshot, Transition
+from lastactive.collector._watch import KeepaliveEvent, ResyncEvent, SnapshotEvent, watch_events
+from lastactive.collector.policy import Decision, decide
+
+
+class DecisionOut(BaseModel):
+    """One session or host the idle policy says to hibernate, now or soon."""
+
+    kind: str
+    id: str
+    host_id: str | None
+    state: str = Field(description="active or idle")
+    idle_since: datetime
+    hibernate_at: datetime = Field(description="the deadline")
+    hibernate: bool = Field(description="due now")
+    runaway: bool
+    stuck: bool
+    reason: str = Field(description="why, in words")
+
+    @classmethod
+    def of(cls, d: Decision) -> DecisionOut:
+        v, e = d.view, d.evaluation
+        return cls(
+            kind=v.kind,
+            id=v.id,
+            host_id=v.host_id,
+            state=e.state,
+            idle_since=datetime.fromtimestamp(e.idle_since / NANOS, UTC),
+            hibernate_at=datetime.fromtimestamp((e.hibernate_at or 0) / NANOS, UTC),
+            hibernate=e.hibernate,
+            runaway=e.runaway,
+            stuck=e.stuck,
+            reason=e.reason,
+        )
+
+
+class DecisionList(BaseModel):
+    hibernate: list[DecisionOut] = Field(description="due now, earliest deadline first")
+    due_soon: list[DecisionOut] = Field(description="due within `within` seconds")
+
+
+def _iso(ns: int) -> str:
+    return datetime.fromtimestamp(ns / NANOS, UTC).isoformat().replace("+00:00", "Z")
+
+
+def state_json(s: Snapshot) -> dict[str, Any]:
+    """A watcher's view of one entity's current state (SSE ``snapshot`` entries)."""
+    v, e = s.view, s.evaluation
+    return {
+        "kind": v.kind,
+        "id": v.id,
+        "host_id": v.host_id,
+        "state": e.state,
+        "runaway": e.runaway,
+        "stuck": e.stuck,
+        "hibernate": e.hibernate,
+        "hibernate_at": None if e.hibernate_at is None else _iso(e.hibernate_at),
+        "idle_since": _iso(e.idle_since),
+        "reason": e.reason,
+    }
+
+
+def transition_json(t: Transition) -> dict[str, Any]:
+    """One transition (SSE ``transition`` events)."""
+    return {
+        "at": _iso(t.at),
+        "kind": t.kind,
+        "id": t.id,
+        "host_id": t.host_id,
+        "field": t.field,
+        "previous": t.previous,
+        "current": t.current,
+        "reason": t.reason,
+        "hibernate_at": None if t.hibernate_at is None else _iso(t.hibernate_at),
+    }
+
+
+def _sse(event: str, data: Any) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+def decisions_router(core: Core) -> APIRouter:
+    """``GET /v1/decisions`` (now and soon) and ``GET /v1/watch`` (Server-Sent Events)."""
+    router = APIRouter(tags=["idle policy"])
+    clock, policy = core.clock, core.policy
+
+    @router.get(
+        "/v1/watch",
+        response_class=StreamingResponse,
+        responses={200: {"content": {"text/event-stream": {}}}},
+    )
+    async def watch(
+        host: Annotated[str | None, Query(description="only this host.id")] = None,
+        session: Annotated[str | None, Query(description="only this session.id")] = None,
+    ) -> StreamingResponse:
+        """Server-Sent Events: ``snapshot`` (current states), then ``transition`` events as
+        they happen; ``resync`` (followed by a fresh snapshot) when this subscriber fell
+        behind; a comment line as keepalive."""
+
+        async def stream() -> AsyncIterator[bytes]:
+            async for event in watch_events(core.hub, core.engine, host, session):
+                match event:
+                    case SnapshotEvent(states):
+                        yield _sse("snapshot", {"states": [state_json(s) for s in states]})
+                    case Transition():
+                        yield _sse("transition", transition_json(event))
+                    case ResyncEvent():
+                        yield _sse("resync", {})
+                    case KeepaliveEvent():
+                        yield b": keepalive\n\n"
+
+        return StreamingResponse(
+            stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+        )
+
+    @router.get("/v1/decisions", response_model=DecisionList)
+    async def decisions(
+        within: Annotated[float, Query(ge=0, description="also list those due within (s)")] = 600,
+    ) -> DecisionList:
+        """Sessions and hosts to hibernate now and those due soon, each with its deadline and
+        the reason in words."""
+        now = clock()
+        due, soon = decide(core.state.views(now), policy, now, int(within * NANOS))
+        return DecisionList(
+            hibernate=[DecisionOut.of(d) for d in due], due_soon=[DecisionOut.of(d) for d in soon]
+        )
+
+    return router
