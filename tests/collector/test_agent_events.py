@@ -7,18 +7,18 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Collector
+from tests.helpers import CollectorClient
 
 JSON = {"Content-Type": "application/json"}
 
 
-def post(collector: Collector, body: Any) -> tuple[int, Any]:
+def post(collector: CollectorClient, body: Any) -> tuple[int, Any]:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     status, resp, _ = collector.post("/v1/agent-events", raw, JSON)
     return status, json.loads(resp)
 
 
-def test_spawn_progress_complete(collector: Collector) -> None:
+def test_spawn_progress_complete(collector: CollectorClient) -> None:
     status, s = post(
         collector,
         {
@@ -90,7 +90,7 @@ def test_spawn_progress_complete(collector: Collector) -> None:
     ],
 )
 def test_malformed_payloads_get_400_and_change_nothing(
-    collector: Collector, body: Any, says: str
+    collector: CollectorClient, body: Any, says: str
 ) -> None:
     status, _ = post(collector, {"action": "spawn", "sessionKey": "abc", "task": "keep me"})
     assert status == 200

@@ -36,7 +36,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from lastactive.collector.proto import query_pb2
 from tests.collector.otlp_requests import S, metrics_request, sum_point
-from tests.conftest import Collector
+from tests.helpers import Collector, CollectorClient
 
 PROTO = {"Content-Type": "application/x-protobuf"}
 JSON = {"Content-Type": "application/json"}
@@ -54,7 +54,7 @@ def sdk_counter(exporter: Any, session_id: str) -> tuple[MeterProvider, Any]:
 
 @pytest.mark.parametrize("transport", ["grpc", "grpc-gzip", "http"])
 def test_sdk_metric_exporter_moves_state_and_unchanged_counter_does_not(
-    collector: Collector, transport: str
+    collector: CollectorClient, transport: str
 ) -> None:
     if transport.startswith("grpc"):
         compression = Compression.Gzip if transport == "grpc-gzip" else None
@@ -89,7 +89,7 @@ def test_sdk_metric_exporter_moves_state_and_unchanged_counter_does_not(
         provider.shutdown()
 
 
-def test_sdk_log_and_span_exporters(collector: Collector) -> None:
+def test_sdk_log_and_span_exporters(collector: CollectorClient) -> None:
     resource = Resource.create({"session.id": "sdk-events", "host.id": "sdk-host"})
     logs = LoggerProvider(resource=resource)
     logs.add_log_record_processor(
@@ -150,7 +150,7 @@ def otlp_json(session_id: str, t_ns: int) -> dict[str, Any]:
     }
 
 
-def test_hand_written_otlp_json_with_gzip(collector: Collector) -> None:
+def test_hand_written_otlp_json_with_gzip(collector: CollectorClient) -> None:
     t = time.time_ns() - 5 * S
     body = gzip.compress(json.dumps(otlp_json("json-1", t)).encode())
     status, resp, ctype = collector.post("/v1/traces", body, {**JSON, "Content-Encoding": "gzip"})
@@ -165,7 +165,7 @@ def test_hand_written_otlp_json_with_gzip(collector: Collector) -> None:
     assert got.startswith(time.strftime("%Y-%m-%dT%H:%M", time.gmtime(t / S)))
 
 
-def test_counter_replay_and_reordering_never_move_backwards(collector: Collector) -> None:
+def test_counter_replay_and_reordering_never_move_backwards(collector: CollectorClient) -> None:
     base = time.time_ns() - 100 * S
     start = base - 10 * S
 
@@ -194,7 +194,7 @@ def test_counter_replay_and_reordering_never_move_backwards(collector: Collector
     assert reset is not None and reset["last_active"] > after_rise["last_active"]
 
 
-def test_future_timestamps_are_clamped_to_receive_time(collector: Collector) -> None:
+def test_future_timestamps_are_clamped_to_receive_time(collector: CollectorClient) -> None:
     far = time.time_ns() + 3600 * S
     req = metrics_request(
         "future",
@@ -213,7 +213,7 @@ def test_future_timestamps_are_clamped_to_receive_time(collector: Collector) -> 
     assert s["last_active"] < time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(before + 60))
 
 
-def seed_state(collector: Collector) -> dict[str, Any]:
+def seed_state(collector: CollectorClient) -> dict[str, Any]:
     t = time.time_ns() - 50 * S
     req = metrics_request(
         "keep",
@@ -229,7 +229,7 @@ def seed_state(collector: Collector) -> dict[str, Any]:
     return s
 
 
-def assert_intact(collector: Collector, before: dict[str, Any]) -> None:
+def assert_intact(collector: CollectorClient, before: dict[str, Any]) -> None:
     after = collector.session("keep")
     assert after is not None
     for key in ("last_active", "last_seen", "first_seen", "sources", "output_bytes"):
@@ -262,7 +262,7 @@ def status_message(body: bytes, ctype: str) -> str:
     ],
 )
 def test_bad_http_input_is_refused_and_state_is_intact(
-    collector: Collector, body: bytes, headers: dict[str, str], status: int, says: str
+    collector: CollectorClient, body: bytes, headers: dict[str, str], status: int, says: str
 ) -> None:
     before = seed_state(collector)
     path = "/v1/traces" if b"resourceSpans" in body else "/v1/metrics"
@@ -272,7 +272,7 @@ def test_bad_http_input_is_refused_and_state_is_intact(
     assert_intact(collector, before)
 
 
-def test_invalid_points_are_rejected_through_partial_success(collector: Collector) -> None:
+def test_invalid_points_are_rejected_through_partial_success(collector: CollectorClient) -> None:
     t = time.time_ns() - 10 * S
     req = metrics_request(
         "partial",
@@ -332,7 +332,7 @@ def test_size_limit_http_and_grpc(tmp_path: Any) -> None:
         c.stop()
 
 
-def test_bad_grpc_input_and_not_found(collector: Collector) -> None:
+def test_bad_grpc_input_and_not_found(collector: CollectorClient) -> None:
     before = seed_state(collector)
     with grpc.insecure_channel(collector.grpc_target) as channel:
         export = channel.unary_unary(

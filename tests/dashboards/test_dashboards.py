@@ -1,36 +1,26 @@
-"""Dashboards and alert rules: reproducible, valid Grafana JSON, and every panel's query returns
-data from a real Prometheus scraping a real ``lastactive serve``; /metrics passes promtool and
-keeps per-session series bounded."""
+"""Dashboards: reproducible, valid Grafana JSON; and /metrics (the real servers in this process)
+keeps per-session series bounded while fleet totals stay exact. Prometheus and promtool run in
+``tests/integration/test_dashboards_prometheus.py``."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
-import shutil
-import subprocess
-import sys
 import time
-import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
 from tests.collector.otlp_requests import kv
-from tests.conftest import Collector, free_port, stop_process, wait_for
+from tests.helpers import InProcessCollector, wait_for
 
 DASHBOARDS = Path(__file__).parents[2] / "dashboards"
-PROMETHEUS = shutil.which("prometheus")
-PROMTOOL = shutil.which("promtool")
-needs_prometheus = pytest.mark.skipif(
-    PROMETHEUS is None or PROMTOOL is None, reason="needs Debian's prometheus (.ci/run installs it)"
-)
 
 
 def generated() -> dict[str, str]:
@@ -97,145 +87,6 @@ def _datasources(obj: Any) -> Iterator[dict[str, Any]]:
             yield from _datasources(v)
 
 
-@needs_prometheus
-def test_alert_rules_pass_promtool() -> None:
-    assert PROMTOOL is not None
-    done = subprocess.run(
-        [PROMTOOL, "check", "rules", str(DASHBOARDS / "alerts.yaml")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "3 rules found" in done.stdout
-
-
-def prom_query(url: str, expr: str) -> list[Any]:
-    q = urllib.parse.urlencode({"query": expr})
-    with urllib.request.urlopen(f"{url}/api/v1/query?{q}", timeout=10) as r:
-        body = json.load(r)
-    assert body["status"] == "success", body
-    result: list[Any] = body["data"]["result"]
-    return result
-
-
-def substitute(expr: str) -> str:
-    return expr.replace("$__rate_interval", "10s").replace("$host", ".*").replace("$agent", ".*")
-
-
-@needs_prometheus
-def test_every_panel_query_returns_data_from_a_real_prometheus(
-    tmp_path: Path, lastactive_env: dict[str, str]
-) -> None:
-    assert PROMETHEUS is not None and PROMTOOL is not None
-    policy = tmp_path / "policy.toml"
-    policy.write_text(
-        "[defaults]\nidle_after = 2\nhibernate_after = 4\nstuck_after = 2\n"
-        "runaway_bytes_per_second = 100000\n"
-    )
-    c = Collector(tmp_path / "state.db", "--policy", str(policy)).start()
-    runs, prom = [], None
-    try:
-        for sid, program in (
-            ("spin", "yes spinning | head -c 20000000; sleep 120"),
-            ("quiet", "echo hello; sleep 120"),
-        ):
-            runs.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "lastactive",
-                        "run",
-                        "--session-id",
-                        sid,
-                        "--endpoint",
-                        f"http://{c.grpc_target}",
-                        "--",
-                        "sh",
-                        "-c",
-                        program,
-                    ],
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    env=lastactive_env,
-                )
-            )
-        body = json.dumps(
-            {
-                "action": "spawn",
-                "sessionKey": "stuck-1",
-                "agentName": "codey",
-                "task": "Fix the flaky test",
-            }
-        ).encode()
-        assert c.post("/v1/agent-events", body, {"Content-Type": "application/json"})[0] == 200
-        assert c.post("/v1/metrics", b"x", {"Content-Type": "text/plain"})[0] == 415
-
-        port = free_port()
-        config = tmp_path / "prometheus.yml"
-        config.write_text(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-            f"rule_files: ['{DASHBOARDS / 'alerts.yaml'}']\n"
-            "scrape_configs:\n  - job_name: lastactive\n    static_configs:\n"
-            f"      - targets: ['127.0.0.1:{c.http_port}']\n"
-        )
-        prom = subprocess.Popen(
-            [
-                PROMETHEUS,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--log.level=warn",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        url = f"http://127.0.0.1:{port}"
-
-        def ready() -> bool:
-            try:
-                with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as r:
-                    return r.status == 200
-            except OSError:
-                return False
-
-        wait_for(ready, timeout=60, what="prometheus ready")
-        for expr in (
-            "lastactive_session_runaway == 1",
-            "lastactive_session_stuck_seconds",
-            'lastactive_sessions{state="idle"} > 0',
-        ):
-            wait_for(lambda e=expr: prom_query(url, e), timeout=60, what=expr)  # type: ignore[misc]
-        time.sleep(12)  # rates over [10s] need samples spanning the window
-
-        empty = [
-            (name, title, expr)
-            for name, title, expr in targets()
-            if not prom_query(url, substitute(expr))
-        ]
-        assert not empty
-
-        with urllib.request.urlopen(f"{c.http}/metrics", timeout=10) as r:
-            exposition = r.read()
-        checked = subprocess.run(
-            [PROMTOOL, "check", "metrics"],
-            input=exposition,
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
-        assert checked.returncode == 0, checked.stdout + checked.stderr
-    finally:
-        for run in runs:
-            run.kill()
-            run.wait()
-        if prom is not None:
-            stop_process(prom)
-        c.stop()
-
-
 def io_request(n: int, t: int) -> bytes:
     points = [
         metrics_pb2.NumberDataPoint(
@@ -264,8 +115,8 @@ def io_request(n: int, t: int) -> bytes:
     ).SerializeToString()
 
 
-def test_per_session_series_stay_bounded_while_fleet_totals_stay_exact(tmp_path: Path) -> None:
-    c = Collector(tmp_path / "state.db", "--metrics-top-sessions", "5").start()
+def test_per_session_series_stay_bounded_while_fleet_totals_stay_exact() -> None:
+    c = InProcessCollector(metrics_top_sessions=5).start()
     try:
         status, _, _ = c.post(
             "/v1/metrics",

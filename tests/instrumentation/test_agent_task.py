@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from lastactive.instrumentation import Reporter
-from tests.conftest import Collector, wait_for
+from tests.helpers import CollectorClient, wait_for
 
 
-def test_task_span_with_live_status(collector: Collector) -> None:
+def test_task_span_with_live_status(collector: CollectorClient) -> None:
     reporter = Reporter(endpoint=f"http://{collector.grpc_target}", export_interval=3600)
     try:
         tracker = reporter.session("codey-1", {"gen_ai.agent.name": "codey"})

@@ -1,15 +1,15 @@
-"""The tracker's hot path with a fake clock, and the Reporter against a real collector."""
+"""The tracker's hot path with a fake clock, and the Reporter against the real servers (in
+this process), restarted empty on the same port."""
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import pytest
 
 from lastactive.instrumentation import Reporter, SessionTracker, Source
 from lastactive.instrumentation._reporter import export_interval_from_env
-from tests.conftest import Collector, wait_for
+from tests.helpers import InProcessCollector, wait_for
 
 
 class FakeClock:
@@ -61,7 +61,7 @@ def test_export_interval_from_env(
 
 
 def test_http_protocol_immediate_export_and_healing_after_a_restart(
-    collector: Collector, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    collector: InProcessCollector, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
     # An hour between periodic exports: only the quiet-spell wake can deliver this quickly.
@@ -78,7 +78,7 @@ def test_http_protocol_immediate_export_and_healing_after_a_restart(
         # A collector that lost everything (new database, same address) heals at the next
         # export, because the timestamps are absolute.
         collector.stop()
-        fresh = Collector(tmp_path / "fresh.db", "--http-port", str(collector.http_port)).start()
+        fresh = InProcessCollector(http_port=collector.http_port).start()
         try:
             assert fresh.session("rep") is None
             reporter.flush()

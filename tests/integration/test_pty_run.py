@@ -13,7 +13,7 @@ import sys
 import termios
 import time
 
-from tests.conftest import Collector, wait_for
+from tests.helpers import CollectorClient, wait_for
 
 RUN = [sys.executable, "-m", "lastactive", "run"]
 
@@ -79,7 +79,7 @@ def test_the_program_gets_the_signal_dispositions_it_would_get_without_the_wrapp
 
 
 def test_stdin_not_a_tty_is_relayed_without_echo_and_counted(
-    collector: Collector, lastactive_env: dict[str, str]
+    collector: CollectorClient, lastactive_env: dict[str, str]
 ) -> None:
     done = subprocess.run(
         [
@@ -147,7 +147,7 @@ def read_until(fd: int, needle: bytes, timeout: float = 20) -> bytes:
 
 
 def test_terminal_raw_mode_window_size_and_sigwinch(
-    collector: Collector, lastactive_env: dict[str, str]
+    collector: CollectorClient, lastactive_env: dict[str, str]
 ) -> None:
     master, slave = pty.openpty()
     set_winsize(master, 33, 111)

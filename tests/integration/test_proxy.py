@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from lastactive.instrumentation._reporter import MIN_HOLD_TTL_S
-from tests.conftest import Collector, free_port, listening, stop_process, wait_for
+from tests.helpers import CollectorClient, free_port, listening, stop_process, wait_for
 
 needs_vnc = pytest.mark.skipif(
     shutil.which("Xvfb") is None or shutil.which("x11vnc") is None,
@@ -63,7 +63,7 @@ def vnc_server() -> Iterator[int]:
 
 
 def start_proxy(
-    collector: Collector, env: dict[str, str], target: int, protocol: str, sid: str
+    collector: CollectorClient, env: dict[str, str], target: int, protocol: str, sid: str
 ) -> tuple[subprocess.Popen[str], int]:
     proc = subprocess.Popen(
         [
@@ -101,7 +101,7 @@ def stop(proc: subprocess.Popen[str]) -> None:
 
 @needs_vnc
 def test_vnc_viewer_polling_is_presence_and_keys_and_pointer_are_engagement(
-    collector: Collector, lastactive_env: dict[str, str], vnc_server: int
+    collector: CollectorClient, lastactive_env: dict[str, str], vnc_server: int
 ) -> None:
     from vncdotool import api
 
@@ -173,7 +173,7 @@ async def _echo_server() -> tuple[asyncio.Server, int, list[bytes]]:
 
 
 def test_garbage_rfb_is_relayed_exactly_and_classification_stops(
-    collector: Collector, lastactive_env: dict[str, str]
+    collector: CollectorClient, lastactive_env: dict[str, str]
 ) -> None:
     garbage = b"RFB 003.008\n\x01\x01" + bytes([250]) + os.urandom(5000) + b"tail"
 
@@ -205,7 +205,7 @@ def test_garbage_rfb_is_relayed_exactly_and_classification_stops(
 
 
 def test_hundreds_of_connections_with_every_byte_accounted(
-    collector: Collector, lastactive_env: dict[str, str]
+    collector: CollectorClient, lastactive_env: dict[str, str]
 ) -> None:
     n, size = 300, 20_000
 
@@ -239,7 +239,7 @@ def test_hundreds_of_connections_with_every_byte_accounted(
 
 
 def test_a_dead_proxy_does_not_hold_its_session_up(
-    collector: Collector, lastactive_env: dict[str, str]
+    collector: CollectorClient, lastactive_env: dict[str, str]
 ) -> None:
     """Client holds are renewed at each heartbeat and lapse by themselves (``hold_ttl``) when
     the proxy dies without closing its connections (SIGKILL: no release is ever sent)."""
@@ -272,7 +272,7 @@ def test_a_dead_proxy_does_not_hold_its_session_up(
 
 @needs_vnc
 def test_websocket_front_classifies_rfb_inside(
-    collector: Collector, lastactive_env: dict[str, str], vnc_server: int
+    collector: CollectorClient, lastactive_env: dict[str, str], vnc_server: int
 ) -> None:
     from websockets.asyncio.client import connect
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Collector, wait_for
+from tests.helpers import CollectorClient, wait_for
 
 pytestmark = pytest.mark.skipif(
     shutil.which("tmux") is None, reason="needs tmux (.ci/run installs it)"
@@ -31,13 +31,13 @@ def tmux_env(tmp_path: Path, lastactive_env: dict[str, str]) -> Iterator[dict[st
     subprocess.run(["tmux", "kill-server"], env=env, capture_output=True, check=False)
 
 
-def holders(collector: Collector, sid: str) -> list[str]:
+def holders(collector: CollectorClient, sid: str) -> list[str]:
     s = collector.session(sid)
     return [] if s is None else [f"{h['kind']}:{h['id']}" for h in s["held_by"]]
 
 
 def test_attach_and_detach_start_and_stop_presence(
-    collector: Collector, tmux_env: dict[str, str]
+    collector: CollectorClient, tmux_env: dict[str, str]
 ) -> None:
     def tmux(*args: str) -> None:
         subprocess.run(["tmux", "-f", "/dev/null", *args], env=tmux_env, check=True, timeout=10)

@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 
 from lastactive.collector.proto import query_pb2
-from tests.conftest import Collector, wait_for
+from tests.helpers import Collector, wait_for
 
 IDLE_AFTER = 2.0
 POLICY = f"[defaults]\nidle_after = {IDLE_AFTER}\nhibernate_after = 3\n"

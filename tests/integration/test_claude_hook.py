@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import Collector
+from tests.helpers import Collector, CollectorClient
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "claude_hooks"
 HOOK = [sys.executable, "-m", "lastactive", "hook", "claude"]
@@ -29,7 +29,7 @@ def fire(url: str, event: str, session_id: str, env: dict[str, str]) -> None:
 
 
 def test_prompt_moves_last_active_and_stop_does_not(
-    collector: Collector, lastactive_env: dict[str, str]
+    collector: CollectorClient, lastactive_env: dict[str, str]
 ) -> None:
     for event in ("SessionStart", "UserPromptSubmit"):
         fire(collector.http, event, "cc-1", lastactive_env)
@@ -80,19 +80,21 @@ def test_collector_down_or_hanging_the_hook_still_exits_zero(
         assert (done.returncode, done.stdout) == (0, b"")
 
 
-def order(collector: Collector) -> list[str]:
+def order(collector: CollectorClient) -> list[str]:
     status, body = collector.get("/v1/sessions")
     assert status == 200
     return [s["id"] for s in body["sessions"]]
 
 
-def session(collector: Collector, sid: str) -> dict[str, Any]:
+def session(collector: CollectorClient, sid: str) -> dict[str, Any]:
     s = collector.session(sid)
     assert s is not None
     return s
 
 
-def test_seed_002_sort_by_last_prompt(collector: Collector, lastactive_env: dict[str, str]) -> None:
+def test_seed_002_sort_by_last_prompt(
+    collector: CollectorClient, lastactive_env: dict[str, str]
+) -> None:
     for mission in ("A", "B", "C"):
         fire(collector.http, "SessionStart", mission, lastactive_env)
     for mission in ("A", "B", "C"):
@@ -106,16 +108,16 @@ def test_seed_002_sort_by_last_prompt(collector: Collector, lastactive_env: dict
 
 
 def test_seed_002_stopped_mission_keeps_last_active(
-    collector: Collector, lastactive_env: dict[str, str]
+    collector_process: Collector, lastactive_env: dict[str, str]
 ) -> None:
-    fire(collector.http, "SessionStart", "A", lastactive_env)
-    fire(collector.http, "UserPromptSubmit", "A", lastactive_env)
-    prompted = session(collector, "A")["last_active"]
-    fire(collector.http, "SessionEnd", "A", lastactive_env)
-    stopped = session(collector, "A")
+    fire(collector_process.http, "SessionStart", "A", lastactive_env)
+    fire(collector_process.http, "UserPromptSubmit", "A", lastactive_env)
+    prompted = session(collector_process, "A")["last_active"]
+    fire(collector_process.http, "SessionEnd", "A", lastactive_env)
+    stopped = session(collector_process, "A")
     assert (stopped["status"], stopped["last_active"]) == ("completed", prompted)
-    collector.stop()
-    again = Collector(collector.db).start()
+    collector_process.stop()
+    again = Collector(collector_process.db).start()
     try:
         restored = session(again, "A")
         assert (restored["status"], restored["last_active"]) == ("completed", prompted)
@@ -124,7 +126,7 @@ def test_seed_002_stopped_mission_keeps_last_active(
 
 
 def test_seed_002_missions_without_prompts_sort_after_by_heartbeat(
-    collector: Collector, lastactive_env: dict[str, str]
+    collector: CollectorClient, lastactive_env: dict[str, str]
 ) -> None:
     for mission in ("A", "B"):
         fire(collector.http, "SessionStart", mission, lastactive_env)

@@ -6,12 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import Collector
+from tests.helpers import CollectorClient
 
 SERVE = [sys.executable, "-m", "lastactive", "serve"]
 
 
-def test_a_second_collector_cannot_share_the_ports(collector: Collector, tmp_path: Path) -> None:
+def test_a_second_collector_cannot_share_the_ports(
+    collector: CollectorClient, tmp_path: Path
+) -> None:
     for flags in (
         ["--grpc-port", str(collector.grpc_port), "--http-port", "0"],
         ["--grpc-port", "0", "--http-port", str(collector.http_port)],

@@ -9,12 +9,12 @@ import subprocess
 import sys
 import time
 
-from tests.conftest import Collector, wait_for
+from tests.helpers import CollectorClient, wait_for
 from tests.instrumentation.test_pty_run import RUN, read_until
 
 
 def test_silent_cpu_bound_command_is_work_and_idle_prompt_is_not(
-    collector: Collector, lastactive_env: dict[str, str]
+    collector: CollectorClient, lastactive_env: dict[str, str]
 ) -> None:
     env = {**lastactive_env, "PS1": "READY> ", "TERM": "dumb"}
     master, slave = pty.openpty()

@@ -12,13 +12,13 @@ import psutil
 
 from lastactive.collector.proto import query_pb2
 from lastactive.instrumentation._host import host_identity
-from tests.conftest import Collector, wait_for
+from tests.helpers import CollectorClient, wait_for
 
 S = 1_000_000_000
 
 
 def test_boot_is_recorded_once_per_boot(
-    collector: Collector, lastactive_env: dict[str, str]
+    collector: CollectorClient, lastactive_env: dict[str, str]
 ) -> None:
     host_id, _ = host_identity()
     for _ in range(2):
@@ -44,7 +44,7 @@ def handles(pid: int, sig: signal.Signals) -> bool:
 
 
 def test_sigterm_stops_the_watcher_now_not_at_its_next_check(
-    collector: Collector, lastactive_env: dict[str, str]
+    collector: CollectorClient, lastactive_env: dict[str, str]
 ) -> None:
     """Whichever thread the kernel would pick, the watcher's main thread takes SIGTERM and the
     watcher exits without waiting out its 10-minute interval."""

@@ -9,10 +9,12 @@ import sys
 
 import psutil
 
-from tests.conftest import Collector, wait_for
+from tests.helpers import CollectorClient, wait_for
 
 
-def lease(collector: Collector, env: dict[str, str], ttl: str, sid: str) -> subprocess.Popen[bytes]:
+def lease(
+    collector: CollectorClient, env: dict[str, str], ttl: str, sid: str
+) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "lastactive", "lease", "--ttl", ttl, "--session-id", sid,
          "--endpoint", f"http://{collector.grpc_target}", "--", "sleep", "60"],
@@ -20,13 +22,13 @@ def lease(collector: Collector, env: dict[str, str], ttl: str, sid: str) -> subp
     )  # fmt: skip
 
 
-def held(collector: Collector, sid: str) -> list[str]:
+def held(collector: CollectorClient, sid: str) -> list[str]:
     s = collector.session(sid)
     return [] if s is None else [h["kind"] for h in s["held_by"]]
 
 
 def test_lease_keeps_a_silent_job_busy_and_releases_when_it_is_killed(
-    collector: Collector, lastactive_env: dict[str, str]
+    collector: CollectorClient, lastactive_env: dict[str, str]
 ) -> None:
     holder = lease(collector, lastactive_env, "3s", "job")
     try:
@@ -61,7 +63,7 @@ def test_lease_keeps_a_silent_job_busy_and_releases_when_it_is_killed(
 
 
 def test_a_signal_to_the_holder_goes_to_the_job(
-    collector: Collector, lastactive_env: dict[str, str]
+    collector: CollectorClient, lastactive_env: dict[str, str]
 ) -> None:
     """SIGTERM to ``lastactive lease`` (say, from a supervisor) stops the job, then the lease.
 
@@ -82,7 +84,7 @@ def test_a_signal_to_the_holder_goes_to_the_job(
 
 
 def test_lease_expires_by_itself_when_the_holder_dies(
-    collector: Collector, lastactive_env: dict[str, str]
+    collector: CollectorClient, lastactive_env: dict[str, str]
 ) -> None:
     holder = lease(collector, lastactive_env, "4s", "orphan")
     children = []

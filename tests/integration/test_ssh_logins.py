@@ -22,7 +22,7 @@ import psutil
 import pytest
 
 from lastactive.instrumentation._host import host_identity
-from tests.conftest import Collector, free_port, listening, stop_process, wait_for
+from tests.helpers import CollectorClient, free_port, listening, stop_process, wait_for
 
 SSHD = "/usr/sbin/sshd"
 UTMP = Path("/run/utmp")
@@ -69,13 +69,13 @@ def login_terminals() -> set[str]:
     return {u.terminal for u in psutil.users() if u.terminal}
 
 
-def host_view(collector: Collector) -> dict[str, Any]:
+def host_view(collector: CollectorClient) -> dict[str, Any]:
     status, body = collector.get(f"/v1/hosts/{host_identity()[0]}")
     return body if status == 200 else {"held_by": [], "sources": {}}
 
 
 def test_an_ssh_login_holds_the_host_and_typing_is_user_input(
-    collector: Collector, lastactive_env: dict[str, str], sshd: tuple[int, Path]
+    collector: CollectorClient, lastactive_env: dict[str, str], sshd: tuple[int, Path]
 ) -> None:
     port, key = sshd
     before = login_terminals()

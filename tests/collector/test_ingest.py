@@ -1,0 +1,127 @@
+"""OTLP requests applied to state with a fake clock: what each signal means, and partial success
+for what breaks the conventions while the rest of the request is kept."""
+
+from __future__ import annotations
+
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.logs.v1 import logs_pb2
+from opentelemetry.proto.trace.v1 import trace_pb2
+
+from lastactive.collector._ingest import Ingest
+from lastactive.collector._state import ActivityState, Kind
+from tests.collector.otlp_requests import S, kv, metrics_request, sum_point
+
+T0 = 1_800_000_000 * S
+
+
+def make() -> tuple[Ingest, list[int]]:
+    now = [T0]
+    return Ingest(ActivityState(started_at=T0 - 60 * S), lambda: now[0]), now
+
+
+def logs(session_id: str, *records: tuple[str, dict[str, object], int]) -> ExportLogsServiceRequest:
+    return ExportLogsServiceRequest(
+        resource_logs=[
+            logs_pb2.ResourceLogs(
+                resource={"attributes": kv({"session.id": session_id, "host.id": "h"})},
+                scope_logs=[
+                    logs_pb2.ScopeLogs(
+                        log_records=[
+                            logs_pb2.LogRecord(event_name=n, attributes=kv(a), time_unix_nano=t)
+                            for n, a, t in records
+                        ]
+                    )
+                ],
+            )
+        ]
+    )
+
+
+def test_gauge_sets_the_source_time_and_a_bad_source_is_rejected_alone() -> None:
+    ingest, _ = make()
+    req = metrics_request("s", gauges={"lastactive.source.last_time": [
+        sum_point(0, T0, 0, **{"lastactive.source": "input"}),
+        sum_point(0, T0, 0, **{"lastactive.source": "bogus"}),
+    ]})  # fmt: skip
+    for p in req.resource_metrics[0].scope_metrics[0].metrics[0].gauge.data_points:
+        p.as_double = (T0 - 5 * S) / S
+    out = ingest.metrics(req)
+    assert (out.accepted, out.rejected) == (1, 1) and "bogus" in out.error_message
+    v = ingest.state.get(Kind.SESSION, "s", T0)
+    assert v is not None and v.last_active == T0 - 5 * S and v.host_id == "host-a"
+
+
+def test_a_cumulative_counter_counts_rises_only() -> None:
+    ingest, now = make()
+
+    def io(value: int, t: int) -> None:
+        point = sum_point(value, t, T0 - 90 * S, **{"network.io.direction": "transmit"})
+        ingest.metrics(metrics_request("s", sums={"lastactive.session.io": [point]}))
+
+    io(100, T0)  # began before the collector started (T0 - 60 s): a baseline
+    io(150, T0 + S)
+    io(150, T0 + S)  # replayed
+    now[0] = T0 + 2 * S
+    io(170, T0 + 2 * S)
+    v = ingest.state.get(Kind.SESSION, "s", T0 + 2 * S)
+    assert v is not None and v.output_bytes == 70
+
+
+def test_exit_event_ends_the_process_and_releases_holds() -> None:
+    ingest, _ = make()
+    ingest.logs(logs("s",
+        ("lastactive.hold", {"lastactive.hold": "lease", "lastactive.hold.id": "L",
+                             "lastactive.hold.until": 0.0}, T0),
+        ("lastactive.activity", {"lastactive.source": "start", "process.pid": 42}, T0),
+    ))  # fmt: skip
+    v = ingest.state.get(Kind.SESSION, "s", T0)
+    assert v is not None and [h.id for h in v.held_by] == ["L"] and v.pid == 42
+    out = ingest.logs(logs("s", ("lastactive.process.exit", {"process.exit.code": 3}, T0 + S)))
+    assert out.accepted == 1
+    v = ingest.state.get(Kind.SESSION, "s", T0 + 2 * S)
+    assert v is not None and v.held_by == [] and (v.exit_code, v.status) == (3, "error")
+
+
+def test_a_hold_without_an_id_is_rejected_and_others_kept() -> None:
+    ingest, _ = make()
+    out = ingest.logs(logs("s",
+        ("lastactive.hold", {"lastactive.hold": "lease", "lastactive.hold.until": 0.0}, T0),
+        ("lastactive.activity", {"lastactive.source": "prompt"}, T0),
+    ))  # fmt: skip
+    assert (out.accepted, out.rejected) == (1, 1) and "lastactive.hold.id" in out.error_message
+
+
+def test_spans_with_a_source_are_that_activity_and_others_are_liveness() -> None:
+    ingest, _ = make()
+    req = ExportTraceServiceRequest(resource_spans=[trace_pb2.ResourceSpans(
+        resource={"attributes": kv({"session.id": "s"})},
+        scope_spans=[trace_pb2.ScopeSpans(spans=[
+            trace_pb2.Span(name="work", end_time_unix_nano=T0 - S,
+                           attributes=kv({"lastactive.source": "agent"})),
+            trace_pb2.Span(name="other", end_time_unix_nano=T0),
+        ])],
+    )])  # fmt: skip
+    assert ingest.traces(req).accepted == 2
+    v = ingest.state.get(Kind.SESSION, "s", T0)
+    assert v is not None and v.sources == {"agent": T0 - S, "telemetry": T0}
+    assert v.last_source == "agent"  # liveness is kept, never the why
+
+
+def test_telemetry_about_nothing_we_track_is_skipped() -> None:
+    ingest, _ = make()
+    req = ExportLogsServiceRequest(resource_logs=[logs_pb2.ResourceLogs(
+        scope_logs=[logs_pb2.ScopeLogs(log_records=[logs_pb2.LogRecord(time_unix_nano=T0)])]
+    )])  # fmt: skip
+    out = ingest.logs(req)
+    assert (out.accepted, out.rejected) == (0, 0) and not ingest.state.entities
+
+
+def test_the_webhook_is_seed_004s_lifecycle_at_the_receive_time() -> None:
+    ingest, now = make()
+    ingest.agent_webhook("s", "codey", "lastactive.agent.spawn", "fix it", None)
+    now[0] = T0 + S
+    ingest.agent_webhook("s", "codey", "lastactive.agent.complete", None, "done")
+    v = ingest.state.get(Kind.SESSION, "s", T0 + S)
+    assert v is not None and (v.status, v.task, v.result) == ("completed", "fix it", "done")
+    assert v.agent_id == "codey" and v.sources["exit"] == T0 + S

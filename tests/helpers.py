@@ -1,0 +1,218 @@
+"""Helpers every test may import (never from conftest.py): collectors to test against (in this
+process or as a real ``lastactive serve``), polling with a deadline, free ports, stopping
+third-party servers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from lastactive.collector import Bound, Settings, SqliteStore, Store, serve
+from lastactive.collector.proto import query_pb2, query_pb2_grpc
+
+_READY = re.compile(r"on 127\.0\.0\.1:(\d+), OTLP/HTTP and query HTTP on http://127\.0\.0\.1:(\d+)")
+
+
+class CollectorClient:
+    """Talks to a collector at ``grpc_port`` / ``http_port`` on loopback (HTTP JSON and gRPC)."""
+
+    grpc_port: int = 0
+    http_port: int = 0
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def get(self, path: str) -> tuple[int, Any]:
+        try:
+            with urllib.request.urlopen(self.http + path, timeout=10) as r:
+                return r.status, json.load(r)
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"null")
+
+    def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes, str]:
+        req = urllib.request.Request(self.http + path, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, r.read(), r.headers.get("content-type", "")
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read(), exc.headers.get("content-type", "")
+
+    def session(self, sid: str) -> dict[str, Any] | None:
+        status, body = self.get(f"/v1/sessions/{sid}")
+        return body if status == 200 else None
+
+    def grpc_stub(self) -> tuple[grpc.Channel, query_pb2_grpc.ActivityQueryStub]:
+        channel = grpc.insecure_channel(self.grpc_target)
+        return channel, query_pb2_grpc.ActivityQueryStub(channel)
+
+    def grpc_session(self, sid: str) -> query_pb2.Entity:
+        channel, stub = self.grpc_stub()
+        with channel:
+            return stub.GetSession(query_pb2.GetRequest(id=sid), timeout=10)
+
+
+class Collector(CollectorClient):
+    """A ``lastactive serve`` process (``python -P -m lastactive serve`` on ports 0, a 0.2 s
+    flush interval). ``start()`` waits for its ready line. For what needs a real process: a
+    restart, a SIGKILL, the server's own memory, the command line."""
+
+    def __init__(self, db: Path, *extra: str) -> None:
+        self.db = db
+        self.extra = extra
+        self.proc: subprocess.Popen[str] | None = None
+        self.grpc_port = self.http_port = 0
+
+    def start(self) -> Collector:
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-P",
+                "-m",
+                "lastactive",
+                "serve",
+                "--grpc-port",
+                "0",
+                "--http-port",
+                "0",
+                "--db",
+                str(self.db),
+                "--flush-interval",
+                "0.2",
+                *self.extra,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        match = _READY.search(line)
+        if not match:
+            self.proc.kill()
+            raise AssertionError(f"no ready line: {line!r} {self.proc.stderr.read()!r}")  # type: ignore[union-attr]
+        self.grpc_port, self.http_port = int(match[1]), int(match[2])
+        return self
+
+    def stop(self) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=20)
+        self.proc.stdout.close()  # type: ignore[union-attr]
+        self.proc.stderr.close()  # type: ignore[union-attr]
+        return code
+
+
+class InProcessCollector(CollectorClient):
+    """:func:`~lastactive.collector.serve` on a thread of this process (ports 0, its own event
+    loop): the real servers, started in milliseconds. ``store`` defaults to an in-memory SQLite
+    database; ``clock`` is ns since the epoch."""
+
+    def __init__(
+        self,
+        store: Store | None = None,
+        *,
+        clock: Callable[[], int] = time.time_ns,
+        http_port: int = 0,
+        **settings: Any,
+    ) -> None:
+        self.settings = Settings(
+            host="127.0.0.1", grpc_port=0, http_port=http_port, db=":memory:", **settings
+        )
+        self.store = store if store is not None else SqliteStore(":memory:")
+        self.clock = clock
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread: threading.Thread | None = None
+        self._failed: BaseException | None = None
+
+    def start(self) -> InProcessCollector:
+        ready = threading.Event()
+
+        def bound(b: Bound) -> None:
+            self.grpc_port, self.http_port = b.grpc_port, b.http_port
+            ready.set()
+
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            await serve(self.settings, store=self.store, clock=self.clock, ready=bound,
+                        stop=self._stop)  # fmt: skip
+
+        def run() -> None:
+            try:
+                asyncio.run(main())
+            except BaseException as exc:
+                self._failed = exc
+                ready.set()
+
+        self._thread = threading.Thread(target=run, name="in-process-collector", daemon=True)
+        self._thread.start()
+        ready.wait(30)
+        if self._failed is not None or not self.http_port:
+            raise AssertionError(f"the in-process collector did not start: {self._failed!r}")
+        return self
+
+    def stop(self) -> None:
+        """Stop the servers (the last flush included) and wait for the thread."""
+        if self._loop is not None and self._stop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+            self._thread.join(30)
+            assert not self._thread.is_alive(), "the in-process collector did not stop"
+            self._thread = None
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
+    """Poll a real process's observable state until ``predicate`` is truthy (returns it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout: float = 10.0) -> None:
+    """SIGTERM a third-party program (a server the test started), SIGKILL if it lingers: how it
+    shuts down is not what the test is about."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def free_port() -> int:
+    """A loopback TCP port free right now, for programs that cannot bind port 0 and report it."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def listening(port: int) -> bool:
+    """True when something accepts connections on loopback ``port``."""
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
