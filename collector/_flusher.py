@@ -90,7 +90,8 @@ class Flusher:
         return len(records)
 
     async def stop(self) -> None:
-        """Stop the loop after one last flush."""
+        """Stop the loop, then flush what changed last (also when the loop never ran)."""
         self._stop.set()
         if self._task is not None:
             await self._task
+        await self.flush()

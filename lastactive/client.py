@@ -30,16 +30,19 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from lastactive.conventions import SCOPE_NAME
+from lastactive.conventions import (
+    ENV_GRPC_PORT,
+    ENV_HOOK_TIMEOUT,
+    ENV_HOST,
+    ENV_HTTP_PORT,
+    ENV_URL,
+    SCOPE_NAME,
+)
 
 __all__ = [
     "DEFAULT_GRPC_PORT",
     "DEFAULT_HOST",
     "DEFAULT_HTTP_PORT",
-    "ENV_GRPC_PORT",
-    "ENV_HOST",
-    "ENV_HTTP_PORT",
-    "ENV_URL",
     "HOOK_TIMEOUT_S",
     "Attributes",
     "get_json",
@@ -51,12 +54,6 @@ __all__ = [
     "post_logs",
 ]
 
-ENV_URL: Final = "LASTACTIVE_URL"
-"""The collector's HTTP base URL, e.g. ``http://collector:4318``."""
-ENV_HOST: Final = "LASTACTIVE_HOST"
-"""The address ``lastactive serve`` binds; clients connect there (loopback for a wildcard)."""
-ENV_HTTP_PORT: Final = "LASTACTIVE_HTTP_PORT"
-ENV_GRPC_PORT: Final = "LASTACTIVE_GRPC_PORT"
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_HTTP_PORT: Final = 4318
 """OTLP/HTTP's default port (OTLP specification)."""
@@ -65,7 +62,6 @@ DEFAULT_GRPC_PORT: Final = 4317
 
 HOOK_TIMEOUT_S: Final = 0.5
 """Seconds a one-shot reporter (``hook``, ``tmux-event``) waits for the collector."""
-ENV_HOOK_TIMEOUT: Final = "LASTACTIVE_HOOK_TIMEOUT"
 
 _WILDCARDS: Final = {"0.0.0.0": "127.0.0.1", "::": "::1", "": DEFAULT_HOST}
 

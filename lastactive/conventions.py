@@ -45,7 +45,12 @@ __all__ = [
     "ATTR_TASK",
     "DIRECTION_RECEIVE",
     "DIRECTION_TRANSMIT",
+    "ENV_GRPC_PORT",
+    "ENV_HOOK_TIMEOUT",
+    "ENV_HOST",
+    "ENV_HTTP_PORT",
     "ENV_SESSION_ID",
+    "ENV_URL",
     "EVENT_ACTIVITY",
     "EVENT_AGENT_COMPLETE",
     "EVENT_AGENT_ERROR",
@@ -157,6 +162,24 @@ ENV_SESSION_ID: Final = "LASTACTIVE_SESSION_ID"
 """Environment variable: the session id. ``lastactive run`` sets it for the program it wraps
 (and reads it as its default), so tools run inside (``lastactive lease``, hooks, a tmux session
 started there) report into the same session."""
+
+ENV_URL: Final = "LASTACTIVE_URL"
+"""Environment variable: the collector's HTTP base URL (``hook``, ``tmux``, ``cull``, ``ls``);
+see :mod:`lastactive.client` for the whole rule."""
+
+ENV_HOST: Final = "LASTACTIVE_HOST"
+"""Environment variable: the address ``lastactive serve`` binds; clients connect there (on
+loopback for a wildcard address)."""
+
+ENV_HTTP_PORT: Final = "LASTACTIVE_HTTP_PORT"
+"""Environment variable: ``lastactive serve``'s OTLP/HTTP and query HTTP port (4318)."""
+
+ENV_GRPC_PORT: Final = "LASTACTIVE_GRPC_PORT"
+"""Environment variable: ``lastactive serve``'s OTLP/gRPC and query gRPC port (4317)."""
+
+ENV_HOOK_TIMEOUT: Final = "LASTACTIVE_HOOK_TIMEOUT"
+"""Environment variable: seconds a one-shot reporter (``hook``, ``tmux-event``) waits for the
+collector (0.5)."""
 
 # --- lastactive's own names ----------------------------------------------------------------
 

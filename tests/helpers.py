@@ -1,12 +1,23 @@
-"""Helpers every test may import (never from conftest.py): collectors to test against (in this
-process or as a real ``lastactive serve``), polling with a deadline, free ports, stopping
-third-party servers."""
+"""The one helper module every test may import (``conftest.py`` holds fixtures only):
+
+* collectors to test against: :class:`InProcessCollector` (the real servers on a thread of the
+  test process, started in milliseconds) and :class:`Collector` (a ``lastactive serve``
+  process, for restarts, kills and the server's own memory), both :class:`CollectorClient` s;
+* :func:`wait_for` (poll a real process's observable state with a deadline), free ports,
+  stopping third-party servers, reading a real terminal (:func:`read_until`);
+* OTLP requests built by hand with explicit timestamps (ns): :func:`metrics_request`,
+  :func:`otlp_json`, :func:`last_input`;
+* the dashboards the generator renders (:func:`generated`, :func:`boards`, :func:`targets`).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
+import os
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -15,14 +26,24 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import grpc
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.metrics.v1 import metrics_pb2
 
 from lastactive.collector import Bound, Settings, SqliteStore, Store, serve
 from lastactive.collector.proto import query_pb2, query_pb2_grpc
+
+RUN = [sys.executable, "-m", "lastactive", "run"]
+"""``lastactive run`` as a real process."""
+PROTO = {"Content-Type": "application/x-protobuf"}
+DASHBOARDS = Path(__file__).parents[1] / "dashboards"
 
 _READY = re.compile(r"on 127\.0\.0\.1:(\d+), OTLP/HTTP and query HTTP on http://127\.0\.0\.1:(\d+)")
 
@@ -216,3 +237,154 @@ def listening(port: int) -> bool:
     """True when something accepts connections on loopback ``port``."""
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+# --- real terminals -------------------------------------------------------------------
+
+
+def read_until(fd: int, needle: bytes, timeout: float = 20) -> bytes:
+    buf = b""
+    deadline = time.monotonic() + timeout
+    while needle not in buf:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"{needle!r} not in {buf!r}")
+        ready, _, _ = select.select([fd], [], [], left)
+        if ready:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            buf += chunk
+    return buf
+
+
+# --- OTLP requests built by hand, with explicit timestamps (ns) --------------------------
+
+S = 1_000_000_000
+
+
+def kv(attrs: dict[str, Any]) -> list[KeyValue]:
+    out = []
+    for k, v in attrs.items():
+        if isinstance(v, bool):
+            val = AnyValue(bool_value=v)
+        elif isinstance(v, int):
+            val = AnyValue(int_value=v)
+        elif isinstance(v, float):
+            val = AnyValue(double_value=v)
+        else:
+            val = AnyValue(string_value=v)
+        out.append(KeyValue(key=k, value=val))
+    return out
+
+
+def sum_point(value: int, t: int, start: int, **attrs: Any) -> metrics_pb2.NumberDataPoint:
+    return metrics_pb2.NumberDataPoint(
+        as_int=value, time_unix_nano=t, start_time_unix_nano=start, attributes=kv(attrs)
+    )
+
+
+def metrics_request(
+    session_id: str,
+    *,
+    sums: dict[str, list[metrics_pb2.NumberDataPoint]] | None = None,
+    gauges: dict[str, list[metrics_pb2.NumberDataPoint]] | None = None,
+    host_id: str = "host-a",
+) -> ExportMetricsServiceRequest:
+    metrics = [
+        metrics_pb2.Metric(
+            name=name,
+            sum=metrics_pb2.Sum(
+                data_points=points,
+                is_monotonic=True,
+                aggregation_temporality=metrics_pb2.AGGREGATION_TEMPORALITY_CUMULATIVE,
+            ),
+        )
+        for name, points in (sums or {}).items()
+    ] + [
+        metrics_pb2.Metric(name=name, gauge=metrics_pb2.Gauge(data_points=points))
+        for name, points in (gauges or {}).items()
+    ]
+    return ExportMetricsServiceRequest(
+        resource_metrics=[
+            metrics_pb2.ResourceMetrics(
+                resource={
+                    "attributes": kv(
+                        {"session.id": session_id, "host.id": host_id, "service.name": "test"}
+                    )
+                },
+                scope_metrics=[metrics_pb2.ScopeMetrics(scope={"name": "t"}, metrics=metrics)],
+            )
+        ]
+    )
+
+
+def otlp_json(session_id: str, t_ns: int) -> dict[str, Any]:
+    """Hand-written OTLP/JSON: hex ids, int64 as strings, enum as an integer."""
+    return {
+        "resourceSpans": [
+            {
+                "resource": {
+                    "attributes": [
+                        {"key": "session.id", "value": {"stringValue": session_id}},
+                        {"key": "host.id", "value": {"stringValue": "json-host"}},
+                    ]
+                },
+                "scopeSpans": [
+                    {
+                        "scope": {"name": "hand"},
+                        "spans": [
+                            {
+                                "traceId": "5b8efff798038103d269b633813fc60c",
+                                "spanId": "eee19b7ec3c1b174",
+                                "parentSpanId": "eee19b7ec3c1b173",
+                                "name": "keystrokes",
+                                "kind": 2,
+                                "startTimeUnixNano": str(t_ns - S),
+                                "endTimeUnixNano": str(t_ns),
+                                "attributes": [
+                                    {"key": "lastactive.source", "value": {"stringValue": "input"}},
+                                    {"key": "n", "value": {"intValue": "42"}},
+                                ],
+                                "unknownFieldIsIgnored": True,
+                            }
+                        ],
+                    }
+                ],
+            }
+        ]
+    }
+
+
+def last_input(collector: CollectorClient, sid: str, seconds_ago: float) -> None:
+    t = time.time_ns() - int(seconds_ago * S)
+    req = metrics_request(sid, host_id=f"h-{sid}", gauges={"lastactive.source.last_time": [
+        sum_point(0, time.time_ns(), 0, **{"lastactive.source": "input"})]})  # fmt: skip
+    req.resource_metrics[0].scope_metrics[0].metrics[0].gauge.data_points[0].as_double = t / S
+    assert collector.post("/v1/metrics", req.SerializeToString(), PROTO)[0] == 200
+
+
+# --- dashboards ---------------------------------------------------------------------------
+
+
+def generated() -> dict[str, str]:
+    spec = importlib.util.spec_from_file_location("generate", DASHBOARDS / "generate.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rendered: dict[str, str] = module.render()
+    return rendered
+
+
+def boards() -> dict[str, dict[str, Any]]:
+    return {name: json.loads((DASHBOARDS / name).read_text()) for name in generated()}
+
+
+def targets() -> Iterator[tuple[str, str, str]]:
+    for name, board in boards().items():
+        for panel in board["panels"]:
+            for target in panel["targets"]:
+                yield name, panel["title"], target["expr"]

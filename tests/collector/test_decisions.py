@@ -3,22 +3,12 @@ policy file."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from lastactive.collector.proto import query_pb2
-from tests.collector.otlp_requests import S, metrics_request, sum_point
-from tests.helpers import CollectorClient, InProcessCollector
+from tests.helpers import InProcessCollector, last_input
 
 PROTO = {"Content-Type": "application/x-protobuf"}
-
-
-def last_input(collector: CollectorClient, sid: str, seconds_ago: float) -> None:
-    t = time.time_ns() - int(seconds_ago * S)
-    req = metrics_request(sid, host_id=f"h-{sid}", gauges={"lastactive.source.last_time": [
-        sum_point(0, time.time_ns(), 0, **{"lastactive.source": "input"})]})  # fmt: skip
-    req.resource_metrics[0].scope_metrics[0].metrics[0].gauge.data_points[0].as_double = t / S
-    assert collector.post("/v1/metrics", req.SerializeToString(), PROTO)[0] == 200
 
 
 def test_decisions_over_http_and_grpc(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 
 from lastactive.collector._ingest import Ingest
 from lastactive.collector._state import ActivityState, Kind
-from tests.collector.otlp_requests import S, kv, metrics_request, sum_point
+from tests.helpers import S, kv, metrics_request, sum_point
 
 T0 = 1_800_000_000 * S
 

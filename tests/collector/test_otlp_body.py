@@ -10,7 +10,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from lastactive.collector._otlp_body import CONTENT_JSON, BodyError, decompress, media_type, parse
-from tests.collector.test_receivers import otlp_json
+from tests.helpers import otlp_json
 
 
 def test_json_ids_are_hex_and_int64_strings_and_enums_as_integers() -> None:

@@ -35,8 +35,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from lastactive.collector.proto import query_pb2
-from tests.collector.otlp_requests import S, metrics_request, sum_point
-from tests.helpers import Collector, CollectorClient
+from tests.helpers import Collector, CollectorClient, S, metrics_request, otlp_json, sum_point
 
 PROTO = {"Content-Type": "application/x-protobuf"}
 JSON = {"Content-Type": "application/json"}
@@ -111,43 +110,6 @@ def test_sdk_log_and_span_exporters(collector: CollectorClient) -> None:
     assert s is not None
     assert "telemetry" in s["sources"]  # a foreign span with an identity: liveness
     assert s["last_activity"] is None and s["last_active"] is None
-
-
-def otlp_json(session_id: str, t_ns: int) -> dict[str, Any]:
-    """Hand-written OTLP/JSON: hex ids, int64 as strings, enum as an integer."""
-    return {
-        "resourceSpans": [
-            {
-                "resource": {
-                    "attributes": [
-                        {"key": "session.id", "value": {"stringValue": session_id}},
-                        {"key": "host.id", "value": {"stringValue": "json-host"}},
-                    ]
-                },
-                "scopeSpans": [
-                    {
-                        "scope": {"name": "hand"},
-                        "spans": [
-                            {
-                                "traceId": "5b8efff798038103d269b633813fc60c",
-                                "spanId": "eee19b7ec3c1b174",
-                                "parentSpanId": "eee19b7ec3c1b173",
-                                "name": "keystrokes",
-                                "kind": 2,
-                                "startTimeUnixNano": str(t_ns - S),
-                                "endTimeUnixNano": str(t_ns),
-                                "attributes": [
-                                    {"key": "lastactive.source", "value": {"stringValue": "input"}},
-                                    {"key": "n", "value": {"intValue": "42"}},
-                                ],
-                                "unknownFieldIsIgnored": True,
-                            }
-                        ],
-                    }
-                ],
-            }
-        ]
-    }
 
 
 def test_hand_written_otlp_json_with_gzip(collector: CollectorClient) -> None:

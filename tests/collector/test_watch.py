@@ -17,7 +17,7 @@ from lastactive.collector._watch import (
     watch_events,
 )
 from lastactive.collector.policy import Policy
-from tests.collector.otlp_requests import S
+from tests.helpers import S
 
 
 def transition(i: int) -> Transition:

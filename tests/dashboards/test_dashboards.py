@@ -4,12 +4,10 @@ keeps per-session series bounded while fleet totals stay exact. Prometheus and p
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import time
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
@@ -17,30 +15,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
-from tests.collector.otlp_requests import kv
-from tests.helpers import InProcessCollector, wait_for
-
-DASHBOARDS = Path(__file__).parents[2] / "dashboards"
-
-
-def generated() -> dict[str, str]:
-    spec = importlib.util.spec_from_file_location("generate", DASHBOARDS / "generate.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    rendered: dict[str, str] = module.render()
-    return rendered
-
-
-def boards() -> dict[str, dict[str, Any]]:
-    return {name: json.loads((DASHBOARDS / name).read_text()) for name in generated()}
-
-
-def targets() -> Iterator[tuple[str, str, str]]:
-    for name, board in boards().items():
-        for panel in board["panels"]:
-            for target in panel["targets"]:
-                yield name, panel["title"], target["expr"]
+from tests.helpers import DASHBOARDS, InProcessCollector, boards, generated, kv, wait_for
 
 
 def test_committed_json_is_what_the_code_generates() -> None:

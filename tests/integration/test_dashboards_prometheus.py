@@ -15,8 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.dashboards.test_dashboards import DASHBOARDS, targets
-from tests.helpers import Collector, free_port, stop_process, wait_for
+from tests.helpers import DASHBOARDS, Collector, free_port, stop_process, targets, wait_for
 
 PROMETHEUS = shutil.which("prometheus")
 PROMTOOL = shutil.which("promtool")

@@ -9,8 +9,7 @@ import subprocess
 import sys
 import time
 
-from tests.helpers import CollectorClient, wait_for
-from tests.instrumentation.test_pty_run import RUN, read_until
+from tests.helpers import RUN, CollectorClient, read_until, wait_for
 
 
 def test_silent_cpu_bound_command_is_work_and_idle_prompt_is_not(

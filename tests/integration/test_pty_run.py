@@ -5,17 +5,12 @@ from __future__ import annotations
 import fcntl
 import os
 import pty
-import select
 import signal
 import struct
 import subprocess
-import sys
 import termios
-import time
 
-from tests.helpers import CollectorClient, wait_for
-
-RUN = [sys.executable, "-m", "lastactive", "run"]
+from tests.helpers import RUN, CollectorClient, read_until, wait_for
 
 
 def down_env(env: dict[str, str]) -> dict[str, str]:
@@ -125,25 +120,6 @@ def test_eof_on_stdin_ends_a_reading_program(lastactive_env: dict[str, str]) -> 
 
 def set_winsize(fd: int, rows: int, cols: int) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-
-
-def read_until(fd: int, needle: bytes, timeout: float = 20) -> bytes:
-    buf = b""
-    deadline = time.monotonic() + timeout
-    while needle not in buf:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise AssertionError(f"{needle!r} not in {buf!r}")
-        ready, _, _ = select.select([fd], [], [], left)
-        if ready:
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            buf += chunk
-    return buf
 
 
 def test_terminal_raw_mode_window_size_and_sigwinch(

@@ -15,8 +15,7 @@ from opentelemetry.proto.metrics.v1 import metrics_pb2
 
 from lastactive.collector._watch import QUEUE_MAX
 from lastactive.collector.proto import query_pb2
-from tests.collector.otlp_requests import S, kv
-from tests.helpers import Collector, wait_for
+from tests.helpers import Collector, S, kv, wait_for
 
 
 def many_sessions(n: int, t: int) -> bytes:

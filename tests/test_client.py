@@ -1,0 +1,52 @@
+"""``lastactive.client``: one rule for where the collector is, for every subcommand."""
+
+from __future__ import annotations
+
+from google.protobuf import json_format
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+from lastactive.client import HOOK_TIMEOUT_S, hook_timeout, http_url, logs_request, otlp_endpoint
+
+
+def test_http_url_flag_then_url_then_the_serve_variables() -> None:
+    env = {"LASTACTIVE_URL": "http://c:9/", "LASTACTIVE_HTTP_PORT": "5000"}
+    assert http_url("http://flag:1/", env) == "http://flag:1"
+    assert http_url(None, env) == "http://c:9"
+    assert http_url(None, {"LASTACTIVE_HTTP_PORT": "5000"}) == "http://127.0.0.1:5000"
+    assert http_url(None, {}) == "http://127.0.0.1:4318"
+    assert http_url(None, {"LASTACTIVE_HOST": "0.0.0.0"}) == "http://127.0.0.1:4318"  # wildcard
+    assert http_url(None, {"LASTACTIVE_HOST": "::1", "LASTACTIVE_HTTP_PORT": "7"}) == (
+        "http://[::1]:7"
+    )
+
+
+def test_otlp_endpoint_leaves_otel_variables_to_the_sdk() -> None:
+    assert otlp_endpoint("http://flag:1", "metrics", "grpc", {}) == "http://flag:1"
+    otel = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://o:4317", "LASTACTIVE_GRPC_PORT": "9"}
+    assert otlp_endpoint(None, "metrics", "grpc", otel) is None  # the SDK reads it
+    only_logs = {"OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": "http://o:1", "LASTACTIVE_GRPC_PORT": "9"}
+    assert otlp_endpoint(None, "logs", "grpc", only_logs) is None
+    assert otlp_endpoint(None, "traces", "grpc", only_logs) == "http://127.0.0.1:9"
+    ours = {"LASTACTIVE_HOST": "10.1.2.3", "LASTACTIVE_HTTP_PORT": "5000"}
+    assert otlp_endpoint(None, "logs", "http", ours) == "http://10.1.2.3:5000"
+    assert otlp_endpoint(None, "logs", "grpc", ours) == "http://10.1.2.3:4317"
+    assert otlp_endpoint(None, "logs", "grpc", {}) is None  # the SDK's default
+
+
+def test_hook_timeout() -> None:
+    assert hook_timeout({}) == HOOK_TIMEOUT_S
+    assert hook_timeout({"LASTACTIVE_HOOK_TIMEOUT": "1.5"}) == 1.5
+    assert hook_timeout({"LASTACTIVE_HOOK_TIMEOUT": "soon"}) == HOOK_TIMEOUT_S
+
+
+def test_logs_request_is_valid_otlp_json() -> None:
+    body = logs_request(
+        {"service.name": "t", "n": 3, "ok": True},
+        [("lastactive.activity", {"lastactive.source": "prompt", "x": 1.5}, 1_800_000_000_000)],
+    )
+    req = json_format.ParseDict(body, ExportLogsServiceRequest())
+    record = req.resource_logs[0].scope_logs[0].log_records[0]
+    assert record.event_name == "lastactive.activity" and record.time_unix_nano == 1_800_000_000_000
+    resource = {kv.key: kv.value for kv in req.resource_logs[0].resource.attributes}
+    assert resource["n"].int_value == 3 and resource["ok"].bool_value is True
+    assert req.resource_logs[0].scope_logs[0].scope.name == "lastactive"

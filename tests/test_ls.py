@@ -1,0 +1,50 @@
+"""``lastactive ls``: the table's rows from the API's JSON (a fixed "now")."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from lastactive._ls import human_bytes, human_seconds, table
+
+NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
+
+
+def session(sid: str, **over: Any) -> dict[str, Any]:
+    s: dict[str, Any] = {
+        "id": sid,
+        "host_id": "3d1219c7c4c5aaaa",
+        "status": "active",
+        "process": {"status": "running", "exit_code": None},
+        "held_by": [],
+        "last_activity": "2026-11-22T11:59:48+00:00",
+        "last_source": "output",
+        "last_seen": "2026-11-22T11:59:58+00:00",
+        "idle_seconds": 12.4,
+        "output_bytes_per_second": 1536.0,
+        "input_bytes_per_second": 0.0,
+    }
+    s.update(over)
+    return s
+
+
+def test_table_rows_say_status_why_and_holds() -> None:
+    rows = table(
+        [
+            session("demo"),
+            session("done", process={"status": "exited", "exit_code": 3}),
+            session("quiet", last_activity=None, held_by=[{"kind": "lease"}, {"kind": "client"}]),
+        ],
+        NOW,
+    ).splitlines()
+    assert rows[0].split() == ["SESSION", "HOST", "STATUS", "LAST", "ACTIVE", "IDLE", "HELD",
+                               "BY", "BYTES/S", "OUT/IN"]  # fmt: skip
+    assert rows[1].split() == ["demo", "3d1219c7c4c5", "running", "12s", "ago", "(output)", "12s",
+                               "-", "1.5K/0"]  # fmt: skip
+    assert "exited 3" in rows[2]
+    assert "2s ago (seen)" in rows[3] and "client,lease" in rows[3]
+
+
+def test_human_units() -> None:
+    assert [human_seconds(s) for s in (5, 61, 7200, 90000)] == ["5s", "1m", "2h", "1d"]
+    assert [human_bytes(b) for b in (512, 1536, 3 << 20)] == ["512", "1.5K", "3.0M"]
