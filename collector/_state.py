@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Final, NamedTuple
 
 from lastactive.collector._activity import idle_since, latest
-from lastactive.collector._record import HOLD_GRACE_NS, RECORD_FIELDS, EntityRecord, merge
+from lastactive.collector._record import HOLD_GRACE_NS, EntityRecord, merge
 from lastactive.conventions import (
     IDLE_CLASSES,
     SOURCES,
@@ -130,27 +130,45 @@ class Entity:
 
     def record(self) -> EntityRecord:
         """This entity's persisted snapshot (container fields sorted by key)."""
+        # By keyword, every field (a test checks none is missing): the flush makes one per
+        # changed entity on the event loop, and this is 3x faster than building the kwargs.
         return EntityRecord(
             kind=str(self.kind),
+            id=self.id,
+            host_id=self.host_id,
+            agent_id=self.agent_id,
+            service_name=self.service_name,
+            first_seen=self.first_seen,
+            last_seen=self.last_seen,
             sources=tuple(sorted(self.sources.items())),
+            input_bytes=self.input_bytes,
+            output_bytes=self.output_bytes,
+            pid=self.pid,
+            exit_code=self.exit_code,
             holds=tuple(sorted((key, t, until) for key, (t, until) in self.holds.items())),
+            status=self.status,
+            status_time=self.status_time,
+            task=self.task,
+            result=self.result,
             attributes=tuple(sorted(self.attributes.items())) if self.attributes else (),
-            **{name: getattr(self, name) for name in _SCALAR_FIELDS},
         )
 
     def restore(self, r: EntityRecord) -> None:
         """Take every persisted field from ``r`` (rates and counter streams are not persisted)."""
-        for name in _SCALAR_FIELDS:
-            setattr(self, name, getattr(r, name))
+        self.id, self.host_id, self.agent_id = r.id, r.host_id, r.agent_id
+        self.service_name, self.first_seen, self.last_seen = (
+            r.service_name,
+            r.first_seen,
+            r.last_seen,
+        )
         self.sources = dict(r.sources)
+        self.input_bytes, self.output_bytes = r.input_bytes, r.output_bytes
+        self.pid, self.exit_code = r.pid, r.exit_code
         self.holds = {key: (t, until) for key, t, until in r.holds}
+        self.status, self.status_time, self.task, self.result = (
+            r.status, r.status_time, r.task, r.result
+        )  # fmt: skip
         self.attributes = dict(r.attributes) if r.attributes else None
-
-
-_SCALAR_FIELDS: Final = tuple(
-    name for name in RECORD_FIELDS if name not in ("kind", "sources", "holds", "attributes")
-)
-"""Record fields an :class:`Entity` keeps under the same name and type."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,8 +23,9 @@ def build_wheel(tmp_path: Path) -> Path:
         ignore=shutil.ignore_patterns(".git", ".venv", "__pycache__", "build", "*.egg-info"),
     )  # fmt: skip
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-         "-w", str(tmp_path / "dist"), str(src)],
+        # With build isolation: the build backend pyproject.toml asks for, not the venv's own
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path / "dist"),
+         str(src)],
         check=True, capture_output=True,
     )  # fmt: skip
     (wheel,) = (tmp_path / "dist").glob("lastactive-*.whl")
