@@ -1,9 +1,15 @@
-"""Durable state behind one small interface.
+"""Durable state behind one small interface: :class:`Store`'s ``load``, ``save``, ``delete``
+and ``close``.
 
-The collector keeps state in memory and writes changed entities behind, in batches; a store only
-loads everything at start and saves batches of :class:`~lastactive.collector._state.EntityRecord`.
-Saving merges: times are max-registers (``first_seen`` a min-register), so a save never moves a
-stored time backwards, whatever order batches or replicas write in.
+The collector keeps state in memory and writes changed entities behind, in batches; a store
+loads everything at start, saves batches of :class:`~lastactive.collector._record.EntityRecord`
+and deletes what the retention purge forgot. Saving merges by
+:func:`~lastactive.collector._record.merge` (times are max-registers, ``first_seen`` a
+min-register), so a save never moves a stored time backwards, whatever order batches arrive in.
+Every store passes ``tests/collector/test_store_contract.py``.
+
+SQLite (:class:`SqliteStore`) is the default: its columns and upsert are derived from the
+record's fields, with one SQL merge rule per column (``_MERGE_SQL``).
 """
 
 from __future__ import annotations
