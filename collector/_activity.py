@@ -36,6 +36,7 @@ __all__ = [
     "latest",
     "latest_by_class",
     "progress",
+    "sources_of",
     "stuck_since",
 ]
 
@@ -49,6 +50,11 @@ TRUSTED: Final = frozenset(str(s) for s, info in SOURCES.items() if info.trusted
 
 PROGRESS_SOURCES: Final = (str(Source.AGENT), str(Source.START))
 """The sources that are an agent's progress (seed 004: any event resets the stuck timer)."""
+
+
+def sources_of(classes: Set[ActivityClass]) -> frozenset[str]:
+    """Every source whose class is one of ``classes``."""
+    return frozenset(src for src, cls in CLASS_OF.items() if cls in classes)
 
 
 def latest(

@@ -23,10 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
-from lastactive.collector._activity import stuck_since
+from lastactive.collector._activity import sources_of, stuck_since
 from lastactive.collector._state import NANOS, ActivityState, Entity, EntityView, Kind, view
 from lastactive.collector.policy import Evaluation, IdleState, Policy, Rules, evaluate
-from lastactive.conventions import SOURCES, ActivityClass, AgentStatus
+from lastactive.conventions import ActivityClass, AgentStatus
 
 TICK_S: Final = 0.25
 """Seconds between ticks: transitions fire at most this late (plus the tick's own work)."""
@@ -117,11 +117,7 @@ class TransitionEngine:
             if "count" in fields:
                 counted |= rules.count
         state.attribute_keys = policy.attribute_keys
-        state.touching = frozenset(
-            str(s)
-            for s, info in SOURCES.items()
-            if info.activity_class in counted or info.activity_class is ActivityClass.LIFECYCLE
-        )
+        state.touching = sources_of(counted | {ActivityClass.LIFECYCLE})
         self._seq = itertools.count()
         self.transitions: dict[tuple[str, str], int] = {}
         """(field, current) -> transitions emitted since start (read by metrics)."""

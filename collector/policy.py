@@ -44,7 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lastactive.collector._activity import idle_since, last_counted, stuck_since
 from lastactive.collector._state import NANOS, EntityView
-from lastactive.conventions import ActivityClass, AgentStatus, HoldKind, Source
+from lastactive.conventions import IDLE_CLASSES, ActivityClass, AgentStatus, HoldKind, Source
 
 __all__ = [
     "Decision",
@@ -82,9 +82,7 @@ class Rules(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    count: frozenset[ActivityClass] = frozenset(
-        {ActivityClass.ENGAGEMENT, ActivityClass.WORK, ActivityClass.LIFECYCLE}
-    )
+    count: frozenset[ActivityClass] = IDLE_CLASSES
     count_untrusted: bool = True
     idle_after: float = Field(60.0, gt=0)
     hibernate_after: float = Field(1800.0, gt=0)

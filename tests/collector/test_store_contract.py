@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterator
-from functools import reduce
 from pathlib import Path
 
 import pytest
@@ -157,8 +156,3 @@ def test_every_record_field_is_a_column(tmp_path: Path) -> None:
     columns = [row[1] for row in db.execute("PRAGMA table_info(entities)")]
     db.close()
     assert columns == list(RECORD_FIELDS)
-
-
-def test_fold_of_one_batch_equals_reduce() -> None:
-    r = [EntityRecord(kind="session", id="s", first_seen=i, last_seen=i) for i in (3, 1, 2)]
-    assert fold(r)[("session", "s")] == reduce(merge, r)
