@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from lastactive.collector._state import NANOS, ActivityState
+from lastactive.collector._state import NANOS, ActivityState, Entity
 from lastactive.collector.store import Store
 
 _log = logging.getLogger(__name__)
@@ -21,7 +21,8 @@ PURGE_EVERY_S = 60.0
 
 class Flusher:
     """Flushes ``state``'s dirty entities to ``store`` every ``interval`` seconds, and every
-    :data:`PURGE_EVERY_S` forgets sessions ended more than ``retention_ns`` ago.
+    :data:`PURGE_EVERY_S` forgets sessions ended more than ``retention_ns`` ago (and tells
+    ``forget``, the transition engine's, which ones).
 
     The snapshot is taken on the event loop (where state is mutated); the write runs in a
     worker thread. A failed write logs and puts the records back, so nothing is lost while the
@@ -36,8 +37,10 @@ class Flusher:
         *,
         retention_ns: int,
         clock: Callable[[], int] = time.time_ns,
+        forget: Callable[[list[Entity]], None] = lambda gone: None,
     ) -> None:
         self._state = state
+        self._forget = forget
         self._store = store
         self._interval = interval
         self._retention_ns = retention_ns
@@ -66,8 +69,10 @@ class Flusher:
         """Forget ended sessions past retention, in memory and in the store."""
         gone = self._state.purge(now, self._retention_ns)
         if gone:
+            self._forget(gone)
+            keys = [(str(e.kind), e.id) for e in gone]
             try:
-                await asyncio.to_thread(self._store.delete, gone)
+                await asyncio.to_thread(self._store.delete, keys)
             except Exception:
                 _log.exception("deleting %d purged sessions failed", len(gone))
         return len(gone)

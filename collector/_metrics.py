@@ -167,8 +167,8 @@ class CoreCollector(Collector):
         core = self._core
         condition_of = core.engine.condition_of
         now = core.clock()
-        counts = {"active": 0, "idle": 0, "hibernated": 0, "runaway": 0, "stuck": 0,
-                  "hibernate_due": 0}  # fmt: skip
+        counts = {"active": 0, "idle": 0, "hibernated": 0, "ended": 0, "runaway": 0,
+                  "stuck": 0, "hibernate_due": 0}  # fmt: skip
         by_host: dict[tuple[str, str], int] = {}
         recent: dict[ActivityClass, int] = dict.fromkeys(ActivityClass, 0)
         idle_counts = [0] * (len(IDLE_BUCKETS) + 1)

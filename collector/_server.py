@@ -103,6 +103,7 @@ async def serve(
         settings.flush_interval,
         retention_ns=int(settings.retention * NANOS),
         clock=clock,
+        forget=engine.forget,
     )
     if stop is None:
         stop = asyncio.Event()

@@ -99,7 +99,7 @@ class _RateWindow:
         return total * NANOS / RATE_WINDOW_NS
 
 
-@dataclass(slots=True, eq=False)
+@dataclass(slots=True, eq=False, weakref_slot=True)
 class Entity:
     """Mutable state of one session, agent or host (times in ns since the epoch)."""
 
@@ -503,12 +503,13 @@ class ActivityState:
         if status is not AgentStatus.ACTIVE:
             self.release_holds(entities, t)
 
-    def purge(self, now: int, retention_ns: int) -> list[tuple[str, str]]:
+    def purge(self, now: int, retention_ns: int) -> list[Entity]:
         """Forget sessions completed or failed more than ``retention_ns`` before ``now`` (never
         an active one; seed 004's 24 h cleanup), and counter streams silent that long.
 
         Returns:
-            ``(kind, id)`` of the entities removed, for the store to delete.
+            The entities removed (for the store to delete their rows, the transition engine to
+            forget them).
         """
         horizon = now - retention_ns
         gone = []
@@ -521,7 +522,7 @@ class ActivityState:
                 del self.entities[key]
                 self._dirty.discard(e)
                 self._touched.discard(e)
-                gone.append((str(e.kind), e.id))
+                gone.append(e)
         self._streams = {k: st for k, st in self._streams.items() if st.time > horizon}
         return gone
 

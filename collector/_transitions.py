@@ -19,14 +19,14 @@ from __future__ import annotations
 import enum
 import heapq
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
 from lastactive.collector._activity import sources_of, stuck_since
 from lastactive.collector._state import NANOS, ActivityState, Entity, EntityView, Kind, view
 from lastactive.collector.policy import Evaluation, IdleState, Policy, Rules, evaluate
-from lastactive.conventions import ActivityClass, AgentStatus
+from lastactive.conventions import ActivityClass, AgentStatus, Source
 
 TICK_S: Final = 0.25
 """Seconds between ticks: transitions fire at most this late (plus the tick's own work)."""
@@ -62,6 +62,7 @@ class Condition(NamedTuple):
 
 
 _PLAINLY_ACTIVE: Final = Condition(IdleState.ACTIVE, False, False, False)
+_NOT_ENDED: Final = (None, str(AgentStatus.ACTIVE))
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +145,8 @@ class TransitionEngine:
             if (
                 known is not None
                 and known[0] == _PLAINLY_ACTIVE
+                and Source.EXIT not in e.sources
+                and e.status in _NOT_ENDED
                 and e.rate_out.per_second(now) < known[1].runaway_bytes_per_second
             ):
                 continue  # still plainly active; its scheduled check will see it go idle
@@ -155,14 +158,23 @@ class TransitionEngine:
                 del self._scheduled[e]
             if self._state.entities.get((e.kind, e.id)) is e:
                 self._check(e, now, out)
-            else:  # purged
-                self._known.pop(e, None)
-                self._scheduled.pop(e, None)
         counts = self.transitions
         for t in out:
             key = (t.field, t.current)
             counts[key] = counts.get(key, 0) + 1
         return out
+
+    def forget(self, gone: Iterable[Entity]) -> None:
+        """Drop what the engine keeps of entities the retention purge removed: their condition,
+        their pending check and their timer entries (the heap is rebuilt without them)."""
+        dropped = False
+        for e in gone:
+            dropped |= self._known.pop(e, None) is not None
+            dropped |= self._scheduled.pop(e, None) is not None
+        if dropped:
+            entities = self._state.entities
+            self._heap = [x for x in self._heap if entities.get((x[2].kind, x[2].id)) is x[2]]
+            heapq.heapify(self._heap)
 
     def condition_of(self, e: Entity) -> Condition | None:
         """The entity's condition as of the last evaluation, or None if never evaluated."""

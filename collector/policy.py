@@ -18,6 +18,7 @@ error names the key (and, for TOML syntax, the line)::
     exempt_clients = false                        # an attached client does not, by default
     runaway_bytes_per_second = 1048576            # output rate that is "spinning" (seed 003)
     stuck_after = 1800                            # agent active without progress (seed 004)
+    lost_after = 60                               # a running process's liveness lapsed
 
     [[overrides]]
     match = { agent = "codey" }
@@ -71,6 +72,9 @@ class IdleState(enum.StrEnum):
     """No counted activity for ``idle_after`` and nothing exempt holds it up."""
     HIBERNATED = "hibernated"
     """Hibernated (``cull`` recorded it) and not used since."""
+    ENDED = "ended"
+    """The session completed or failed (its process exited, or a seed 004 complete/error
+    event): final, never idle, runaway, stuck or due, until it starts again."""
 
 
 class PolicyError(ValueError):
@@ -94,6 +98,7 @@ class Rules(BaseModel):
     exempt_clients: bool = False
     runaway_bytes_per_second: float = Field(1024 * 1024, gt=0)
     stuck_after: float = Field(1800.0, gt=0)
+    lost_after: float = Field(60.0, gt=0)
 
 
 class Match(BaseModel):
@@ -205,6 +210,9 @@ class Evaluation:
 
     ``hibernate_at`` is the deadline (``None`` while something exempt holds it up, unless
     ``max_age`` caps it); ``hibernate`` is whether it is due now; ``reason`` says why, in words.
+    ``lost``: the session's process was running, but its liveness (the ``process`` source its
+    wrapper renews every export interval) is older than ``lost_after``: the wrapper died
+    without reporting an exit.
     """
 
     state: IdleState
@@ -214,6 +222,7 @@ class Evaluation:
     runaway: bool
     stuck: bool
     reason: str
+    lost: bool = False
 
 
 def _ago(ns: int) -> str:
@@ -232,6 +241,14 @@ def evaluate(v: EntityView, rules: Rules, now: int) -> Evaluation:
     """
     last = last_counted(v.sources, rules.count, rules.count_untrusted)
     base = idle_since(v.first_seen, last)
+    if v.status != AgentStatus.ACTIVE:
+        return Evaluation(IdleState.ENDED, base, None, False, False, False, _ended(v, now))
+    alive = v.sources.get(Source.PROCESS)
+    lost = (
+        v.process_status == "running"
+        and alive is not None
+        and now - alive >= rules.lost_after * NANOS
+    )
     hibernated = v.sources.get(Source.HIBERNATE)
     if hibernated is not None and hibernated >= base:  # until it is used again
         return Evaluation(
@@ -276,8 +293,20 @@ def evaluate(v: EntityView, rules: Rules, now: int) -> Evaluation:
     runaway = v.output_bytes_per_second >= rules.runaway_bytes_per_second
     stuck_at = stuck_since(v.sources, v.agent_id, int(rules.stuck_after * NANOS))
     stuck = v.status == AgentStatus.ACTIVE and stuck_at is not None and now >= stuck_at
-    due = deadline is not None and now >= deadline and v.status == AgentStatus.ACTIVE
-    return Evaluation(state, base, deadline, due, runaway, stuck, reason)
+    due = deadline is not None and now >= deadline
+    if lost:
+        reason = f"{reason}; process lost: no liveness for {_ago(now - (alive or 0))}"
+    return Evaluation(state, base, deadline, due, runaway, stuck, reason, lost)
+
+
+def _ended(v: EntityView, now: int) -> str:
+    ended = max(v.sources.get(Source.EXIT, 0), 0)
+    when = f" {_ago(now - ended)} ago" if ended else ""
+    if v.exit_code is not None:
+        how = f"exited with code {v.exit_code}"
+    else:
+        how = str(v.status)
+    return f"{how}{when}" + (f": {v.result}" if v.result else "")
 
 
 @dataclass(frozen=True, slots=True)

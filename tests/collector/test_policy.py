@@ -191,3 +191,25 @@ def test_overrides_select_by_resource_attributes() -> None:
     assert [policy.rules_for(view(e[0], T0)).idle_after for e in (ci, ml, half)] == [5, 900, 60]
     state.describe(ci, (("deployment.environment.name", "prod"),))  # the latest value counts
     assert policy.rules_for(view(ci[0], T0)).idle_after == 60
+
+
+def test_a_running_process_whose_liveness_lapsed_is_lost() -> None:
+    """Issue 10 (7): a wrapper killed with SIGKILL reports no exit; its liveness lapses."""
+    state, ents = session()
+    state.activity(ents, "start", T0)
+    for k in range(0, 30, 5):
+        state.activity(ents, "process", T0 + k * S)  # the wrapper's liveness, every 5 s
+    rules = Rules(lost_after=60)
+    assert not at(ents, rules, T0 + 84 * S).lost
+    e = at(ents, rules, T0 + 85 * S)
+    assert e.lost and "process lost: no liveness for 60 s" in e.reason
+    state.activity(ents, "exit", T0 + 90 * S)
+    state.process(ents, None, 0)
+    e = at(ents, rules, T0 + 95 * S)
+    assert (e.state, e.lost, e.reason) == ("ended", False, "exited with code 0 5 s ago")
+
+
+def test_a_session_without_liveness_reports_is_never_lost() -> None:
+    state, ents = session()
+    state.activity(ents, "start", T0)  # e.g. a Claude Code session: hooks, no wrapper
+    assert not at(ents, Rules(lost_after=60), T0 + 3600 * S).lost

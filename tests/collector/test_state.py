@@ -173,7 +173,7 @@ def test_purge_forgets_ended_sessions_after_retention_never_active_ones() -> Non
     state.activity(busy, "output", T0 + S)  # active, and quiet for a long time after
     day = 24 * 3600 * S
     assert state.purge(T0 + S + day - 1, day) == []
-    assert state.purge(T0 + S + day, day) == [("session", "done")]
+    assert [(e.kind, e.id) for e in state.purge(T0 + S + day, day)] == [("session", "done")]
     assert state.get(Kind.SESSION, "done", T0) is None
     assert state.get(Kind.SESSION, "busy", T0 + 10 * day) is not None
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 from lastactive.collector._state import ActivityState, Identity
 from lastactive.collector._transitions import TransitionEngine
 from lastactive.collector.policy import Policy, Rules
+from lastactive.conventions import AgentStatus, Source
 
 S = 1_000_000_000
 T0 = 1_800_000_000 * S
@@ -119,3 +123,60 @@ def test_prime_learns_without_emitting() -> None:
     assert engine.tick() == []
     clock.now = T0 + 60 * S
     assert changes(engine) == [("s", "state", "active", "idle")]
+
+
+def test_an_exit_ends_the_session_and_clears_runaway_at_once() -> None:
+    """Issue 10 (7): a runaway session that exits leaves runaway and active at its exit, not
+    when its rate window drains or its retention ends."""
+    state, engine, clock = setup(idle_after=60, runaway_bytes_per_second=1000)
+    ents = state.resolve(Identity(session_id="s"), T0)
+    state.activity(ents, "start", T0)
+    state.io(ents, False, 100_000, T0)
+    assert sorted(changes(engine)) == [
+        ("s", "runaway", "false", "true"),
+        ("s", "state", "new", "active"),
+    ]
+    clock.now = T0 + S
+    state.activity(ents, "exit", T0 + S)
+    state.process(ents, 7, 130)
+    assert sorted(changes(engine)) == [
+        ("s", "runaway", "true", "false"),
+        ("s", "state", "active", "ended"),
+    ]
+    clock.now = T0 + 3600 * S
+    assert changes(engine) == []  # final: no idle, no deadline
+    (snap,) = engine.snapshot()
+    assert snap.evaluation.state == "ended"
+    assert snap.evaluation.reason.startswith("exited with code 130")
+
+
+def test_an_exit_of_a_plainly_active_session_is_not_skipped() -> None:
+    state, engine, clock = setup(idle_after=60)
+    ents = state.resolve(Identity(session_id="s"), T0)
+    state.activity(ents, "input", T0)
+    engine.tick()
+    clock.now = T0 + S
+    state.agent_event(ents, AgentStatus.COMPLETED, Source.EXIT, T0 + S)
+    assert changes(engine) == [("s", "state", "active", "ended")]
+
+
+def test_purged_sessions_leave_no_trace() -> None:
+    """Issue 10 (8): after the retention purge nothing in memory refers to the entity."""
+    state, engine, clock = setup(idle_after=60, hibernate_after=7200, max_age=86400 * 30)
+    ents = state.resolve(Identity(session_id="s", host_id="h"), T0)
+    state.activity(ents, "input", T0)
+    engine.tick()
+    clock.now = T0 + S
+    state.agent_event(ents, AgentStatus.COMPLETED, Source.EXIT, T0 + S)
+    engine.tick()
+    session = weakref.ref(ents[0])
+    del ents
+    day = 86400 * S
+    clock.now = T0 + S + day
+    gone = state.purge(clock.now, day)
+    assert [e.id for e in gone] == ["s"]
+    engine.forget(gone)
+    del gone
+    engine.tick()
+    gc.collect()
+    assert session() is None
