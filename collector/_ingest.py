@@ -285,8 +285,10 @@ class Ingest:
             return
         self.state.seen(ents, t)
         if rose > 0:
-            if src is None:
-                self.state.io(ents, direction == DIRECTION_RECEIVE, int(rose), t)
+            if src is None:  # bytes in are input (engagement), bytes out output (work)
+                receive = direction == DIRECTION_RECEIVE
+                self.state.io(ents, receive, int(rose), t)
+                self.state.activity(ents, Source.INPUT if receive else Source.OUTPUT, t)
             else:
                 self.state.activity(ents, src, t)
 

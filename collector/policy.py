@@ -12,7 +12,7 @@ error names the key (and, for TOML syntax, the line)::
     hibernate_after = 1800                        # the activity bump (Coder's deadline model)
     max_age = 86400                               # hibernate regardless of activity (optional)
     after_close = 120                             # shorter, once the last client detached
-    never_used = 600                              # no engagement at all since first seen
+    never_used = 600                              # no engagement or work since first seen
     exempt_leases = true                          # a busy lease holds the session up
     exempt_foreground = true                      # so does a running foreground command
     exempt_clients = false                        # an attached client does not, by default
@@ -39,11 +39,11 @@ import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from lastactive.collector._activity import idle_since, last_counted, stuck_since
+from lastactive.collector._activity import idle_since, last_counted, latest, stuck_since
 from lastactive.collector._state import NANOS, EntityView
 from lastactive.conventions import IDLE_CLASSES, ActivityClass, AgentStatus, HoldKind, Source
 
@@ -59,6 +59,11 @@ __all__ = [
     "evaluate",
     "load_policy",
 ]
+
+
+_USE: Final = frozenset({ActivityClass.ENGAGEMENT, ActivityClass.WORK})
+"""What ``never_used`` looks for: a person's engagement or the workload's work (issue 10: an
+agent working unattended is used)."""
 
 
 class IdleState(enum.StrEnum):
@@ -237,7 +242,8 @@ def evaluate(v: EntityView, rules: Rules, now: int) -> Evaluation:
     ``t + hibernate_after``; activity times are max-registers, so the deadline never moves
     backwards with activity. It is capped by ``first_seen + max_age`` (JupyterHub's max-age,
     Cloud Workstations' runningTimeout), shortened to ``close + after_close`` once the last
-    client detached (Gitpod), and to ``first_seen + never_used`` with no engagement at all.
+    client detached (Gitpod), and to ``first_seen + never_used`` with no engagement and no work
+    at all (an agent working unattended is in use).
     """
     last = last_counted(v.sources, rules.count, rules.count_untrusted)
     base = idle_since(v.first_seen, last)
@@ -271,7 +277,7 @@ def evaluate(v: EntityView, rules: Rules, now: int) -> Evaluation:
 
     deadline: int | None = base + int(rules.hibernate_after * NANOS)
     reason = f"{why_last}; hibernate_after {rules.hibernate_after:g} s"
-    if rules.never_used is not None and v.last_active is None:
+    if rules.never_used is not None and latest(v.sources, _USE)[1] is None:
         never = v.first_seen + int(rules.never_used * NANOS)
         if deadline is None or never < deadline:
             deadline, reason = (

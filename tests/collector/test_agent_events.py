@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.helpers import CollectorClient
+from tests.helpers import CollectorClient, InProcessCollector, S
+
+T0 = 1_800_000_000 * S
 
 JSON = {"Content-Type": "application/json"}
 
@@ -104,3 +107,25 @@ def test_malformed_payloads_get_400_and_change_nothing(
         assert after[key] == before[key], key
     assert collector.get("/v1/sessions")[1]["sessions"][0]["id"] == "abc"
     assert len(collector.get("/v1/sessions")[1]["sessions"]) == 1
+
+
+def test_an_agent_working_through_the_webhook_is_in_use(tmp_path: Path) -> None:
+    """Issue 10 (5): progress every second past never_used is work, and work is use."""
+    policy = tmp_path / "policy.toml"
+    policy.write_text("[defaults]\nidle_after = 60\nnever_used = 600\n")
+    now = [T0]
+    c = InProcessCollector(policy=policy, clock=lambda: now[0]).start()
+    try:
+        post(c, {"action": "spawn", "sessionKey": "w", "agentName": "codey"})
+        for _ in range(700):
+            now[0] += S
+            assert post(c, {"action": "progress", "sessionKey": "w"})[0] == 200
+        _, body = c.get("/v1/decisions?within=600")
+        assert "w" not in {d["id"] for d in body["hibernate"] + body["due_soon"]}
+        post(c, {"action": "spawn", "sessionKey": "unused", "agentName": "codey"})
+        now[0] += 600 * S
+        _, body = c.get("/v1/decisions")
+        (d,) = [d for d in body["hibernate"] if d["id"] == "unused"]
+        assert "never_used 600 s" in d["reason"]
+    finally:
+        c.stop()

@@ -66,6 +66,26 @@ def test_a_cumulative_counter_counts_rises_only() -> None:
     io(170, T0 + 2 * S)
     v = ingest.state.get(Kind.SESSION, "s", T0 + 2 * S)
     assert v is not None and v.output_bytes == 70
+    assert v.sources["output"] == T0 + 2 * S  # issue 10 (6): bytes out are output (work)
+
+
+def test_bytes_alone_are_activity_of_their_direction() -> None:
+    """Issue 10 (6): an app reporting only the io counter is not idle while bytes move."""
+    ingest, now = make()
+
+    def io(direction: str, value: int, t: int) -> None:
+        point = sum_point(value, t, T0 - 10 * S, **{"network.io.direction": direction})
+        ingest.metrics(metrics_request("s", sums={"lastactive.session.io": [point]}))
+
+    io("transmit", 10, T0)  # started after the collector: all of it counts
+    io("receive", 0, T0)
+    io("receive", 0, T0 + S)  # arrived, nothing moved: not activity
+    v = ingest.state.get(Kind.SESSION, "s", T0 + S)
+    assert v is not None and (v.last_source, v.last_active) == ("output", None)
+    now[0] = T0 + 2 * S
+    io("receive", 3, T0 + 2 * S)
+    v = ingest.state.get(Kind.SESSION, "s", T0 + 2 * S)
+    assert v is not None and (v.last_source, v.last_active) == ("input", T0 + 2 * S)
 
 
 def test_exit_event_ends_the_process_and_releases_holds() -> None:

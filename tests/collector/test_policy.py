@@ -92,7 +92,7 @@ def test_after_close_shortens_the_deadline_once_the_last_client_detached() -> No
 
 def test_never_used_sessions_hibernate_early() -> None:
     state, ents = session()
-    state.activity(ents, "output", T0 + 10 * S)
+    state.activity(ents, "start", T0 + 10 * S)  # lifecycle: started is not used
     rules = Rules(hibernate_after=1800, never_used=300)
     assert at(ents, rules, T0 + 20 * S).hibernate_at == T0 + 300 * S
     state.activity(ents, "input", T0 + 30 * S)
@@ -213,3 +213,16 @@ def test_a_session_without_liveness_reports_is_never_lost() -> None:
     state, ents = session()
     state.activity(ents, "start", T0)  # e.g. a Claude Code session: hooks, no wrapper
     assert not at(ents, Rules(lost_after=60), T0 + 3600 * S).lost
+
+
+def test_never_used_counts_work_as_use() -> None:
+    """Issue 10 (5): an agent working unattended (progress, no prompt) is in use."""
+    rules = Rules(idle_after=60, hibernate_after=1800, never_used=600)
+    state, ents = session()
+    state.activity(ents, "start", T0)
+    e = at(ents, rules, T0 + 600 * S)
+    assert e.hibernate and "never used" in e.reason  # spawned, nothing since
+    for k in range(1, 700):
+        state.activity(ents, "agent", T0 + k * S)
+    e = at(ents, rules, T0 + 700 * S)
+    assert (e.state, e.hibernate, e.hibernate_at) == ("active", False, T0 + 2499 * S)

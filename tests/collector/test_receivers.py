@@ -88,6 +88,29 @@ def test_sdk_metric_exporter_moves_state_and_unchanged_counter_does_not(
         provider.shutdown()
 
 
+def test_an_sdk_app_reporting_only_bytes_is_not_idle(collector: CollectorClient) -> None:
+    """Issue 10 (6): the official SDK's counter of ``lastactive.session.io`` alone: a rise of
+    ``transmit`` is output (work), of ``receive`` input (engagement)."""
+    exporter = GrpcMetricExporter(endpoint=collector.grpc_target, insecure=True)
+    reader = PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)
+    provider = MeterProvider(
+        metric_readers=[reader], resource=Resource.create({"session.id": "bytes-only"})
+    )
+    io = provider.get_meter("app").create_counter("lastactive.session.io", unit="By")
+    try:
+        io.add(4096, {"network.io.direction": "transmit"})
+        assert provider.force_flush()
+        s = collector.session("bytes-only")
+        assert s is not None and s["last_source"] == "output" and s["output_bytes"] == 4096
+        assert s["last_active"] is None
+        io.add(12, {"network.io.direction": "receive"})
+        assert provider.force_flush()
+        s = collector.session("bytes-only")
+        assert s is not None and s["last_source"] == "input" and s["last_active"] is not None
+    finally:
+        provider.shutdown()
+
+
 def test_sdk_log_and_span_exporters(collector: CollectorClient) -> None:
     resource = Resource.create({"session.id": "sdk-events", "host.id": "sdk-host"})
     logs = LoggerProvider(resource=resource)
