@@ -113,11 +113,13 @@ def progress(sources: Mapping[str, int]) -> int:
 
 
 def stuck_since(
-    sources: Mapping[str, int], agent_id: str | None, stuck_after_ns: int
+    sources: Mapping[str, int], agent_id: str | None, stuck_after_ns: int, working_since: int = 0
 ) -> int | None:
     """When an agent session is stuck without new progress (ns), or ``None`` when it is not an
-    agent's or never made progress. Whether it is stuck now also needs it to be active."""
+    agent's or never made progress. ``working_since``: when the agent last got the turn (a
+    prompt starts its work, so the stuck timer starts there too). Whether it is stuck now also
+    needs it to be active and working."""
     if agent_id is None:
         return None
-    last = progress(sources)
+    last = max(progress(sources), working_since)
     return last + stuck_after_ns if last else None

@@ -28,6 +28,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality, D
 from lastactive.collector._state import NANOS, ActivityState, Entity, Identity
 from lastactive.conventions import (
     AGENT_EVENTS,
+    ATTR_AGENT_TURN,
     ATTR_GEN_AI_AGENT_ID,
     ATTR_GEN_AI_AGENT_NAME,
     ATTR_HOLD,
@@ -52,12 +53,14 @@ from lastactive.conventions import (
     METRIC_IO,
     METRIC_SOURCE_LAST_TIME,
     SOURCES,
+    AgentTurn,
     HoldKind,
     Source,
 )
 
 _KNOWN_SOURCES = frozenset(str(s) for s in SOURCES)
 _HOLD_KINDS = frozenset(str(k) for k in HoldKind)
+_TURNS = frozenset({str(AgentTurn.WORKING), str(AgentTurn.WAITING)})
 _CUMULATIVE = AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
 _NO_VALUE = DataPointFlags.DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK
 _EVENT_NAME_ATTR = "event.name"  # older SDKs put the event name in an attribute
@@ -171,6 +174,16 @@ def _source(attrs: Attrs) -> str:
             f"{', '.join(sorted(_KNOWN_SOURCES))}"
         )
     return str(src)
+
+
+def _turn(attrs: Attrs) -> AgentTurn:
+    turn = attrs.get(ATTR_AGENT_TURN)
+    if turn not in _TURNS:
+        raise RejectedError(
+            f"{ATTR_AGENT_TURN}={turn!r} is not a turn; expected {AgentTurn.WORKING} or "
+            f"{AgentTurn.WAITING}"
+        )
+    return AgentTurn(turn)
 
 
 def _int_attr(attrs: Attrs, key: str, required: bool) -> int | None:
@@ -320,6 +333,17 @@ class Ingest:
 
     def _event(self, ents: list[Entity], name: str, attrs: Attrs, t: int) -> None:
         state = self.state
+        turn = _turn(attrs) if ATTR_AGENT_TURN in attrs else None
+        if name in AGENT_EVENTS:
+            status, source = AGENT_EVENTS[name]
+            task, result = attrs.get(ATTR_TASK), attrs.get(ATTR_RESULT)
+            state.agent_event(
+                ents, status, source, t,
+                task=None if task is None else str(task),
+                result=None if result is None else str(result),
+                turn=turn or AgentTurn.WORKING,
+            )  # fmt: skip
+            return
         if name == EVENT_ACTIVITY:
             src = _source(attrs)
             pid = _int_attr(attrs, ATTR_PROCESS_PID, required=False)
@@ -349,16 +373,10 @@ class Ingest:
             if not math.isfinite(until) or until < 0:
                 raise RejectedError(f"{ATTR_HOLD_UNTIL} must be finite and >= 0, got {until!r}")
             state.hold(ents, kind, hold_id, int(until * NANOS), t)
-        elif name in AGENT_EVENTS:
-            status, source = AGENT_EVENTS[name]
-            task, result = attrs.get(ATTR_TASK), attrs.get(ATTR_RESULT)
-            state.agent_event(
-                ents, status, source, t,
-                task=None if task is None else str(task),
-                result=None if result is None else str(result),
-            )  # fmt: skip
         else:
             state.activity(ents, Source.TELEMETRY, t)
+        if turn is not None:
+            state.turn(ents, turn, t)
 
     def agent_webhook(
         self,

@@ -19,7 +19,8 @@ time backwards):
   incoming record without holds leaves the stored ones as they are;
 * ``status``, ``task``, ``result``: from the record whose ``status_time`` is later (ties: the
   incoming one), ``task`` and ``result`` kept when the later record has none;
-* ``attributes``: key by key, the incoming value winning (RFC 7396 merge patch).
+* ``attributes``: key by key, the incoming value winning (RFC 7396 merge patch);
+* ``turn``: from the record whose ``turn_time`` is later (ties: the incoming one).
 
 Container fields are tuples sorted by key, so equal records compare equal whatever order their
 parts arrived in.
@@ -72,6 +73,9 @@ class EntityRecord:
     result: str | None = None
     attributes: tuple[tuple[str, str], ...] = ()
     """Resource attributes the policy selects on, sorted by key."""
+    turn: str | None = None
+    """working | waiting: an agent session's turn (``lastactive.agent.turn``), as of turn_time."""
+    turn_time: int = 0
 
     @property
     def key(self) -> tuple[str, str]:
@@ -120,6 +124,7 @@ def merge(stored: EntityRecord, incoming: EntityRecord) -> EntityRecord:
     if stored.key != incoming.key:
         raise ValueError(f"cannot merge {stored.key} with {incoming.key}")
     later = incoming.status is not None and incoming.status_time >= stored.status_time
+    turn_later = incoming.turn is not None and incoming.turn_time >= stored.turn_time
     return EntityRecord(
         kind=stored.kind,
         id=stored.id,
@@ -139,4 +144,6 @@ def merge(stored: EntityRecord, incoming: EntityRecord) -> EntityRecord:
         task=_first(incoming.task, stored.task) if later else stored.task,
         result=_first(incoming.result, stored.result) if later else stored.result,
         attributes=tuple(sorted({**dict(stored.attributes), **dict(incoming.attributes)}.items())),
+        turn=incoming.turn if turn_later else stored.turn,
+        turn_time=max(stored.turn_time, incoming.turn_time),
     )

@@ -30,6 +30,7 @@ from lastactive.conventions import (
     SOURCES,
     ActivityClass,
     AgentStatus,
+    AgentTurn,
     HoldKind,
     Level,
     Source,
@@ -67,11 +68,13 @@ class Identity(NamedTuple):
 
 
 class Hold(NamedTuple):
-    """Something holding an entity up: ``until`` in ns since the epoch, 0 = until released."""
+    """Something holding an entity up: ``until`` in ns since the epoch, 0 = until released;
+    ``since``: when it was last reported (ns)."""
 
     kind: str
     id: str
     until: int
+    since: int
 
 
 class _RateWindow:
@@ -127,6 +130,10 @@ class Entity:
     attributes: dict[str, str] | None = None
     """Resource attributes the policy selects on (:attr:`ActivityState.attribute_keys`),
     latest value per key; ``None`` until one is seen (most entities: no dict at all)."""
+    turn: str | None = None
+    """An agent session's turn (:class:`~lastactive.conventions.AgentTurn`: working or
+    waiting) as of ``turn_time``; ``None`` when no event said."""
+    turn_time: int = 0
 
     def record(self) -> EntityRecord:
         """This entity's persisted snapshot (container fields sorted by key)."""
@@ -151,6 +158,8 @@ class Entity:
             task=self.task,
             result=self.result,
             attributes=tuple(sorted(self.attributes.items())) if self.attributes else (),
+            turn=self.turn,
+            turn_time=self.turn_time,
         )
 
     def restore(self, r: EntityRecord) -> None:
@@ -169,6 +178,7 @@ class Entity:
             r.status, r.status_time, r.task, r.result
         )  # fmt: skip
         self.attributes = dict(r.attributes) if r.attributes else None
+        self.turn, self.turn_time = r.turn, r.turn_time
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,8 +190,10 @@ class EntityView:
     (:data:`~lastactive.conventions.IDLE_CLASSES`) and which source it was: the "why".
     ``idle_seconds`` is ``now`` minus ``last_activity`` (or ``first_seen`` if none), seconds.
     ``held_by`` lists what holds it up right now (leases, attached clients, a running foreground
-    command). ``status`` is active, completed or error (seed 004): from agent lifecycle events,
-    else from the process's exit code.
+    command, a tool call in flight). ``status`` is active, completed or error (seed 004): from
+    agent lifecycle events, else from the process's exit code. ``turn`` is an agent session's
+    turn (working, waiting, ended once the status is not active), ``None`` when no event said;
+    ``turn_since`` when the turn last changed hands (ns).
     """
 
     kind: str
@@ -204,6 +216,8 @@ class EntityView:
     pid: int | None
     exit_code: int | None
     status: str
+    turn: str | None
+    turn_since: int | None
     task: str | None
     result: str | None
     held_by: list[Hold]
@@ -243,6 +257,7 @@ def view(entity: Entity, now: int, trusted_only: bool = False) -> EntityView:
         process_status = ProcessStatus.RUNNING
     else:
         process_status = None
+    status = _status(entity, process_status)
     return EntityView(
         kind=str(entity.kind),
         id=entity.id,
@@ -263,7 +278,9 @@ def view(entity: Entity, now: int, trusted_only: bool = False) -> EntityView:
         process_status=process_status,
         pid=entity.pid,
         exit_code=entity.exit_code if process_status == ProcessStatus.EXITED else None,
-        status=str(_status(entity, process_status)),
+        status=str(status),
+        turn=entity.turn if status is AgentStatus.ACTIVE else entity.turn and AgentTurn.ENDED,
+        turn_since=entity.turn_time or None,
         task=entity.task,
         result=entity.result,
         held_by=held,
@@ -286,10 +303,10 @@ def _last_client_closed(entity: Entity, held: list[Hold], now: int) -> int | Non
 def active_holds(entity: Entity, now: int) -> list[Hold]:
     """What holds ``entity`` up at ``now``: holds not released and not expired."""
     out = []
-    for key, (_, until) in entity.holds.items():
+    for key, (since, until) in entity.holds.items():
         if until == 0 or until > now:
             kind, _, hold_id = key.partition(":")
-            out.append(Hold(kind, hold_id, until))
+            out.append(Hold(kind, hold_id, until, since))
     return out
 
 
@@ -464,13 +481,19 @@ class ActivityState:
                 self._dirty.add(e)
                 self._touched.add(e)
 
-    def release_holds(self, entities: list[Entity], t: int) -> None:
-        """The session ended at ``t``: every hold it reported before then is released, on the
-        session and on its agent and host."""
+    def release_holds(self, entities: list[Entity], t: int, kind: HoldKind | None = None) -> None:
+        """The session ended at ``t`` (or, with ``kind``, that kind of hold ended): every hold
+        (of ``kind``) it reported before then is released, on the session and its agent and
+        host."""
         session = next((e for e in entities if e.kind is Kind.SESSION), None)
         if session is None:
             return
-        keys = [k for k, (reported, _) in session.holds.items() if reported <= t]
+        prefix = "" if kind is None else f"{kind}:"
+        keys = [
+            k
+            for k, (reported, until) in session.holds.items()
+            if reported <= t and k.startswith(prefix) and (until == 0 or until > t)
+        ]
         for e in entities:
             for key in keys:
                 prev = e.holds.get(key)
@@ -478,6 +501,19 @@ class ActivityState:
                     e.holds[key] = (t, t)
                     self._dirty.add(e)
                     self._touched.add(e)
+
+    def turn(self, entities: list[Entity], turn: AgentTurn, t: int) -> None:
+        """The agent session's turn is ``turn`` as of ``t`` (the latest event wins). Turning
+        to ``waiting`` releases the tool calls reported before ``t`` (none is in flight while
+        the agent waits for the user)."""
+        for e in entities:
+            if e.kind is Kind.SESSION and t >= e.turn_time:
+                if e.turn != turn:
+                    self._touched.add(e)
+                e.turn, e.turn_time = str(turn), t
+                self._dirty.add(e)
+        if turn is AgentTurn.WAITING:
+            self.release_holds(entities, t, HoldKind.TOOL)
 
     def agent_event(
         self,
@@ -487,10 +523,14 @@ class ActivityState:
         t: int,
         task: str | None = None,
         result: str | None = None,
+        turn: AgentTurn = AgentTurn.WORKING,
     ) -> None:
         """One agent lifecycle event (seed 004): ``status`` as of ``t`` on the session (the
-        latest event wins), ``task``/``result`` when given, and ``source`` as activity."""
+        latest event wins), ``task``/``result`` when given, ``source`` as activity, and, while
+        the status is active, ``turn``."""
         self.activity(entities, source, t)
+        if status is AgentStatus.ACTIVE:
+            self.turn(entities, turn, t)
         for e in entities:
             if e.kind is Kind.SESSION and t >= e.status_time:
                 e.status, e.status_time = str(status), t

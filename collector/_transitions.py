@@ -23,15 +23,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
-from lastactive.collector._activity import sources_of, stuck_since
-from lastactive.collector._state import NANOS, ActivityState, Entity, EntityView, Kind, view
+from lastactive.collector._activity import sources_of
+from lastactive.collector._state import ActivityState, Entity, EntityView, Kind, view
 from lastactive.collector.policy import Evaluation, IdleState, Policy, Rules, evaluate
 from lastactive.conventions import ActivityClass, AgentStatus, Source
 
 TICK_S: Final = 0.25
 """Seconds between ticks: transitions fire at most this late (plus the tick's own work)."""
-
-_RUNAWAY_RECHECK_NS: Final = NANOS
 
 
 class TransitionField(enum.StrEnum):
@@ -213,16 +211,26 @@ class TransitionEngine:
                             field=name,
                             previous=_shown(before),
                             current=_shown(after),
-                            reason=ev.reason,
+                            reason=reason_of(ev, name),
                             hibernate_at=ev.hibernate_at,
                         )
                     )
-        due = _next_change(v, ev, rules, now)
+        due = ev.next_change
         pending = self._scheduled.get(e)
         if due is not None and (pending is None or due < pending):
             # A later change is found when the pending (earlier) check runs and reschedules.
             self._scheduled[e] = due
             heapq.heappush(self._heap, (due, next(self._seq), e))
+
+
+def reason_of(ev: Evaluation, field: TransitionField) -> str:
+    """The reason, in words, for one field of an evaluation (runaway and stuck have their own;
+    state and hibernate share the deadline's)."""
+    if field is TransitionField.RUNAWAY:
+        return ev.runaway_reason
+    if field is TransitionField.STUCK:
+        return ev.stuck_reason
+    return ev.reason
 
 
 def matches(
@@ -232,22 +240,3 @@ def matches(
     if session_id is not None and not (kind == Kind.SESSION and id_ == session_id):
         return False
     return host_id is None or host == host_id or (kind == Kind.HOST and id_ == host_id)
-
-
-def _next_change(v: EntityView, ev: Evaluation, rules: Rules, now: int) -> int | None:
-    """The earliest future time ``ev`` can change with time alone (no new telemetry)."""
-    if v.status != AgentStatus.ACTIVE:
-        return None
-    times = []
-    if ev.state is IdleState.ACTIVE:
-        times.append(ev.idle_since + int(rules.idle_after * NANOS))
-    if ev.hibernate_at is not None and not ev.hibernate:
-        times.append(ev.hibernate_at)
-    times.extend(h.until for h in v.held_by if h.until)
-    if ev.runaway:
-        times.append(now + _RUNAWAY_RECHECK_NS)
-    stuck_at = stuck_since(v.sources, v.agent_id, int(rules.stuck_after * NANOS))
-    if not ev.stuck and stuck_at is not None:
-        times.append(stuck_at)
-    future = [t for t in times if t > now]
-    return min(future) if future else None

@@ -19,6 +19,8 @@ error names the key (and, for TOML syntax, the line)::
     runaway_bytes_per_second = 1048576            # output rate that is "spinning" (seed 003)
     stuck_after = 1800                            # agent active without progress (seed 004)
     lost_after = 60                               # a running process's liveness lapsed
+    exempt_tools = true                           # an agent's tool call in flight holds it up
+    tool_call_max = 3600                          # ... for at most this long (a lost end)
 
     [[overrides]]
     match = { agent = "codey" }
@@ -35,6 +37,7 @@ rules and ``now`` in, a :class:`Evaluation` with its state, deadline and reason 
 from __future__ import annotations
 
 import enum
+import time
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -44,8 +47,15 @@ from typing import Any, Final
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lastactive.collector._activity import idle_since, last_counted, latest, stuck_since
-from lastactive.collector._state import NANOS, EntityView
-from lastactive.conventions import IDLE_CLASSES, ActivityClass, AgentStatus, HoldKind, Source
+from lastactive.collector._state import NANOS, EntityView, Hold
+from lastactive.conventions import (
+    IDLE_CLASSES,
+    ActivityClass,
+    AgentStatus,
+    AgentTurn,
+    HoldKind,
+    Source,
+)
 
 __all__ = [
     "Decision",
@@ -104,6 +114,8 @@ class Rules(BaseModel):
     runaway_bytes_per_second: float = Field(1024 * 1024, gt=0)
     stuck_after: float = Field(1800.0, gt=0)
     lost_after: float = Field(60.0, gt=0)
+    exempt_tools: bool = True
+    tool_call_max: float = Field(3600.0, gt=0)
 
 
 class Match(BaseModel):
@@ -214,10 +226,13 @@ class Evaluation:
     """What the policy says of one session or host at ``now``. Times are ns since the epoch.
 
     ``hibernate_at`` is the deadline (``None`` while something exempt holds it up, unless
-    ``max_age`` caps it); ``hibernate`` is whether it is due now; ``reason`` says why, in words.
-    ``lost``: the session's process was running, but its liveness (the ``process`` source its
-    wrapper renews every export interval) is older than ``lost_after``: the wrapper died
-    without reporting an exit.
+    ``max_age`` caps it); ``hibernate`` is whether it is due now. Each flag has its reason in
+    words: ``reason`` for the state and the deadline, ``runaway_reason``, ``stuck_reason``.
+    ``held_by`` are the holds that count (exempt under the rules) now. ``lost``: the session's
+    process was running, but its liveness (the ``process`` source its wrapper renews every
+    export interval) is older than ``lost_after``: the wrapper died without reporting an exit.
+    ``next_change`` is the earliest later time the evaluation can change with time alone (no
+    new telemetry), for the transition engine's timer; ``None`` when it cannot.
     """
 
     state: IdleState
@@ -227,12 +242,85 @@ class Evaluation:
     runaway: bool
     stuck: bool
     reason: str
+    runaway_reason: str = ""
+    stuck_reason: str = ""
+    held_by: tuple[Hold, ...] = ()
     lost: bool = False
+    next_change: int | None = None
+
+
+_RUNAWAY_RECHECK_NS: Final = NANOS
+"""While runaway, the rate is re-read this often (ns): it decays with no new telemetry."""
 
 
 def _ago(ns: int) -> str:
     s = ns / NANOS
     return f"{s:.0f} s" if s < 120 else f"{s / 60:.0f} min" if s < 7200 else f"{s / 3600:.1f} h"
+
+
+def _clock(ns: int) -> str:
+    """A time of day, UTC (``14:02``), for "since ..." reasons."""
+    return time.strftime("%H:%M", time.gmtime(ns / NANOS))
+
+
+def _rate(bps: float) -> str:
+    for unit, size in (("GB/s", 1e9), ("MB/s", 1e6), ("kB/s", 1e3)):
+        if bps >= size:
+            return f"{bps / size:.1f} {unit}"
+    return f"{bps:.0f} B/s"
+
+
+def _size(bps: float) -> str:
+    for unit, size in (("GiB/s", 2**30), ("MiB/s", 2**20), ("KiB/s", 2**10)):
+        if bps >= size:
+            return f"{bps / size:g} {unit}"
+    return f"{bps:g} B/s"
+
+
+def _counting_holds(v: EntityView, rules: Rules, now: int) -> tuple[list[Hold], list[int]]:
+    """The holds that exempt ``v`` under ``rules`` at ``now``, and when each stops counting
+    (ns; a tool call counts for at most ``tool_call_max`` after it was reported)."""
+    exempt = {
+        HoldKind.LEASE: rules.exempt_leases,
+        HoldKind.FOREGROUND: rules.exempt_foreground,
+        HoldKind.CLIENT: rules.exempt_clients,
+        HoldKind.TOOL: rules.exempt_tools,
+    }
+    holding, ends = [], []
+    tool_max = int(rules.tool_call_max * NANOS)
+    for h in v.held_by:
+        if not exempt.get(HoldKind(h.kind), False):
+            continue
+        end = h.until
+        if h.kind == HoldKind.TOOL:
+            end = min(end or h.since + tool_max, h.since + tool_max)
+            if end <= now:
+                continue
+        holding.append(h)
+        if end:
+            ends.append(end)
+    return holding, ends
+
+
+def _stuck(
+    v: EntityView, rules: Rules, now: int, tools: list[Hold]
+) -> tuple[bool, str, int | None]:
+    """Seed 004's stuck flag, its reason, and when it could start (ns)."""
+    if v.turn == AgentTurn.WAITING:
+        return False, f"waiting for the user since {_clock(v.turn_since or now)}", None
+    if tools:
+        names = ", ".join(sorted(h.id for h in tools))
+        since = _clock(min(h.since for h in tools))
+        return False, f"tool call {names} in flight since {since}", None
+    stuck_after = int(rules.stuck_after * NANOS)
+    working = v.turn_since or 0 if v.turn == AgentTurn.WORKING else 0
+    stuck_at = stuck_since(v.sources, v.agent_id, stuck_after, working)
+    if stuck_at is None:
+        return False, "not an agent session" if v.agent_id is None else "no progress yet", None
+    without = _ago(now - (stuck_at - stuck_after))
+    if now >= stuck_at:
+        return True, f"no progress for {without} >= stuck_after {_ago(stuck_after)}", None
+    return False, f"progress {without} ago < stuck_after {_ago(stuck_after)}", stuck_at
 
 
 def evaluate(v: EntityView, rules: Rules, now: int) -> Evaluation:
@@ -243,75 +331,88 @@ def evaluate(v: EntityView, rules: Rules, now: int) -> Evaluation:
     backwards with activity. It is capped by ``first_seen + max_age`` (JupyterHub's max-age,
     Cloud Workstations' runningTimeout), shortened to ``close + after_close`` once the last
     client detached (Gitpod), and to ``first_seen + never_used`` with no engagement and no work
-    at all (an agent working unattended is in use).
+    at all (an agent working unattended is in use). Ended sessions are final
+    (:attr:`IdleState.ENDED`); an agent waiting for the user is never stuck (seed 004: stuck
+    is a working agent without progress).
     """
     last = last_counted(v.sources, rules.count, rules.count_untrusted)
     base = idle_since(v.first_seen, last)
     if v.status != AgentStatus.ACTIVE:
-        return Evaluation(IdleState.ENDED, base, None, False, False, False, _ended(v, now))
-    alive = v.sources.get(Source.PROCESS)
-    lost = (
-        v.process_status == "running"
-        and alive is not None
-        and now - alive >= rules.lost_after * NANOS
-    )
+        ended = _ended(v, now)
+        return Evaluation(IdleState.ENDED, base, None, False, False, False, ended, ended, ended)
     hibernated = v.sources.get(Source.HIBERNATE)
     if hibernated is not None and hibernated >= base:  # until it is used again
-        return Evaluation(
-            IdleState.HIBERNATED, base, None, False, False, False,
-            f"hibernated {_ago(now - hibernated)} ago",
-        )  # fmt: skip
-    why_last = (
-        "no counted activity since first seen"
-        if last is None
-        else (f"last counted activity {_ago(now - base)} ago")
-    )
-    exempt = {
-        HoldKind.LEASE: rules.exempt_leases,
-        HoldKind.FOREGROUND: rules.exempt_foreground,
-        HoldKind.CLIENT: rules.exempt_clients,
-    }
-    holding = [h for h in v.held_by if exempt.get(HoldKind(h.kind), False)]
-    idle = not holding and now - base >= rules.idle_after * NANOS
+        why = f"hibernated {_ago(now - hibernated)} ago"
+        return Evaluation(IdleState.HIBERNATED, base, None, False, False, False, why, why, why)
+    holding, hold_ends = _counting_holds(v, rules, now)
+    idle_at = base + int(rules.idle_after * NANOS)
+    idle = not holding and now >= idle_at
     state = IdleState.IDLE if idle else IdleState.ACTIVE
 
+    if last is None:
+        reason = "no counted activity since first seen"
+    else:
+        reason = f"last counted activity {_ago(now - base)} ago"
+    if v.turn == AgentTurn.WAITING:
+        reason = f"waiting for the user since {_clock(v.turn_since or now)}; {reason}"
     deadline: int | None = base + int(rules.hibernate_after * NANOS)
-    reason = f"{why_last}; hibernate_after {rules.hibernate_after:g} s"
+    why_deadline = f"hibernate_after {rules.hibernate_after:g} s"
     if rules.never_used is not None and latest(v.sources, _USE)[1] is None:
         never = v.first_seen + int(rules.never_used * NANOS)
         if deadline is None or never < deadline:
-            deadline, reason = (
-                never,
-                f"never used since first seen; never_used {rules.never_used:g} s",
-            )
+            deadline, why_deadline = never, f"never used; never_used {rules.never_used:g} s"
     closed = v.last_client_closed
     if rules.after_close is not None and closed is not None and closed >= base:
         after = closed + int(rules.after_close * NANOS)
         if deadline is None or after < deadline:
-            deadline, reason = after, f"last client detached; after_close {rules.after_close:g} s"
+            deadline = after
+            why_deadline = f"last client detached; after_close {rules.after_close:g} s"
     if holding:
-        kinds = ", ".join(sorted({f"{h.kind} {h.id}" for h in holding}))
-        deadline, reason = None, f"held by {kinds}"
+        deadline = None
+        why_deadline = "held by " + ", ".join(sorted({_held(h) for h in holding}))
     if rules.max_age is not None:
         cap = v.first_seen + int(rules.max_age * NANOS)
         if deadline is None or cap <= deadline:
-            deadline, reason = cap, f"max_age {rules.max_age:g} s since first seen"
-    runaway = v.output_bytes_per_second >= rules.runaway_bytes_per_second
-    stuck_at = stuck_since(v.sources, v.agent_id, int(rules.stuck_after * NANOS))
-    stuck = v.status == AgentStatus.ACTIVE and stuck_at is not None and now >= stuck_at
+            deadline, why_deadline = cap, f"max_age {rules.max_age:g} s since first seen"
+    reason = f"{reason}; {why_deadline}"
+
+    rate, limit = v.output_bytes_per_second, rules.runaway_bytes_per_second
+    runaway = rate >= limit
+    runaway_reason = f"output {_rate(rate)} over 30 s {'>=' if runaway else '<'} {_size(limit)}"
+    tools = [h for h in holding if h.kind == HoldKind.TOOL]
+    stuck, stuck_reason, stuck_at = _stuck(v, rules, now, tools)
     due = deadline is not None and now >= deadline
+
+    alive = v.sources.get(Source.PROCESS)
+    lost_at = None
+    if v.process_status == "running" and alive is not None:
+        lost_at = alive + int(rules.lost_after * NANOS)
+    lost = lost_at is not None and now >= lost_at
     if lost:
         reason = f"{reason}; process lost: no liveness for {_ago(now - (alive or 0))}"
-    return Evaluation(state, base, deadline, due, runaway, stuck, reason, lost)
+
+    changes = [*hold_ends, stuck_at or 0, lost_at or 0]
+    if not idle:
+        changes.append(idle_at)
+    if deadline is not None and not due:
+        changes.append(deadline)
+    if runaway:
+        changes.append(now + _RUNAWAY_RECHECK_NS)
+    future = [t for t in changes if t > now]
+    return Evaluation(
+        state, base, deadline, due, runaway, stuck, reason, runaway_reason, stuck_reason,
+        tuple(holding), lost, min(future) if future else None,
+    )  # fmt: skip
+
+
+def _held(h: Hold) -> str:
+    return f"{h.kind} {h.id}"
 
 
 def _ended(v: EntityView, now: int) -> str:
-    ended = max(v.sources.get(Source.EXIT, 0), 0)
+    ended = v.sources.get(Source.EXIT, 0)
     when = f" {_ago(now - ended)} ago" if ended else ""
-    if v.exit_code is not None:
-        how = f"exited with code {v.exit_code}"
-    else:
-        how = str(v.status)
+    how = f"exited with code {v.exit_code}" if v.exit_code is not None else str(v.status)
     return f"{how}{when}" + (f": {v.result}" if v.result else "")
 
 

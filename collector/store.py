@@ -53,7 +53,7 @@ _LATER: Final = (
 )
 """A status field: from the incoming record when its status is as recent or more."""
 
-_SCHEMA_VERSION = 3
+_SCHEMA_VERSION = 4
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entities (
     kind TEXT NOT NULL,
@@ -74,6 +74,8 @@ CREATE TABLE IF NOT EXISTS entities (
     task TEXT,
     result TEXT,
     attributes TEXT NOT NULL DEFAULT '{}',  -- JSON {resource attribute: value}, policy-selected
+    turn TEXT,                         -- working | waiting (an agent session's turn)
+    turn_time INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (kind, id)
 ) WITHOUT ROWID;
 """
@@ -88,6 +90,10 @@ _MIGRATIONS = {
         "ALTER TABLE entities ADD COLUMN result TEXT",
     ],
     2: ["ALTER TABLE entities ADD COLUMN attributes TEXT NOT NULL DEFAULT '{}'"],
+    3: [
+        "ALTER TABLE entities ADD COLUMN turn TEXT",
+        "ALTER TABLE entities ADD COLUMN turn_time INTEGER NOT NULL DEFAULT 0",
+    ],
 }
 
 # collector._record.merge, column by column, in SQL: one statement per row, no read-back. In
@@ -135,6 +141,11 @@ _MERGE_SQL: Final = {
     "task": _LATER.format("coalesce(excluded.task, task)", "task"),
     "result": _LATER.format("coalesce(excluded.result, result)", "result"),
     "attributes": "json_patch(attributes, excluded.attributes)",
+    "turn": (
+        "CASE WHEN excluded.turn IS NOT NULL AND excluded.turn_time >= turn_time "
+        "THEN excluded.turn ELSE turn END"
+    ),
+    "turn_time": "max(turn_time, excluded.turn_time)",
 }
 
 _KEY: Final = ("kind", "id")

@@ -19,6 +19,7 @@ from typing import Final
 
 __all__ = [
     "AGENT_EVENTS",
+    "ATTR_AGENT_TURN",
     "ATTR_CLIENT_ADDRESS",
     "ATTR_CONNECTION_CLASSIFICATION",
     "ATTR_CONNECTION_CLOSE_REASON",
@@ -88,6 +89,7 @@ __all__ = [
     "SOURCES",
     "ActivityClass",
     "AgentStatus",
+    "AgentTurn",
     "HoldKind",
     "Level",
     "Source",
@@ -216,6 +218,12 @@ ATTR_HOLD_ID: Final = "lastactive.hold.id"
 ATTR_HOLD_UNTIL: Final = "lastactive.hold.until"
 """double, seconds since the Unix epoch (UTC). The hold stands until then; 0 = until released
 (or until the session exits); a time not after the event's own time releases it."""
+
+ATTR_AGENT_TURN: Final = "lastactive.agent.turn"
+"""string, ``working`` or ``waiting`` (:class:`AgentTurn`). Whose turn it is in an agent
+session as of the event's time: the agent's (working on a prompt or task) or the user's (the
+agent answered and waits). On any event; agent ``spawn`` and ``progress`` events without it mean
+``working``. Only a working agent can be stuck (seed 004)."""
 
 ATTR_TASK: Final = "lastactive.task"
 """string. What an agent session is working on (seed 004's ``task_description``)."""
@@ -419,6 +427,9 @@ class HoldKind(enum.StrEnum):
     """An attached client (a tmux client, an SSH login)."""
     FOREGROUND = "foreground"
     """A command running in the foreground of ``lastactive run``'s terminal."""
+    TOOL = "tool"
+    """An agent's tool call in flight (Claude Code ``PreToolUse`` until ``PostToolUse``), at most
+    the policy's ``tool_call_max`` after it was reported: a lost end cannot hold forever."""
 
 
 class AgentStatus(enum.StrEnum):
@@ -427,6 +438,19 @@ class AgentStatus(enum.StrEnum):
     ACTIVE = "active"
     COMPLETED = "completed"
     ERROR = "error"
+
+
+class AgentTurn(enum.StrEnum):
+    """Whose turn it is in an agent session (the values of ``lastactive.agent.turn``; ``ended``
+    is shown once the session completed or failed)."""
+
+    WORKING = "working"
+    """The agent works on a prompt or task: it makes progress, or it is stuck."""
+    WAITING = "waiting"
+    """The agent answered (Claude Code ``Stop``) or asks something and waits for the user:
+    idle once ``idle_after`` passes, never stuck."""
+    ENDED = "ended"
+    """The session completed or failed."""
 
 
 AGENT_EVENTS: Final[dict[str, tuple[AgentStatus, Source]]] = {

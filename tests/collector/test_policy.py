@@ -9,6 +9,7 @@ import pytest
 
 from lastactive.collector._state import ActivityState, Entity, Identity, view
 from lastactive.collector.policy import PolicyError, Rules, evaluate, load_policy, parse_policy
+from lastactive.conventions import AgentStatus, AgentTurn, Source
 
 S = 1_000_000_000
 T0 = 1_800_000_000 * S
@@ -226,3 +227,64 @@ def test_never_used_counts_work_as_use() -> None:
         state.activity(ents, "agent", T0 + k * S)
     e = at(ents, rules, T0 + 700 * S)
     assert (e.state, e.hibernate, e.hibernate_at) == ("active", False, T0 + 2499 * S)
+
+
+def agent_session() -> tuple[ActivityState, list[Entity]]:
+    state = ActivityState()
+    return state, state.resolve(Identity(session_id="s", agent_id="claude-code"), T0)
+
+
+def test_an_agent_waiting_for_the_user_is_idle_never_stuck() -> None:
+    """Issue 10 (4): after Stop the user has the turn: idle after idle_after, not stuck."""
+    state, ents = agent_session()
+    rules = Rules(idle_after=60, stuck_after=120)
+    state.agent_event(ents, AgentStatus.ACTIVE, Source.START, T0, turn=AgentTurn.WAITING)
+    state.activity(ents, "prompt", T0 + 10 * S)
+    state.turn(ents, AgentTurn.WORKING, T0 + 10 * S)
+    state.activity(ents, "agent", T0 + 20 * S)  # Stop: the answer is work ...
+    state.turn(ents, AgentTurn.WAITING, T0 + 20 * S)  # ... then the user's turn
+    e = at(ents, rules, T0 + 3600 * S)
+    assert (e.state, e.stuck) == ("idle", False)
+    assert e.stuck_reason.startswith("waiting for the user since")
+    assert e.reason.startswith("waiting for the user since")
+    state.turn(ents, AgentTurn.WORKING, T0 + 3600 * S)  # a new prompt, then silence
+    assert not at(ents, rules, T0 + 3719 * S).stuck  # the timer starts at the prompt
+    e = at(ents, rules, T0 + 3720 * S)
+    assert e.stuck and e.stuck_reason == "no progress for 2 min >= stuck_after 2 min"
+
+
+def test_the_latest_turn_wins_whatever_the_arrival_order() -> None:
+    state, ents = agent_session()
+    state.turn(ents, AgentTurn.WAITING, T0 + 20 * S)
+    state.turn(ents, AgentTurn.WORKING, T0 + 10 * S)  # older, arriving late
+    assert view(ents[0], T0 + 30 * S).turn == "waiting"
+    state.agent_event(ents, AgentStatus.COMPLETED, Source.EXIT, T0 + 40 * S)
+    assert view(ents[0], T0 + 50 * S).turn == "ended"
+
+
+def test_a_tool_call_in_flight_holds_the_session_up_for_at_most_tool_call_max() -> None:
+    """Issue 10 (10): a build inside an agent is work until it ends, bounded by
+    tool_call_max so a lost PostToolUse cannot hold forever."""
+    state, ents = agent_session()
+    rules = Rules(idle_after=4, stuck_after=6, hibernate_after=8, tool_call_max=600)
+    state.agent_event(ents, AgentStatus.ACTIVE, Source.AGENT, T0)
+    state.hold(ents, "tool", "Bash/toolu_1", 0, T0)
+    e = at(ents, rules, T0 + 300 * S)
+    assert (e.state, e.stuck, e.hibernate_at, e.hibernate) == ("active", False, None, False)
+    assert "held by tool Bash/toolu_1" in e.reason
+    assert "tool call Bash/toolu_1 in flight" in e.stuck_reason
+    assert e.next_change == T0 + 600 * S  # when the hold stops counting
+    e = at(ents, rules, T0 + 600 * S)  # the end was lost: the bound lapses
+    assert (e.state, e.stuck, e.hibernate) == ("idle", True, True)
+    assert at(ents, Rules(idle_after=4, exempt_tools=False), T0 + 300 * S).state == "idle"
+
+
+def test_a_tool_call_ends_with_its_post_event_or_the_turn() -> None:
+    state, ents = agent_session()
+    rules = Rules(idle_after=4)
+    state.hold(ents, "tool", "Bash/a", 0, T0)
+    state.hold(ents, "tool", "Read/b", 0, T0)
+    state.hold(ents, "tool", "Bash/a", T0 + S, T0 + S)  # PostToolUse: released
+    assert [h.id for h in at(ents, rules, T0 + 2 * S).held_by] == ["Read/b"]
+    state.turn(ents, AgentTurn.WAITING, T0 + 3 * S)  # Stop: nothing is in flight any more
+    assert at(ents, rules, T0 + 10 * S).held_by == ()

@@ -63,6 +63,7 @@ holds = st.lists(
 def records(draw: st.DrawFn) -> EntityRecord:
     first = draw(times)
     status = draw(st.none() | st.sampled_from(["active", "completed", "error"]))
+    turn = draw(st.none() | st.sampled_from(["working", "waiting"]))
     fields = dict(
         kind=draw(st.sampled_from(["session", "host"])),
         id=draw(st.sampled_from(["s1", "s2"])),
@@ -92,6 +93,8 @@ def records(draw: st.DrawFn) -> EntityRecord:
                 ).items()
             )
         ),
+        turn=turn,
+        turn_time=0 if turn is None else draw(times),
     )
     # Every field varies, so a field that record(), restore(), merge or a store forgets fails.
     assert set(fields) == set(RECORD_FIELDS)

@@ -180,3 +180,15 @@ def test_purged_sessions_leave_no_trace() -> None:
     engine.tick()
     gc.collect()
     assert session() is None
+
+
+def test_runaway_and_stuck_transitions_carry_their_own_reasons() -> None:
+    state, engine, clock = setup(idle_after=60, stuck_after=30, runaway_bytes_per_second=1 << 20)
+    ents = state.resolve(Identity(session_id="s", agent_id="codey"), T0)
+    state.agent_event(ents, AgentStatus.ACTIVE, Source.START, T0)
+    state.io(ents, False, 90 << 20, T0)  # 90 MiB in the 30 s window: 3.1 MB/s
+    (runaway,) = [t for t in engine.tick() if t.field == "runaway"]
+    assert runaway.reason == "output 3.1 MB/s over 30 s >= 1 MiB/s"
+    clock.now = T0 + 31 * S
+    (stuck,) = [t for t in engine.tick() if t.field == "stuck"]
+    assert stuck.reason == "no progress for 31 s >= stuck_after 30 s"
