@@ -4,7 +4,7 @@ health checking, all on one ``grpc.aio`` server. It only translates and delegate
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 import grpc
@@ -15,7 +15,7 @@ from grpc_reflection.v1alpha import reflection
 
 from lastactive.collector._core import Core
 from lastactive.collector._otlp_signals import SIGNALS, OtlpSignal, export_response
-from lastactive.collector._state import NANOS, EntityView, Kind
+from lastactive.collector._state import NANOS, EntityView, Hold, Kind
 from lastactive.collector._transitions import Snapshot, Transition
 from lastactive.collector._watch import KeepaliveEvent, ResyncEvent, SnapshotEvent, watch_events
 from lastactive.collector.policy import Decision, Evaluation, decide
@@ -46,8 +46,23 @@ def _otlp_handler(signal: OtlpSignal, core: Core) -> grpc.GenericRpcHandler:
     )
 
 
-def entity_message(v: EntityView) -> query_pb2.Entity:
-    """An :class:`EntityView` as the ``lastactive.v1.Entity`` message (0 / "" for none)."""
+def _holds(holds: Iterable[Hold], counting: Iterable[Hold]) -> list[query_pb2.Hold]:
+    counted = set(counting)
+    return [
+        query_pb2.Hold(
+            kind=h.kind,
+            id=h.id,
+            until_unix_nano=h.until,
+            since_unix_nano=h.since,
+            counts=h in counted,
+        )
+        for h in holds
+    ]
+
+
+def entity_message(v: EntityView, e: Evaluation) -> query_pb2.Entity:
+    """An :class:`EntityView` and its evaluation as the ``lastactive.v1.Entity`` message (0 /
+    "" for none)."""
     return query_pb2.Entity(
         kind=v.kind,
         id=v.id,
@@ -65,15 +80,25 @@ def entity_message(v: EntityView) -> query_pb2.Entity:
         output_bytes=v.output_bytes,
         input_bytes_per_second=v.input_bytes_per_second,
         output_bytes_per_second=v.output_bytes_per_second,
-        process_status=v.process_status or "",
+        process_status="lost" if e.lost else v.process_status or "",
         pid=v.pid or 0,
         exited=v.exit_code is not None,
         exit_code=v.exit_code or 0,
         status=v.status,
         task=v.task or "",
         result=v.result or "",
-        held_by=[query_pb2.Hold(kind=h.kind, id=h.id, until_unix_nano=h.until) for h in v.held_by],
+        held_by=_holds(v.held_by, e.held_by),
         attributes=v.attributes,
+        state=e.state,
+        idle_since_unix_nano=e.idle_since,
+        hibernate_at_unix_nano=e.hibernate_at or 0,
+        hibernate=e.hibernate,
+        runaway=e.runaway,
+        stuck=e.stuck,
+        reason=e.reason,
+        runaway_reason=e.runaway_reason,
+        stuck_reason=e.stuck_reason,
+        turn=v.turn or "",
     )
 
 
@@ -90,6 +115,9 @@ def _evaluated(v: EntityView, e: Evaluation) -> dict[str, Any]:
         "hibernate_at_unix_nano": e.hibernate_at or 0,
         "idle_since_unix_nano": e.idle_since,
         "reason": e.reason,
+        "runaway_reason": e.runaway_reason,
+        "stuck_reason": e.stuck_reason,
+        "held_by": _holds(e.held_by, e.held_by),
     }
 
 
@@ -152,21 +180,24 @@ class ActivityQueryServicer(query_pb2_grpc.ActivityQueryServicer):  # type: igno
         if not request.within_seconds >= 0:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "within_seconds must be >= 0")
         now = self._clock()
-        due, soon = decide(
-            self._state.views(now), self._policy, now, int(request.within_seconds * NANOS)
-        )
+        out = decide(self._state.views(now), self._policy, now, int(request.within_seconds * NANOS))
         return query_pb2.DecisionsResponse(
-            hibernate=[decision_message(d) for d in due],
-            due_soon=[decision_message(d) for d in soon],
+            hibernate=[decision_message(d) for d in out.hibernate],
+            due_soon=[decision_message(d) for d in out.due_soon],
+            held=[decision_message(d) for d in out.held],
         )
 
     async def ListSessions(
         self, request: query_pb2.ListSessionsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> query_pb2.ListSessionsResponse:
+        now = self._clock()
         views = self._state.sessions(
-            self._clock(), request.host_id or None, request.limit, request.trusted_only
+            now, request.host_id or None, request.limit, request.trusted_only
         )
-        return query_pb2.ListSessionsResponse(sessions=[entity_message(v) for v in views])
+        evaluate = self._policy.evaluate
+        return query_pb2.ListSessionsResponse(
+            sessions=[entity_message(v, evaluate(v, now)) for v in views]
+        )
 
     async def GetSession(
         self, request: query_pb2.GetRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -181,11 +212,12 @@ class ActivityQueryServicer(query_pb2_grpc.ActivityQueryServicer):  # type: igno
     async def _get(
         self, kind: Kind, request: query_pb2.GetRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> query_pb2.Entity:
-        v = self._state.get(kind, request.id, self._clock(), request.trusted_only)
+        now = self._clock()
+        v = self._state.get(kind, request.id, now, request.trusted_only)
         if v is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no {kind} with id {request.id!r}")
         assert v is not None
-        return entity_message(v)
+        return entity_message(v, self._policy.evaluate(v, now))
 
 
 async def start_grpc(

@@ -385,16 +385,24 @@ class Ingest:
         event_name: str,
         task: str | None,
         result: str | None,
+        *,
+        host_id: str | None = None,
+        turn: AgentTurn | None = None,
     ) -> None:
-        """One seed 004 webhook call (``POST /v1/agent-events``), at the receive time.
+        """One seed 004 webhook call (``POST /v1/agent-events``), at the receive time, about
+        a session (of ``agent``, on ``host_id``, when given); ``turn`` overrides the event's
+        (working for spawn and progress).
 
         Raises:
             KeyError: ``event_name`` is not an agent lifecycle event.
         """
         status, source = AGENT_EVENTS[event_name]
         t = self.clock()
-        ident = Identity(session_id=session_id, agent_id=agent, service_name="agent-webhook")
-        self.state.agent_event(self.state.resolve(ident, t), status, source, t, task, result)
+        ident = Identity(session_id, agent, host_id, service_name="agent-webhook")
+        ents = self.state.resolve(ident, t)
+        self.state.agent_event(
+            ents, status, source, t, task, result, turn=turn or AgentTurn.WORKING
+        )
 
     # --- traces ----------------------------------------------------------------------------
 

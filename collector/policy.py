@@ -42,7 +42,7 @@ import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -59,6 +59,7 @@ from lastactive.conventions import (
 
 __all__ = [
     "Decision",
+    "Decisions",
     "Evaluation",
     "IdleState",
     "Match",
@@ -171,6 +172,10 @@ class Policy:
     def attribute_keys(self) -> frozenset[str]:
         """Every resource attribute key an override selects on (what state must keep)."""
         return frozenset(k for match, _, _ in self.overrides for k in match.attributes)
+
+    def evaluate(self, v: EntityView, now: int) -> Evaluation:
+        """:func:`evaluate` ``v`` at ``now`` (ns) under the rules that apply to it."""
+        return evaluate(v, self.rules_for(v), now)
 
     def rules_for(self, v: EntityView) -> Rules:
         """The rules that apply to ``v``: the defaults with every matching override on top."""
@@ -424,22 +429,35 @@ class Decision:
     evaluation: Evaluation
 
 
-def decide(
-    views: Iterable[EntityView], policy: Policy, now: int, within_ns: int
-) -> tuple[list[Decision], list[Decision]]:
-    """Split ``views`` into those to hibernate now and those due within ``within_ns`` (ns),
-    each list ordered by deadline. Ended sessions (completed, error) are never listed."""
-    due, soon = [], []
+class Decisions(NamedTuple):
+    """:func:`decide`'s answer: each list of :class:`Decision` s."""
+
+    hibernate: list[Decision]
+    """Due now, earliest deadline first."""
+    due_soon: list[Decision]
+    """Due within the window asked for, earliest deadline first."""
+    held: list[Decision]
+    """Held up by a hold that counts under the policy (a lease, a foreground command, a tool
+    call ...), longest held first: so a hold that never ends is visible."""
+
+
+def decide(views: Iterable[EntityView], policy: Policy, now: int, within_ns: int) -> Decisions:
+    """Split ``views`` into those to hibernate now, those due within ``within_ns`` (ns) and
+    those held up. Ended sessions (completed, error) are never listed."""
+    out = Decisions([], [], [])
     for v in views:
         if v.status != AgentStatus.ACTIVE:
             continue
-        e = evaluate(v, policy.rules_for(v), now)
+        e = policy.evaluate(v, now)
+        if e.held_by and not e.hibernate:
+            out.held.append(Decision(v, e))
         if e.hibernate_at is None:
             continue
         if e.hibernate:
-            due.append(Decision(v, e))
+            out.hibernate.append(Decision(v, e))
         elif e.hibernate_at - now <= within_ns:
-            soon.append(Decision(v, e))
-    due.sort(key=lambda d: d.evaluation.hibernate_at or 0)
-    soon.sort(key=lambda d: d.evaluation.hibernate_at or 0)
-    return due, soon
+            out.due_soon.append(Decision(v, e))
+    out.hibernate.sort(key=lambda d: d.evaluation.hibernate_at or 0)
+    out.due_soon.sort(key=lambda d: d.evaluation.hibernate_at or 0)
+    out.held.sort(key=lambda d: min(h.since for h in d.evaluation.held_by))
+    return out

@@ -9,7 +9,10 @@ from typing import Any
 
 from lastactive.client import get_json
 
-COLUMNS = ("SESSION", "HOST", "STATUS", "LAST ACTIVE", "IDLE", "HELD BY", "BYTES/S OUT/IN")
+COLUMNS = (
+    "SESSION", "HOST", "STATUS", "STATE", "LAST ACTIVE", "IDLE", "HIBERNATE", "HELD BY",
+    "BYTES/S OUT/IN", "WHY",
+)  # fmt: skip
 
 
 def fetch_sessions(
@@ -46,9 +49,14 @@ def _ago(iso: str, now: datetime) -> str:
     return human_seconds(max(0.0, (now - datetime.fromisoformat(iso)).total_seconds())) + " ago"
 
 
+def _until(iso: str, now: datetime) -> str:
+    return "in " + human_seconds(max(0.0, (datetime.fromisoformat(iso) - now).total_seconds()))
+
+
 def row(s: dict[str, Any], now: datetime) -> tuple[str, ...]:
     """One table row. LAST ACTIVE falls back like seed 002: activity (with its source), then
-    last seen (liveness). HELD BY is what holds the session up now (the rest of the why)."""
+    last seen (liveness). STATE is the policy's (with runaway and stuck), HIBERNATE its
+    deadline, HELD BY what holds the session up now, WHY the policy's reason in words."""
     proc = s["process"]
     if proc["status"] == "exited":
         status = f"exited {proc['exit_code']}"
@@ -63,14 +71,24 @@ def row(s: dict[str, Any], now: datetime) -> tuple[str, ...]:
         last = f"{_ago(s['last_seen'], now)} (seen)"
     out_rate, in_rate = s["output_bytes_per_second"], s["input_bytes_per_second"]
     rates = f"{human_bytes(out_rate)}/{human_bytes(in_rate)}"
+    state = ",".join([s["state"], *(flag for flag in ("runaway", "stuck") if s[flag])])
+    if s["hibernate"]:
+        hibernate = "due"
+    elif s["hibernate_at"]:
+        hibernate = _until(s["hibernate_at"], now)
+    else:
+        hibernate = "-"
     return (
         s["id"],
         (s["host_id"] or "-")[:12],
         status,
+        state,
         last,
         human_seconds(s["idle_seconds"]),
+        hibernate,
         held,
         rates,
+        s["reason"],
     )
 
 

@@ -23,6 +23,12 @@ def session(sid: str, **over: Any) -> dict[str, Any]:
         "idle_seconds": 12.4,
         "output_bytes_per_second": 1536.0,
         "input_bytes_per_second": 0.0,
+        "state": "active",
+        "runaway": False,
+        "stuck": False,
+        "hibernate": False,
+        "hibernate_at": "2026-11-22T12:29:48+00:00",
+        "reason": "last counted activity 12 s ago; hibernate_after 1800 s",
     }
     s.update(over)
     return s
@@ -33,16 +39,26 @@ def test_table_rows_say_status_why_and_holds() -> None:
         [
             session("demo"),
             session("done", process={"status": "exited", "exit_code": 3}),
-            session("quiet", last_activity=None, held_by=[{"kind": "lease"}, {"kind": "client"}]),
+            session(
+                "quiet",
+                last_activity=None,
+                held_by=[{"kind": "lease"}, {"kind": "client"}],
+                hibernate_at=None,
+                reason="held by lease L1",
+            ),
+            session("spin", state="idle", runaway=True, hibernate=True),
         ],
         NOW,
     ).splitlines()
-    assert rows[0].split() == ["SESSION", "HOST", "STATUS", "LAST", "ACTIVE", "IDLE", "HELD",
-                               "BY", "BYTES/S", "OUT/IN"]  # fmt: skip
-    assert rows[1].split() == ["demo", "3d1219c7c4c5", "running", "12s", "ago", "(output)", "12s",
-                               "-", "1.5K/0"]  # fmt: skip
+    assert rows[0].split() == ["SESSION", "HOST", "STATUS", "STATE", "LAST", "ACTIVE", "IDLE",
+                               "HIBERNATE", "HELD", "BY", "BYTES/S", "OUT/IN", "WHY"]  # fmt: skip
+    assert rows[1].split()[:10] == ["demo", "3d1219c7c4c5", "running", "active", "12s", "ago",
+                                    "(output)", "12s", "in", "29m"]  # fmt: skip
+    assert rows[1].endswith("last counted activity 12 s ago; hibernate_after 1800 s")
     assert "exited 3" in rows[2]
     assert "2s ago (seen)" in rows[3] and "client,lease" in rows[3]
+    assert rows[3].endswith("held by lease L1")
+    assert "idle,runaway" in rows[4] and " due " in rows[4]
 
 
 def test_human_units() -> None:

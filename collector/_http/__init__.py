@@ -39,8 +39,8 @@ def create_app(
         version=lastactive.__version__,
     )
     app.include_router(otlp_router(core, max_request_bytes))
-    app.include_router(query_router(core.state, core.clock))
-    app.include_router(agent_router(core.ingest, core.clock))
+    app.include_router(query_router(core.state, core.policy, core.clock))
+    app.include_router(agent_router(core.ingest, core.policy, core.clock))
     app.include_router(decisions_router(core))
     if registry is not None:
         app.include_router(metrics_router(registry))

@@ -11,16 +11,20 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from lastactive.collector._http._query import EntityOut
 from lastactive.collector._ingest import Ingest
 from lastactive.collector._state import Kind
+from lastactive.collector.policy import Policy
 from lastactive.conventions import (
     EVENT_AGENT_COMPLETE,
     EVENT_AGENT_ERROR,
     EVENT_AGENT_PROGRESS,
     EVENT_AGENT_SPAWN,
+    AgentTurn,
 )
 
 
 class AgentEventIn(BaseModel):
-    """Seed 004's webhook body: ``{"action", "sessionKey", "agentName", "task", "result"}``."""
+    """Seed 004's webhook body: ``{"action", "sessionKey", "agentName", "task", "result"}``,
+    and ours: ``hostId`` (the host the session runs on, so the host's decision sees it) and
+    ``turn`` (``working`` or ``waiting`` for the user; ``spawn``/``progress`` mean working)."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -29,6 +33,8 @@ class AgentEventIn(BaseModel):
     agentName: str | None = Field(None, min_length=1, max_length=512)  # noqa: N815
     task: str | None = Field(None, max_length=4096)
     result: str | None = Field(None, max_length=65536)
+    hostId: str | None = Field(None, min_length=1, max_length=512)  # noqa: N815
+    turn: Literal["working", "waiting"] | None = None
 
 
 _AGENT_EVENT_OF_ACTION = {
@@ -39,7 +45,7 @@ _AGENT_EVENT_OF_ACTION = {
 }
 
 
-def agent_router(ingest: Ingest, clock: Callable[[], int]) -> APIRouter:
+def agent_router(ingest: Ingest, policy: Policy, clock: Callable[[], int]) -> APIRouter:
     """``POST /v1/agent-events``: seed 004's webhook, for senders without an OTel SDK."""
     router = APIRouter(tags=["agent lifecycle"])
 
@@ -70,9 +76,12 @@ def agent_router(ingest: Ingest, clock: Callable[[], int]) -> APIRouter:
             _AGENT_EVENT_OF_ACTION[event.action],
             event.task,
             event.result,
+            host_id=event.hostId,
+            turn=None if event.turn is None else AgentTurn(event.turn),
         )
-        v = ingest.state.get(Kind.SESSION, event.sessionKey, clock())
+        now = clock()
+        v = ingest.state.get(Kind.SESSION, event.sessionKey, now)
         assert v is not None
-        return EntityOut.of(v)
+        return EntityOut.of(v, policy.evaluate(v, now))
 
     return router

@@ -13,46 +13,39 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from lastactive.collector._core import Core
+from lastactive.collector._http._query import EvaluationOut, HoldOut, holds_out
 from lastactive.collector._state import NANOS
 from lastactive.collector._transitions import Snapshot, Transition
 from lastactive.collector._watch import KeepaliveEvent, ResyncEvent, SnapshotEvent, watch_events
 from lastactive.collector.policy import Decision, decide
 
 
-class DecisionOut(BaseModel):
-    """One session or host the idle policy says to hibernate, now or soon."""
+class DecisionOut(EvaluationOut):
+    """One session or host and the policy's evaluation of it."""
 
     kind: str
     id: str
     host_id: str | None
-    state: str = Field(description="active or idle")
-    idle_since: datetime
-    hibernate_at: datetime = Field(description="the deadline")
-    hibernate: bool = Field(description="due now")
-    runaway: bool
-    stuck: bool
-    reason: str = Field(description="why, in words")
+    held_by: list[HoldOut] = Field(description="the holds that hold it up (exempt)")
 
     @classmethod
     def of(cls, d: Decision) -> DecisionOut:
         v, e = d.view, d.evaluation
         return cls(
+            **EvaluationOut.fields_of(e),
             kind=v.kind,
             id=v.id,
             host_id=v.host_id,
-            state=e.state,
-            idle_since=datetime.fromtimestamp(e.idle_since / NANOS, UTC),
-            hibernate_at=datetime.fromtimestamp((e.hibernate_at or 0) / NANOS, UTC),
-            hibernate=e.hibernate,
-            runaway=e.runaway,
-            stuck=e.stuck,
-            reason=e.reason,
+            held_by=holds_out(e.held_by, e.held_by),
         )
 
 
 class DecisionList(BaseModel):
     hibernate: list[DecisionOut] = Field(description="due now, earliest deadline first")
     due_soon: list[DecisionOut] = Field(description="due within `within` seconds")
+    held: list[DecisionOut] = Field(
+        description="held up by a hold that counts (lease, foreground, tool ...), longest first"
+    )
 
 
 def _iso(ns: int) -> str:
@@ -73,6 +66,8 @@ def state_json(s: Snapshot) -> dict[str, Any]:
         "hibernate_at": None if e.hibernate_at is None else _iso(e.hibernate_at),
         "idle_since": _iso(e.idle_since),
         "reason": e.reason,
+        "runaway_reason": e.runaway_reason,
+        "stuck_reason": e.stuck_reason,
     }
 
 
@@ -133,12 +128,14 @@ def decisions_router(core: Core) -> APIRouter:
     async def decisions(
         within: Annotated[float, Query(ge=0, description="also list those due within (s)")] = 600,
     ) -> DecisionList:
-        """Sessions and hosts to hibernate now and those due soon, each with its deadline and
-        the reason in words."""
+        """Sessions and hosts to hibernate now, those due soon, each with its deadline and
+        the reason in words, and those held up, with their holds."""
         now = clock()
-        due, soon = decide(core.state.views(now), policy, now, int(within * NANOS))
+        out = decide(core.state.views(now), policy, now, int(within * NANOS))
         return DecisionList(
-            hibernate=[DecisionOut.of(d) for d in due], due_soon=[DecisionOut.of(d) for d in soon]
+            hibernate=[DecisionOut.of(d) for d in out.hibernate],
+            due_soon=[DecisionOut.of(d) for d in out.due_soon],
+            held=[DecisionOut.of(d) for d in out.held],
         )
 
     return router

@@ -1,39 +1,95 @@
 """``GET /v1/sessions``, ``/v1/sessions/{id}``, ``/v1/hosts/{id}``: entities as JSON.
 
-The models here (:class:`EntityOut`) are the HTTP API's view of
-:class:`~lastactive.collector._state.EntityView`: times as RFC 3339 UTC, ``null`` for never.
+The models here (:class:`EntityOut`, :class:`EvaluationOut`, :class:`HoldOut`) are the HTTP
+API's view of :class:`~lastactive.collector._state.EntityView` and the policy's
+:class:`~lastactive.collector.policy.Evaluation`: times as RFC 3339 UTC, ``null`` for never.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 
-from lastactive.collector._state import NANOS, ActivityState, EntityView, Kind
+from lastactive.collector._state import NANOS, ActivityState, EntityView, Hold, Kind
+from lastactive.collector.policy import Evaluation, Policy
+
+
+def _dt(ns: int) -> datetime:
+    return datetime.fromtimestamp(ns / NANOS, UTC)
 
 
 def _time(ns: int | None) -> datetime | None:
-    return None if ns is None else datetime.fromtimestamp(ns / NANOS, UTC)
+    return None if ns is None else _dt(ns)
 
 
 class ProcessOut(BaseModel):
-    status: str | None = Field(description="running, exited, or null when never started")
+    status: str | None = Field(
+        description="running, exited, lost (its liveness lapsed: the wrapper died without "
+        "reporting an exit), or null when never started"
+    )
     pid: int | None
     exit_code: int | None = Field(description="set once exited; 128+N when killed by signal N")
 
 
 class HoldOut(BaseModel):
-    kind: str = Field(description="lease, client or foreground")
+    kind: str = Field(description="lease, client, foreground or tool")
     id: str
     until: datetime | None = Field(description="null = until released")
+    since: datetime = Field(description="its latest report")
+    counts: bool = Field(description="it holds the entity up under the policy (exempt)")
 
 
-class EntityOut(BaseModel):
-    """A session, agent or host. Times are RFC 3339, UTC; null = never."""
+def holds_out(holds: Iterable[Hold], counting: Iterable[Hold]) -> list[HoldOut]:
+    """``holds`` as the API shows them, ``counts`` for those in ``counting``."""
+    counted = set(counting)
+    return [
+        HoldOut(
+            kind=h.kind,
+            id=h.id,
+            until=_time(h.until or None),
+            since=_dt(h.since),
+            counts=h in counted,
+        )
+        for h in holds
+    ]
+
+
+class EvaluationOut(BaseModel):
+    """The idle policy's evaluation of an entity at query time (the same on every session
+    and host, in ``/v1/decisions`` and in watch snapshots)."""
+
+    state: str = Field(description="active, idle, hibernated or ended")
+    idle_since: datetime = Field(description="the last counted activity, else first_seen")
+    hibernate_at: datetime | None = Field(description="the deadline; null while held up")
+    hibernate: bool = Field(description="due now")
+    runaway: bool
+    stuck: bool
+    reason: str = Field(description="why the state and the deadline, in words")
+    runaway_reason: str = Field(description="why runaway or not, in words")
+    stuck_reason: str = Field(description="why stuck or not, in words")
+
+    @staticmethod
+    def fields_of(e: Evaluation) -> dict[str, object]:
+        return {
+            "state": e.state,
+            "idle_since": _dt(e.idle_since),
+            "hibernate_at": _time(e.hibernate_at),
+            "hibernate": e.hibernate,
+            "runaway": e.runaway,
+            "stuck": e.stuck,
+            "reason": e.reason,
+            "runaway_reason": e.runaway_reason,
+            "stuck_reason": e.stuck_reason,
+        }
+
+
+class EntityOut(EvaluationOut):
+    """A session, agent or host with the policy's evaluation. Times are RFC 3339, UTC;
+    null = never."""
 
     kind: str
     id: str
@@ -53,39 +109,45 @@ class EntityOut(BaseModel):
     output_bytes_per_second: float = Field(description="over the last 30 s")
     process: ProcessOut
     status: str = Field(description="active, completed or error (seed 004)")
+    turn: str | None = Field(description="agent sessions: working, waiting (for the user), ended")
     task: str | None = Field(description="what an agent session works on")
     result: str | None = Field(description="how it ended: result or error")
-    held_by: list[HoldOut] = Field(description="what holds it up now: the why beside last_source")
+    held_by: list[HoldOut] = Field(
+        description="holds standing now (the why beside last_source); counts: exempt under "
+        "the policy"
+    )
     attributes: dict[str, str] = Field(
         description="resource attributes that policy overrides select on (match.attributes)"
     )
 
     @classmethod
-    def of(cls, v: EntityView) -> EntityOut:
+    def of(cls, v: EntityView, e: Evaluation) -> EntityOut:
         return cls(
+            **EvaluationOut.fields_of(e),
             kind=v.kind,
             id=v.id,
             host_id=v.host_id,
             agent_id=v.agent_id,
             service_name=v.service_name,
-            first_seen=datetime.fromtimestamp(v.first_seen / NANOS, UTC),
-            last_seen=datetime.fromtimestamp(v.last_seen / NANOS, UTC),
+            first_seen=_dt(v.first_seen),
+            last_seen=_dt(v.last_seen),
             last_active=_time(v.last_active),
             last_activity=_time(v.last_activity),
             last_source=v.last_source,
             idle_seconds=round(v.idle_seconds, 3),
-            sources={k: datetime.fromtimestamp(t / NANOS, UTC) for k, t in v.sources.items()},
+            sources={k: _dt(t) for k, t in v.sources.items()},
             input_bytes=v.input_bytes,
             output_bytes=v.output_bytes,
             input_bytes_per_second=v.input_bytes_per_second,
             output_bytes_per_second=v.output_bytes_per_second,
-            process=ProcessOut(status=v.process_status, pid=v.pid, exit_code=v.exit_code),
+            process=ProcessOut(
+                status="lost" if e.lost else v.process_status, pid=v.pid, exit_code=v.exit_code
+            ),
             status=v.status,
+            turn=v.turn,
             task=v.task,
             result=v.result,
-            held_by=[
-                HoldOut(kind=h.kind, id=h.id, until=_time(h.until or None)) for h in v.held_by
-            ],
+            held_by=holds_out(v.held_by, e.held_by),
             attributes=v.attributes,
         )
 
@@ -100,8 +162,9 @@ TrustedOnly = Annotated[
 ]
 
 
-def query_router(state: ActivityState, clock: Callable[[], int]) -> APIRouter:
-    """``GET /v1/sessions``, ``/v1/sessions/{id}``, ``/v1/hosts/{id}``."""
+def query_router(state: ActivityState, policy: Policy, clock: Callable[[], int]) -> APIRouter:
+    """``GET /v1/sessions``, ``/v1/sessions/{id}``, ``/v1/hosts/{id}``, each entity with the
+    policy's evaluation."""
     router = APIRouter(tags=["query"])
 
     @router.get("/v1/sessions", response_model=SessionList)
@@ -111,14 +174,16 @@ def query_router(state: ActivityState, clock: Callable[[], int]) -> APIRouter:
         trusted_only: TrustedOnly = False,
     ) -> SessionList:
         """Sessions, most recent first: by last_active, then last_seen, then first_seen."""
-        views = state.sessions(clock(), host, limit, trusted_only)
-        return SessionList(sessions=[EntityOut.of(v) for v in views])
+        now = clock()
+        views = state.sessions(now, host, limit, trusted_only)
+        return SessionList(sessions=[EntityOut.of(v, policy.evaluate(v, now)) for v in views])
 
     def get(kind: Kind, key: str, trusted_only: bool) -> EntityOut:
-        v = state.get(kind, key, clock(), trusted_only)
+        now = clock()
+        v = state.get(kind, key, now, trusted_only)
         if v is None:
             raise HTTPException(404, f"no {kind} with id {key!r}")
-        return EntityOut.of(v)
+        return EntityOut.of(v, policy.evaluate(v, now))
 
     @router.get("/v1/sessions/{session_id}", response_model=EntityOut)
     async def get_session(session_id: str, trusted_only: TrustedOnly = False) -> EntityOut:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&lastactive/collector/proto/query.proto\x12\rlastactive.v1\"3\n\x0cWatchRequest\x12\x0f\n\x07host_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\"\xc8\x01\n\x0b\x45ntityState\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0f\n\x07host_id\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\t\x12\x0f\n\x07runaway\x18\x05 \x01(\x08\x12\r\n\x05stuck\x18\x06 \x01(\x08\x12\x11\n\thibernate\x18\x07 \x01(\x08\x12\x1e\n\x16hibernate_at_unix_nano\x18\x08 \x01(\x06\x12\x1c\n\x14idle_since_unix_nano\x18\t \x01(\x06\x12\x0e\n\x06reason\x18\n \x01(\t\"\xaf\x01\n\nTransition\x12\x14\n\x0c\x61t_unix_nano\x18\x01 \x01(\x06\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\t\x12\x0f\n\x07host_id\x18\x04 \x01(\t\x12\r\n\x05\x66ield\x18\x05 \x01(\t\x12\x10\n\x08previous\x18\x06 \x01(\t\x12\x0f\n\x07\x63urrent\x18\x07 \x01(\t\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12\x1e\n\x16hibernate_at_unix_nano\x18\t \x01(\x06\"6\n\x08Snapshot\x12*\n\x06states\x18\x01 \x03(\x0b\x32\x1a.lastactive.v1.EntityState\"\x08\n\x06Resync\"\x9c\x01\n\nWatchEvent\x12+\n\x08snapshot\x18\x01 \x01(\x0b\x32\x17.lastactive.v1.SnapshotH\x00\x12/\n\ntransition\x18\x02 \x01(\x0b\x32\x19.lastactive.v1.TransitionH\x00\x12\'\n\x06resync\x18\x03 \x01(\x0b\x32\x15.lastactive.v1.ResyncH\x00\x42\x07\n\x05\x65vent\"*\n\x10\x44\x65\x63isionsRequest\x12\x16\n\x0ewithin_seconds\x18\x01 \x01(\x01\"\xc5\x01\n\x08\x44\x65\x63ision\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0f\n\x07host_id\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\t\x12\x1c\n\x14idle_since_unix_nano\x18\x05 \x01(\x06\x12\x1e\n\x16hibernate_at_unix_nano\x18\x06 \x01(\x06\x12\x11\n\thibernate\x18\x07 \x01(\x08\x12\x0f\n\x07runaway\x18\x08 \x01(\x08\x12\r\n\x05stuck\x18\t \x01(\x08\x12\x0e\n\x06reason\x18\n \x01(\t\"j\n\x11\x44\x65\x63isionsResponse\x12*\n\thibernate\x18\x01 \x03(\x0b\x32\x17.lastactive.v1.Decision\x12)\n\x08\x64ue_soon\x18\x02 \x03(\x0b\x32\x17.lastactive.v1.Decision\"K\n\x13ListSessionsRequest\x12\x0f\n\x07host_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\x12\x14\n\x0ctrusted_only\x18\x03 \x01(\x08\"?\n\x14ListSessionsResponse\x12\'\n\x08sessions\x18\x01 \x03(\x0b\x32\x15.lastactive.v1.Entity\".\n\nGetRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0ctrusted_only\x18\x02 \x01(\x08\"9\n\x04Hold\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x17\n\x0funtil_unix_nano\x18\x03 \x01(\x06\"\xf6\x05\n\x06\x45ntity\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0f\n\x07host_id\x18\x03 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x04 \x01(\t\x12\x14\n\x0cservice_name\x18\x05 \x01(\t\x12\x1c\n\x14\x66irst_seen_unix_nano\x18\x06 \x01(\x06\x12\x1b\n\x13last_seen_unix_nano\x18\x07 \x01(\x06\x12\x1d\n\x15last_active_unix_nano\x18\x08 \x01(\x06\x12\x1f\n\x17last_activity_unix_nano\x18\t \x01(\x06\x12\x13\n\x0blast_source\x18\n \x01(\t\x12\x14\n\x0cidle_seconds\x18\x0b \x01(\x01\x12\x45\n\x11sources_unix_nano\x18\x0c \x03(\x0b\x32*.lastactive.v1.Entity.SourcesUnixNanoEntry\x12\x13\n\x0binput_bytes\x18\r \x01(\x04\x12\x14\n\x0coutput_bytes\x18\x0e \x01(\x04\x12\x1e\n\x16input_bytes_per_second\x18\x0f \x01(\x01\x12\x1f\n\x17output_bytes_per_second\x18\x10 \x01(\x01\x12\x16\n\x0eprocess_status\x18\x11 \x01(\t\x12\x0b\n\x03pid\x18\x12 \x01(\x03\x12\x0e\n\x06\x65xited\x18\x13 \x01(\x08\x12\x11\n\texit_code\x18\x14 \x01(\x05\x12\x0e\n\x06status\x18\x15 \x01(\t\x12\x0c\n\x04task\x18\x16 \x01(\t\x12\x0e\n\x06result\x18\x17 \x01(\t\x12$\n\x07held_by\x18\x18 \x03(\x0b\x32\x13.lastactive.v1.Hold\x12\x39\n\nattributes\x18\x19 \x03(\x0b\x32%.lastactive.v1.Entity.AttributesEntry\x1a\x36\n\x14SourcesUnixNanoEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x06:\x02\x38\x01\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32\xf8\x02\n\rActivityQuery\x12W\n\x0cListSessions\x12\".lastactive.v1.ListSessionsRequest\x1a#.lastactive.v1.ListSessionsResponse\x12>\n\nGetSession\x12\x19.lastactive.v1.GetRequest\x1a\x15.lastactive.v1.Entity\x12;\n\x07GetHost\x12\x19.lastactive.v1.GetRequest\x1a\x15.lastactive.v1.Entity\x12N\n\tDecisions\x12\x1f.lastactive.v1.DecisionsRequest\x1a .lastactive.v1.DecisionsResponse\x12\x41\n\x05Watch\x12\x1b.lastactive.v1.WatchRequest\x1a\x19.lastactive.v1.WatchEvent0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&lastactive/collector/proto/query.proto\x12\rlastactive.v1\"3\n\x0cWatchRequest\x12\x0f\n\x07host_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\"\x9c\x02\n\x0b\x45ntityState\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0f\n\x07host_id\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\t\x12\x0f\n\x07runaway\x18\x05 \x01(\x08\x12\r\n\x05stuck\x18\x06 \x01(\x08\x12\x11\n\thibernate\x18\x07 \x01(\x08\x12\x1e\n\x16hibernate_at_unix_nano\x18\x08 \x01(\x06\x12\x1c\n\x14idle_since_unix_nano\x18\t \x01(\x06\x12\x0e\n\x06reason\x18\n \x01(\t\x12\x16\n\x0erunaway_reason\x18\x0b \x01(\t\x12\x14\n\x0cstuck_reason\x18\x0c \x01(\t\x12$\n\x07held_by\x18\r \x03(\x0b\x32\x13.lastactive.v1.Hold\"\xaf\x01\n\nTransition\x12\x14\n\x0c\x61t_unix_nano\x18\x01 \x01(\x06\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\t\x12\x0f\n\x07host_id\x18\x04 \x01(\t\x12\r\n\x05\x66ield\x18\x05 \x01(\t\x12\x10\n\x08previous\x18\x06 \x01(\t\x12\x0f\n\x07\x63urrent\x18\x07 \x01(\t\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12\x1e\n\x16hibernate_at_unix_nano\x18\t \x01(\x06\"6\n\x08Snapshot\x12*\n\x06states\x18\x01 \x03(\x0b\x32\x1a.lastactive.v1.EntityState\"\x08\n\x06Resync\"\x9c\x01\n\nWatchEvent\x12+\n\x08snapshot\x18\x01 \x01(\x0b\x32\x17.lastactive.v1.SnapshotH\x00\x12/\n\ntransition\x18\x02 \x01(\x0b\x32\x19.lastactive.v1.TransitionH\x00\x12\'\n\x06resync\x18\x03 \x01(\x0b\x32\x15.lastactive.v1.ResyncH\x00\x42\x07\n\x05\x65vent\"*\n\x10\x44\x65\x63isionsRequest\x12\x16\n\x0ewithin_seconds\x18\x01 \x01(\x01\"\x99\x02\n\x08\x44\x65\x63ision\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0f\n\x07host_id\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\t\x12\x1c\n\x14idle_since_unix_nano\x18\x05 \x01(\x06\x12\x1e\n\x16hibernate_at_unix_nano\x18\x06 \x01(\x06\x12\x11\n\thibernate\x18\x07 \x01(\x08\x12\x0f\n\x07runaway\x18\x08 \x01(\x08\x12\r\n\x05stuck\x18\t \x01(\x08\x12\x0e\n\x06reason\x18\n \x01(\t\x12\x16\n\x0erunaway_reason\x18\x0b \x01(\t\x12\x14\n\x0cstuck_reason\x18\x0c \x01(\t\x12$\n\x07held_by\x18\r \x03(\x0b\x32\x13.lastactive.v1.Hold\"\x91\x01\n\x11\x44\x65\x63isionsResponse\x12*\n\thibernate\x18\x01 \x03(\x0b\x32\x17.lastactive.v1.Decision\x12)\n\x08\x64ue_soon\x18\x02 \x03(\x0b\x32\x17.lastactive.v1.Decision\x12%\n\x04held\x18\x03 \x03(\x0b\x32\x17.lastactive.v1.Decision\"K\n\x13ListSessionsRequest\x12\x0f\n\x07host_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\x12\x14\n\x0ctrusted_only\x18\x03 \x01(\x08\"?\n\x14ListSessionsResponse\x12\'\n\x08sessions\x18\x01 \x03(\x0b\x32\x15.lastactive.v1.Entity\".\n\nGetRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0ctrusted_only\x18\x02 \x01(\x08\"b\n\x04Hold\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x17\n\x0funtil_unix_nano\x18\x03 \x01(\x06\x12\x17\n\x0fsince_unix_nano\x18\x04 \x01(\x06\x12\x0e\n\x06\x63ounts\x18\x05 \x01(\x08\"\xc2\x07\n\x06\x45ntity\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0f\n\x07host_id\x18\x03 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x04 \x01(\t\x12\x14\n\x0cservice_name\x18\x05 \x01(\t\x12\x1c\n\x14\x66irst_seen_unix_nano\x18\x06 \x01(\x06\x12\x1b\n\x13last_seen_unix_nano\x18\x07 \x01(\x06\x12\x1d\n\x15last_active_unix_nano\x18\x08 \x01(\x06\x12\x1f\n\x17last_activity_unix_nano\x18\t \x01(\x06\x12\x13\n\x0blast_source\x18\n \x01(\t\x12\x14\n\x0cidle_seconds\x18\x0b \x01(\x01\x12\x45\n\x11sources_unix_nano\x18\x0c \x03(\x0b\x32*.lastactive.v1.Entity.SourcesUnixNanoEntry\x12\x13\n\x0binput_bytes\x18\r \x01(\x04\x12\x14\n\x0coutput_bytes\x18\x0e \x01(\x04\x12\x1e\n\x16input_bytes_per_second\x18\x0f \x01(\x01\x12\x1f\n\x17output_bytes_per_second\x18\x10 \x01(\x01\x12\x16\n\x0eprocess_status\x18\x11 \x01(\t\x12\x0b\n\x03pid\x18\x12 \x01(\x03\x12\x0e\n\x06\x65xited\x18\x13 \x01(\x08\x12\x11\n\texit_code\x18\x14 \x01(\x05\x12\x0e\n\x06status\x18\x15 \x01(\t\x12\x0c\n\x04task\x18\x16 \x01(\t\x12\x0e\n\x06result\x18\x17 \x01(\t\x12$\n\x07held_by\x18\x18 \x03(\x0b\x32\x13.lastactive.v1.Hold\x12\x39\n\nattributes\x18\x19 \x03(\x0b\x32%.lastactive.v1.Entity.AttributesEntry\x12\r\n\x05state\x18\x1a \x01(\t\x12\x1c\n\x14idle_since_unix_nano\x18\x1b \x01(\x06\x12\x1e\n\x16hibernate_at_unix_nano\x18\x1c \x01(\x06\x12\x11\n\thibernate\x18\x1d \x01(\x08\x12\x0f\n\x07runaway\x18\x1e \x01(\x08\x12\r\n\x05stuck\x18\x1f \x01(\x08\x12\x0e\n\x06reason\x18  \x01(\t\x12\x16\n\x0erunaway_reason\x18! \x01(\t\x12\x14\n\x0cstuck_reason\x18\" \x01(\t\x12\x0c\n\x04turn\x18# \x01(\t\x1a\x36\n\x14SourcesUnixNanoEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x06:\x02\x38\x01\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32\xf8\x02\n\rActivityQuery\x12W\n\x0cListSessions\x12\".lastactive.v1.ListSessionsRequest\x1a#.lastactive.v1.ListSessionsResponse\x12>\n\nGetSession\x12\x19.lastactive.v1.GetRequest\x1a\x15.lastactive.v1.Entity\x12;\n\x07GetHost\x12\x19.lastactive.v1.GetRequest\x1a\x15.lastactive.v1.Entity\x12N\n\tDecisions\x12\x1f.lastactive.v1.DecisionsRequest\x1a .lastactive.v1.DecisionsResponse\x12\x41\n\x05Watch\x12\x1b.lastactive.v1.WatchRequest\x1a\x19.lastactive.v1.WatchEvent0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,35 +38,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WATCHREQUEST']._serialized_start=57
   _globals['_WATCHREQUEST']._serialized_end=108
   _globals['_ENTITYSTATE']._serialized_start=111
-  _globals['_ENTITYSTATE']._serialized_end=311
-  _globals['_TRANSITION']._serialized_start=314
-  _globals['_TRANSITION']._serialized_end=489
-  _globals['_SNAPSHOT']._serialized_start=491
-  _globals['_SNAPSHOT']._serialized_end=545
-  _globals['_RESYNC']._serialized_start=547
-  _globals['_RESYNC']._serialized_end=555
-  _globals['_WATCHEVENT']._serialized_start=558
-  _globals['_WATCHEVENT']._serialized_end=714
-  _globals['_DECISIONSREQUEST']._serialized_start=716
-  _globals['_DECISIONSREQUEST']._serialized_end=758
-  _globals['_DECISION']._serialized_start=761
-  _globals['_DECISION']._serialized_end=958
-  _globals['_DECISIONSRESPONSE']._serialized_start=960
-  _globals['_DECISIONSRESPONSE']._serialized_end=1066
-  _globals['_LISTSESSIONSREQUEST']._serialized_start=1068
-  _globals['_LISTSESSIONSREQUEST']._serialized_end=1143
-  _globals['_LISTSESSIONSRESPONSE']._serialized_start=1145
-  _globals['_LISTSESSIONSRESPONSE']._serialized_end=1208
-  _globals['_GETREQUEST']._serialized_start=1210
-  _globals['_GETREQUEST']._serialized_end=1256
-  _globals['_HOLD']._serialized_start=1258
-  _globals['_HOLD']._serialized_end=1315
-  _globals['_ENTITY']._serialized_start=1318
-  _globals['_ENTITY']._serialized_end=2076
-  _globals['_ENTITY_SOURCESUNIXNANOENTRY']._serialized_start=1971
-  _globals['_ENTITY_SOURCESUNIXNANOENTRY']._serialized_end=2025
-  _globals['_ENTITY_ATTRIBUTESENTRY']._serialized_start=2027
-  _globals['_ENTITY_ATTRIBUTESENTRY']._serialized_end=2076
-  _globals['_ACTIVITYQUERY']._serialized_start=2079
-  _globals['_ACTIVITYQUERY']._serialized_end=2455
+  _globals['_ENTITYSTATE']._serialized_end=395
+  _globals['_TRANSITION']._serialized_start=398
+  _globals['_TRANSITION']._serialized_end=573
+  _globals['_SNAPSHOT']._serialized_start=575
+  _globals['_SNAPSHOT']._serialized_end=629
+  _globals['_RESYNC']._serialized_start=631
+  _globals['_RESYNC']._serialized_end=639
+  _globals['_WATCHEVENT']._serialized_start=642
+  _globals['_WATCHEVENT']._serialized_end=798
+  _globals['_DECISIONSREQUEST']._serialized_start=800
+  _globals['_DECISIONSREQUEST']._serialized_end=842
+  _globals['_DECISION']._serialized_start=845
+  _globals['_DECISION']._serialized_end=1126
+  _globals['_DECISIONSRESPONSE']._serialized_start=1129
+  _globals['_DECISIONSRESPONSE']._serialized_end=1274
+  _globals['_LISTSESSIONSREQUEST']._serialized_start=1276
+  _globals['_LISTSESSIONSREQUEST']._serialized_end=1351
+  _globals['_LISTSESSIONSRESPONSE']._serialized_start=1353
+  _globals['_LISTSESSIONSRESPONSE']._serialized_end=1416
+  _globals['_GETREQUEST']._serialized_start=1418
+  _globals['_GETREQUEST']._serialized_end=1464
+  _globals['_HOLD']._serialized_start=1466
+  _globals['_HOLD']._serialized_end=1564
+  _globals['_ENTITY']._serialized_start=1567
+  _globals['_ENTITY']._serialized_end=2529
+  _globals['_ENTITY_SOURCESUNIXNANOENTRY']._serialized_start=2424
+  _globals['_ENTITY_SOURCESUNIXNANOENTRY']._serialized_end=2478
+  _globals['_ENTITY_ATTRIBUTESENTRY']._serialized_start=2480
+  _globals['_ENTITY_ATTRIBUTESENTRY']._serialized_end=2529
+  _globals['_ACTIVITYQUERY']._serialized_start=2532
+  _globals['_ACTIVITYQUERY']._serialized_end=2908
 # @@protoc_insertion_point(module_scope)

@@ -15,7 +15,7 @@ class WatchRequest(_message.Message):
     def __init__(self, host_id: _Optional[str] = ..., session_id: _Optional[str] = ...) -> None: ...
 
 class EntityState(_message.Message):
-    __slots__ = ("kind", "id", "host_id", "state", "runaway", "stuck", "hibernate", "hibernate_at_unix_nano", "idle_since_unix_nano", "reason")
+    __slots__ = ("kind", "id", "host_id", "state", "runaway", "stuck", "hibernate", "hibernate_at_unix_nano", "idle_since_unix_nano", "reason", "runaway_reason", "stuck_reason", "held_by")
     KIND_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
     HOST_ID_FIELD_NUMBER: _ClassVar[int]
@@ -26,6 +26,9 @@ class EntityState(_message.Message):
     HIBERNATE_AT_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
     IDLE_SINCE_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    RUNAWAY_REASON_FIELD_NUMBER: _ClassVar[int]
+    STUCK_REASON_FIELD_NUMBER: _ClassVar[int]
+    HELD_BY_FIELD_NUMBER: _ClassVar[int]
     kind: str
     id: str
     host_id: str
@@ -36,7 +39,10 @@ class EntityState(_message.Message):
     hibernate_at_unix_nano: int
     idle_since_unix_nano: int
     reason: str
-    def __init__(self, kind: _Optional[str] = ..., id: _Optional[str] = ..., host_id: _Optional[str] = ..., state: _Optional[str] = ..., runaway: _Optional[bool] = ..., stuck: _Optional[bool] = ..., hibernate: _Optional[bool] = ..., hibernate_at_unix_nano: _Optional[int] = ..., idle_since_unix_nano: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+    runaway_reason: str
+    stuck_reason: str
+    held_by: _containers.RepeatedCompositeFieldContainer[Hold]
+    def __init__(self, kind: _Optional[str] = ..., id: _Optional[str] = ..., host_id: _Optional[str] = ..., state: _Optional[str] = ..., runaway: _Optional[bool] = ..., stuck: _Optional[bool] = ..., hibernate: _Optional[bool] = ..., hibernate_at_unix_nano: _Optional[int] = ..., idle_since_unix_nano: _Optional[int] = ..., reason: _Optional[str] = ..., runaway_reason: _Optional[str] = ..., stuck_reason: _Optional[str] = ..., held_by: _Optional[_Iterable[_Union[Hold, _Mapping]]] = ...) -> None: ...
 
 class Transition(_message.Message):
     __slots__ = ("at_unix_nano", "kind", "id", "host_id", "field", "previous", "current", "reason", "hibernate_at_unix_nano")
@@ -87,7 +93,7 @@ class DecisionsRequest(_message.Message):
     def __init__(self, within_seconds: _Optional[float] = ...) -> None: ...
 
 class Decision(_message.Message):
-    __slots__ = ("kind", "id", "host_id", "state", "idle_since_unix_nano", "hibernate_at_unix_nano", "hibernate", "runaway", "stuck", "reason")
+    __slots__ = ("kind", "id", "host_id", "state", "idle_since_unix_nano", "hibernate_at_unix_nano", "hibernate", "runaway", "stuck", "reason", "runaway_reason", "stuck_reason", "held_by")
     KIND_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
     HOST_ID_FIELD_NUMBER: _ClassVar[int]
@@ -98,6 +104,9 @@ class Decision(_message.Message):
     RUNAWAY_FIELD_NUMBER: _ClassVar[int]
     STUCK_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    RUNAWAY_REASON_FIELD_NUMBER: _ClassVar[int]
+    STUCK_REASON_FIELD_NUMBER: _ClassVar[int]
+    HELD_BY_FIELD_NUMBER: _ClassVar[int]
     kind: str
     id: str
     host_id: str
@@ -108,15 +117,20 @@ class Decision(_message.Message):
     runaway: bool
     stuck: bool
     reason: str
-    def __init__(self, kind: _Optional[str] = ..., id: _Optional[str] = ..., host_id: _Optional[str] = ..., state: _Optional[str] = ..., idle_since_unix_nano: _Optional[int] = ..., hibernate_at_unix_nano: _Optional[int] = ..., hibernate: _Optional[bool] = ..., runaway: _Optional[bool] = ..., stuck: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+    runaway_reason: str
+    stuck_reason: str
+    held_by: _containers.RepeatedCompositeFieldContainer[Hold]
+    def __init__(self, kind: _Optional[str] = ..., id: _Optional[str] = ..., host_id: _Optional[str] = ..., state: _Optional[str] = ..., idle_since_unix_nano: _Optional[int] = ..., hibernate_at_unix_nano: _Optional[int] = ..., hibernate: _Optional[bool] = ..., runaway: _Optional[bool] = ..., stuck: _Optional[bool] = ..., reason: _Optional[str] = ..., runaway_reason: _Optional[str] = ..., stuck_reason: _Optional[str] = ..., held_by: _Optional[_Iterable[_Union[Hold, _Mapping]]] = ...) -> None: ...
 
 class DecisionsResponse(_message.Message):
-    __slots__ = ("hibernate", "due_soon")
+    __slots__ = ("hibernate", "due_soon", "held")
     HIBERNATE_FIELD_NUMBER: _ClassVar[int]
     DUE_SOON_FIELD_NUMBER: _ClassVar[int]
+    HELD_FIELD_NUMBER: _ClassVar[int]
     hibernate: _containers.RepeatedCompositeFieldContainer[Decision]
     due_soon: _containers.RepeatedCompositeFieldContainer[Decision]
-    def __init__(self, hibernate: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ..., due_soon: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ...) -> None: ...
+    held: _containers.RepeatedCompositeFieldContainer[Decision]
+    def __init__(self, hibernate: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ..., due_soon: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ..., held: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ...) -> None: ...
 
 class ListSessionsRequest(_message.Message):
     __slots__ = ("host_id", "limit", "trusted_only")
@@ -143,17 +157,21 @@ class GetRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ..., trusted_only: _Optional[bool] = ...) -> None: ...
 
 class Hold(_message.Message):
-    __slots__ = ("kind", "id", "until_unix_nano")
+    __slots__ = ("kind", "id", "until_unix_nano", "since_unix_nano", "counts")
     KIND_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
     UNTIL_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    SINCE_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
     kind: str
     id: str
     until_unix_nano: int
-    def __init__(self, kind: _Optional[str] = ..., id: _Optional[str] = ..., until_unix_nano: _Optional[int] = ...) -> None: ...
+    since_unix_nano: int
+    counts: bool
+    def __init__(self, kind: _Optional[str] = ..., id: _Optional[str] = ..., until_unix_nano: _Optional[int] = ..., since_unix_nano: _Optional[int] = ..., counts: _Optional[bool] = ...) -> None: ...
 
 class Entity(_message.Message):
-    __slots__ = ("kind", "id", "host_id", "agent_id", "service_name", "first_seen_unix_nano", "last_seen_unix_nano", "last_active_unix_nano", "last_activity_unix_nano", "last_source", "idle_seconds", "sources_unix_nano", "input_bytes", "output_bytes", "input_bytes_per_second", "output_bytes_per_second", "process_status", "pid", "exited", "exit_code", "status", "task", "result", "held_by", "attributes")
+    __slots__ = ("kind", "id", "host_id", "agent_id", "service_name", "first_seen_unix_nano", "last_seen_unix_nano", "last_active_unix_nano", "last_activity_unix_nano", "last_source", "idle_seconds", "sources_unix_nano", "input_bytes", "output_bytes", "input_bytes_per_second", "output_bytes_per_second", "process_status", "pid", "exited", "exit_code", "status", "task", "result", "held_by", "attributes", "state", "idle_since_unix_nano", "hibernate_at_unix_nano", "hibernate", "runaway", "stuck", "reason", "runaway_reason", "stuck_reason", "turn")
     class SourcesUnixNanoEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -193,6 +211,16 @@ class Entity(_message.Message):
     RESULT_FIELD_NUMBER: _ClassVar[int]
     HELD_BY_FIELD_NUMBER: _ClassVar[int]
     ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    IDLE_SINCE_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    HIBERNATE_AT_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    HIBERNATE_FIELD_NUMBER: _ClassVar[int]
+    RUNAWAY_FIELD_NUMBER: _ClassVar[int]
+    STUCK_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    RUNAWAY_REASON_FIELD_NUMBER: _ClassVar[int]
+    STUCK_REASON_FIELD_NUMBER: _ClassVar[int]
+    TURN_FIELD_NUMBER: _ClassVar[int]
     kind: str
     id: str
     host_id: str
@@ -218,4 +246,14 @@ class Entity(_message.Message):
     result: str
     held_by: _containers.RepeatedCompositeFieldContainer[Hold]
     attributes: _containers.ScalarMap[str, str]
-    def __init__(self, kind: _Optional[str] = ..., id: _Optional[str] = ..., host_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., service_name: _Optional[str] = ..., first_seen_unix_nano: _Optional[int] = ..., last_seen_unix_nano: _Optional[int] = ..., last_active_unix_nano: _Optional[int] = ..., last_activity_unix_nano: _Optional[int] = ..., last_source: _Optional[str] = ..., idle_seconds: _Optional[float] = ..., sources_unix_nano: _Optional[_Mapping[str, int]] = ..., input_bytes: _Optional[int] = ..., output_bytes: _Optional[int] = ..., input_bytes_per_second: _Optional[float] = ..., output_bytes_per_second: _Optional[float] = ..., process_status: _Optional[str] = ..., pid: _Optional[int] = ..., exited: _Optional[bool] = ..., exit_code: _Optional[int] = ..., status: _Optional[str] = ..., task: _Optional[str] = ..., result: _Optional[str] = ..., held_by: _Optional[_Iterable[_Union[Hold, _Mapping]]] = ..., attributes: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    state: str
+    idle_since_unix_nano: int
+    hibernate_at_unix_nano: int
+    hibernate: bool
+    runaway: bool
+    stuck: bool
+    reason: str
+    runaway_reason: str
+    stuck_reason: str
+    turn: str
+    def __init__(self, kind: _Optional[str] = ..., id: _Optional[str] = ..., host_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., service_name: _Optional[str] = ..., first_seen_unix_nano: _Optional[int] = ..., last_seen_unix_nano: _Optional[int] = ..., last_active_unix_nano: _Optional[int] = ..., last_activity_unix_nano: _Optional[int] = ..., last_source: _Optional[str] = ..., idle_seconds: _Optional[float] = ..., sources_unix_nano: _Optional[_Mapping[str, int]] = ..., input_bytes: _Optional[int] = ..., output_bytes: _Optional[int] = ..., input_bytes_per_second: _Optional[float] = ..., output_bytes_per_second: _Optional[float] = ..., process_status: _Optional[str] = ..., pid: _Optional[int] = ..., exited: _Optional[bool] = ..., exit_code: _Optional[int] = ..., status: _Optional[str] = ..., task: _Optional[str] = ..., result: _Optional[str] = ..., held_by: _Optional[_Iterable[_Union[Hold, _Mapping]]] = ..., attributes: _Optional[_Mapping[str, str]] = ..., state: _Optional[str] = ..., idle_since_unix_nano: _Optional[int] = ..., hibernate_at_unix_nano: _Optional[int] = ..., hibernate: _Optional[bool] = ..., runaway: _Optional[bool] = ..., stuck: _Optional[bool] = ..., reason: _Optional[str] = ..., runaway_reason: _Optional[str] = ..., stuck_reason: _Optional[str] = ..., turn: _Optional[str] = ...) -> None: ...

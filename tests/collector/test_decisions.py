@@ -3,12 +3,26 @@ policy file."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.logs.v1 import logs_pb2
+
 from lastactive.collector.proto import query_pb2
-from tests.helpers import InProcessCollector, last_input
+from tests.helpers import InProcessCollector, kv, last_input
 
 PROTO = {"Content-Type": "application/x-protobuf"}
+JSON = {"Content-Type": "application/json"}
+
+
+def hold_request(sid: str, kind: str, hold_id: str, until: float) -> ExportLogsServiceRequest:
+    attrs = {"lastactive.hold": kind, "lastactive.hold.id": hold_id, "lastactive.hold.until": until}
+    record = logs_pb2.LogRecord(event_name="lastactive.hold", attributes=kv(attrs))
+    return ExportLogsServiceRequest(resource_logs=[logs_pb2.ResourceLogs(
+        resource={"attributes": kv({"session.id": sid, "host.id": "h9"})},
+        scope_logs=[logs_pb2.ScopeLogs(log_records=[record])],
+    )])  # fmt: skip
 
 
 def test_decisions_over_http_and_grpc(tmp_path: Path) -> None:
@@ -36,5 +50,55 @@ def test_decisions_over_http_and_grpc(tmp_path: Path) -> None:
         assert {d.id for d in resp.hibernate} == set(due)
         assert [d.id for d in resp.due_soon][2:] == ["keep-me"]
         assert all(d.hibernate_at_unix_nano > 0 and d.reason for d in resp.hibernate)
+    finally:
+        c.stop()
+
+
+def test_every_session_and_host_carries_its_decision(tmp_path: Path) -> None:
+    """Issue 10: the evaluation is on every session and host, in HTTP and gRPC, and
+    /v1/decisions lists what is held, with the hold."""
+    policy = tmp_path / "policy.toml"
+    policy.write_text("[defaults]\nidle_after = 30\nhibernate_after = 60\n")
+    c = InProcessCollector(policy=policy).start()
+    try:
+        last_input(c, "old", 100)
+        status, s = c.get("/v1/sessions/old")
+        assert status == 200
+        assert (s["state"], s["hibernate"], s["runaway"], s["stuck"]) == (
+            "idle",
+            True,
+            False,
+            False,
+        )
+        assert s["hibernate_at"] is not None and "hibernate_after 60 s" in s["reason"]
+        assert s["runaway_reason"] == "output 0 B/s over 30 s < 1 MiB/s"
+        assert s["stuck_reason"] == "not an agent session"
+        status, host = c.get("/v1/hosts/h-old")
+        assert status == 200 and host["state"] == "idle" and host["hibernate"]
+
+        held = {"action": "spawn", "sessionKey": "busy", "agentName": "codey", "hostId": "h9"}
+        assert c.post("/v1/agent-events", json.dumps(held).encode(), JSON)[0] == 200
+        hold = hold_request("busy", "tool", "Bash/toolu_1", 0.0)
+        assert c.post("/v1/logs", hold.SerializeToString(), PROTO)[0] == 200
+        status, s = c.get("/v1/sessions/busy")
+        assert (s["host_id"], s["state"], s["hibernate_at"], s["turn"]) == (
+            "h9", "active", None, "working",
+        )  # fmt: skip
+        assert s["reason"].endswith("held by tool Bash/toolu_1")
+        assert [(h["kind"], h["counts"]) for h in s["held_by"]] == [("tool", True)]
+        status, body = c.get("/v1/decisions")
+        held_by = {d["id"]: [h["id"] for h in d["held_by"]] for d in body["held"]}
+        assert held_by == {"busy": ["Bash/toolu_1"], "h9": ["Bash/toolu_1"]}
+
+        channel, stub = c.grpc_stub()
+        with channel:
+            e = stub.GetSession(query_pb2.GetRequest(id="old"), timeout=10)
+            assert (e.state, e.hibernate, e.hibernate_at_unix_nano > 0) == ("idle", True, True)
+            assert e.runaway_reason and e.stuck_reason == "not an agent session"
+            b = stub.GetSession(query_pb2.GetRequest(id="busy"), timeout=10)
+            assert (b.turn, b.hibernate_at_unix_nano, b.held_by[0].counts) == ("working", 0, True)
+            resp = stub.Decisions(query_pb2.DecisionsRequest(within_seconds=0), timeout=10)
+            assert sorted(d.id for d in resp.held) == ["busy", "h9"]
+            assert all(d.held_by[0].id == "Bash/toolu_1" for d in resp.held)
     finally:
         c.stop()
