@@ -25,6 +25,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality, DataPointFlags
 
+from lastactive.collector._clocks import ReporterClock, ReporterClocks
 from lastactive.collector._state import NANOS, ActivityState, Entity, Identity
 from lastactive.conventions import (
     AGENT_EVENTS,
@@ -126,15 +127,18 @@ class _Resolver:
     does not take on the attributes of whichever of its sessions reported last.
     """
 
-    __slots__ = ("_cache", "_described", "_state")
+    __slots__ = ("_cache", "_described", "_offset", "_state")
 
     def __init__(self, state: ActivityState) -> None:
         self._state = state
         self._cache: dict[tuple[object, ...], list[Entity]] = {}
         self._described: tuple[tuple[str, str], ...] = ()
+        self._offset = 0
 
-    def resource(self, rattrs: Attrs) -> None:
-        """Start a resource whose attributes are ``rattrs``."""
+    def resource(self, rattrs: Attrs, clock: ReporterClock | None) -> None:
+        """Start a resource whose attributes are ``rattrs``, sent by a reporter whose clock is
+        ``clock`` (its offset is shown on the entities it reports about)."""
+        self._offset = 0 if clock is None else clock.offset
         keys = self._state.attribute_keys
         if keys:
             self._described = tuple(
@@ -157,9 +161,43 @@ class _Resolver:
         if ents is None:
             ident = _identity(attrs, base)
             ents = self._cache[key] = self._state.resolve(ident, t) if ident.known else []
+            for e in ents:
+                e.clock_offset = self._offset
             if described and ents:  # the most specific entity named: session, agent, host
                 self._state.describe(ents[:1], described)
         return ents
+
+
+def _fixed(state: ActivityState, t: int, off: int, now: int) -> int:
+    """A reporter's timestamp ``t`` corrected by its clock's ``off`` and clamped (unset: now)."""
+    return state.clamp(t + off if t > 0 else 0, now)
+
+
+def _collected(rm: Any) -> int:
+    """A resource's latest collection time (its reporter's now): each metric's first point."""
+    latest = 0
+    for sm in rm.scope_metrics:
+        for metric in sm.metrics:
+            kind = metric.WhichOneof("data")
+            if kind is not None:
+                points = getattr(metric, kind).data_points
+                if points and points[0].time_unix_nano > latest:
+                    latest = points[0].time_unix_nano
+    return latest
+
+
+def _observed(rl: Any) -> int:
+    """A resource's latest log observation time (its reporter's now when it emitted them)."""
+    return max(
+        (lr.observed_time_unix_nano or lr.time_unix_nano for sl in rl.scope_logs
+         for lr in sl.log_records),
+        default=0,
+    )  # fmt: skip
+
+
+def _ended(rs: Any) -> int:
+    """A resource's latest span end (at most its reporter's now when it exported them)."""
+    return max((span.end_time_unix_nano for ss in rs.scope_spans for span in ss.spans), default=0)
 
 
 def _str(v: Any) -> str | None:
@@ -198,12 +236,31 @@ def _int_attr(attrs: Attrs, key: str, required: bool) -> int | None:
 class Ingest:
     """Applies OTLP requests to ``state``. ``clock`` returns ns since the epoch (receive time).
 
-    The edges count requests and their outcome (``lastactive.collector._stats``); this stays pure.
+    Every reporter's timestamps are corrected by its estimated clock offset
+    (:mod:`lastactive.collector._clocks`) before they reach ``state``: per resource, the latest
+    "now" it stamped (a data point's ``time_unix_nano``, a log record's
+    ``observed_time_unix_nano``, a span's end) is one sample. The edges count requests and their
+    outcome (``lastactive.collector._stats``); this stays pure.
     """
 
-    def __init__(self, state: ActivityState, clock: Callable[[], int] = time.time_ns) -> None:
+    def __init__(
+        self,
+        state: ActivityState,
+        clock: Callable[[], int] = time.time_ns,
+        clocks: ReporterClocks | None = None,
+    ) -> None:
         self.state = state
         self.clock = clock
+        self.clocks = clocks if clocks is not None else ReporterClocks(state.max_skew_ns)
+
+    def _reporter(self, rattrs: Attrs, reported: int, now: int) -> ReporterClock | None:
+        key = (
+            _str(rattrs.get(ATTR_SERVICE_NAME)),
+            _str(rattrs.get(ATTR_SERVICE_INSTANCE_ID)),
+            _str(rattrs.get(ATTR_HOST_ID) or rattrs.get(ATTR_HOST_NAME)),
+            _str(rattrs.get(ATTR_SESSION_ID)),
+        )
+        return self.clocks.observe(key, reported, now)
 
     def _resource(self, resource: Any) -> tuple[Attrs, Identity]:
         attrs = attrs_of(resource.attributes)
@@ -225,7 +282,9 @@ class Ingest:
         resolve = _Resolver(state)
         for rm in req.resource_metrics:
             rattrs, base = self._resource(rm.resource)
-            resolve.resource(rattrs)
+            clock = self._reporter(rattrs, _collected(rm), now)
+            off = self.clocks.correction(clock)
+            resolve.resource(rattrs, clock)
             instance = rattrs.get(ATTR_SERVICE_INSTANCE_ID)
             for sm in rm.scope_metrics:
                 scope = sm.scope.name
@@ -241,16 +300,17 @@ class Ingest:
                         if p.flags & _NO_VALUE:  # staleness marker: says nothing new
                             continue
                         pattrs = attrs_of(p.attributes)
-                        t = state.clamp(p.time_unix_nano, now)
+                        t = _fixed(state, p.time_unix_nano, off, now)
                         ents = resolve(pattrs, base, t)
                         if not ents:
                             continue
                         try:
                             if name == METRIC_SOURCE_LAST_TIME and kind == "gauge":
-                                self._last_time(ents, pattrs, p, t, now)
+                                key = (base, instance, scope, name, tuple(sorted(pattrs.items())))
+                                self._last_time(ents, key, pattrs, p, t, off, now)
                             elif is_sum and (name == METRIC_IO or ATTR_SOURCE in pattrs):
                                 key = (base, instance, scope, name, tuple(sorted(pattrs.items())))
-                                self._sum(ents, name, key, pattrs, p, t, cumulative)
+                                self._sum(ents, name, key, pattrs, p, t, off, cumulative)
                             else:
                                 state.activity(ents, Source.TELEMETRY, t)
                         except RejectedError as exc:
@@ -259,7 +319,16 @@ class Ingest:
                         out.accepted += 1
         return out
 
-    def _last_time(self, ents: list[Entity], pattrs: Attrs, p: Any, t: int, now: int) -> None:
+    def _last_time(
+        self,
+        ents: list[Entity],
+        key: tuple[object, ...],
+        pattrs: Attrs,
+        p: Any,
+        t: int,
+        off: int,
+        now: int,
+    ) -> None:
         src = _source(pattrs)
         v = p.as_double if p.WhichOneof("value") == "as_double" else p.as_int
         if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
@@ -267,8 +336,11 @@ class Ingest:
                 f"{METRIC_SOURCE_LAST_TIME} must be a positive number of seconds since the "
                 f"Unix epoch, got {v!r}"
             )
-        self.state.activity(ents, src, self.state.clamp(int(v * NANOS), now))
         self.state.seen(ents, t)
+        # The raw value against the stream's previous raw value, before any correction: a
+        # repeated last time is no new activity, whatever the offset estimate does meanwhile.
+        if self.state.gauge_rose(key, v, t):
+            self.state.activity(ents, src, _fixed(self.state, int(v * NANOS), off, now))
 
     def _sum(
         self,
@@ -278,32 +350,40 @@ class Ingest:
         pattrs: Attrs,
         p: Any,
         t: int,
+        off: int,
         cumulative: bool,
     ) -> None:
-        if name == METRIC_IO:
+        io = name == METRIC_IO
+        if io:
             direction = pattrs.get(ATTR_NETWORK_IO_DIRECTION)
             if direction not in (DIRECTION_RECEIVE, DIRECTION_TRANSMIT):
                 raise RejectedError(
                     f"{METRIC_IO} needs {ATTR_NETWORK_IO_DIRECTION}=receive|transmit, "
                     f"got {direction!r}"
                 )
-            src = None
+            receive = direction == DIRECTION_RECEIVE
+            # Bytes in are input (engagement), bytes out output (work), unless the reporter
+            # classified them itself and says what they are.
+            if ATTR_SOURCE in pattrs:
+                src = _source(pattrs)
+            else:
+                src = Source.INPUT if receive else Source.OUTPUT
         else:
             src = _source(pattrs)
         v = p.as_double if p.WhichOneof("value") == "as_double" else p.as_int
         if not math.isfinite(v) or v < 0:
             raise RejectedError(f"{name}: a counter value must be finite and >= 0, got {v!r}")
-        rose = self.state.counter(key, p.start_time_unix_nano, t, v, cumulative)
+        start = p.start_time_unix_nano
+        # Staleness on the raw time, before correction (the estimate moves; the stream not).
+        raw_t = p.time_unix_nano or t
+        rose = self.state.counter(key, start, raw_t, v, cumulative, began=start + off)
         if rose is None:  # stale or replayed: changes nothing, not even liveness
             return
         self.state.seen(ents, t)
         if rose > 0:
-            if src is None:  # bytes in are input (engagement), bytes out output (work)
-                receive = direction == DIRECTION_RECEIVE
+            if io:
                 self.state.io(ents, receive, int(rose), t)
-                self.state.activity(ents, Source.INPUT if receive else Source.OUTPUT, t)
-            else:
-                self.state.activity(ents, src, t)
+            self.state.activity(ents, src, t)
 
     # --- logs and events -------------------------------------------------------------------
 
@@ -314,24 +394,28 @@ class Ingest:
         resolve = _Resolver(self.state)
         for rl in req.resource_logs:
             rattrs, base = self._resource(rl.resource)
-            resolve.resource(rattrs)
+            clock = self._reporter(rattrs, _observed(rl), now)
+            off = self.clocks.correction(clock)
+            resolve.resource(rattrs, clock)
             for sl in rl.scope_logs:
                 for lr in sl.log_records:
                     attrs = attrs_of(lr.attributes)
-                    t = self.state.clamp(lr.time_unix_nano or lr.observed_time_unix_nano, now)
+                    t = _fixed(
+                        self.state, lr.time_unix_nano or lr.observed_time_unix_nano, off, now
+                    )
                     ents = resolve(attrs, base, t)
                     if not ents:
                         continue
                     name = lr.event_name or attrs.get(_EVENT_NAME_ATTR) or ""
                     try:
-                        self._event(ents, str(name), attrs, t)
+                        self._event(ents, str(name), attrs, t, off)
                     except RejectedError as exc:
                         out.reject(exc)
                         continue
                     out.accepted += 1
         return out
 
-    def _event(self, ents: list[Entity], name: str, attrs: Attrs, t: int) -> None:
+    def _event(self, ents: list[Entity], name: str, attrs: Attrs, t: int, off: int) -> None:
         state = self.state
         turn = _turn(attrs) if ATTR_AGENT_TURN in attrs else None
         if name in AGENT_EVENTS:
@@ -372,7 +456,7 @@ class Ingest:
                 )
             if not math.isfinite(until) or until < 0:
                 raise RejectedError(f"{ATTR_HOLD_UNTIL} must be finite and >= 0, got {until!r}")
-            state.hold(ents, kind, hold_id, int(until * NANOS), t)
+            state.hold(ents, kind, hold_id, int(until * NANOS) + off if until else 0, t)
         else:
             state.activity(ents, Source.TELEMETRY, t)
         if turn is not None:
@@ -414,11 +498,15 @@ class Ingest:
         resolve = _Resolver(self.state)
         for rs in req.resource_spans:
             rattrs, base = self._resource(rs.resource)
-            resolve.resource(rattrs)
+            clock = self._reporter(rattrs, _ended(rs), now)
+            off = self.clocks.correction(clock)
+            resolve.resource(rattrs, clock)
             for ss in rs.scope_spans:
                 for span in ss.spans:
                     attrs = attrs_of(span.attributes)
-                    t = self.state.clamp(span.end_time_unix_nano or span.start_time_unix_nano, now)
+                    t = _fixed(
+                        self.state, span.end_time_unix_nano or span.start_time_unix_nano, off, now
+                    )
                     ents = resolve(attrs, base, t)
                     if not ents:
                         continue
@@ -428,8 +516,8 @@ class Ingest:
                         self.state.activity(ents, src, t)
                         for ev in span.events:
                             eattrs = attrs_of(ev.attributes)
-                            et = self.state.clamp(ev.time_unix_nano, now)
-                            self._event(resolve(eattrs, span_ident, et), ev.name, eattrs, et)
+                            et = _fixed(self.state, ev.time_unix_nano, off, now)
+                            self._event(resolve(eattrs, span_ident, et), ev.name, eattrs, et, off)
                     except RejectedError as exc:
                         out.reject(exc)
                         continue

@@ -134,6 +134,9 @@ class Entity:
     """An agent session's turn (:class:`~lastactive.conventions.AgentTurn`: working or
     waiting) as of ``turn_time``; ``None`` when no event said."""
     turn_time: int = 0
+    clock_offset: int = 0
+    """The estimated clock offset (ns, positive: behind ours) of the reporter that last sent
+    telemetry about it (:mod:`lastactive.collector._clocks`). Not persisted: re-estimated."""
 
     def record(self) -> EntityRecord:
         """This entity's persisted snapshot (container fields sorted by key)."""
@@ -438,11 +441,34 @@ class ActivityState:
                     e.exit_code = exit_code
                 self._dirty.add(e)
 
+    def gauge_rose(self, key: tuple[object, ...], raw: float, t: int) -> bool:
+        """Feed one raw value (before any clock correction) of the timestamp gauge stream
+        ``key`` at ``t`` (ns); ``True`` when it is above the stream's previous raw value (or
+        the first one seen), so it may be new activity."""
+        prev = self._streams.get(key)
+        if prev is None:
+            self._streams[key] = _Stream(0, t, raw)
+            return True
+        prev.time = max(prev.time, t)
+        if raw <= prev.value:
+            return False
+        prev.value = raw
+        return True
+
     def counter(
-        self, key: tuple[object, ...], start: int, t: int, value: float, cumulative: bool
+        self,
+        key: tuple[object, ...],
+        start: int,
+        t: int,
+        value: float,
+        cumulative: bool,
+        began: int | None = None,
     ) -> float | None:
         """Feed one Sum data point of stream ``key``; return how much it rose, or ``None``.
 
+        ``start`` and ``t`` are the point's own (the reporter's clock: they identify the
+        stream's run and order its points); ``began`` is ``start`` on our clock (corrected for
+        the reporter's offset; default ``start``), compared with :attr:`started_at`.
         ``None`` means the point is stale (not newer than the stream's last point) and must
         be ignored; 0 means it arrived but nothing happened (arrival is not activity).
         """
@@ -452,7 +478,8 @@ class ActivityState:
         if prev is None:
             self._streams[key] = _Stream(start, t, value)
             # Unknown history: count it all only if the stream began while we were watching.
-            return value if start >= self.started_at and start > 0 else 0.0
+            began = start if began is None else began
+            return value if began >= self.started_at and start > 0 else 0.0
         if t <= prev.time:
             return None
         rose: float

@@ -127,6 +127,8 @@ class Connection:
         self._tracker = instrument.tracker
         self._span = span
         self._classifier = RfbClassifier() if instrument.protocol == "rfb" else None
+        if self._classifier is not None:  # its bytes are a viewer's protocol, not keystrokes
+            self._tracker.io_source = Source.CONNECTION
         self._auto = instrument.protocol == "auto"  # decided by who speaks first, and how
         self.id = conn_id
         self.received = 0
@@ -161,6 +163,7 @@ class Connection:
             self._auto = False
             if bytes(data[:4]) == b"RFB ":
                 self._classifier = RfbClassifier()
+                self._tracker.io_source = Source.CONNECTION
         n = len(data)
         self.transmitted += n
         self._tracker.output_bytes += n

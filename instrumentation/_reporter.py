@@ -433,6 +433,8 @@ class Reporter:
             if tracker.session_id is None:
                 continue  # bytes are a session's
             base = tracker.labels()
+            if tracker.io_source is not None:
+                base[ATTR_SOURCE] = str(tracker.io_source)
             yield Observation(
                 tracker.input_bytes, {**base, ATTR_NETWORK_IO_DIRECTION: DIRECTION_RECEIVE}
             )

@@ -31,6 +31,7 @@ class SessionTracker:
         "_quiet_after",
         "attributes",
         "input_bytes",
+        "io_source",
         "output_bytes",
         "session_id",
         "times",
@@ -53,6 +54,10 @@ class SessionTracker:
         """Bytes into the session (``network.io.direction=receive``), total."""
         self.output_bytes = 0
         """Bytes out of the session (``network.io.direction=transmit``), total."""
+        self.io_source: Source | None = None
+        """What a rise of the byte counters is, when the reporter classified the bytes itself
+        (the RFB proxy: ``connection``, a viewer's protocol, not keystrokes); ``None``: by
+        direction, ``input`` in and ``output`` out."""
         self._clock = clock
         self._quiet_after = quiet_after
         self._on_wake = on_wake

@@ -1,0 +1,116 @@
+"""Each reporter's clock offset, estimated from what OTLP says its "now" was.
+
+A reporter stamps every export with its own clock: a metric data point's ``time_unix_nano`` is
+the moment its value was collected, and a log record's ``observed_time_unix_nano`` the moment
+the SDK observed it (OTLP metrics and logs data models). Receiving them at ``received`` (our
+clock) gives one sample of ``received - reported`` = the reporter's offset plus the delay
+between collection and receipt, which is never negative. So:
+
+* the estimate is the **smallest sample** of the last :data:`WINDOW_SAMPLES` within
+  :data:`WINDOW_NS` (NTP's minimum-delay filter: the least delayed sample is the truest);
+* a sample more than :data:`STEP_NS` above the estimate means the reporter's clock stepped back
+  (NTP corrected a clock that ran ahead), and starts a new window at once. Erring this way only
+  ever makes activity look *newer* (never hibernates what is used);
+* an offset within the tolerance (``LASTACTIVE_MAX_CLOCK_SKEW``, 10 s) is not corrected: the
+  reporter's times are kept as they are. Beyond it, every timestamp the reporter sends is moved
+  by the offset, in both directions (a clock behind no longer makes a typing user idle, a clock
+  ahead no longer makes a stale time fresh), and the reporter is listed as skewed.
+
+Times are ``int`` ns since the Unix epoch; offsets are ns, positive when the reporter's clock is
+behind ours. Pure: no clock of its own.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Final
+
+__all__ = ["STEP_NS", "WINDOW_NS", "WINDOW_SAMPLES", "ReporterClock", "ReporterClocks"]
+
+_S: Final = 1_000_000_000
+WINDOW_SAMPLES: Final = 8
+"""Samples kept per reporter (NTP keeps 8)."""
+WINDOW_NS: Final = 300 * _S
+"""Samples older than this (by receive time) are forgotten (ns)."""
+STEP_NS: Final = 30 * _S
+"""A sample this far (ns) above the estimate is a clock step, not a delay: OTLP exporters send
+within seconds of collecting (batch delays of 1 to 5 s)."""
+FORGET_NS: Final = 3600 * _S
+"""A reporter not heard from for this long (ns) is forgotten by :meth:`ReporterClocks.purge`."""
+
+Key = tuple[str | None, ...]
+"""A reporter: the resource attributes that name it (service, instance, host, session)."""
+
+
+@dataclass(slots=True)
+class ReporterClock:
+    """What is known of one reporter's clock. ``offset`` in ns (positive: behind ours)."""
+
+    key: Key
+    offset: int = 0
+    last_seen: int = 0
+    samples: deque[tuple[int, int]] = field(default_factory=lambda: deque(maxlen=WINDOW_SAMPLES))
+
+    def observe(self, reported: int, received: int) -> int:
+        """One export stamped ``reported`` (the reporter's now) arrived at ``received``."""
+        sample = received - reported
+        samples = self.samples
+        horizon = received - WINDOW_NS
+        while samples and samples[0][0] < horizon:
+            samples.popleft()
+        if samples and sample > self.offset + STEP_NS:
+            samples.clear()  # the reporter's clock stepped back
+        samples.append((received, sample))
+        self.offset = min(s for _, s in samples)
+        self.last_seen = received
+        return self.offset
+
+
+class ReporterClocks:
+    """Every reporter's clock, by :data:`Key`.
+
+    Args:
+        tolerance_ns: offsets within ±this are not corrected (and not skewed).
+    """
+
+    def __init__(self, tolerance_ns: int) -> None:
+        self.tolerance_ns = tolerance_ns
+        self.reporters: dict[Key, ReporterClock] = {}
+        self.newly_skewed: list[ReporterClock] = []
+        """Reporters whose offset went beyond the tolerance since the edge last drained this
+        (it logs a warning for each)."""
+
+    def observe(self, key: Key, reported: int, received: int) -> ReporterClock | None:
+        """One export of reporter ``key`` stamped ``reported`` (its now; 0 = unset) arrived at
+        ``received``; returns the reporter's clock (``None`` for an unknown one without a
+        stamp)."""
+        clock = self.reporters.get(key)
+        if reported <= 0:
+            return clock
+        if clock is None:
+            clock = self.reporters[key] = ReporterClock(key)
+        was = self.correction(clock)
+        clock.observe(reported, received)
+        if self.correction(clock) and not was:
+            self.newly_skewed.append(clock)
+        return clock
+
+    def correction(self, clock: ReporterClock | None) -> int:
+        """What to add (ns) to each timestamp of ``clock``'s reporter: its offset when beyond
+        the tolerance, else 0."""
+        return 0 if clock is None else self._beyond(clock.offset)
+
+    def _beyond(self, offset: int) -> int:
+        return offset if abs(offset) > self.tolerance_ns else 0
+
+    def skewed(self) -> list[ReporterClock]:
+        """Reporters whose offset is beyond the tolerance, largest first."""
+        out = [c for c in self.reporters.values() if self._beyond(c.offset)]
+        out.sort(key=lambda c: -abs(c.offset))
+        return out
+
+    def purge(self, now: int) -> None:
+        """Forget reporters not heard from for :data:`FORGET_NS`."""
+        horizon = now - FORGET_NS
+        self.reporters = {k: c for k, c in self.reporters.items() if c.last_seen >= horizon}
