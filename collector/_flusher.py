@@ -22,7 +22,7 @@ PURGE_EVERY_S = 60.0
 class Flusher:
     """Flushes ``state``'s dirty entities to ``store`` every ``interval`` seconds, and every
     :data:`PURGE_EVERY_S` forgets sessions ended more than ``retention_ns`` ago (and tells
-    ``forget``, the transition engine's, which ones).
+    ``on_purge`` the time and which ones, for the rest of the core to forget them too).
 
     The snapshot is taken on the event loop (where state is mutated); the write runs in a
     worker thread. A failed write logs and puts the records back, so nothing is lost while the
@@ -37,10 +37,10 @@ class Flusher:
         *,
         retention_ns: int,
         clock: Callable[[], int] = time.time_ns,
-        forget: Callable[[list[Entity]], None] = lambda gone: None,
+        on_purge: Callable[[int, list[Entity]], None] = lambda now, gone: None,
     ) -> None:
         self._state = state
-        self._forget = forget
+        self._on_purge = on_purge
         self._store = store
         self._interval = interval
         self._retention_ns = retention_ns
@@ -68,8 +68,8 @@ class Flusher:
     async def purge(self, now: int) -> int:
         """Forget ended sessions past retention, in memory and in the store."""
         gone = self._state.purge(now, self._retention_ns)
+        self._on_purge(now, gone)
         if gone:
-            self._forget(gone)
             keys = [(str(e.kind), e.id) for e in gone]
             try:
                 await asyncio.to_thread(self._store.delete, keys)

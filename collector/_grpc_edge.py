@@ -99,6 +99,7 @@ def entity_message(v: EntityView, e: Evaluation) -> query_pb2.Entity:
         runaway_reason=e.runaway_reason,
         stuck_reason=e.stuck_reason,
         turn=v.turn or "",
+        clock_offset_seconds=v.clock_offset / NANOS,
     )
 
 

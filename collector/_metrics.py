@@ -41,6 +41,8 @@ from lastactive.conventions import (
     PROM_OTLP_FAILED,
     PROM_OTLP_REJECTED,
     PROM_OTLP_REQUESTS,
+    PROM_REPORTER_CLOCK_OFFSET,
+    PROM_REPORTERS,
     PROM_SESSION_IDLE,
     PROM_SESSION_INPUT_RATE,
     PROM_SESSION_OUTPUT_RATE,
@@ -126,6 +128,23 @@ class CoreCollector(Collector):
                 buckets.append((str(bound) if bound != float("inf") else "+Inf", cumulative))
             latency.add_metric(list(key), buckets, sum_value=counts[-1])
         yield latency
+        clocks = core.ingest.clocks
+        skewed = clocks.skewed()
+        reporters = GaugeMetricFamily(
+            PROM_REPORTERS, "reporters heard from in the last hour, by clock", labels=["clock"]
+        )
+        reporters.add_metric(["ok"], len(clocks.reporters) - len(skewed))
+        reporters.add_metric(["skewed"], len(skewed))
+        yield reporters
+        offsets = GaugeMetricFamily(
+            PROM_REPORTER_CLOCK_OFFSET,
+            "estimated clock offset of each reporter beyond LASTACTIVE_MAX_CLOCK_SKEW "
+            "(positive: behind); its timestamps are corrected by it",
+            labels=["service_name", "service_instance_id", "host_id", "session_id"],
+        )
+        for c in skewed:
+            offsets.add_metric([k or "" for k in c.key], c.offset / NANOS)
+        yield offsets
         yield _counter(
             PROM_ACTIVITY_UPDATES,
             "activity updates applied, by source (seed 001's activity updates counter)",

@@ -16,13 +16,14 @@ from typing import Any
 
 import uvicorn
 
+from lastactive.collector._clocks import ReporterClocks
 from lastactive.collector._core import Core
 from lastactive.collector._flusher import Flusher
 from lastactive.collector._grpc_edge import start_grpc
 from lastactive.collector._http import create_app
 from lastactive.collector._ingest import Ingest
 from lastactive.collector._metrics import registry_for
-from lastactive.collector._state import NANOS, ActivityState
+from lastactive.collector._state import NANOS, ActivityState, Entity
 from lastactive.collector._transitions import TICK_S, TransitionEngine
 from lastactive.collector._watch import WatchHub
 from lastactive.collector.policy import Policy, PolicyError, load_policy
@@ -47,10 +48,37 @@ class Bound:
         )
 
 
+def _warn_skewed(clocks: ReporterClocks) -> None:
+    """Log each reporter whose clock offset went beyond the tolerance since the last call."""
+    for c in clocks.newly_skewed:
+        service, instance, host, session = c.key
+        _log.warning(
+            "reporter clock offset %+.1f s (service.name=%s service.instance.id=%s host.id=%s "
+            "session.id=%s) is beyond LASTACTIVE_MAX_CLOCK_SKEW: its timestamps are corrected",
+            c.offset / NANOS, service, instance, host, session,
+        )  # fmt: skip
+    clocks.newly_skewed.clear()
+
+
+def _forgetting(
+    engine: TransitionEngine, clocks: ReporterClocks
+) -> Callable[[int, list[Entity]], None]:
+    """What the retention purge tells the rest of the core: the transition engine forgets the
+    purged entities, the reporter clocks the reporters long silent."""
+
+    def on_purge(now: int, gone: list[Entity]) -> None:
+        engine.forget(gone)
+        clocks.purge(now)
+
+    return on_purge
+
+
 async def _tick(core: Core, stop: asyncio.Event) -> None:
-    """Every TICK_S: evaluate what changed, push the transitions to the watchers."""
+    """Every TICK_S: evaluate what changed, push the transitions to the watchers; warn of
+    reporters whose clocks went off."""
     while not stop.is_set():
         await asyncio.sleep(TICK_S)
+        _warn_skewed(core.ingest.clocks)
         try:
             transitions = core.engine.tick()
         except Exception:  # a bug here must not stop ingest or queries
@@ -103,7 +131,7 @@ async def serve(
         settings.flush_interval,
         retention_ns=int(settings.retention * NANOS),
         clock=clock,
-        forget=engine.forget,
+        on_purge=_forgetting(engine, ingest.clocks),
     )
     if stop is None:
         stop = asyncio.Event()

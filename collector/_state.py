@@ -228,6 +228,9 @@ class EntityView:
     """When the last client hold was released (ns), if none is attached now."""
     attributes: dict[str, str]
     """Resource attributes that policy overrides select on (``match.attributes``)."""
+    clock_offset: int
+    """The estimated clock offset (ns; positive: behind ours) of the reporter that last sent
+    telemetry about it."""
 
 
 def _status(e: Entity, process_status: str | None) -> AgentStatus:
@@ -289,6 +292,7 @@ def view(entity: Entity, now: int, trusted_only: bool = False) -> EntityView:
         held_by=held,
         last_client_closed=_last_client_closed(entity, held, now),
         attributes=dict(entity.attributes or {}),
+        clock_offset=entity.clock_offset,
     )
 
 

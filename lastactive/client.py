@@ -162,12 +162,22 @@ def _kvs(attrs: Attributes) -> list[dict[str, Any]]:
 
 
 def logs_request(
-    resource: Attributes, events: Sequence[tuple[str, Attributes, int]]
+    resource: Attributes,
+    events: Sequence[tuple[str, Attributes, int]],
+    observed: int | None = None,
 ) -> dict[str, Any]:
     """An ``ExportLogsServiceRequest`` in OTLP/JSON: ``events`` are ``(event_name, attributes,
-    time in ns since the epoch)``."""
+    time in ns since the epoch)``. Each record's ``observedTimeUnixNano`` is ``observed`` (ns;
+    default: the latest event time): this reporter's "now", from which the collector estimates
+    its clock offset."""
+    seen = observed if observed is not None else max((t for _, _, t in events), default=0)
     records = [
-        {"timeUnixNano": str(t), "eventName": name, "attributes": _kvs(attrs)}
+        {
+            "timeUnixNano": str(t),
+            "observedTimeUnixNano": str(seen),
+            "eventName": name,
+            "attributes": _kvs(attrs),
+        }
         for name, attrs, t in events
     ]
     return {

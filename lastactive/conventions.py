@@ -72,6 +72,8 @@ __all__ = [
     "PROM_OTLP_FAILED",
     "PROM_OTLP_REJECTED",
     "PROM_OTLP_REQUESTS",
+    "PROM_REPORTERS",
+    "PROM_REPORTER_CLOCK_OFFSET",
     "PROM_SESSIONS",
     "PROM_SESSIONS_IDLE",
     "PROM_SESSIONS_RECENT",
@@ -271,6 +273,14 @@ PROM_OTLP_FAILED: Final = "lastactive_otlp_requests_failed"
 PROM_OTLP_DURATION: Final = "lastactive_otlp_ingest_duration_seconds"
 """histogram, seconds, labels signal, transport: decode and apply one request."""
 
+PROM_REPORTERS: Final = "lastactive_reporters"
+"""gauge, label clock (ok, skewed): reporters heard from in the last hour, by whether their
+clock offset is beyond LASTACTIVE_MAX_CLOCK_SKEW."""
+
+PROM_REPORTER_CLOCK_OFFSET: Final = "lastactive_reporter_clock_offset_seconds"
+"""gauge, seconds (positive: behind), labels service_name, service_instance_id, host_id,
+session_id: the estimated clock offset of each skewed reporter (only those: bounded)."""
+
 PROM_ACTIVITY_UPDATES: Final = "lastactive_activity_updates"
 """counter (_total), label source: activity updates applied (seed 001)."""
 
@@ -296,7 +306,8 @@ PROM_FLUSH_DURATION: Final = "lastactive_flush_duration_seconds"
 """gauge, seconds: duration of the last flush."""
 
 PROM_SESSIONS: Final = "lastactive_sessions"
-"""gauge, label state (active, idle, hibernated, runaway, stuck, hibernate_due): sessions."""
+"""gauge, label state (active, idle, hibernated, ended, runaway, stuck,
+hibernate_due): sessions."""
 
 PROM_HOST_SESSIONS: Final = "lastactive_host_sessions"
 """gauge, labels host_id, state: sessions per host."""

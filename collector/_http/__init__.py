@@ -2,7 +2,7 @@
 
 =======================  ===============================================================
 ``_otlp``                OTLP/HTTP receivers: ``POST /v1/metrics``, ``/v1/logs``, ``/v1/traces``
-``_query``               ``GET /v1/sessions``, ``/v1/sessions/{id}``, ``/v1/hosts/{id}``
+``_query``               ``GET /v1/sessions[/{id}]``, ``/v1/hosts/{id}``, ``/v1/reporters``
 ``_agent_events``        ``POST /v1/agent-events`` (seed 004's webhook)
 ``_decisions``           ``GET /v1/decisions`` and ``GET /v1/watch`` (Server-Sent Events)
 ``_metrics``             ``GET /metrics`` (Prometheus)
@@ -39,7 +39,7 @@ def create_app(
         version=lastactive.__version__,
     )
     app.include_router(otlp_router(core, max_request_bytes))
-    app.include_router(query_router(core.state, core.policy, core.clock))
+    app.include_router(query_router(core.state, core.policy, core.ingest.clocks, core.clock))
     app.include_router(agent_router(core.ingest, core.policy, core.clock))
     app.include_router(decisions_router(core))
     if registry is not None:

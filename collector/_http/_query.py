@@ -14,6 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 
+from lastactive.collector._clocks import ReporterClocks
 from lastactive.collector._state import NANOS, ActivityState, EntityView, Hold, Kind
 from lastactive.collector.policy import Evaluation, Policy
 
@@ -119,6 +120,11 @@ class EntityOut(EvaluationOut):
     attributes: dict[str, str] = Field(
         description="resource attributes that policy overrides select on (match.attributes)"
     )
+    clock_offset_seconds: float = Field(
+        description="estimated clock offset of the reporter that last reported about it "
+        "(positive: its clock is behind); beyond LASTACTIVE_MAX_CLOCK_SKEW its times are "
+        "corrected by it"
+    )
 
     @classmethod
     def of(cls, v: EntityView, e: Evaluation) -> EntityOut:
@@ -149,11 +155,32 @@ class EntityOut(EvaluationOut):
             result=v.result,
             held_by=holds_out(v.held_by, e.held_by),
             attributes=v.attributes,
+            clock_offset_seconds=v.clock_offset / NANOS,
         )
 
 
 class SessionList(BaseModel):
     sessions: list[EntityOut]
+
+
+class ReporterOut(BaseModel):
+    """One reporter (a resource that sends telemetry) and its clock."""
+
+    service_name: str | None
+    service_instance_id: str | None
+    host_id: str | None
+    session_id: str | None
+    clock_offset_seconds: float = Field(
+        description="estimated offset of its clock (positive: behind ours)"
+    )
+    skewed: bool = Field(
+        description="beyond LASTACTIVE_MAX_CLOCK_SKEW: its timestamps are corrected"
+    )
+    last_seen: datetime
+
+
+class ReporterList(BaseModel):
+    reporters: list[ReporterOut] = Field(description="largest offset first")
 
 
 TrustedOnly = Annotated[
@@ -162,10 +189,34 @@ TrustedOnly = Annotated[
 ]
 
 
-def query_router(state: ActivityState, policy: Policy, clock: Callable[[], int]) -> APIRouter:
+def query_router(
+    state: ActivityState, policy: Policy, clocks: ReporterClocks, clock: Callable[[], int]
+) -> APIRouter:
     """``GET /v1/sessions``, ``/v1/sessions/{id}``, ``/v1/hosts/{id}``, each entity with the
-    policy's evaluation."""
+    policy's evaluation; ``GET /v1/reporters``, each reporter's clock."""
     router = APIRouter(tags=["query"])
+
+    @router.get("/v1/reporters", response_model=ReporterList)
+    async def list_reporters(
+        skewed: Annotated[bool, Query(description="only those beyond the tolerance")] = False,
+    ) -> ReporterList:
+        """Reporters heard from in the last hour with their estimated clock offsets (the
+        offsets lastactive corrects their timestamps by), largest first."""
+        listed = clocks.skewed() if skewed else clocks.reporters.values()
+        out = [
+            ReporterOut(
+                service_name=c.key[0],
+                service_instance_id=c.key[1],
+                host_id=c.key[2],
+                session_id=c.key[3],
+                clock_offset_seconds=c.offset / NANOS,
+                skewed=clocks.correction(c) != 0,
+                last_seen=_dt(c.last_seen),
+            )
+            for c in listed
+        ]
+        out.sort(key=lambda r: -abs(r.clock_offset_seconds))
+        return ReporterList(reporters=out)
 
     @router.get("/v1/sessions", response_model=SessionList)
     async def list_sessions(

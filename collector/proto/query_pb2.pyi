@@ -171,7 +171,7 @@ class Hold(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., id: _Optional[str] = ..., until_unix_nano: _Optional[int] = ..., since_unix_nano: _Optional[int] = ..., counts: _Optional[bool] = ...) -> None: ...
 
 class Entity(_message.Message):
-    __slots__ = ("kind", "id", "host_id", "agent_id", "service_name", "first_seen_unix_nano", "last_seen_unix_nano", "last_active_unix_nano", "last_activity_unix_nano", "last_source", "idle_seconds", "sources_unix_nano", "input_bytes", "output_bytes", "input_bytes_per_second", "output_bytes_per_second", "process_status", "pid", "exited", "exit_code", "status", "task", "result", "held_by", "attributes", "state", "idle_since_unix_nano", "hibernate_at_unix_nano", "hibernate", "runaway", "stuck", "reason", "runaway_reason", "stuck_reason", "turn")
+    __slots__ = ("kind", "id", "host_id", "agent_id", "service_name", "first_seen_unix_nano", "last_seen_unix_nano", "last_active_unix_nano", "last_activity_unix_nano", "last_source", "idle_seconds", "sources_unix_nano", "input_bytes", "output_bytes", "input_bytes_per_second", "output_bytes_per_second", "process_status", "pid", "exited", "exit_code", "status", "task", "result", "held_by", "attributes", "state", "idle_since_unix_nano", "hibernate_at_unix_nano", "hibernate", "runaway", "stuck", "reason", "runaway_reason", "stuck_reason", "turn", "clock_offset_seconds")
     class SourcesUnixNanoEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -221,6 +221,7 @@ class Entity(_message.Message):
     RUNAWAY_REASON_FIELD_NUMBER: _ClassVar[int]
     STUCK_REASON_FIELD_NUMBER: _ClassVar[int]
     TURN_FIELD_NUMBER: _ClassVar[int]
+    CLOCK_OFFSET_SECONDS_FIELD_NUMBER: _ClassVar[int]
     kind: str
     id: str
     host_id: str
@@ -256,4 +257,5 @@ class Entity(_message.Message):
     runaway_reason: str
     stuck_reason: str
     turn: str
-    def __init__(self, kind: _Optional[str] = ..., id: _Optional[str] = ..., host_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., service_name: _Optional[str] = ..., first_seen_unix_nano: _Optional[int] = ..., last_seen_unix_nano: _Optional[int] = ..., last_active_unix_nano: _Optional[int] = ..., last_activity_unix_nano: _Optional[int] = ..., last_source: _Optional[str] = ..., idle_seconds: _Optional[float] = ..., sources_unix_nano: _Optional[_Mapping[str, int]] = ..., input_bytes: _Optional[int] = ..., output_bytes: _Optional[int] = ..., input_bytes_per_second: _Optional[float] = ..., output_bytes_per_second: _Optional[float] = ..., process_status: _Optional[str] = ..., pid: _Optional[int] = ..., exited: _Optional[bool] = ..., exit_code: _Optional[int] = ..., status: _Optional[str] = ..., task: _Optional[str] = ..., result: _Optional[str] = ..., held_by: _Optional[_Iterable[_Union[Hold, _Mapping]]] = ..., attributes: _Optional[_Mapping[str, str]] = ..., state: _Optional[str] = ..., idle_since_unix_nano: _Optional[int] = ..., hibernate_at_unix_nano: _Optional[int] = ..., hibernate: _Optional[bool] = ..., runaway: _Optional[bool] = ..., stuck: _Optional[bool] = ..., reason: _Optional[str] = ..., runaway_reason: _Optional[str] = ..., stuck_reason: _Optional[str] = ..., turn: _Optional[str] = ...) -> None: ...
+    clock_offset_seconds: float
+    def __init__(self, kind: _Optional[str] = ..., id: _Optional[str] = ..., host_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., service_name: _Optional[str] = ..., first_seen_unix_nano: _Optional[int] = ..., last_seen_unix_nano: _Optional[int] = ..., last_active_unix_nano: _Optional[int] = ..., last_activity_unix_nano: _Optional[int] = ..., last_source: _Optional[str] = ..., idle_seconds: _Optional[float] = ..., sources_unix_nano: _Optional[_Mapping[str, int]] = ..., input_bytes: _Optional[int] = ..., output_bytes: _Optional[int] = ..., input_bytes_per_second: _Optional[float] = ..., output_bytes_per_second: _Optional[float] = ..., process_status: _Optional[str] = ..., pid: _Optional[int] = ..., exited: _Optional[bool] = ..., exit_code: _Optional[int] = ..., status: _Optional[str] = ..., task: _Optional[str] = ..., result: _Optional[str] = ..., held_by: _Optional[_Iterable[_Union[Hold, _Mapping]]] = ..., attributes: _Optional[_Mapping[str, str]] = ..., state: _Optional[str] = ..., idle_since_unix_nano: _Optional[int] = ..., hibernate_at_unix_nano: _Optional[int] = ..., hibernate: _Optional[bool] = ..., runaway: _Optional[bool] = ..., stuck: _Optional[bool] = ..., reason: _Optional[str] = ..., runaway_reason: _Optional[str] = ..., stuck_reason: _Optional[str] = ..., turn: _Optional[str] = ..., clock_offset_seconds: _Optional[float] = ...) -> None: ...

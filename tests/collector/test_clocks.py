@@ -1,0 +1,114 @@
+"""Reporter clock offsets: the estimate, its steps, and the correction applied at ingest (a fake
+clock; the reporter's clocks are what its data points say)."""
+
+from __future__ import annotations
+
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.logs.v1 import logs_pb2
+
+from lastactive.collector._clocks import ReporterClocks
+from lastactive.collector._ingest import Ingest
+from lastactive.collector._state import ActivityState, Kind
+from lastactive.collector.policy import Rules, evaluate
+from tests.helpers import S, kv, metrics_request, sum_point
+
+T0 = 1_800_000_000 * S
+HOUR = 3600 * S
+
+
+def test_the_estimate_is_the_least_delayed_sample() -> None:
+    clocks = ReporterClocks(tolerance_ns=10 * S)
+    key = ("svc", None, "h", None)
+    for received, delay in ((T0, 2 * S), (T0 + 5 * S, S // 10), (T0 + 10 * S, 3 * S)):
+        clock = clocks.observe(key, received - HOUR - delay, received)
+    assert clock is not None and clock.offset == HOUR + S // 10
+    assert clocks.correction(clock) == HOUR + S // 10
+    assert clocks.newly_skewed == [clock]  # once, when it went beyond the tolerance
+
+
+def test_a_clock_that_steps_back_restarts_the_window() -> None:
+    """A clock an hour ahead, then set right by NTP: the new offset applies at once (an old
+    estimate would make every new activity look an hour old)."""
+    clocks = ReporterClocks(tolerance_ns=10 * S)
+    key = ("svc", None, "h", None)
+    clocks.observe(key, T0 + HOUR, T0)
+    clock = clocks.observe(key, T0 + 5 * S, T0 + 5 * S)
+    assert clock is not None and clock.offset == 0 and clocks.correction(clock) == 0
+
+
+def test_small_offsets_are_tolerated_and_silent_reporters_forgotten() -> None:
+    clocks = ReporterClocks(tolerance_ns=10 * S)
+    clock = clocks.observe(("a",), T0 - 3 * S, T0)
+    assert clock is not None and clock.offset == 3 * S and clocks.correction(clock) == 0
+    assert clocks.skewed() == [] and clocks.newly_skewed == []
+    assert clocks.observe(("b",), 0, T0) is None  # no stamp: nothing to learn
+    clocks.purge(T0 + 2 * HOUR)
+    assert clocks.reporters == {}
+
+
+def make() -> tuple[Ingest, list[int]]:
+    now = [T0]
+    return Ingest(ActivityState(max_skew_ns=10 * S, started_at=T0 - HOUR), lambda: now[0]), now
+
+
+def export_last_input(ingest: Ingest, reporter_now: int, last_input: int) -> None:
+    """One export of a reporter whose clock reads ``reporter_now``: the input gauge."""
+    point = sum_point(0, reporter_now, 0, **{"lastactive.source": "input"})
+    point.as_double = last_input / S
+    ingest.metrics(metrics_request("s", gauges={"lastactive.source.last_time": [point]}))
+
+
+def test_a_reporter_an_hour_behind_is_not_idle_while_its_user_types() -> None:
+    """Issue 10 (1): under faketime -1h someone typing every second showed idle_seconds 3600."""
+    ingest, now = make()
+    rules = Rules(idle_after=60)
+    for k in range(10):
+        now[0] = T0 + k * S
+        export_last_input(ingest, now[0] - HOUR, now[0] - HOUR - S // 2)  # typed 0.5 s ago
+    v = ingest.state.get(Kind.SESSION, "s", now[0])
+    assert v is not None and v.idle_seconds < 1 and v.clock_offset == HOUR
+    assert evaluate(v, rules, now[0]).state == "active"
+
+
+def test_a_reporter_an_hour_ahead_goes_idle() -> None:
+    """Issue 10 (2): a gauge repeating one time an hour ahead was clamped to now at every
+    export, so the stale value counted as fresh activity for as long as the reporter ran."""
+    ingest, now = make()
+    typed = T0 + HOUR  # the user typed at T0, on a clock an hour ahead
+    for k in range(0, 600, 5):
+        now[0] = T0 + k * S
+        export_last_input(ingest, now[0] + HOUR, typed)  # repeats the same last time
+    v = ingest.state.get(Kind.SESSION, "s", now[0])
+    assert v is not None and v.last_active == T0 and v.clock_offset == -HOUR
+    e = evaluate(v, Rules(idle_after=60), now[0])
+    assert e.state == "idle" and v.idle_seconds >= 590
+    (reporter,) = ingest.clocks.skewed()
+    assert reporter.key == ("test", None, "host-a", "s")
+
+
+def test_a_reporter_within_tolerance_keeps_its_exact_times() -> None:
+    ingest, _ = make()
+    export_last_input(ingest, T0 - 2 * S, T0 - 3 * S)
+    v = ingest.state.get(Kind.SESSION, "s", T0)
+    assert v is not None and v.last_active == T0 - 3 * S and v.clock_offset == 2 * S
+
+
+def test_log_records_and_holds_are_corrected_by_their_reporters_offset() -> None:
+    """A one-shot reporter (a hook) an hour behind: its record's observed time is its now."""
+    ingest, _ = make()
+    behind = T0 - HOUR
+    hold = {"lastactive.hold": "tool", "lastactive.hold.id": "Bash/1",
+            "lastactive.hold.until": (behind + 60 * S) / S}  # fmt: skip
+    records = [
+        logs_pb2.LogRecord(event_name=name, attributes=kv(attrs), time_unix_nano=behind,
+                           observed_time_unix_nano=behind)
+        for name, attrs in (("lastactive.activity", {"lastactive.source": "prompt"}),
+                            ("lastactive.hold", hold))
+    ]  # fmt: skip
+    ingest.logs(ExportLogsServiceRequest(resource_logs=[logs_pb2.ResourceLogs(
+        resource={"attributes": kv({"session.id": "s", "service.name": "claude-code"})},
+        scope_logs=[logs_pb2.ScopeLogs(log_records=records)],
+    )]))  # fmt: skip
+    v = ingest.state.get(Kind.SESSION, "s", T0)
+    assert v is not None and v.last_active == T0
+    assert [(h.id, h.until) for h in v.held_by] == [("Bash/1", T0 + 60 * S)]

@@ -1,0 +1,97 @@
+"""Reporters whose clocks are wrong (``faketime``): ``lastactive run`` an hour behind keeps its
+typing user active, an hour ahead lets its session go idle (issue 10, items 1 and 2)."""
+
+from __future__ import annotations
+
+import os
+import pty
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from tests.helpers import RUN, InProcessCollector, read_until, wait_for
+
+
+@contextmanager
+def skewed_shell(
+    collector: InProcessCollector, env: dict[str, str], offset: str, sid: str
+) -> Iterator[int]:
+    """``lastactive run -- bash`` whose wall clock is ``offset`` off (its monotonic clock is
+    right, as on a host whose clock NTP has not corrected yet); yields the PTY's master."""
+    env = {**env, "PS1": "READY> ", "TERM": "dumb", "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        ["faketime", "-f", offset, *RUN, "--session-id", sid,
+         "--endpoint", f"http://{collector.grpc_target}", "--", "bash", "--norc", "--noprofile",
+         "-i"],
+        stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True,
+    )  # fmt: skip
+    os.close(slave)
+    try:
+        read_until(master, b"READY> ")
+        yield master
+    finally:
+        os.write(master, b"exit\r")
+        proc.wait(10)
+        os.close(master)
+
+
+def type_lines(master: int, n: int) -> None:
+    for _ in range(n):
+        os.write(master, b"echo typed\r")
+        read_until(master, b"READY> ")
+        time.sleep(0.2)
+
+
+def started(tmp_path: Path) -> InProcessCollector:
+    policy = tmp_path / "policy.toml"
+    policy.write_text("[defaults]\nidle_after = 2\nhibernate_after = 4\n")
+    return InProcessCollector(policy=policy, flush_interval=0.2).start()
+
+
+def field(collector: InProcessCollector, sid: str) -> dict[str, Any]:
+    s = collector.session(sid)
+    assert s is not None
+    return s
+
+
+def test_a_reporter_an_hour_behind_keeps_its_typing_user_active(
+    tmp_path: Path, lastactive_env: dict[str, str]
+) -> None:
+    collector = started(tmp_path)
+    try:
+        with skewed_shell(collector, lastactive_env, "-1h", "behind") as master:
+            type_lines(master, 10)
+            s = wait_for(lambda: (s := field(collector, "behind"))["last_active"] and s,
+                         what="typing reported")  # fmt: skip
+            assert abs(s["clock_offset_seconds"] - 3600) < 30
+            assert s["idle_seconds"] < 2 and s["state"] == "active" and not s["hibernate"]
+            _, body = collector.get("/v1/reporters?skewed=true")
+            assert [r["service_name"] for r in body["reporters"]] == ["lastactive-run"]
+            with urllib.request.urlopen(f"{collector.http}/metrics", timeout=10) as r:
+                assert 'lastactive_reporters{clock="skewed"} 1.0' in r.read().decode()
+    finally:
+        collector.stop()
+
+
+def test_a_reporter_an_hour_ahead_goes_idle_when_its_user_stops(
+    tmp_path: Path, lastactive_env: dict[str, str]
+) -> None:
+    collector = started(tmp_path)
+    try:
+        with skewed_shell(collector, lastactive_env, "+1h", "ahead") as master:
+            type_lines(master, 3)
+            typed = wait_for(lambda: (s := field(collector, "ahead"))["last_active"] and s,
+                             what="typing reported")  # fmt: skip
+            assert abs(typed["clock_offset_seconds"] + 3600) < 30
+            # The wrapper keeps exporting the same last input time (an hour ahead) every
+            # 0.3 s; it must not count as fresh activity.
+            idle = wait_for(lambda: (s := field(collector, "ahead"))["state"] == "idle" and s,
+                            timeout=20, what="idle after the user stopped")  # fmt: skip
+            assert idle["last_active"] == typed["last_active"]
+    finally:
+        collector.stop()
