@@ -376,6 +376,7 @@ class Ingest:
         start = p.start_time_unix_nano
         # Staleness on the raw time, before correction (the estimate moves; the stream not).
         raw_t = p.time_unix_nano or t
+        previous = self.state.stream_time(key) if io else None
         rose = self.state.counter(key, start, raw_t, v, cumulative, began=start + off)
         if rose is None:  # stale or replayed: changes nothing, not even liveness
             return
@@ -383,6 +384,12 @@ class Ingest:
         if rose > 0:
             if io:
                 self.state.io(ents, receive, int(rose), t)
+                # The bytes moved after the stream's previous point (or its start). A reporter
+                # that also reports the source's exact time (lastactive's own, through the
+                # gauge) already said when: the point's later collection time must not move it.
+                lower = (previous if previous is not None else start) + off
+                if ents[0].sources.get(src, 0) > lower:
+                    return
             self.state.activity(ents, src, t)
 
     # --- logs and events -------------------------------------------------------------------

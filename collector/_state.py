@@ -445,6 +445,11 @@ class ActivityState:
                     e.exit_code = exit_code
                 self._dirty.add(e)
 
+    def stream_time(self, key: tuple[object, ...]) -> int | None:
+        """The time (ns, as the reporter sent it) of stream ``key``'s last point, if any."""
+        prev = self._streams.get(key)
+        return None if prev is None else prev.time
+
     def gauge_rose(self, key: tuple[object, ...], raw: float, t: int) -> bool:
         """Feed one raw value (before any clock correction) of the timestamp gauge stream
         ``key`` at ``t`` (ns); ``True`` when it is above the stream's previous raw value (or

@@ -114,11 +114,17 @@ def run(
     if stdin_tty:
         handlers[signal.SIGWINCH] = on_winch
     previous = {sig: signal.signal(sig, h) for sig, h in handlers.items()}
+    status: int | None = None
     try:
         if saved is not None:
             tty.setraw(_STDIN)
         with wakeup_fd() as wake:
             _relay(master, wake, tracker, stdin_tty)
+        # The program closed its terminal (``cat`` closes its stdio before it exits). Closing
+        # the master now would hang the terminal up, and the kernel's SIGHUP would kill a
+        # program still between its last close and its exit: wait for it first (signals sent
+        # meanwhile are still forwarded).
+        _, status = os.waitpid(pid, 0)
     finally:
         if saved is not None:
             termios.tcsetattr(_STDIN, termios.TCSAFLUSH, saved)
@@ -126,7 +132,8 @@ def run(
             signal.signal(sig, old)
         monitor.stop()  # before the terminal it watches is closed
         os.close(master)
-    _, status = os.waitpid(pid, 0)
+    if status is None:  # the relay failed: the hangup ends the program
+        _, status = os.waitpid(pid, 0)
     code = os.waitstatus_to_exitcode(status)
     if code < 0:
         code = 128 - code

@@ -4,7 +4,6 @@ this process), restarted empty on the same port."""
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
 
 import pytest
 
@@ -85,13 +84,8 @@ def test_http_protocol_immediate_export_and_healing_after_a_restart(
             reporter.flush()
             got = fresh.session("rep")
             assert got is not None
-            # The gauge's exact time. (The first collector also saw the io counter rise, which
-            # is input at the point's collection time, a moment later; the new one has no
-            # baseline for that stream yet, so the rise is not counted twice.)
-            healed = datetime.fromisoformat(got["last_active"])
-            first = datetime.fromisoformat(s["last_active"])
-            assert got["sources"]["input"] == got["last_active"]
-            assert timedelta(0) <= first - healed < timedelta(seconds=1)
+            assert got["sources"]["input"] == s["sources"]["input"]
+            assert got["last_active"] == s["last_active"]
         finally:
             fresh.stop()
     finally:
