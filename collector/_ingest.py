@@ -168,6 +168,10 @@ class _Resolver:
         return ents
 
 
+def _exact_first(item: tuple[str, Any]) -> bool:
+    return bool(item[1].name != METRIC_SOURCE_LAST_TIME)
+
+
 def _fixed(state: ActivityState, t: int, off: int, now: int) -> int:
     """A reporter's timestamp ``t`` corrected by its clock's ``off`` and clamped (unset: now)."""
     return state.clamp(t + off if t > 0 else 0, now)
@@ -286,37 +290,39 @@ class Ingest:
             off = self.clocks.correction(clock)
             resolve.resource(rattrs, clock)
             instance = rattrs.get(ATTR_SERVICE_INSTANCE_ID)
-            for sm in rm.scope_metrics:
-                scope = sm.scope.name
-                for metric in sm.metrics:
-                    kind = metric.WhichOneof("data")
-                    if kind is None:
+            # Exact times first (the timestamp gauge), so a counter's rise in the same export
+            # is known to be explained by them, whatever order the SDK put the metrics in.
+            ordered = [(sm.scope.name, m) for sm in rm.scope_metrics for m in sm.metrics]
+            ordered.sort(key=_exact_first)
+            for scope, metric in ordered:
+                kind = metric.WhichOneof("data")
+                if kind is None:
+                    continue
+                data = getattr(metric, kind)
+                is_sum = kind == "sum"
+                cumulative = is_sum and data.aggregation_temporality == _CUMULATIVE
+                name = metric.name
+                for p in data.data_points:
+                    if p.flags & _NO_VALUE:  # staleness marker: says nothing new
                         continue
-                    data = getattr(metric, kind)
-                    is_sum = kind == "sum"
-                    cumulative = is_sum and data.aggregation_temporality == _CUMULATIVE
-                    name = metric.name
-                    for p in data.data_points:
-                        if p.flags & _NO_VALUE:  # staleness marker: says nothing new
-                            continue
-                        pattrs = attrs_of(p.attributes)
-                        t = _fixed(state, p.time_unix_nano, off, now)
-                        ents = resolve(pattrs, base, t)
-                        if not ents:
-                            continue
-                        try:
-                            if name == METRIC_SOURCE_LAST_TIME and kind == "gauge":
-                                key = (base, instance, scope, name, tuple(sorted(pattrs.items())))
-                                self._last_time(ents, key, pattrs, p, t, off, now)
-                            elif is_sum and (name == METRIC_IO or ATTR_SOURCE in pattrs):
-                                key = (base, instance, scope, name, tuple(sorted(pattrs.items())))
-                                self._sum(ents, name, key, pattrs, p, t, off, cumulative)
-                            else:
-                                state.activity(ents, Source.TELEMETRY, t)
-                        except RejectedError as exc:
-                            out.reject(exc)
-                            continue
-                        out.accepted += 1
+                    pattrs = attrs_of(p.attributes)
+                    t = _fixed(state, p.time_unix_nano, off, now)
+                    ents = resolve(pattrs, base, t)
+                    if not ents:
+                        continue
+                    try:
+                        if name == METRIC_SOURCE_LAST_TIME and kind == "gauge":
+                            key = (base, instance, scope, name, tuple(sorted(pattrs.items())))
+                            self._last_time(ents, key, pattrs, p, t, off, now)
+                        elif is_sum and (name == METRIC_IO or ATTR_SOURCE in pattrs):
+                            key = (base, instance, scope, name, tuple(sorted(pattrs.items())))
+                            self._sum(ents, name, key, pattrs, p, t, off, cumulative)
+                        else:
+                            state.activity(ents, Source.TELEMETRY, t)
+                    except RejectedError as exc:
+                        out.reject(exc)
+                        continue
+                    out.accepted += 1
         return out
 
     def _last_time(
@@ -384,10 +390,12 @@ class Ingest:
         if rose > 0:
             if io:
                 self.state.io(ents, receive, int(rose), t)
-                # The bytes moved after the stream's previous point (or its start). A reporter
-                # that also reports the source's exact time (lastactive's own, through the
-                # gauge) already said when: the point's later collection time must not move it.
-                lower = (previous if previous is not None else start) + off
+                # The bytes moved after the stream's previous point (the first point: at some
+                # unknown time; the SDK starts an observable counter at its first collection).
+                # A reporter that also reports the source's exact time (lastactive's own,
+                # through the gauge, applied first) already said when: the point's later
+                # collection time must not move it.
+                lower = previous + off if previous is not None else 0
                 if ents[0].sources.get(src, 0) > lower:
                     return
             self.state.activity(ents, src, t)
