@@ -137,3 +137,33 @@ def test_seed_002_missions_without_prompts_sort_after_by_heartbeat(
     fire(collector.http, "Notification", "C", lastactive_env)  # C's is the newest of all
     assert order(collector) == ["B", "A", "C", "D"]
     assert session(collector, "C")["last_active"] is None
+
+
+def test_turns_and_tool_calls(collector: CollectorClient, lastactive_env: dict[str, str]) -> None:
+    """Issue 10 (4, 10): a tool call in flight holds the session (not idle, not stuck); Stop
+    gives the turn to the user (waiting: may go idle, never stuck); a failed tool call ends
+    its hold too."""
+    fire(collector.http, "SessionStart", "t-1", lastactive_env)
+    assert session(collector, "t-1")["turn"] == "waiting"  # opened: awaits a prompt
+    fire(collector.http, "UserPromptSubmit", "t-1", lastactive_env)
+    fire(collector.http, "PreToolUse", "t-1", lastactive_env)
+    s = session(collector, "t-1")
+    assert s["turn"] == "working" and s["hibernate_at"] is None
+    assert [(h["kind"], h["id"], h["counts"]) for h in s["held_by"]] == [
+        ("tool", "Bash/toolu_01ABC", True)
+    ]
+    assert s["stuck_reason"].startswith("tool call Bash/toolu_01ABC in flight since")
+    fire(collector.http, "PermissionRequest", "t-1", lastactive_env)  # the tool holds on
+    assert [h["id"] for h in session(collector, "t-1")["held_by"]] == ["Bash/toolu_01ABC"]
+    fire(collector.http, "PostToolUse", "t-1", lastactive_env)
+    s = session(collector, "t-1")
+    assert s["held_by"] == [] and s["hibernate_at"] is not None
+    fire(collector.http, "PostToolUseFailure", "t-1", lastactive_env)  # another call's end
+    fire(collector.http, "SubagentStart", "t-1", lastactive_env)
+    fire(collector.http, "Stop", "t-1", lastactive_env)
+    s = session(collector, "t-1")
+    assert (s["turn"], s["stuck"], s["last_source"]) == ("waiting", False, "agent")
+    assert s["stuck_reason"].startswith("waiting for the user since")
+    fire(collector.http, "SessionEnd", "t-1", lastactive_env)
+    s = session(collector, "t-1")
+    assert (s["turn"], s["state"], s["status"]) == ("ended", "ended", "completed")
