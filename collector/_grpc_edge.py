@@ -55,6 +55,7 @@ def _holds(holds: Iterable[Hold], counting: Iterable[Hold]) -> list[query_pb2.Ho
             until_unix_nano=h.until,
             since_unix_nano=h.since,
             counts=h in counted,
+            reason=h.reason or "",
         )
         for h in holds
     ]

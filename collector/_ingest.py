@@ -34,6 +34,7 @@ from lastactive.conventions import (
     ATTR_GEN_AI_AGENT_NAME,
     ATTR_HOLD,
     ATTR_HOLD_ID,
+    ATTR_HOLD_REASON,
     ATTR_HOLD_UNTIL,
     ATTR_HOST_ID,
     ATTR_HOST_NAME,
@@ -471,7 +472,9 @@ class Ingest:
                 )
             if not math.isfinite(until) or until < 0:
                 raise RejectedError(f"{ATTR_HOLD_UNTIL} must be finite and >= 0, got {until!r}")
-            state.hold(ents, kind, hold_id, int(until * NANOS) + off if until else 0, t)
+            reason = _str(attrs.get(ATTR_HOLD_REASON))
+            until_ns = int(until * NANOS) + off if until else 0
+            state.hold(ents, kind, hold_id, until_ns, t, reason)
         else:
             state.activity(ents, Source.TELEMETRY, t)
         if turn is not None:

@@ -69,12 +69,13 @@ class Identity(NamedTuple):
 
 class Hold(NamedTuple):
     """Something holding an entity up: ``until`` in ns since the epoch, 0 = until released;
-    ``since``: when it was last reported (ns)."""
+    ``since``: when it was last reported (ns); ``reason``: what the holder said it is doing."""
 
     kind: str
     id: str
     until: int
     since: int
+    reason: str | None = None
 
 
 class _RateWindow:
@@ -134,6 +135,9 @@ class Entity:
     """An agent session's turn (:class:`~lastactive.conventions.AgentTurn`: working or
     waiting) as of ``turn_time``; ``None`` when no event said."""
     turn_time: int = 0
+    hold_reasons: dict[str, str] | None = None
+    """"kind:id" -> the latest report's ``lastactive.hold.reason`` (for display; not persisted:
+    holders renew their reports)."""
     clock_offset: int = 0
     """The estimated clock offset (ns, positive: behind ours) of the reporter that last sent
     telemetry about it (:mod:`lastactive.collector._clocks`). Not persisted: re-estimated."""
@@ -310,10 +314,11 @@ def _last_client_closed(entity: Entity, held: list[Hold], now: int) -> int | Non
 def active_holds(entity: Entity, now: int) -> list[Hold]:
     """What holds ``entity`` up at ``now``: holds not released and not expired."""
     out = []
+    reasons = entity.hold_reasons or {}
     for key, (since, until) in entity.holds.items():
         if until == 0 or until > now:
             kind, _, hold_id = key.partition(":")
-            out.append(Hold(kind, hold_id, until, since))
+            out.append(Hold(kind, hold_id, until, since, reasons.get(key)))
     return out
 
 
@@ -500,10 +505,17 @@ class ActivityState:
         return rose
 
     def hold(
-        self, entities: list[Entity], kind: HoldKind | str, hold_id: str, until: int, t: int
+        self,
+        entities: list[Entity],
+        kind: HoldKind | str,
+        hold_id: str,
+        until: int,
+        t: int,
+        reason: str | None = None,
     ) -> None:
         """A hold reported at ``t`` (ns) stands until ``until`` (ns; 0 = until released; not
-        after ``t`` = released). The latest report of a hold wins, whatever the arrival order."""
+        after ``t`` = released), ``reason`` saying what the holder does. The latest report of
+        a hold wins, whatever the arrival order."""
         key = f"{kind}:{hold_id}"
         for e in entities:
             prev = e.holds.get(key)
@@ -514,6 +526,14 @@ class ActivityState:
                 for old in [k for k, (_, u) in e.holds.items() if 0 < u < horizon]:
                     del e.holds[old]
                 e.holds[key] = (t, until)
+                if reason is not None or e.hold_reasons:
+                    reasons = e.hold_reasons = e.hold_reasons or {}
+                    if reason is None:
+                        reasons.pop(key, None)
+                    else:
+                        reasons[key] = reason
+                    for old in [k for k in reasons if k not in e.holds]:
+                        del reasons[old]
                 self._dirty.add(e)
                 self._touched.add(e)
 

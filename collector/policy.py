@@ -411,7 +411,7 @@ def evaluate(v: EntityView, rules: Rules, now: int) -> Evaluation:
 
 
 def _held(h: Hold) -> str:
-    return f"{h.kind} {h.id}"
+    return f"{h.kind} {h.reason or h.id}"
 
 
 def _ended(v: EntityView, now: int) -> str:

@@ -39,6 +39,7 @@ from lastactive.conventions import (
     ATTR_GEN_AI_OPERATION_NAME,
     ATTR_HOLD,
     ATTR_HOLD_ID,
+    ATTR_HOLD_REASON,
     ATTR_HOLD_UNTIL,
     ATTR_HOST_ID,
     ATTR_HOST_NAME,
@@ -308,15 +309,25 @@ class Reporter:
         """Emit ``source`` as a discrete ``lastactive.activity`` event and record it."""
         self.event(tracker, EVENT_ACTIVITY, source=source)
 
-    def hold(self, tracker: SessionTracker, kind: HoldKind, hold_id: str, until: float) -> None:
+    def hold(
+        self,
+        tracker: SessionTracker,
+        kind: HoldKind,
+        hold_id: str,
+        until: float,
+        reason: str | None = None,
+    ) -> None:
         """Report that ``kind``/``hold_id`` holds ``tracker``'s session up until ``until``
-        (seconds since the epoch; 0 = until released; ``<= now`` releases it). Send it again to
-        renew; see ``docs/conventions.md``, "Holds"."""
-        self.event(
-            tracker,
-            EVENT_HOLD,
-            {ATTR_HOLD: str(kind), ATTR_HOLD_ID: hold_id, ATTR_HOLD_UNTIL: until},
-        )
+        (seconds since the epoch; 0 = until released; ``<= now`` releases it), doing
+        ``reason`` (in words). Send it again to renew; see ``docs/conventions.md``, "Holds"."""
+        attrs: dict[str, str | float] = {
+            ATTR_HOLD: str(kind),
+            ATTR_HOLD_ID: hold_id,
+            ATTR_HOLD_UNTIL: until,
+        }
+        if reason is not None:
+            attrs[ATTR_HOLD_REASON] = reason
+        self.event(tracker, EVENT_HOLD, attrs)
 
     @contextlib.contextmanager
     def lease(self, tracker: SessionTracker, ttl: float) -> Iterator[str]:

@@ -30,6 +30,7 @@ __all__ = [
     "ATTR_GEN_AI_OPERATION_NAME",
     "ATTR_HOLD",
     "ATTR_HOLD_ID",
+    "ATTR_HOLD_REASON",
     "ATTR_HOLD_UNTIL",
     "ATTR_HOST_ID",
     "ATTR_HOST_NAME",
@@ -216,6 +217,11 @@ ATTR_HOLD: Final = "lastactive.hold"
 
 ATTR_HOLD_ID: Final = "lastactive.hold.id"
 """string. Which one of that kind (a lease id, a client's tty), unique within the session."""
+
+ATTR_HOLD_REASON: Final = "lastactive.hold.reason"
+"""string, optional. What the holder is doing, in words, shown with the hold: ``make (CPU 94 %)``,
+``sleep (not reading the terminal: hrtimer_nanosleep)``; on a release, why it let go: ``vim
+waiting for the terminal``."""
 
 ATTR_HOLD_UNTIL: Final = "lastactive.hold.until"
 """double, seconds since the Unix epoch (UTC). The hold stands until then; 0 = until released

@@ -42,6 +42,7 @@ class HoldOut(BaseModel):
     until: datetime | None = Field(description="null = until released")
     since: datetime = Field(description="its latest report")
     counts: bool = Field(description="it holds the entity up under the policy (exempt)")
+    reason: str | None = Field(description="what the holder says it is doing")
 
 
 def holds_out(holds: Iterable[Hold], counting: Iterable[Hold]) -> list[HoldOut]:
@@ -54,6 +55,7 @@ def holds_out(holds: Iterable[Hold], counting: Iterable[Hold]) -> list[HoldOut]:
             until=_time(h.until or None),
             since=_dt(h.since),
             counts=h in counted,
+            reason=h.reason,
         )
         for h in holds
     ]

@@ -157,18 +157,20 @@ class GetRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ..., trusted_only: _Optional[bool] = ...) -> None: ...
 
 class Hold(_message.Message):
-    __slots__ = ("kind", "id", "until_unix_nano", "since_unix_nano", "counts")
+    __slots__ = ("kind", "id", "until_unix_nano", "since_unix_nano", "counts", "reason")
     KIND_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
     UNTIL_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
     SINCE_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
     COUNTS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     kind: str
     id: str
     until_unix_nano: int
     since_unix_nano: int
     counts: bool
-    def __init__(self, kind: _Optional[str] = ..., id: _Optional[str] = ..., until_unix_nano: _Optional[int] = ..., since_unix_nano: _Optional[int] = ..., counts: _Optional[bool] = ...) -> None: ...
+    reason: str
+    def __init__(self, kind: _Optional[str] = ..., id: _Optional[str] = ..., until_unix_nano: _Optional[int] = ..., since_unix_nano: _Optional[int] = ..., counts: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class Entity(_message.Message):
     __slots__ = ("kind", "id", "host_id", "agent_id", "service_name", "first_seen_unix_nano", "last_seen_unix_nano", "last_active_unix_nano", "last_activity_unix_nano", "last_source", "idle_seconds", "sources_unix_nano", "input_bytes", "output_bytes", "input_bytes_per_second", "output_bytes_per_second", "process_status", "pid", "exited", "exit_code", "status", "task", "result", "held_by", "attributes", "state", "idle_since_unix_nano", "hibernate_at_unix_nano", "hibernate", "runaway", "stuck", "reason", "runaway_reason", "stuck_reason", "turn", "clock_offset_seconds")

@@ -288,3 +288,13 @@ def test_a_tool_call_ends_with_its_post_event_or_the_turn() -> None:
     assert [h.id for h in at(ents, rules, T0 + 2 * S).held_by] == ["Read/b"]
     state.turn(ents, AgentTurn.WAITING, T0 + 3 * S)  # Stop: nothing is in flight any more
     assert at(ents, rules, T0 + 10 * S).held_by == ()
+
+
+def test_a_hold_says_what_its_holder_does() -> None:
+    state, ents = session()
+    state.hold(ents, "foreground", "s", T0 + 60 * S, T0, "make (CPU 94 %)")
+    e = at(ents, Rules(), T0 + S)
+    assert e.reason.endswith("held by foreground make (CPU 94 %)")
+    assert [h.reason for h in e.held_by] == ["make (CPU 94 %)"]
+    state.hold(ents, "foreground", "s", T0 + 2 * S, T0 + 2 * S, "vim waiting for the terminal")
+    assert at(ents, Rules(), T0 + 3 * S).held_by == ()  # released

@@ -70,3 +70,53 @@ def test_silent_cpu_bound_command_is_work_and_idle_prompt_is_not(
             proc.wait()
         os.close(master)
         os.close(slave)
+
+
+def test_a_pager_or_repl_left_open_does_not_hold_but_a_silent_sleep_does(
+    collector: CollectorClient, lastactive_env: dict[str, str]
+) -> None:
+    """Issue 10 (3): a foreground job waiting for the terminal (blocked reading it, no CPU)
+    does not hold the session up; one that works silently (asleep elsewhere) does. The hold's
+    reason says which."""
+    env = {**lastactive_env, "PS1": "READY> ", "TERM": "xterm", "LESS": "", "PAGER": "less"}
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        ["env", "--default-signal=INT", *RUN, "--session-id", "open",
+         "--endpoint", f"http://{collector.grpc_target}",
+         "--", "bash", "--norc", "--noprofile", "-i"],
+        stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True,
+    )  # fmt: skip
+
+    def held() -> list[dict[str, object]]:
+        s = collector.session("open")
+        return [] if s is None else s["held_by"]
+
+    try:
+        read_until(master, b"READY> ")
+        os.write(master, b"sleep 600\r")
+        (hold,) = wait_for(held, what="the silent sleep's hold")
+        assert hold["reason"] == "sleep (not reading the terminal)" and hold["counts"]
+        os.write(master, b"\x03")  # ^C
+        read_until(master, b"READY> ")
+        wait_for(lambda: not held(), what="released at the prompt")
+
+        for command, name, shown in (
+            (b"less /etc/passwd\r", "less", b"root"),
+            (f"{sys.executable} -q -i\r".encode(), "python", b">>> "),
+        ):
+            os.write(master, command)
+            read_until(master, shown)
+            time.sleep(1.5)  # five checks (every 0.3 s) while it sits reading the terminal
+            assert held() == [], name
+            state = collector.session("open")
+            assert state is not None and state["hibernate_at"] is not None, name
+            os.write(master, b"q" if name == "less" else b"exit()\r")
+            read_until(master, b"READY> ")
+        os.write(master, b"exit 0\r")
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+        os.close(slave)
