@@ -13,9 +13,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import json
 import os
+import pty
 import re
 import select
 import signal
@@ -240,6 +242,43 @@ def listening(port: int) -> bool:
 
 
 # --- real terminals -------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def shell_under_run(
+    collector: CollectorClient,
+    env: dict[str, str],
+    session_id: str,
+    *,
+    prefix: tuple[str, ...] = (),
+    term: str = "dumb",
+) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """``lastactive run -- bash -i`` (prompt ``READY> ``) in a real PTY reporting to
+    ``collector``, started through ``prefix`` (``faketime ...``); yields the master end and the
+    process once the prompt shows, and ends it (``exit``, else a kill). ^C reaches the shell's
+    jobs however the test was started (``env --default-signal=INT``)."""
+    env = {**env, "PS1": "READY> ", "TERM": term}
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [*prefix, "env", "--default-signal=INT", *RUN, "--session-id", session_id,
+         "--endpoint", f"http://{collector.grpc_target}",
+         "--", "bash", "--norc", "--noprofile", "-i"],
+        stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True,
+    )  # fmt: skip
+    try:
+        read_until(master, b"READY> ")
+        yield master, proc
+    finally:
+        if proc.poll() is None:
+            with contextlib.suppress(OSError):
+                os.write(master, b"exit 0\r")
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        os.close(master)
+        os.close(slave)
 
 
 def read_until(fd: int, needle: bytes, timeout: float = 20) -> bytes:

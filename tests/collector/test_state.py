@@ -134,7 +134,8 @@ def test_holds_latest_report_wins_and_exit_releases() -> None:
     assert {h.id for h in view(ents[0], T0 + 30 * S).held_by} == {"L1", "pts/3"}
     assert [h.id for h in view(ents[2], T0 + 30 * S).held_by] == ["L1", "pts/3"]  # the host
     state.hold(ents, "lease", "L1", T0 + 90 * S, T0 - S)  # an older renewal, arriving late
-    assert view(ents[0], T0 + 61 * S).held_by == [("client", "pts/3", 0, T0 + S, None)]  # L1 expired
+    expired = view(ents[0], T0 + 61 * S).held_by  # L1 expired
+    assert expired == [("client", "pts/3", 0, T0 + S, None)]
     state.hold(ents, "client", "pts/3", T0 + 70 * S, T0 + 70 * S)  # released (detach)
     assert view(ents[0], T0 + 71 * S).held_by == []
     state.hold(ents, "lease", "L2", 0, T0 + 80 * S)

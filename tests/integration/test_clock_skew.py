@@ -4,8 +4,6 @@ typing user active, an hour ahead lets its session go idle (issue 10, items 1 an
 from __future__ import annotations
 
 import os
-import pty
-import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -13,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import RUN, InProcessCollector, read_until, wait_for
+from tests.helpers import InProcessCollector, read_until, shell_under_run, wait_for
 
 
 @contextmanager
@@ -22,22 +20,9 @@ def skewed_shell(
 ) -> Iterator[int]:
     """``lastactive run -- bash`` whose wall clock is ``offset`` off (its monotonic clock is
     right, as on a host whose clock NTP has not corrected yet); yields the PTY's master."""
-    env = {**env, "PS1": "READY> ", "TERM": "dumb", "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(
-        ["faketime", "-f", offset, *RUN, "--session-id", sid,
-         "--endpoint", f"http://{collector.grpc_target}", "--", "bash", "--norc", "--noprofile",
-         "-i"],
-        stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True,
-    )  # fmt: skip
-    os.close(slave)
-    try:
-        read_until(master, b"READY> ")
+    env = {**env, "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+    with shell_under_run(collector, env, sid, prefix=("faketime", "-f", offset)) as (master, _):
         yield master
-    finally:
-        os.write(master, b"exit\r")
-        proc.wait(10)
-        os.close(master)
 
 
 def type_lines(master: int, n: int) -> None:

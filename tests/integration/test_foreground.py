@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from tests.helpers import RUN, CollectorClient, read_until, wait_for
+from tests.helpers import RUN, CollectorClient, read_until, shell_under_run, wait_for
 
 
 def test_silent_cpu_bound_command_is_work_and_idle_prompt_is_not(
@@ -78,21 +78,13 @@ def test_a_pager_or_repl_left_open_does_not_hold_but_a_silent_sleep_does(
     """Issue 10 (3): a foreground job waiting for the terminal (blocked reading it, no CPU)
     does not hold the session up; one that works silently (asleep elsewhere) does. The hold's
     reason says which."""
-    env = {**lastactive_env, "PS1": "READY> ", "TERM": "xterm", "LESS": "", "PAGER": "less"}
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(
-        ["env", "--default-signal=INT", *RUN, "--session-id", "open",
-         "--endpoint", f"http://{collector.grpc_target}",
-         "--", "bash", "--norc", "--noprofile", "-i"],
-        stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True,
-    )  # fmt: skip
 
     def held() -> list[dict[str, object]]:
         s = collector.session("open")
         return [] if s is None else s["held_by"]
 
-    try:
-        read_until(master, b"READY> ")
+    env = {**lastactive_env, "LESS": ""}
+    with shell_under_run(collector, env, "open", term="xterm") as (master, proc):
         os.write(master, b"sleep 600\r")
         (hold,) = wait_for(held, what="the silent sleep's hold")
         assert hold["reason"] == "sleep (not reading the terminal)" and hold["counts"]
@@ -114,9 +106,3 @@ def test_a_pager_or_repl_left_open_does_not_hold_but_a_silent_sleep_does(
             read_until(master, b"READY> ")
         os.write(master, b"exit 0\r")
         assert proc.wait(timeout=30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(master)
-        os.close(slave)
