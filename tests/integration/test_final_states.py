@@ -39,7 +39,9 @@ def test_an_exited_runaway_session_leaves_runaway_at_its_exit(
     proc = wrapped(collector, lastactive_env, "spin", "yes")
     try:
         wait_for(lambda: (s := collector.session("spin")) and s["runaway"], what="runaway")
-        assert 'lastactive_sessions{state="runaway"} 1.0' in metrics(collector)
+        # /metrics reads the transition engine's conditions, evaluated every tick (0.25 s).
+        wait_for(lambda: 'lastactive_sessions{state="runaway"} 1.0' in metrics(collector),
+                 what="runaway on /metrics")  # fmt: skip
         proc.send_signal(signal.SIGTERM)  # forwarded to yes; the wrapper reports the exit
         assert proc.wait(timeout=30) == 128 + signal.SIGTERM
         s = wait_for(lambda: (s := collector.session("spin"))["state"] == "ended" and s,
@@ -65,9 +67,12 @@ def test_a_wrapper_killed_with_sigkill_shows_its_process_lost(
     collector = started(tmp_path)
     proc = wrapped(collector, lastactive_env, "killed", "sleep", "600")
     try:
-        wait_for(lambda: (s := collector.session("killed")) and "process" in s["sources"],
-                 what="liveness")  # fmt: skip
-        assert collector.session("killed")["process"]["status"] == "running"  # type: ignore[index]
+        # The start (an event) and the liveness (a metric) are separate exports.
+        wait_for(
+            lambda: (s := collector.session("killed")) and "process" in s["sources"]
+            and s["process"]["status"] == "running",
+            what="running, with liveness",
+        )  # fmt: skip
         proc.kill()  # no exit event can be sent
         proc.wait()
         s = wait_for(

@@ -86,8 +86,12 @@ def test_a_pager_or_repl_left_open_does_not_hold_but_a_silent_sleep_does(
     env = {**lastactive_env, "LESS": ""}
     with shell_under_run(collector, env, "open", term="xterm") as (master, proc):
         os.write(master, b"sleep 600\r")
-        (hold,) = wait_for(held, what="the silent sleep's hold")
-        assert hold["reason"] == "sleep (not reading the terminal)" and hold["counts"]
+        # (A first check may catch bash between its fork and the exec of sleep.)
+        (hold,) = wait_for(
+            lambda: (h := held()) and h[0]["reason"] == "sleep (not reading the terminal)" and h,
+            what="the silent sleep's hold",
+        )
+        assert hold["counts"]
         os.write(master, b"\x03")  # ^C
         read_until(master, b"READY> ")
         wait_for(lambda: not held(), what="released at the prompt")
@@ -98,7 +102,10 @@ def test_a_pager_or_repl_left_open_does_not_hold_but_a_silent_sleep_does(
         ):
             os.write(master, command)
             read_until(master, shown)
-            time.sleep(1.5)  # five checks (every 0.3 s) while it sits reading the terminal
+            # A first check may catch it starting; once it sits reading the terminal it is
+            # let go, and stays so check after check (every 0.3 s).
+            wait_for(lambda: held() == [], what=f"{name} left open: not held")
+            time.sleep(1.5)
             assert held() == [], name
             state = collector.session("open")
             assert state is not None and state["hibernate_at"] is not None, name
