@@ -289,6 +289,7 @@ class Ingest:
             rattrs, base = self._resource(rm.resource)
             clock = self._reporter(rattrs, _collected(rm), now)
             off = self.clocks.correction(clock)
+            limit = now + state.max_skew_ns
             resolve.resource(rattrs, clock)
             instance = rattrs.get(ATTR_SERVICE_INSTANCE_ID)
             # Exact times first (the timestamp gauge), so a counter's rise in the same export
@@ -307,14 +308,15 @@ class Ingest:
                     if p.flags & _NO_VALUE:  # staleness marker: says nothing new
                         continue
                     pattrs = attrs_of(p.attributes)
-                    t = _fixed(state, p.time_unix_nano, off, now)
+                    t = p.time_unix_nano + off  # inline _fixed: the per-point path
+                    if t <= off or t > limit:
+                        t = now
                     ents = resolve(pattrs, base, t)
                     if not ents:
                         continue
                     try:
                         if name == METRIC_SOURCE_LAST_TIME and kind == "gauge":
-                            key = (base, instance, scope, name, tuple(sorted(pattrs.items())))
-                            self._last_time(ents, key, pattrs, p, t, off, now)
+                            self._last_time(ents, base, instance, pattrs, p, t, off, now)
                         elif is_sum and (name == METRIC_IO or ATTR_SOURCE in pattrs):
                             key = (base, instance, scope, name, tuple(sorted(pattrs.items())))
                             self._sum(ents, name, key, pattrs, p, t, off, cumulative)
@@ -329,7 +331,8 @@ class Ingest:
     def _last_time(
         self,
         ents: list[Entity],
-        key: tuple[object, ...],
+        base: Identity,
+        instance: object,
         pattrs: Attrs,
         p: Any,
         t: int,
@@ -337,6 +340,9 @@ class Ingest:
         now: int,
     ) -> None:
         src = _source(pattrs)
+        # The stream: this reporter's gauge of this source about this entity (no sorted
+        # attribute tuple: three of five points of a typical export are these).
+        key = (base, instance, ents[0].id, src)
         v = p.as_double if p.WhichOneof("value") == "as_double" else p.as_int
         if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
             raise RejectedError(
