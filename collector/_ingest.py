@@ -200,7 +200,7 @@ def _observed(rl: Any) -> int:
     )  # fmt: skip
 
 
-def _ended(rs: Any) -> int:
+def _span_ended(rs: Any) -> int:
     """A resource's latest span end (at most its reporter's now when it exported them)."""
     return max((span.end_time_unix_nano for ss in rs.scope_spans for span in ss.spans), default=0)
 
@@ -522,7 +522,7 @@ class Ingest:
         resolve = _Resolver(self.state)
         for rs in req.resource_spans:
             rattrs, base = self._resource(rs.resource)
-            clock = self._reporter(rattrs, _ended(rs), now)
+            clock = self._reporter(rattrs, _span_ended(rs), now)
             off = self.clocks.correction(clock)
             resolve.resource(rattrs, clock)
             for ss in rs.scope_spans:
