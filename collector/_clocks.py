@@ -26,6 +26,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Final
 
+from lastactive.collector._record import INT64_MAX
+
 __all__ = ["STEP_NS", "WINDOW_NS", "WINDOW_SAMPLES", "ReporterClock", "ReporterClocks"]
 
 _S: Final = 1_000_000_000
@@ -86,7 +88,7 @@ class ReporterClocks:
         ``received``; returns the reporter's clock (``None`` for an unknown one without a
         stamp)."""
         clock = self.reporters.get(key)
-        if reported <= 0:
+        if not 0 < reported <= INT64_MAX:  # unset, or no clock (past the year 2262)
             return clock
         if clock is None:
             clock = self.reporters[key] = ReporterClock(key)

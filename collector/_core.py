@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from lastactive.collector._admission import Admission
 from lastactive.collector._ingest import Ingest
 from lastactive.collector._state import ActivityState
 from lastactive.collector._stats import IngestStats
@@ -13,10 +14,17 @@ from lastactive.collector._watch import WatchHub
 from lastactive.collector.policy import Policy
 
 
+async def _in_memory_only() -> None:
+    """No store: nothing to wait for (tests and benchmarks of the core alone)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Core:
     """The ingest (and its state), the idle policy, transitions and their subscribers, and the
-    clock (ns since the epoch) every edge reads "now" from."""
+    clock (ns since the epoch) every edge reads "now" from; ``durable`` returns once what
+    changed so far is committed (an edge awaits it before acknowledging; raises
+    :class:`~lastactive.collector._flusher.StoreUnavailableError`), ``admission`` bounds the
+    exports in flight."""
 
     ingest: Ingest
     policy: Policy
@@ -24,6 +32,8 @@ class Core:
     hub: WatchHub
     clock: Callable[[], int]
     stats: IngestStats = field(default_factory=IngestStats)
+    durable: Callable[[], Awaitable[None]] = _in_memory_only
+    admission: Admission = field(default_factory=lambda: Admission(64, 32 * 1024 * 1024))
 
     @property
     def state(self) -> ActivityState:

@@ -1,6 +1,14 @@
-"""Write-behind: every interval, the entities changed since the last flush go to the store in
-one transaction, so writes are bounded by changed entities, not by the event rate (seeds 001 and
-003: throttled, batched persistence; ANCHORS: Coder batches and de-duplicates)."""
+"""Group commit: an export is answered once what it changed is in the store.
+
+Every edge that changes state awaits :meth:`Flusher.durable` before it acknowledges (OTLP
+``Export`` and the agent webhook): acknowledged means durable (issue 11). One commit takes every
+entity changed since the previous one (and the counter baselines they were counted from), in
+one transaction, and answers every export that was waiting for it, so writes stay bounded by
+changed entities per commit rather than by events (seeds 001 and 003: batched persistence;
+ANCHORS: Coder batches and de-duplicates). While one commit runs, the next group gathers; with
+nobody waiting, changes are still written every ``interval`` (write-behind for what no client
+waits on).
+"""
 
 from __future__ import annotations
 
@@ -19,14 +27,22 @@ PURGE_EVERY_S = 60.0
 """Seconds between retention purges (a scan of the sessions)."""
 
 
+class StoreUnavailableError(Exception):
+    """The commit an export waited for failed: nothing it changed is lost from memory (it is
+    written again with the next commit), but it is not durable, so the export must be answered
+    retryably (UNAVAILABLE / 503)."""
+
+
 class Flusher:
-    """Flushes ``state``'s dirty entities to ``store`` every ``interval`` seconds, and every
-    :data:`PURGE_EVERY_S` forgets sessions ended more than ``retention_ns`` ago (and tells
-    ``on_purge`` the time and which ones, for the rest of the core to forget them too).
+    """Commits ``state``'s changes to ``store``: at once for exports waiting in
+    :meth:`durable`, else every ``interval`` seconds; and every :data:`PURGE_EVERY_S` forgets
+    sessions ended more than ``retention_ns`` ago (telling ``on_purge`` the time and which
+    ones, for the rest of the core to forget them too).
 
     The snapshot is taken on the event loop (where state is mutated); the write runs in a
-    worker thread. A failed write logs and puts the records back, so nothing is lost while the
-    process lives. ``rows`` and ``seconds`` of the last flush are plain fields for metrics.
+    worker thread. A failed write logs, puts the records back and fails the waiting exports
+    with :class:`StoreUnavailableError`. ``flushes``, ``last_rows``, ``last_seconds`` and
+    ``skipped`` (records the store could not hold) are plain fields for metrics.
     """
 
     def __init__(
@@ -47,18 +63,34 @@ class Flusher:
         self._clock = clock
         self._next_purge = 0
         self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._waiters: list[asyncio.Future[None]] = []
+        self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self.flushes = 0
         self.last_rows = 0
         self.last_seconds = 0.0
+        self.skipped = 0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="lastactive-flusher")
 
+    async def durable(self) -> None:
+        """Return once every change made to state before this call is committed.
+
+        Raises:
+            StoreUnavailableError: the commit failed (or the flusher stopped without one).
+        """
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        self._wake.set()
+        await waiter
+
     async def _run(self) -> None:
         while not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), self._interval)
+                await asyncio.wait_for(self._wake.wait(), self._interval)
+            self._wake.clear()
             await self.flush()
             now = self._clock()
             if now >= self._next_purge:
@@ -69,34 +101,46 @@ class Flusher:
         """Forget ended sessions past retention, in memory and in the store."""
         gone = self._state.purge(now, self._retention_ns)
         self._on_purge(now, gone)
-        if gone:
-            keys = [(str(e.kind), e.id) for e in gone]
-            try:
-                await asyncio.to_thread(self._store.delete, keys)
-            except Exception:
-                _log.exception("deleting %d purged sessions failed", len(gone))
+        keys = [(str(e.kind), e.id) for e in gone]
+        try:
+            async with self._lock:
+                await asyncio.to_thread(self._store.delete, keys, now - self._retention_ns)
+        except Exception:
+            _log.exception("deleting %d purged sessions failed", len(gone))
         return len(gone)
 
     async def flush(self) -> int:
-        """Write the changed entities now; returns how many rows were written."""
-        records = self._state.take_dirty()
-        if not records:
-            return 0
-        began = time.perf_counter()
-        try:
-            await asyncio.to_thread(self._store.save, records)
-        except Exception:
-            _log.exception("flush of %d entities failed; retrying next interval", len(records))
-            self._state.mark_dirty(records)
-            return 0
-        self.flushes += 1
-        self.last_rows = len(records)
-        self.last_seconds = time.perf_counter() - began
+        """Commit the changes now and answer the exports waiting for them; returns how many
+        entity rows were written."""
+        async with self._lock:  # one commit at a time; the next group gathers meanwhile
+            waiters, self._waiters = self._waiters, []
+            records = self._state.take_dirty()
+            streams = self._state.take_dirty_streams()
+            began = time.perf_counter()
+            try:
+                if records or streams:
+                    self.skipped += await asyncio.to_thread(self._store.save, records, streams)
+            except Exception as exc:
+                _log.exception("commit of %d entities failed; retrying", len(records))
+                self._state.mark_dirty(records, streams)
+                failure = StoreUnavailableError(f"the state store failed: {exc}")
+                for w in waiters:
+                    if not w.done():
+                        w.set_exception(failure)
+                return 0
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
+        if records:
+            self.flushes += 1
+            self.last_rows = len(records)
+            self.last_seconds = time.perf_counter() - began
         return len(records)
 
     async def stop(self) -> None:
-        """Stop the loop, then flush what changed last (also when the loop never ran)."""
+        """Stop the loop, then commit what changed last (also when the loop never ran)."""
         self._stop.set()
+        self._wake.set()
         if self._task is not None:
             await self._task
         await self.flush()

@@ -8,36 +8,71 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 import grpc
+from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError
+from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
+from grpc_status import rpc_status
 
 from lastactive.collector._core import Core
+from lastactive.collector._flusher import StoreUnavailableError
 from lastactive.collector._otlp_signals import SIGNALS, OtlpSignal, export_response
 from lastactive.collector._state import NANOS, EntityView, Hold, Kind
 from lastactive.collector._transitions import Snapshot, Transition
-from lastactive.collector._watch import KeepaliveEvent, ResyncEvent, SnapshotEvent, watch_events
+from lastactive.collector._watch import (
+    KeepaliveEvent,
+    ResyncEvent,
+    SnapshotEvent,
+    WatchLimitError,
+    open_watch,
+)
 from lastactive.collector.policy import Decision, Evaluation, decide
 from lastactive.collector.proto import query_pb2, query_pb2_grpc
 
 
+def unavailable(message: str, retry_after_s: float) -> grpc.Status:
+    """``UNAVAILABLE`` with ``google.rpc.RetryInfo`` (OTLP specification, "Failures": the
+    exporter retries after ``retry_after_s``)."""
+    retry = error_details_pb2.RetryInfo()
+    retry.retry_delay.FromNanoseconds(int(retry_after_s * NANOS))
+    detail = any_pb2.Any()
+    detail.Pack(retry)
+    status = status_pb2.Status(code=code_pb2.UNAVAILABLE, message=message, details=[detail])
+    return rpc_status.to_status(status)
+
+
 def _otlp_handler(signal: OtlpSignal, core: Core) -> grpc.GenericRpcHandler:
-    stats, ingest, name = core.stats, core.ingest, signal.name
+    stats, ingest, name, admission = core.stats, core.ingest, signal.name, core.admission
 
     # No request deserializer: we parse ourselves so undecodable bytes are INVALID_ARGUMENT
     # (grpcio would answer INTERNAL). The size limit is grpcio's: RESOURCE_EXHAUSTED.
     async def export(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
         began = time.perf_counter()
-        try:
-            req = signal.request.FromString(request)
-        except DecodeError as exc:
-            stats.error(name, "grpc", "invalid_argument")
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"undecodable protobuf {signal.request.__name__}: {exc}",
+        size = len(request)
+        if not admission.enter(size):
+            stats.error(name, "grpc", "unavailable")
+            await context.abort_with_status(
+                unavailable(admission.refusal(), admission.retry_after_s)
             )
-        out = signal.apply(ingest, req)
+        try:
+            try:
+                req = signal.request.FromString(request)
+            except DecodeError as exc:
+                stats.error(name, "grpc", "invalid_argument")
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"undecodable protobuf {signal.request.__name__}: {exc}",
+                )
+            out = signal.apply(ingest, req)
+            try:
+                await core.durable()  # acknowledged means committed
+            except StoreUnavailableError as exc:
+                stats.error(name, "grpc", "unavailable")
+                await context.abort_with_status(unavailable(str(exc), admission.retry_after_s))
+        finally:
+            admission.leave(size)
         stats.ok(name, "grpc", out, time.perf_counter() - began)
         return export_response(signal, out).SerializeToString()
 
@@ -160,9 +195,12 @@ class ActivityQueryServicer(query_pb2_grpc.ActivityQueryServicer):  # type: igno
         self, request: query_pb2.WatchRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[query_pb2.WatchEvent]:
         core = self._core
-        events = watch_events(
-            core.hub, core.engine, request.host_id or None, request.session_id or None
-        )
+        try:
+            events = await open_watch(
+                core.hub, core.engine, request.host_id or None, request.session_id or None
+            )
+        except WatchLimitError as exc:
+            await context.abort_with_status(unavailable(str(exc), 5.0))
         async for event in events:
             match event:
                 case SnapshotEvent(states):
@@ -262,6 +300,6 @@ async def start_grpc(
 
     async def stop() -> None:
         await health.enter_graceful_shutdown()
-        await server.stop(grace=2.0)
+        await server.stop(grace=0.3)  # watch streams end when the hub closes
 
     return server, bound, stop

@@ -12,11 +12,10 @@ success while the rest of the request is kept.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
@@ -26,7 +25,14 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality, DataPointFlags
 
 from lastactive.collector._clocks import ReporterClock, ReporterClocks
-from lastactive.collector._state import NANOS, ActivityState, Entity, Identity
+from lastactive.collector._record import (
+    INT32_MAX,
+    INT64_MAX,
+    MAX_ID_CHARS,
+    MAX_RESULT_CHARS,
+    MAX_TASK_CHARS,
+)
+from lastactive.collector._state import NANOS, ActivityState, Entity, EntityLimitError, Identity
 from lastactive.conventions import (
     AGENT_EVENTS,
     ATTR_AGENT_TURN,
@@ -108,14 +114,30 @@ def attrs_of(kvs: Iterable[Any]) -> Attrs:
 
 
 def _identity(attrs: Attrs, base: Identity) -> Identity:
-    """Point/record attributes override the resource's identity (semconv names)."""
-    return Identity(
+    """Point/record attributes override the resource's identity (semconv names).
+
+    Raises:
+        RejectedError: an id longer than :data:`MAX_ID_CHARS`.
+    """
+    ident = Identity(
         session_id=_str(attrs.get(ATTR_SESSION_ID)) or base.session_id,
         agent_id=_str(attrs.get(ATTR_GEN_AI_AGENT_ID) or attrs.get(ATTR_GEN_AI_AGENT_NAME))
         or base.agent_id,
         host_id=_str(attrs.get(ATTR_HOST_ID) or attrs.get(ATTR_HOST_NAME)) or base.host_id,
-        service_name=base.service_name,
+        service_name=_cut(base.service_name, MAX_ID_CHARS),
     )
+    for what, v in (("session", ident.session_id), ("agent", ident.agent_id),
+                    ("host", ident.host_id)):  # fmt: skip
+        if v is not None and len(v) > MAX_ID_CHARS:
+            raise RejectedError(f"a {what} id of {len(v)} characters is longer than {MAX_ID_CHARS}")
+    return ident
+
+
+def _cut(text: str | None, limit: int) -> str | None:
+    """``text`` cut to ``limit`` characters (the last one "…")."""
+    if text is None or len(text) <= limit:
+        return text
+    return text[: limit - 1] + "\u2026"
 
 
 class _Resolver:
@@ -161,7 +183,10 @@ class _Resolver:
         ents = self._cache.get(key)
         if ents is None:
             ident = _identity(attrs, base)
-            ents = self._cache[key] = self._state.resolve(ident, t) if ident.known else []
+            try:
+                ents = self._cache[key] = self._state.resolve(ident, t) if ident.known else []
+            except EntityLimitError as exc:
+                raise RejectedError(str(exc)) from None
             for e in ents:
                 e.clock_offset = self._offset
             if described and ents:  # the most specific entity named: session, agent, host
@@ -229,13 +254,24 @@ def _turn(attrs: Attrs) -> AgentTurn:
     return AgentTurn(turn)
 
 
-def _int_attr(attrs: Attrs, key: str, required: bool) -> int | None:
+def _int_attr(attrs: Attrs, key: str, required: bool, lo: int, hi: int) -> int | None:
+    """The int attribute ``key``, in ``[lo, hi]``; ``None`` when absent and not required."""
     v = attrs.get(key)
     if v is None and not required:
         return None
     if isinstance(v, bool) or not isinstance(v, int):
         raise RejectedError(f"{key} must be an int attribute, got {v!r}")
+    if not lo <= v <= hi:
+        raise RejectedError(f"{key}={v} is out of range [{lo}, {hi}]")
     return v
+
+
+def _pid(attrs: Attrs) -> int | None:
+    return _int_attr(attrs, ATTR_PROCESS_PID, False, 0, INT64_MAX)
+
+
+_MAX_SECONDS: Final = INT64_MAX // NANOS
+"""The latest time in seconds since the epoch a client may send (int64 ns: the year 2262)."""
 
 
 class Ingest:
@@ -290,6 +326,7 @@ class Ingest:
             clock = self._reporter(rattrs, _collected(rm), now)
             off = self.clocks.correction(clock)
             limit = now + state.max_skew_ns
+            floor = max(off, 0)  # unset (0), or corrected to before the epoch
             resolve.resource(rattrs, clock)
             instance = rattrs.get(ATTR_SERVICE_INSTANCE_ID)
             # Exact times first (the timestamp gauge), so a counter's rise in the same export
@@ -309,12 +346,12 @@ class Ingest:
                         continue
                     pattrs = attrs_of(p.attributes)
                     t = p.time_unix_nano + off  # inline _fixed: the per-point path
-                    if t <= off or t > limit:
+                    if t <= floor or t > limit:
                         t = now
-                    ents = resolve(pattrs, base, t)
-                    if not ents:
-                        continue
                     try:
+                        ents = resolve(pattrs, base, t)
+                        if not ents:
+                            continue
                         if name == METRIC_SOURCE_LAST_TIME and kind == "gauge":
                             self._last_time(ents, base, instance, pattrs, p, t, off, now)
                         elif is_sum and (name == METRIC_IO or ATTR_SOURCE in pattrs):
@@ -344,10 +381,10 @@ class Ingest:
         # attribute tuple: three of five points of a typical export are these).
         key = (base, instance, ents[0].id, src)
         v = p.as_double if p.WhichOneof("value") == "as_double" else p.as_int
-        if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
+        if not (isinstance(v, int | float) and 0 < v <= _MAX_SECONDS):
             raise RejectedError(
                 f"{METRIC_SOURCE_LAST_TIME} must be a positive number of seconds since the "
-                f"Unix epoch, got {v!r}"
+                f"Unix epoch (at most {_MAX_SECONDS}), got {v!r}"
             )
         self.state.seen(ents, t)
         # The raw value against the stream's previous raw value, before any correction: a
@@ -384,9 +421,14 @@ class Ingest:
         else:
             src = _source(pattrs)
         v = p.as_double if p.WhichOneof("value") == "as_double" else p.as_int
-        if not math.isfinite(v) or v < 0:
-            raise RejectedError(f"{name}: a counter value must be finite and >= 0, got {v!r}")
+        if not 0 <= v <= INT64_MAX:  # also NaN
+            raise RejectedError(f"{name}: a counter value must be in [0, {INT64_MAX}], got {v!r}")
         start = p.start_time_unix_nano
+        if start > INT64_MAX or p.time_unix_nano > INT64_MAX:
+            raise RejectedError(
+                f"{name}: start_time_unix_nano {start} or time_unix_nano {p.time_unix_nano} "
+                f"is past the year 2262 (int64 ns)"
+            )
         # Staleness on the raw time, before correction (the estimate moves; the stream not).
         raw_t = p.time_unix_nano or t
         previous = self.state.stream_time(key) if io else None
@@ -425,11 +467,11 @@ class Ingest:
                     t = _fixed(
                         self.state, lr.time_unix_nano or lr.observed_time_unix_nano, off, now
                     )
-                    ents = resolve(attrs, base, t)
-                    if not ents:
-                        continue
                     name = lr.event_name or attrs.get(_EVENT_NAME_ATTR) or ""
                     try:
+                        ents = resolve(attrs, base, t)
+                        if not ents:
+                            continue
                         self._event(ents, str(name), attrs, t, off)
                     except RejectedError as exc:
                         out.reject(exc)
@@ -445,20 +487,20 @@ class Ingest:
             task, result = attrs.get(ATTR_TASK), attrs.get(ATTR_RESULT)
             state.agent_event(
                 ents, status, source, t,
-                task=None if task is None else str(task),
-                result=None if result is None else str(result),
+                task=None if task is None else _cut(str(task), MAX_TASK_CHARS),
+                result=None if result is None else _cut(str(result), MAX_RESULT_CHARS),
                 turn=turn or AgentTurn.WORKING,
             )  # fmt: skip
             return
         if name == EVENT_ACTIVITY:
             src = _source(attrs)
-            pid = _int_attr(attrs, ATTR_PROCESS_PID, required=False)
+            pid = _pid(attrs)
             state.activity(ents, src, t)
             if pid is not None:
                 state.process(ents, pid, None)
         elif name == EVENT_PROCESS_EXIT:
-            code = _int_attr(attrs, ATTR_PROCESS_EXIT_CODE, required=True)
-            pid = _int_attr(attrs, ATTR_PROCESS_PID, required=False)
+            code = _int_attr(attrs, ATTR_PROCESS_EXIT_CODE, True, -INT32_MAX - 1, INT32_MAX)
+            pid = _pid(attrs)
             state.activity(ents, Source.EXIT, t)
             state.process(ents, pid, code)
             state.release_holds(ents, t)
@@ -476,10 +518,16 @@ class Ingest:
                     f"{EVENT_HOLD} needs {ATTR_HOLD_ID} (string) and {ATTR_HOLD_UNTIL} (seconds "
                     f"since the epoch, 0 = until released), got {hold_id!r}, {until!r}"
                 )
-            if not math.isfinite(until) or until < 0:
-                raise RejectedError(f"{ATTR_HOLD_UNTIL} must be finite and >= 0, got {until!r}")
-            reason = _str(attrs.get(ATTR_HOLD_REASON))
-            until_ns = int(until * NANOS) + off if until else 0
+            if not 0 <= until <= _MAX_SECONDS:  # also NaN
+                raise RejectedError(
+                    f"{ATTR_HOLD_UNTIL} must be in [0, {_MAX_SECONDS}] seconds since the epoch "
+                    f"(0 = until released), got {until!r}"
+                )
+            if len(hold_id) > MAX_ID_CHARS:
+                raise RejectedError(f"{ATTR_HOLD_ID} is longer than {MAX_ID_CHARS} characters")
+            reason = _cut(_str(attrs.get(ATTR_HOLD_REASON)), MAX_RESULT_CHARS)
+            # Corrected for the reporter's clock; one that ends before the epoch has ended.
+            until_ns = min(max(int(until * NANOS) + off, 1), INT64_MAX) if until else 0
             state.hold(ents, kind, hold_id, until_ns, t, reason)
         else:
             state.activity(ents, Source.TELEMETRY, t)
@@ -503,6 +551,7 @@ class Ingest:
 
         Raises:
             KeyError: ``event_name`` is not an agent lifecycle event.
+            EntityLimitError: the session would be new beyond the state's ``max_entities``.
         """
         status, source = AGENT_EVENTS[event_name]
         t = self.clock()
@@ -531,11 +580,11 @@ class Ingest:
                     t = _fixed(
                         self.state, span.end_time_unix_nano or span.start_time_unix_nano, off, now
                     )
-                    ents = resolve(attrs, base, t)
-                    if not ents:
-                        continue
-                    span_ident = _identity(attrs, base)
                     try:
+                        ents = resolve(attrs, base, t)
+                        if not ents:
+                            continue
+                        span_ident = _identity(attrs, base)
                         src = _source(attrs) if ATTR_SOURCE in attrs else Source.TELEMETRY
                         self.state.activity(ents, src, t)
                         for ev in span.events:

@@ -104,13 +104,19 @@ def parse(body: bytes, media: str, message_cls: type[M]) -> M:
         obj = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BodyError(400, f"invalid JSON: {exc}") from exc
+    except RecursionError:
+        raise BodyError(400, "invalid JSON: nested too deeply") from None
     if not isinstance(obj, dict):
         raise BodyError(400, f"an OTLP/JSON {message_cls.__name__} must be a JSON object")
-    _hex_to_b64(obj)
     try:
+        _hex_to_b64(obj)
         return json_format.ParseDict(obj, message_cls(), ignore_unknown_fields=True)
     except (json_format.ParseError, binascii.Error, TypeError, ValueError) as exc:
         raise BodyError(400, f"invalid OTLP/JSON {message_cls.__name__}: {exc}") from exc
+    except RecursionError:
+        raise BodyError(
+            400, f"invalid OTLP/JSON {message_cls.__name__}: nested too deeply"
+        ) from None
 
 
 def serialize(message: Message, media: str) -> bytes:

@@ -30,11 +30,37 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
-from typing import Final, TypeVar
+from typing import Final, NamedTuple, TypeVar
 
-__all__ = ["HOLD_GRACE_NS", "RECORD_FIELDS", "EntityRecord", "merge", "prune_holds"]
+__all__ = [
+    "HOLD_GRACE_NS",
+    "INT32_MAX",
+    "INT64_MAX",
+    "MAX_ID_CHARS",
+    "MAX_RESULT_CHARS",
+    "MAX_TASK_CHARS",
+    "RECORD_FIELDS",
+    "EntityRecord",
+    "StreamRecord",
+    "merge",
+    "prune_holds",
+]
 
 _T = TypeVar("_T")
+
+# What a record's fields can hold: every store keeps them (SQLite INTEGER and PostgreSQL bigint
+# are int64; the query API's exit_code is int32), so ingest checks each value a client sends
+# against these before it reaches state (issue 11: no value may break a flush or a query).
+INT64_MAX: Final = 2**63 - 1
+"""The largest time (ns: the year 2262) or byte total a record holds."""
+INT32_MAX: Final = 2**31 - 1
+"""Exit codes are in ``[-INT32_MAX - 1, INT32_MAX]`` (``int32 exit_code`` in the query API)."""
+MAX_ID_CHARS: Final = 512
+"""The longest session, agent or host id (characters)."""
+MAX_TASK_CHARS: Final = 4096
+"""The longest agent task kept (characters; longer ones are cut, ending in "…")."""
+MAX_RESULT_CHARS: Final = 65536
+"""The longest agent result or hold reason kept (characters; longer ones are cut)."""
 
 HOLD_GRACE_NS: Final = 3600 * 1_000_000_000
 """How long (ns) an ended hold is kept after a later report of the entity's holds."""
@@ -84,6 +110,21 @@ class EntityRecord:
 
 RECORD_FIELDS: Final = tuple(f.name for f in fields(EntityRecord))
 """Every field of :class:`EntityRecord`, in order: a store's columns."""
+
+
+class StreamRecord(NamedTuple):
+    """A cumulative counter stream's baseline: its last point, so a restart neither loses nor
+    double-counts what the stream counted (issue 11). Saved with the entities it counted into,
+    in one transaction; merged by the latest ``time`` (ties: the incoming one)."""
+
+    key: str
+    """The stream's identity (resource identity, scope, metric, point attributes) as text."""
+    start: int
+    """The point's ``start_time_unix_nano`` (ns, the reporter's clock)."""
+    time: int
+    """The point's ``time_unix_nano`` (ns, the reporter's clock)."""
+    value: float
+    """The cumulative value at ``time``."""
 
 
 def prune_holds(holds: Iterable[tuple[str, int, int]]) -> Holds:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
+import os
 import signal
 import socket
 import sqlite3
@@ -12,10 +14,12 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import uvicorn
 
+from lastactive.collector._admission import Admission
 from lastactive.collector._clocks import ReporterClocks
 from lastactive.collector._core import Core
 from lastactive.collector._flusher import Flusher
@@ -118,13 +122,59 @@ async def serve(
         PolicyError: the policy file is invalid.
     """
     policy = load_policy(settings.policy) if settings.policy else Policy()
-    store = store or SqliteStore(settings.db)
-    state = ActivityState(max_skew_ns=int(settings.max_clock_skew * NANOS), started_at=clock())
+    with contextlib.ExitStack() as stack:
+        if store is None:
+            stack.enter_context(_single_serve(settings.db))
+            store = SqliteStore(settings.db)
+        await _serve(settings, store, policy, clock, ready, stop)
+
+
+@contextlib.contextmanager
+def _single_serve(db: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``<db>.lock`` while serving: a second ``serve`` on the same
+    database would answer from its own memory and overwrite the first one's commits.
+
+    Raises:
+        RuntimeError: another process serves this database.
+    """
+    if str(db) == ":memory:":
+        yield
+        return
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with Path(f"{db}.lock").open("a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            raise RuntimeError(
+                f"{db} is already served by {holder}; stop it first, or give this one another --db"
+            ) from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"pid {os.getpid()}\n")
+        lock.flush()
+        yield
+
+
+async def _serve(
+    settings: Settings,
+    store: Store,
+    policy: Policy,
+    clock: Callable[[], int],
+    ready: Callable[[Bound], None] | None,
+    stop: asyncio.Event | None,
+) -> None:
+    state = ActivityState(
+        max_skew_ns=int(settings.max_clock_skew * NANOS),
+        started_at=clock(),
+        max_entities=settings.max_entities,
+    )
     state.load(store.load())
+    state.load_streams(store.load_streams())
     ingest = Ingest(state, clock)
     engine = TransitionEngine(state, policy, clock)
     engine.prime()
-    core = Core(ingest, policy, engine, WatchHub(), clock)
     flusher = Flusher(
         state,
         store,
@@ -132,6 +182,15 @@ async def serve(
         retention_ns=int(settings.retention * NANOS),
         clock=clock,
         on_purge=_forgetting(engine, ingest.clocks),
+    )
+    core = Core(
+        ingest,
+        policy,
+        engine,
+        WatchHub(max_subscribers=settings.max_watchers),
+        clock,
+        durable=flusher.durable,
+        admission=Admission(settings.max_inflight_requests, settings.max_inflight_bytes),
     )
     if stop is None:
         stop = asyncio.Event()
@@ -155,7 +214,9 @@ async def serve(
             ),
             log_level="warning",
             lifespan="off",
-            timeout_graceful_shutdown=2,  # open watch streams must not hold up the exit
+            # Watch streams end when the hub closes; one whose client does not read is
+            # cut after this (SIGTERM must stop the service within 0.5 s).
+            timeout_graceful_shutdown=0.2,  # type: ignore[arg-type]  # a float works
         )
     )
     http_task = asyncio.create_task(http.serve(sockets=[sock]), name="lastactive-http")
@@ -171,16 +232,20 @@ async def serve(
             ready(Bound(settings.host, grpc_port, sock.getsockname()[1]))
         await stop.wait()
     finally:
+        core.hub.close()  # ends every watch stream, so both servers stop at once
         http.should_exit = True
-        with contextlib.suppress(Exception):
-            await http_task
         ticker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await ticker
-        await stop_grpc()
+        await asyncio.gather(stop_grpc(), _quietly(http_task))
         await flusher.stop()
         store.close()
         sock.close()
+
+
+async def _quietly(task: asyncio.Task[Any]) -> None:
+    with contextlib.suppress(Exception):
+        await task
 
 
 def serve_command(overrides: Mapping[str, Any], verbose: bool = False) -> int:

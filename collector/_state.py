@@ -24,7 +24,13 @@ from dataclasses import dataclass, field
 from typing import Final, NamedTuple
 
 from lastactive.collector._activity import idle_since, latest
-from lastactive.collector._record import HOLD_GRACE_NS, EntityRecord, merge
+from lastactive.collector._record import (
+    HOLD_GRACE_NS,
+    INT64_MAX,
+    EntityRecord,
+    StreamRecord,
+    merge,
+)
 from lastactive.conventions import (
     IDLE_CLASSES,
     SOURCES,
@@ -45,6 +51,10 @@ RATE_WINDOW_NS: Final = 30 * NANOS
 
 Kind = Level
 """The three levels state is kept at: seed 000's levels, the same as the sources'."""
+
+
+class EntityLimitError(ValueError):
+    """A new entity beyond ``max_entities``; the message says so (ingest rejects the item)."""
 
 
 class ProcessStatus(enum.StrEnum):
@@ -342,13 +352,25 @@ class ActivityState:
             receive time.
         started_at: ns; a counter stream first seen here counts its whole value only if it
             started after this (else its earlier history is unknown and it is a baseline).
+        max_entities: how many entities are tracked at most (:class:`EntityLimitError`
+            beyond).
     """
 
-    def __init__(self, *, max_skew_ns: int = 10 * NANOS, started_at: int = 0) -> None:
+    def __init__(
+        self, *, max_skew_ns: int = 10 * NANOS, started_at: int = 0, max_entities: int = 2**62
+    ) -> None:
         self.max_skew_ns = max_skew_ns
         self.started_at = started_at
+        self.max_entities = max_entities
+        self.refused = 0
+        """Entities not created because of ``max_entities`` (for ``/metrics``)."""
         self.entities: dict[tuple[Kind, str], Entity] = {}
         self._streams: dict[tuple[object, ...], _Stream] = {}
+        self._stored_streams: dict[str, StreamRecord] = {}
+        """Counter baselines loaded from the store, by text key, until their stream's first
+        point after the restart claims them."""
+        self._dirty_streams: set[tuple[object, ...]] = set()
+        self._retry_streams: list[StreamRecord] = []
         self._dirty: set[Entity] = set()
         self._touched: set[Entity] = set()
         self.updates: dict[str, int] = {}
@@ -364,7 +386,11 @@ class ActivityState:
     # --- identity ---------------------------------------------------------------------
 
     def resolve(self, ident: Identity, t: int) -> list[Entity]:
-        """The entities ``ident`` is about (session, agent, host), created as needed at ``t``."""
+        """The entities ``ident`` is about (session, agent, host), created as needed at ``t``.
+
+        Raises:
+            EntityLimitError: one would be new beyond ``max_entities``.
+        """
         out: list[Entity] = []
         if ident.session_id:
             out.append(self._entity(Kind.SESSION, ident.session_id, ident, t))
@@ -377,6 +403,13 @@ class ActivityState:
     def _entity(self, kind: Kind, key: str, ident: Identity, t: int) -> Entity:
         e = self.entities.get((kind, key))
         if e is None:
+            if len(self.entities) >= self.max_entities:
+                self.refused += 1
+                raise EntityLimitError(
+                    f"the collector tracks its maximum of {self.max_entities} sessions, agents "
+                    f"and hosts; {kind} {key!r} is not tracked until ended ones are purged "
+                    f"(LASTACTIVE_MAX_ENTITIES)"
+                )
             e = Entity(kind, key, first_seen=t, last_seen=t)
             self.entities[(kind, key)] = e
             self._dirty.add(e)
@@ -489,6 +522,11 @@ class ActivityState:
         if not cumulative:
             return value if value > 0 else 0.0
         prev = self._streams.get(key)
+        if prev is None and self._stored_streams:  # the first point since a restart
+            stored = self._stored_streams.pop(repr(key), None)
+            if stored is not None:
+                prev = self._streams[key] = _Stream(stored.start, stored.time, stored.value)
+        self._dirty_streams.add(key)
         if prev is None:
             self._streams[key] = _Stream(start, t, value)
             # Unknown history: count it all only if the stream began while we were watching.
@@ -620,16 +658,19 @@ class ActivityState:
                 self._touched.discard(e)
                 gone.append(e)
         self._streams = {k: st for k, st in self._streams.items() if st.time > horizon}
+        self._stored_streams = {k: r for k, r in self._stored_streams.items() if r.time > horizon}
+        self._dirty_streams &= self._streams.keys()
         return gone
 
     def io(self, entities: list[Entity], receive: bool, delta: int, t: int) -> None:
         """``delta`` bytes moved at ``t``, into (``receive``) or out of the session."""
         for e in entities:
+            # Totals saturate at INT64_MAX (what a store holds) rather than overflow it.
             if receive:
-                e.input_bytes += delta
+                e.input_bytes = min(e.input_bytes + delta, INT64_MAX)
                 e.rate_in.add(t, delta)
             else:
-                e.output_bytes += delta
+                e.output_bytes = min(e.output_bytes + delta, INT64_MAX)
                 e.rate_out.add(t, delta)
             self._dirty.add(e)
             self._touched.add(e)
@@ -673,12 +714,35 @@ class ActivityState:
         dirty, self._dirty = self._dirty, set()
         return [e.record() for e in dirty]
 
-    def mark_dirty(self, records: Iterable[EntityRecord]) -> None:
-        """Put back records whose write failed, so the next flush writes them again."""
+    def take_dirty_streams(self) -> list[StreamRecord]:
+        """The counter baselines changed since the last call (and those whose write failed)."""
+        dirty, self._dirty_streams = self._dirty_streams, set()
+        out, self._retry_streams = self._retry_streams, []
+        streams = self._streams
+        for key in dirty:
+            st = streams.get(key)
+            if st is not None:
+                out.append(StreamRecord(repr(key), st.start, st.time, st.value))
+        return out
+
+    def mark_dirty(
+        self, records: Iterable[EntityRecord], streams: Iterable[StreamRecord] = ()
+    ) -> None:
+        """Put back records (and baselines) whose write failed, so the next flush writes them
+        again."""
         for r in records:
             e = self.entities.get((Kind(r.kind), r.id))
             if e is not None:
                 self._dirty.add(e)
+        self._retry_streams.extend(streams)
+
+    def load_streams(self, streams: Iterable[StreamRecord]) -> None:
+        """Counter baselines saved before a restart: each stream's next point counts from
+        its baseline (not from zero, not as a new stream)."""
+        for r in streams:
+            prev = self._stored_streams.get(r.key)
+            if prev is None or r.time >= prev.time:
+                self._stored_streams[r.key] = r
 
     def load(self, records: Iterable[EntityRecord]) -> None:
         """Merge persisted records in, by :func:`~lastactive.collector._record.merge` (so

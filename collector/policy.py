@@ -97,26 +97,37 @@ class PolicyError(ValueError):
     """A policy file that cannot be used; the message names the line or the key."""
 
 
+MAX_DURATION_S: Final = 100 * 365 * 86400.0
+"""The longest duration a rule takes (seconds: 100 years; in ns it still adds to any time
+without passing int64)."""
+
+
+def _seconds(default: float | None) -> Any:
+    """A duration field: seconds, finite, in ``(0, MAX_DURATION_S]``."""
+    return Field(default, gt=0, le=MAX_DURATION_S, allow_inf_nan=False)
+
+
 class Rules(BaseModel):
-    """One set of rules. Durations are seconds; ``None`` turns a timeout off."""
+    """One set of rules. Durations are seconds in ``(0, MAX_DURATION_S]``; ``None`` turns a
+    timeout off."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     count: frozenset[ActivityClass] = IDLE_CLASSES
     count_untrusted: bool = True
-    idle_after: float = Field(60.0, gt=0)
-    hibernate_after: float = Field(1800.0, gt=0)
-    max_age: float | None = Field(None, gt=0)
-    after_close: float | None = Field(None, gt=0)
-    never_used: float | None = Field(None, gt=0)
+    idle_after: float = _seconds(60.0)
+    hibernate_after: float = _seconds(1800.0)
+    max_age: float | None = _seconds(None)
+    after_close: float | None = _seconds(None)
+    never_used: float | None = _seconds(None)
     exempt_leases: bool = True
     exempt_foreground: bool = True
     exempt_clients: bool = False
-    runaway_bytes_per_second: float = Field(1024 * 1024, gt=0)
-    stuck_after: float = Field(1800.0, gt=0)
-    lost_after: float = Field(60.0, gt=0)
+    runaway_bytes_per_second: float = Field(1024 * 1024, gt=0, allow_inf_nan=False)
+    stuck_after: float = _seconds(1800.0)
+    lost_after: float = _seconds(60.0)
     exempt_tools: bool = True
-    tool_call_max: float = Field(3600.0, gt=0)
+    tool_call_max: float = _seconds(3600.0)
 
 
 class Match(BaseModel):
@@ -198,8 +209,10 @@ def load_policy(path: str | Path) -> Policy:
             raw = tomllib.load(f)
     except OSError as exc:
         raise PolicyError(f"{path}: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise PolicyError(f"{path}: {exc}") from exc
+    except RecursionError:
+        raise PolicyError(f"{path}: nested too deeply") from None
     return parse_policy(raw, str(path))
 
 

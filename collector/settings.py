@@ -53,6 +53,29 @@ class Settings(BaseSettings):
         description="Per-session series on /metrics: runaway and stuck sessions plus this many "
         "busiest by output bytes/s (Prometheus cannot take a series per session at 100k).",
     )
+    max_inflight_requests: int = Field(
+        64,
+        gt=0,
+        description="Exports being applied or awaiting their commit at most; beyond, an export "
+        "is refused with UNAVAILABLE + RetryInfo / 503 + Retry-After (the exporters retry).",
+    )
+    max_inflight_bytes: int = Field(
+        32 * 1024 * 1024,
+        gt=0,
+        description="Bytes of export bodies in flight at most (the same refusal past it).",
+    )
+    max_entities: int = Field(
+        1_000_000,
+        gt=0,
+        description="Sessions, agents and hosts tracked at most; telemetry naming a new one "
+        "beyond is rejected (partial success) until the retention purge makes room.",
+    )
+    max_watchers: int = Field(
+        256,
+        gt=0,
+        description="Open Watch and SSE streams at most; another is refused with "
+        "UNAVAILABLE / 503 + Retry-After.",
+    )
     max_clock_skew: float = Field(
         10.0,
         ge=0,

@@ -1,9 +1,11 @@
 """Durable state behind one small interface: :class:`Store`'s ``load``, ``save``, ``delete``
 and ``close``.
 
-The collector keeps state in memory and writes changed entities behind, in batches; a store
-loads everything at start, saves batches of :class:`~lastactive.collector._record.EntityRecord`
-and deletes what the retention purge forgot. Saving merges by
+The collector keeps state in memory and commits what each export changed before it answers
+(group commit: one transaction for everything received meanwhile); a store loads everything at
+start, saves batches of :class:`~lastactive.collector._record.EntityRecord` with the counter
+baselines (:class:`~lastactive.collector._record.StreamRecord`) they were counted from, and
+deletes what the retention purge forgot. Saving merges by
 :func:`~lastactive.collector._record.merge` (times are max-registers, ``first_seen`` a
 min-register), so a save never moves a stored time backwards, whatever order batches arrive in.
 Every store passes ``tests/collector/test_store_contract.py``.
@@ -15,31 +17,46 @@ record's fields, with one SQL merge rule per column (``_MERGE_SQL``).
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from collections.abc import Callable, Sequence
 from operator import attrgetter
 from pathlib import Path
 from typing import Any, Final, Protocol
 
-from lastactive.collector._record import HOLD_GRACE_NS, RECORD_FIELDS, EntityRecord
+from lastactive.collector._record import HOLD_GRACE_NS, RECORD_FIELDS, EntityRecord, StreamRecord
 
 __all__ = ["SqliteStore", "Store"]
+
+_log = logging.getLogger(__name__)
 
 
 class Store(Protocol):
     """Persistence of entity records."""
 
     def load(self) -> list[EntityRecord]:
-        """Every stored record."""
+        """Every stored record; a row that is not a valid record is logged and skipped."""
         ...
 
-    def save(self, records: Sequence[EntityRecord]) -> None:
-        """Merge ``records`` in by :func:`~lastactive.collector._record.merge`, all or nothing
-        (one transaction). Raises on failure."""
+    def load_streams(self) -> list[StreamRecord]:
+        """Every stored counter baseline."""
         ...
 
-    def delete(self, keys: Sequence[tuple[str, str]]) -> None:
-        """Remove the entities with these ``(kind, id)`` keys (retention purge)."""
+    def save(self, records: Sequence[EntityRecord], streams: Sequence[StreamRecord] = ()) -> int:
+        """Merge ``records`` in by :func:`~lastactive.collector._record.merge` and ``streams``
+        by their latest ``time``, in one transaction. A record the store cannot hold (a value
+        out of its range) is logged and skipped, so one bad record never fails the others.
+
+        Returns:
+            How many records were skipped.
+        Raises:
+            Exception: the store failed (disk, connection); nothing of the batch is saved.
+        """
+        ...
+
+    def delete(self, keys: Sequence[tuple[str, str]], streams_before: int = 0) -> None:
+        """Remove the entities with these ``(kind, id)`` keys, and the counter baselines whose
+        last point is at or before ``streams_before`` (ns; retention purge)."""
         ...
 
     def close(self) -> None:
@@ -53,8 +70,22 @@ _LATER: Final = (
 )
 """A status field: from the incoming record when its status is as recent or more."""
 
-_SCHEMA_VERSION = 4
-_SCHEMA = """
+_SCHEMA_VERSION = 5
+_STREAMS = """
+CREATE TABLE IF NOT EXISTS streams (  -- cumulative counter baselines (StreamRecord)
+    key TEXT PRIMARY KEY,
+    start INTEGER NOT NULL,  -- ns, the reporter's clock
+    time INTEGER NOT NULL,   -- ns, the reporter's clock
+    value NOT NULL           -- INTEGER or REAL, as sent
+) WITHOUT ROWID;
+"""
+_STREAM_UPSERT: Final = (
+    "INSERT INTO streams (key, start, time, value) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (key) DO UPDATE SET start = excluded.start, time = excluded.time, "
+    "value = excluded.value WHERE excluded.time >= streams.time"
+)
+_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS entities (
     kind TEXT NOT NULL,
     id TEXT NOT NULL,
@@ -79,6 +110,8 @@ CREATE TABLE IF NOT EXISTS entities (
     PRIMARY KEY (kind, id)
 ) WITHOUT ROWID;
 """
+    + _STREAMS
+)
 
 _MIGRATIONS = {
     # from version: the statements that bring it to the next one
@@ -94,6 +127,7 @@ _MIGRATIONS = {
         "ALTER TABLE entities ADD COLUMN turn TEXT",
         "ALTER TABLE entities ADD COLUMN turn_time INTEGER NOT NULL DEFAULT 0",
     ],
+    4: [_STREAMS],
 }
 
 # collector._record.merge, column by column, in SQL: one statement per row, no read-back. In
@@ -161,6 +195,42 @@ def _pairs(text: str) -> tuple[tuple[str, Any], ...]:
     return tuple(sorted(json.loads(text).items()))
 
 
+def _holds(text: str) -> tuple[tuple[str, int, int], ...]:
+    return tuple(sorted((str(k), int(t), int(u)) for k, t, u in json.loads(text)))
+
+
+_KINDS: Final = frozenset({"session", "agent", "host"})
+_INTS: Final = frozenset(
+    {"first_seen", "last_seen", "input_bytes", "output_bytes", "status_time", "turn_time"}
+)
+_OPTIONAL_INTS: Final = frozenset({"pid", "exit_code"})
+_VALUE_ERRORS: Final = (
+    OverflowError, UnicodeError, ValueError, TypeError, sqlite3.DataError, sqlite3.IntegrityError,
+    sqlite3.InterfaceError,
+)  # fmt: skip
+"""What a record's values (not the store) can make a write raise."""
+
+
+def _record(fields: dict[str, Any]) -> EntityRecord:
+    """A stored row as a record, its types checked (a hand-edited or corrupted row must not
+    reach state).
+
+    Raises:
+        ValueError: a field of the wrong type, or JSON that does not decode.
+    """
+    if fields["kind"] not in _KINDS or not isinstance(fields["id"], str):
+        raise ValueError(f"not an entity key: {fields['kind']!r}, {fields['id']!r}")
+    for name, value in fields.items():
+        if name in _INTS or (name in _OPTIONAL_INTS and value is not None):
+            if not isinstance(value, int):
+                raise ValueError(f"{name} is not an integer: {value!r}")
+        elif name in _JSON:
+            fields[name] = _JSON[name][1](value)
+        elif value is not None and not isinstance(value, str):
+            raise ValueError(f"{name} is not text: {value!r}")
+    return EntityRecord(**fields)
+
+
 def _compact(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
@@ -168,7 +238,7 @@ def _compact(value: Any) -> str:
 # Record fields stored as JSON text: (encode, decode). Every other field is a plain column.
 _JSON: Final[dict[str, tuple[Callable[[Any], str], Callable[[str], Any]]]] = {
     "sources": (lambda v: _compact(dict(v)), _pairs),
-    "holds": (_compact, lambda text: tuple(sorted((k, t, u) for k, t, u in json.loads(text)))),
+    "holds": (_compact, _holds),
     "attributes": (lambda v: _compact(dict(v)), _pairs),
 }
 
@@ -176,6 +246,13 @@ _FIELDS_OF: Final = attrgetter(*RECORD_FIELDS)
 _ENCODE_AT: Final = tuple(
     (RECORD_FIELDS.index(name), encode) for name, (encode, _) in _JSON.items()
 )
+
+
+def _row(r: EntityRecord) -> tuple[Any, ...]:
+    row = list(_FIELDS_OF(r))
+    for i, encode in _ENCODE_AT:
+        row[i] = encode(row[i])
+    return tuple(row)  # sqlite3 binds tuples faster than lists
 
 
 class SqliteStore:
@@ -213,42 +290,56 @@ class SqliteStore:
 
     def load(self) -> list[EntityRecord]:
         rows = self._db.execute(f"SELECT {', '.join(RECORD_FIELDS)} FROM entities")
-        decoders = [(name, _JSON[name][1] if name in _JSON else None) for name in RECORD_FIELDS]
-        return [
-            EntityRecord(
-                **{
-                    name: value if decode is None else decode(value)
-                    for (name, decode), value in zip(decoders, row, strict=True)
-                }
-            )
-            for row in rows
-        ]
+        out = []
+        for row in rows:
+            fields = dict(zip(RECORD_FIELDS, row, strict=True))
+            try:
+                out.append(_record(fields))
+            except (ValueError, TypeError, RecursionError) as exc:
+                _log.error(
+                    "%s: skipping the unreadable row %r, %r: %s",
+                    self.path, fields["kind"], fields["id"], exc,
+                )  # fmt: skip
+        return out
 
-    def save(self, records: Sequence[EntityRecord]) -> None:
-        if not records:
-            return
-        rows = []
-        for r in records:
-            row = list(_FIELDS_OF(r))
-            for i, encode in _ENCODE_AT:
-                row[i] = encode(row[i])
-            rows.append(tuple(row))  # sqlite3 binds tuples faster than lists
+    def load_streams(self) -> list[StreamRecord]:
+        rows = self._db.execute("SELECT key, start, time, value FROM streams")
+        return [StreamRecord(*row) for row in rows]
+
+    def save(self, records: Sequence[EntityRecord], streams: Sequence[StreamRecord] = ()) -> int:
+        if not records and not streams:
+            return 0
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.executemany(_UPSERT, rows)
+            db.executemany(_STREAM_UPSERT, streams)  # ingest keeps every value within int64
+            skipped = 0
+            try:
+                db.executemany(_UPSERT, [_row(r) for r in records])
+            except _VALUE_ERRORS:  # find the bad ones: the rest must not wait for them
+                db.execute("ROLLBACK")
+                db.execute("BEGIN IMMEDIATE")
+                db.executemany(_STREAM_UPSERT, streams)
+                for r in records:
+                    try:
+                        db.execute(_UPSERT, _row(r))
+                    except _VALUE_ERRORS as exc:
+                        skipped += 1
+                        _log.error("%s: not saving %s %r: %s", self.path, r.kind, r.id, exc)
         except BaseException:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+        return skipped
 
-    def delete(self, keys: Sequence[tuple[str, str]]) -> None:
-        if not keys:
+    def delete(self, keys: Sequence[tuple[str, str]], streams_before: int = 0) -> None:
+        if not keys and not streams_before:
             return
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
             db.executemany("DELETE FROM entities WHERE kind=? AND id=?", keys)
+            db.execute("DELETE FROM streams WHERE time <= ?", (streams_before,))
         except BaseException:
             db.execute("ROLLBACK")
             raise

@@ -40,7 +40,7 @@ def create_app(
     )
     app.include_router(otlp_router(core, max_request_bytes))
     app.include_router(query_router(core.state, core.policy, core.ingest.clocks, core.clock))
-    app.include_router(agent_router(core.ingest, core.policy, core.clock))
+    app.include_router(agent_router(core.ingest, core.policy, core.clock, core.durable))
     app.include_router(decisions_router(core))
     if registry is not None:
         app.include_router(metrics_router(registry))

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Literal
 
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from lastactive.collector._flusher import StoreUnavailableError
 from lastactive.collector._http._query import EntityOut
 from lastactive.collector._ingest import Ingest
-from lastactive.collector._state import Kind
+from lastactive.collector._record import MAX_ID_CHARS, MAX_RESULT_CHARS, MAX_TASK_CHARS
+from lastactive.collector._state import EntityLimitError, Kind
 from lastactive.collector.policy import Policy
 from lastactive.conventions import (
     EVENT_AGENT_COMPLETE,
@@ -29,11 +31,11 @@ class AgentEventIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     action: Literal["spawn", "progress", "complete", "error"]
-    sessionKey: str = Field(min_length=1, max_length=512)  # noqa: N815 - seed 004's field name
-    agentName: str | None = Field(None, min_length=1, max_length=512)  # noqa: N815
-    task: str | None = Field(None, max_length=4096)
-    result: str | None = Field(None, max_length=65536)
-    hostId: str | None = Field(None, min_length=1, max_length=512)  # noqa: N815
+    sessionKey: str = Field(min_length=1, max_length=MAX_ID_CHARS)  # noqa: N815 - seed 004's
+    agentName: str | None = Field(None, min_length=1, max_length=MAX_ID_CHARS)  # noqa: N815
+    task: str | None = Field(None, max_length=MAX_TASK_CHARS)
+    result: str | None = Field(None, max_length=MAX_RESULT_CHARS)
+    hostId: str | None = Field(None, min_length=1, max_length=MAX_ID_CHARS)  # noqa: N815
     turn: Literal["working", "waiting"] | None = None
 
 
@@ -45,14 +47,24 @@ _AGENT_EVENT_OF_ACTION = {
 }
 
 
-def agent_router(ingest: Ingest, policy: Policy, clock: Callable[[], int]) -> APIRouter:
-    """``POST /v1/agent-events``: seed 004's webhook, for senders without an OTel SDK."""
+def agent_router(
+    ingest: Ingest,
+    policy: Policy,
+    clock: Callable[[], int],
+    durable: Callable[[], Awaitable[None]],
+) -> APIRouter:
+    """``POST /v1/agent-events``: seed 004's webhook, for senders without an OTel SDK; answered
+    once the event is committed (``durable``)."""
     router = APIRouter(tags=["agent lifecycle"])
 
     @router.post(
         "/v1/agent-events",
         response_model=EntityOut,
-        responses={400: {"description": "the body is not a valid agent event"}},
+        responses={
+            400: {"description": "the body is not a valid agent event"},
+            429: {"description": "a new session beyond the collector's maximum (Retry-After)"},
+            503: {"description": "the state store failed; not recorded (Retry-After)"},
+        },
     )
     async def agent_event(request: Request) -> EntityOut:
         """``spawn`` makes the session active with its task, ``progress`` keeps it active,
@@ -70,15 +82,22 @@ def agent_router(ingest: Ingest, policy: Policy, clock: Callable[[], int]) -> AP
                 '{"action": "spawn|progress|complete|error", "sessionKey": "...", '
                 '"agentName": "...", "task": "...", "result": "..."}',
             ) from None
-        ingest.agent_webhook(
-            event.sessionKey,
-            event.agentName,
-            _AGENT_EVENT_OF_ACTION[event.action],
-            event.task,
-            event.result,
-            host_id=event.hostId,
-            turn=None if event.turn is None else AgentTurn(event.turn),
-        )
+        try:
+            ingest.agent_webhook(
+                event.sessionKey,
+                event.agentName,
+                _AGENT_EVENT_OF_ACTION[event.action],
+                event.task,
+                event.result,
+                host_id=event.hostId,
+                turn=None if event.turn is None else AgentTurn(event.turn),
+            )
+        except EntityLimitError as exc:
+            raise HTTPException(429, str(exc), headers={"Retry-After": "60"}) from None
+        try:
+            await durable()  # acknowledged means committed
+        except StoreUnavailableError as exc:
+            raise HTTPException(503, str(exc), headers={"Retry-After": "1"}) from None
         now = clock()
         v = ingest.state.get(Kind.SESSION, event.sessionKey, now)
         assert v is not None

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
@@ -16,7 +16,13 @@ from lastactive.collector._core import Core
 from lastactive.collector._http._query import EvaluationOut, HoldOut, holds_out
 from lastactive.collector._state import NANOS
 from lastactive.collector._transitions import Snapshot, Transition
-from lastactive.collector._watch import KeepaliveEvent, ResyncEvent, SnapshotEvent, watch_events
+from lastactive.collector._watch import (
+    KeepaliveEvent,
+    ResyncEvent,
+    SnapshotEvent,
+    WatchLimitError,
+    open_watch,
+)
 from lastactive.collector.policy import Decision, decide
 
 
@@ -98,7 +104,10 @@ def decisions_router(core: Core) -> APIRouter:
     @router.get(
         "/v1/watch",
         response_class=StreamingResponse,
-        responses={200: {"content": {"text/event-stream": {}}}},
+        responses={
+            200: {"content": {"text/event-stream": {}}},
+            503: {"description": "the collector has its maximum of watchers (Retry-After)"},
+        },
     )
     async def watch(
         host: Annotated[str | None, Query(description="only this host.id")] = None,
@@ -108,8 +117,13 @@ def decisions_router(core: Core) -> APIRouter:
         they happen; ``resync`` (followed by a fresh snapshot) when this subscriber fell
         behind; a comment line as keepalive."""
 
+        try:
+            events = await open_watch(core.hub, core.engine, host, session)
+        except WatchLimitError as exc:
+            raise HTTPException(503, str(exc), headers={"Retry-After": "5"}) from None
+
         async def stream() -> AsyncIterator[bytes]:
-            async for event in watch_events(core.hub, core.engine, host, session):
+            async for event in events:
                 match event:
                     case SnapshotEvent(states):
                         yield _sse("snapshot", {"states": [state_json(s) for s in states]})

@@ -7,12 +7,14 @@ request's encoding (OTLP specification, "OTLP/HTTP Response").
 
 from __future__ import annotations
 
+import math
 import time
 
 from fastapi import APIRouter, Request, Response
 from google.rpc import code_pb2, status_pb2
 
 from lastactive.collector._core import Core
+from lastactive.collector._flusher import StoreUnavailableError
 from lastactive.collector._otlp_body import (
     CONTENT_JSON,
     BodyError,
@@ -27,13 +29,19 @@ _CODE_OF_STATUS = {
     400: code_pb2.INVALID_ARGUMENT,
     413: code_pb2.RESOURCE_EXHAUSTED,
     415: code_pb2.INVALID_ARGUMENT,
+    503: code_pb2.UNAVAILABLE,
 }
 
 
-def _error(status: int, message: str, media: str) -> Response:
-    """OTLP/HTTP error: a ``google.rpc.Status`` in the request's encoding."""
+def _error(status: int, message: str, media: str, retry_after_s: float | None = None) -> Response:
+    """OTLP/HTTP error: a ``google.rpc.Status`` in the request's encoding; with
+    ``Retry-After`` (whole seconds, at least 1) when the client should retry (OTLP/HTTP
+    Throttling)."""
     body = status_pb2.Status(code=_CODE_OF_STATUS.get(status, code_pb2.UNKNOWN), message=message)
-    return Response(serialize(body, media), status_code=status, media_type=media)
+    headers = None
+    if retry_after_s is not None:
+        headers = {"Retry-After": str(max(1, math.ceil(retry_after_s)))}
+    return Response(serialize(body, media), status_code=status, media_type=media, headers=headers)
 
 
 def otlp_router(core: Core, max_request_bytes: int) -> APIRouter:
@@ -52,7 +60,7 @@ def otlp_router(core: Core, max_request_bytes: int) -> APIRouter:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    stats = core.stats
+    stats, admission = core.stats, core.admission
 
     def route(signal: OtlpSignal) -> None:
         ingest, name = core.ingest, signal.name
@@ -60,14 +68,25 @@ def otlp_router(core: Core, max_request_bytes: int) -> APIRouter:
         async def export(request: Request) -> Response:
             media = CONTENT_JSON
             began = time.perf_counter()
+            length = request.headers.get("content-length", "")
+            size = int(length) if length.isdigit() and len(length) < 12 else 0
+            if not admission.enter(size):
+                stats.error(name, "http", "503")
+                return _error(503, admission.refusal(), media, admission.retry_after_s)
             try:
                 media = media_type(request.headers.get("content-type"))
                 raw = await read_body(request)
                 body = decompress(raw, request.headers.get("content-encoding"), max_request_bytes)
                 out = signal.apply(ingest, parse(body, media, signal.request))
+                await core.durable()  # acknowledged means committed
             except BodyError as exc:
                 stats.error(name, "http", str(exc.status))
                 return _error(exc.status, str(exc), media)
+            except StoreUnavailableError as exc:
+                stats.error(name, "http", "503")
+                return _error(503, str(exc), media, admission.retry_after_s)
+            finally:
+                admission.leave(size)
             stats.ok(name, "http", out, time.perf_counter() - began)
             return Response(serialize(export_response(signal, out), media), media_type=media)
 

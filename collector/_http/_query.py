@@ -13,10 +13,27 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
+from starlette.convertors import Convertor, register_url_convertor
 
 from lastactive.collector._clocks import ReporterClocks
 from lastactive.collector._state import NANOS, ActivityState, EntityView, Hold, Kind
 from lastactive.collector.policy import Evaluation, Policy
+
+
+class _IdConvertor(Convertor[str]):
+    """``{name:id}`` in a route: any id, "/" and control characters included (sent
+    percent-encoded; starlette's ``path`` stops at a newline)."""
+
+    regex = "(?s:.+)"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("id", _IdConvertor())
 
 
 def _dt(ns: int) -> datetime:
@@ -238,14 +255,23 @@ def query_router(
             raise HTTPException(404, f"no {kind} with id {key!r}")
         return EntityOut.of(v, policy.evaluate(v, now))
 
-    @router.get("/v1/sessions/{session_id}", response_model=EntityOut)
+    @router.get(
+        "/v1/sessions/{session_id:id}",
+        response_model=EntityOut,
+        responses={404: {"description": "no session with this id"}},
+    )
     async def get_session(session_id: str, trusted_only: TrustedOnly = False) -> EntityOut:
-        """One session; 404 if unknown."""
+        """One session (its id percent-encoded); 404 if unknown."""
         return get(Kind.SESSION, session_id, trusted_only)
 
-    @router.get("/v1/hosts/{host_id}", response_model=EntityOut)
+    @router.get(
+        "/v1/hosts/{host_id:id}",
+        response_model=EntityOut,
+        responses={404: {"description": "no host with this id"}},
+    )
     async def get_host(host_id: str, trusted_only: TrustedOnly = False) -> EntityOut:
-        """One host, across its agents and sessions; 404 if unknown."""
+        """One host, across its agents and sessions (its id percent-encoded); 404 if
+        unknown."""
         return get(Kind.HOST, host_id, trusted_only)
 
     return router

@@ -1,13 +1,16 @@
-"""Write-behind with a fake clock: a failed write loses nothing, retention purges memory and
-store together."""
+"""Group commit with a fake clock: an export waits for its commit, a failed write loses nothing
+and fails the waiting exports retryably, counter baselines persist with the bytes they counted,
+retention purges memory and store together."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
 
-from lastactive.collector._flusher import Flusher
-from lastactive.collector._record import EntityRecord
+import pytest
+
+from lastactive.collector._flusher import Flusher, StoreUnavailableError
+from lastactive.collector._record import EntityRecord, StreamRecord
 from lastactive.collector._state import ActivityState, Identity
 from lastactive.collector.store import SqliteStore
 from lastactive.conventions import AgentStatus, Source
@@ -23,11 +26,11 @@ class FlakyStore(SqliteStore):
         super().__init__(":memory:")
         self.fail = 0
 
-    def save(self, records: Sequence[EntityRecord]) -> None:
+    def save(self, records: Sequence[EntityRecord], streams: Sequence[StreamRecord] = ()) -> int:
         if self.fail:
             self.fail -= 1
             raise OSError("disk full")
-        super().save(records)
+        return super().save(records, streams)
 
 
 def test_a_failed_flush_puts_the_records_back_and_the_next_one_writes_them() -> None:
@@ -67,3 +70,60 @@ def test_stop_flushes_what_changed_last() -> None:
 
     (record,) = asyncio.run(scenario())
     assert dict(record.sources) == {"output": T0}
+
+
+def test_durable_returns_once_the_change_is_committed_and_fails_retryably_when_it_is_not() -> None:
+    async def scenario() -> None:
+        state, store = ActivityState(), FlakyStore()
+        flusher = Flusher(state, store, 3600.0, retention_ns=60 * S, clock=lambda: T0)
+        flusher.start()
+        state.activity(state.resolve(Identity(session_id="a"), T0), Source.INPUT, T0)
+        await asyncio.wait_for(flusher.durable(), 5)  # long before the 1 h interval
+        assert [r.id for r in store.load()] == ["a"]
+        store.fail = 1
+        state.activity(state.resolve(Identity(session_id="b"), T0), Source.INPUT, T0)
+        with pytest.raises(StoreUnavailableError, match="disk full"):
+            await asyncio.wait_for(flusher.durable(), 5)
+        await asyncio.wait_for(flusher.durable(), 5)  # the next commit writes it
+        assert sorted(r.id for r in store.load()) == ["a", "b"]
+        await flusher.stop()
+
+    asyncio.run(scenario())
+
+
+def test_one_commit_answers_every_export_waiting_for_it() -> None:
+    async def scenario() -> int:
+        state, store = ActivityState(), FlakyStore()
+        flusher = Flusher(state, store, 3600.0, retention_ns=60 * S, clock=lambda: T0)
+        flusher.start()
+        waits = []
+        for i in range(50):
+            state.activity(state.resolve(Identity(session_id=f"s{i}"), T0), Source.INPUT, T0)
+            waits.append(asyncio.ensure_future(flusher.durable()))
+        await asyncio.wait_for(asyncio.gather(*waits), 5)
+        await flusher.stop()
+        return flusher.flushes
+
+    assert asyncio.run(scenario()) <= 2  # the group, not one commit per export
+
+
+def test_counter_baselines_survive_a_restart_so_bytes_are_neither_lost_nor_counted_twice() -> None:
+    store = FlakyStore()
+    state = ActivityState(started_at=T0)
+    ents = state.resolve(Identity(session_id="s"), T0)
+    key = ("stream", "of", "s")
+    for t, value in ((T0 + 1, 100), (T0 + 2, 150)):  # began after the collector: all counted
+        rose = state.counter(key, T0, t, value, cumulative=True)
+        assert rose is not None
+        state.io(ents, True, int(rose), t)
+    store.save(state.take_dirty(), state.take_dirty_streams())
+    (baseline,) = store.load_streams()
+    assert baseline == StreamRecord(repr(key), T0, T0 + 2, 150)
+
+    again = ActivityState(started_at=T0 + 10)  # restarted: the stream's start is before it
+    again.load(store.load())
+    again.load_streams(store.load_streams())
+    assert again.counter(key, T0, T0 + 2, 150, cumulative=True) is None  # a replay: stale
+    assert again.counter(key, T0, T0 + 3, 180, cumulative=True) == 30  # counts from 150
+    (session,) = again.entities.values()
+    assert session.input_bytes == 150  # as committed; the rise of 30 is the caller's to add
