@@ -37,7 +37,8 @@ class Flusher:
     """Commits ``state``'s changes to ``store``: at once for exports waiting in
     :meth:`durable`, else every ``interval`` seconds; and every :data:`PURGE_EVERY_S` forgets
     sessions ended more than ``retention_ns`` ago (telling ``on_purge`` the time and which
-    ones, for the rest of the core to forget them too).
+    ones, for the rest of the core to forget them too). ``synchronous=False``: nobody waits
+    (``LASTACTIVE_SYNCHRONOUS_COMMIT=false``).
 
     The snapshot is taken on the event loop (where state is mutated); the write runs in a
     worker thread. A failed write logs, puts the records back and fails the waiting exports
@@ -54,8 +55,10 @@ class Flusher:
         retention_ns: int,
         clock: Callable[[], int] = time.time_ns,
         on_purge: Callable[[int, list[Entity]], None] = lambda now, gone: None,
+        synchronous: bool = True,
     ) -> None:
         self._state = state
+        self._synchronous = synchronous
         self._on_purge = on_purge
         self._store = store
         self._interval = interval
@@ -78,9 +81,14 @@ class Flusher:
     async def durable(self) -> None:
         """Return once every change made to state before this call is committed.
 
+        Without ``synchronous`` commit, returns at once (the change is written within
+        ``interval``).
+
         Raises:
-            StoreUnavailableError: the commit failed (or the flusher stopped without one).
+            StoreUnavailableError: the commit failed.
         """
+        if not self._synchronous:
+            return
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         self._wake.set()

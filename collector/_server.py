@@ -182,6 +182,7 @@ async def _serve(
         retention_ns=int(settings.retention * NANOS),
         clock=clock,
         on_purge=_forgetting(engine, ingest.clocks),
+        synchronous=settings.synchronous_commit,
     )
     core = Core(
         ingest,

@@ -338,10 +338,12 @@ def sort_key(v: EntityView) -> tuple[int, int, int]:
 
 
 class _Stream:
-    __slots__ = ("start", "time", "value")
+    __slots__ = ("start", "text", "time", "value")
 
-    def __init__(self, start: int, time: int, value: float) -> None:
+    def __init__(self, start: int, time: int, value: float, text: str = "") -> None:
         self.start, self.time, self.value = start, time, value
+        self.text = text
+        """The key as text (a :class:`StreamRecord`'s), made once when first saved."""
 
 
 class ActivityState:
@@ -525,7 +527,9 @@ class ActivityState:
         if prev is None and self._stored_streams:  # the first point since a restart
             stored = self._stored_streams.pop(repr(key), None)
             if stored is not None:
-                prev = self._streams[key] = _Stream(stored.start, stored.time, stored.value)
+                prev = self._streams[key] = _Stream(
+                    stored.start, stored.time, stored.value, stored.key
+                )
         self._dirty_streams.add(key)
         if prev is None:
             self._streams[key] = _Stream(start, t, value)
@@ -722,7 +726,9 @@ class ActivityState:
         for key in dirty:
             st = streams.get(key)
             if st is not None:
-                out.append(StreamRecord(repr(key), st.start, st.time, st.value))
+                if not st.text:
+                    st.text = repr(key)
+                out.append(StreamRecord(st.text, st.start, st.time, st.value))
         return out
 
     def mark_dirty(

@@ -30,6 +30,12 @@ class Settings(BaseSettings):
     flush_interval: float = Field(
         1.0, gt=0, description="Seconds between write-behind flushes of changed entities."
     )
+    synchronous_commit: bool = Field(
+        True,
+        description="Answer an export only once what it changed is committed (group commit). "
+        "false: answer on receipt and commit within flush_interval, faster, but a crash loses "
+        "what was acknowledged meanwhile (as PostgreSQL's synchronous_commit=off).",
+    )
     max_request_bytes: int = Field(
         64 * 1024 * 1024,
         gt=0,

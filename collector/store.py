@@ -236,10 +236,24 @@ def _compact(value: Any) -> str:
 
 
 # Record fields stored as JSON text: (encode, decode). Every other field is a plain column.
+def _sources_json(sources: tuple[tuple[str, int], ...]) -> str:
+    # The per-record hot path of a commit: source names are the conventions' own (plain ASCII,
+    # nothing to escape) and times are ints, so no JSON encoder is needed.
+    return "{" + ",".join(f'"{source}":{t}' for source, t in sources) + "}"
+
+
+def _object_json(pairs: tuple[tuple[str, Any], ...]) -> str:
+    return _compact(dict(pairs)) if pairs else "{}"
+
+
+def _array_json(items: tuple[Any, ...]) -> str:
+    return _compact(items) if items else "[]"
+
+
 _JSON: Final[dict[str, tuple[Callable[[Any], str], Callable[[str], Any]]]] = {
-    "sources": (lambda v: _compact(dict(v)), _pairs),
-    "holds": (_compact, _holds),
-    "attributes": (lambda v: _compact(dict(v)), _pairs),
+    "sources": (_sources_json, _pairs),
+    "holds": (_array_json, _holds),
+    "attributes": (_object_json, _pairs),
 }
 
 _FIELDS_OF: Final = attrgetter(*RECORD_FIELDS)

@@ -35,6 +35,11 @@ _SERVE_FLAGS = {
     "--max-clock-skew": ("max_clock_skew", float, "seconds of future skew allowed (default 10)"),
     "--retention": ("retention", float, "seconds ended sessions are kept (default 86400)"),
     "--policy": ("policy", str, "idle policy file, TOML (LASTACTIVE_POLICY)"),
+    "--synchronous-commit": (
+        "synchronous_commit",
+        str,
+        "true: answer exports once committed (default); false: faster, a crash loses some",
+    ),
     "--max-inflight-requests": ("max_inflight_requests", int, "exports in flight (64)"),
     "--max-inflight-bytes": ("max_inflight_bytes", int, "export bytes in flight (32 MiB)"),
     "--max-entities": ("max_entities", int, "sessions, agents, hosts tracked (1000000)"),
