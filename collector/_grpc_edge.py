@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Final
 
 import grpc
 from google.protobuf import any_pb2
@@ -32,15 +33,30 @@ from lastactive.collector.policy import Decision, Evaluation, decide
 from lastactive.collector.proto import query_pb2, query_pb2_grpc
 
 
+@dataclass(frozen=True, slots=True)
+class _Status(grpc.Status):  # type: ignore[misc]
+    code: grpc.StatusCode
+    details: str
+    trailing_metadata: tuple[tuple[str, str | bytes], ...]
+
+
+_RETRY_INFO_KEY: Final = "google.rpc.retryinfo-bin"
+
+
 def unavailable(message: str, retry_after_s: float) -> grpc.Status:
     """``UNAVAILABLE`` with ``google.rpc.RetryInfo`` (OTLP specification, "Failures": the
-    exporter retries after ``retry_after_s``)."""
+    exporter retries after ``retry_after_s``), carried both ways exporters read it: in the
+    status details (``grpc-status-details-bin``: OTel Go and the Collector) and in its own
+    trailer (``google.rpc.retryinfo-bin``: opentelemetry-python)."""
     retry = error_details_pb2.RetryInfo()
     retry.retry_delay.FromNanoseconds(int(retry_after_s * NANOS))
     detail = any_pb2.Any()
     detail.Pack(retry)
-    status = status_pb2.Status(code=code_pb2.UNAVAILABLE, message=message, details=[detail])
-    return rpc_status.to_status(status)
+    status = rpc_status.to_status(
+        status_pb2.Status(code=code_pb2.UNAVAILABLE, message=message, details=[detail])
+    )
+    trailers = (*status.trailing_metadata, (_RETRY_INFO_KEY, retry.SerializeToString()))
+    return _Status(status.code, status.details, trailers)
 
 
 def _otlp_handler(signal: OtlpSignal, core: Core) -> grpc.GenericRpcHandler:
