@@ -316,6 +316,6 @@ async def start_grpc(
 
     async def stop() -> None:
         await health.enter_graceful_shutdown()
-        await server.stop(grace=0.3)  # watch streams end when the hub closes
+        await server.stop(grace=0.1)  # watch streams end when the hub closes
 
     return server, bound, stop

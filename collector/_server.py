@@ -217,7 +217,7 @@ async def _serve(
             lifespan="off",
             # Watch streams end when the hub closes; one whose client does not read is
             # cut after this (SIGTERM must stop the service within 0.5 s).
-            timeout_graceful_shutdown=0.2,  # type: ignore[arg-type]  # a float works
+            timeout_graceful_shutdown=0.1,  # type: ignore[arg-type]  # a float works
         )
     )
     http_task = asyncio.create_task(http.serve(sockets=[sock]), name="lastactive-http")
