@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
+from lastactive._spool import Spool
 from lastactive.client import logs_request, post_logs
 from lastactive.conventions import (
     ATTR_AGENT_TURN,
@@ -127,6 +128,6 @@ def hook_claude(
             ATTR_HOST_ID: host_id,
             ATTR_HOST_NAME: host_name,
         }
-        post_logs(url, logs_request(resource, [(n, a, t) for n, a in found]), timeout)
+        post_logs(url, logs_request(resource, [(n, a, t) for n, a in found]), timeout, Spool())
     except Exception:
         _log.exception("lastactive hook claude: not reported")

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
+from lastactive._spool import Spool
 from lastactive.client import logs_request, post_logs
 from lastactive.conventions import (
     ATTR_HOLD,
@@ -118,7 +119,7 @@ def tmux_event(
                 (EVENT_ACTIVITY, {ATTR_SESSION_ID: sid, ATTR_SOURCE: str(Source.CONNECTION)}, now)
             )
     if events:
-        post_logs(url, logs_request(resource, events), timeout)
+        post_logs(url, logs_request(resource, events), timeout, Spool())
 
 
 def default_command() -> list[str]:

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from lastactive._spool import Spool
 from lastactive.client import get_json, logs_request, post_json, post_logs
 from lastactive.conventions import (
     ATTR_HOST_ID,
@@ -122,7 +123,7 @@ class Culler:
         body = logs_request({ATTR_SERVICE_NAME: "lastactive-cull"},
                             [(EVENT_ACTIVITY, attrs, self.clock())])  # fmt: skip
         try:
-            post_logs(self.url, body, timeout=10)
+            post_logs(self.url, body, timeout=10, spool=Spool())
         except OSError as exc:
             _log.error("recording the hibernation of %s %s failed: %s", d["kind"], d["id"], exc)
 

@@ -25,11 +25,14 @@ from __future__ import annotations
 
 import json
 import os
+import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+from lastactive._spool import Spool
 from lastactive.conventions import (
     ENV_GRPC_PORT,
     ENV_HOOK_TIMEOUT,
@@ -190,10 +193,29 @@ def logs_request(
     }
 
 
-def post_logs(url: str, body: dict[str, Any], timeout: float) -> None:
-    """POST an OTLP/JSON logs request to ``{url}/v1/logs``.
+def post_logs(url: str, body: dict[str, Any], timeout: float, spool: Spool | None = None) -> None:
+    """POST an OTLP/JSON logs request to ``{url}/v1/logs`` within ``timeout`` seconds.
+
+    With a ``spool``, a request the collector could take later (no answer, connection refused,
+    429 or 5xx) is kept in it before the error is raised, and after a success the spooled ones
+    are delivered with what is left of ``timeout`` (see :mod:`lastactive._spool`).
 
     Raises:
         OSError: as :func:`get_json`.
     """
-    post_json(f"{url}/v1/logs", body, timeout)
+    deadline = time.monotonic() + timeout
+    try:
+        post_json(f"{url}/v1/logs", body, timeout)
+    except urllib.error.HTTPError as exc:
+        if spool is not None and (exc.code == 429 or exc.code >= 500):
+            spool.keep(body)
+        raise
+    except OSError:
+        if spool is not None:
+            spool.keep(body)
+        raise
+    if spool is not None:
+        spool.deliver(
+            lambda b: post_json(f"{url}/v1/logs", b, max(0.01, deadline - time.monotonic())),
+            deadline,
+        )

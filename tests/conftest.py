@@ -11,6 +11,13 @@ import pytest
 from tests.helpers import Collector, InProcessCollector
 
 
+@pytest.fixture(autouse=True)
+def _state_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test (and the processes it starts) has its own user state directory: the one-shot
+    reporters' spool must not carry reports from one test into another."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
+
+
 @pytest.fixture
 def collector() -> Iterator[InProcessCollector]:
     """The real servers in this process, on ports 0, with an in-memory SQLite store."""

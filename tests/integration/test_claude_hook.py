@@ -80,6 +80,27 @@ def test_collector_down_or_hanging_the_hook_still_exits_zero(
         assert (done.returncode, done.stdout) == (0, b"")
 
 
+def test_what_the_collector_missed_is_delivered_by_the_next_hook(
+    collector: CollectorClient, lastactive_env: dict[str, str]
+) -> None:
+    """A prompt sent while the collector is down is spooled in the user's state directory and
+    delivered (with its own time) by the next hook call that reaches the collector."""
+    began = time.monotonic()
+    fire("http://127.0.0.1:9", "UserPromptSubmit", "missed", lastactive_env)
+    assert time.monotonic() - began < HOOK_BOUND_S
+    spool = Path(lastactive_env["XDG_STATE_HOME"]) / "lastactive" / "spool"
+    assert len(list(spool.glob("*.json"))) == 1
+    assert collector.session("missed") is None
+    time.sleep(0.05)
+    fire(collector.http, "PreToolUse", "later", lastactive_env)
+    missed = collector.session("missed")
+    assert missed is not None and missed["last_source"] == "prompt"
+    later = collector.session("later")
+    assert later is not None and missed["last_active"] < later["sources"]["agent"]
+    assert abs(missed["clock_offset_seconds"]) < 1  # delivery re-stamps the observed time
+    assert list(spool.glob("*")) == []
+
+
 def order(collector: CollectorClient) -> list[str]:
     status, body = collector.get("/v1/sessions")
     assert status == 200
