@@ -20,6 +20,7 @@ from grpc_status import rpc_status
 from lastactive.collector._core import Core
 from lastactive.collector._flusher import StoreUnavailableError
 from lastactive.collector._otlp_signals import SIGNALS, OtlpSignal, export_response
+from lastactive.collector._paging import PageTokenError, sessions_page
 from lastactive.collector._state import NANOS, EntityView, Hold, Kind
 from lastactive.collector._transitions import Snapshot, Transition
 from lastactive.collector._watch import (
@@ -247,12 +248,16 @@ class ActivityQueryServicer(query_pb2_grpc.ActivityQueryServicer):  # type: igno
         self, request: query_pb2.ListSessionsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> query_pb2.ListSessionsResponse:
         now = self._clock()
-        views = self._state.sessions(
-            now, request.host_id or None, request.limit, request.trusted_only
-        )
+        try:
+            views, token = sessions_page(
+                self._state, now, request.host_id or None, request.limit,
+                request.trusted_only, request.page_token,
+            )  # fmt: skip
+        except PageTokenError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         evaluate = self._policy.evaluate
         return query_pb2.ListSessionsResponse(
-            sessions=[entity_message(v, evaluate(v, now)) for v in views]
+            sessions=[entity_message(v, evaluate(v, now)) for v in views], next_page_token=token
         )
 
     async def GetSession(

@@ -18,9 +18,11 @@ Rules (ANCHORS, "OTLP facts" and "Lessons"):
 from __future__ import annotations
 
 import enum
+import heapq
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Final, NamedTuple
 
 from lastactive.collector._activity import idle_since, latest
@@ -335,6 +337,21 @@ def active_holds(entity: Entity, now: int) -> list[Hold]:
 def sort_key(v: EntityView) -> tuple[int, int, int]:
     """Most recent first: by last_active, then last_seen, then first_seen (seed 002)."""
     return (-(v.last_active or 0), -v.last_seen, -v.first_seen)
+
+
+PageKey = tuple[int, int, int, str]
+""":func:`sort_key` and the id: a total order of sessions, for pages."""
+
+
+def page_key(v: EntityView) -> PageKey:
+    """``v``'s place in the "most recent first" order (ties broken by id)."""
+    return (-(v.last_active or 0), -v.last_seen, -v.first_seen, v.id)
+
+
+def _page_key(e: Entity, trusted_only: bool) -> PageKey:
+    """:func:`page_key` of ``e``'s view, without making the view."""
+    _, last_active = latest(e.sources, _ENGAGEMENT, trusted_only=trusted_only)
+    return (-(last_active or 0), -e.last_seen, -e.first_seen, e.id)
 
 
 class _Stream:
@@ -693,17 +710,26 @@ class ActivityState:
         return [view(e, now) for (k, _), e in self.entities.items() if k in kinds]
 
     def sessions(
-        self, now: int, host_id: str | None = None, limit: int = 0, trusted_only: bool = False
+        self,
+        now: int,
+        host_id: str | None = None,
+        limit: int = 0,
+        trusted_only: bool = False,
+        after: PageKey | None = None,
     ) -> list[EntityView]:
-        """Session views at ``now`` (ns), optionally on one host, sorted by :func:`sort_key`;
-        at most ``limit`` of them (0: all)."""
-        views = [
-            view(e, now, trusted_only)
+        """Session views at ``now`` (ns), optionally on one host, most recent first
+        (:func:`page_key`), only those after ``after`` when given; at most ``limit`` of them
+        (0: all). A limit costs a partial sort, and only the returned sessions get a view."""
+        keyed = (
+            (_page_key(e, trusted_only), e)
             for (k, _), e in self.entities.items()
             if k is Kind.SESSION and (host_id is None or e.host_id == host_id)
-        ]
-        views.sort(key=sort_key)
-        return views[:limit] if limit > 0 else views
+        )
+        if after is not None:
+            keyed = (pair for pair in keyed if pair[0] > after)
+        first = itemgetter(0)
+        chosen = heapq.nsmallest(limit, keyed, key=first) if limit > 0 else sorted(keyed, key=first)
+        return [view(e, now, trusted_only) for _, e in chosen]
 
     # --- persistence ---------------------------------------------------------------------
 

@@ -18,15 +18,23 @@ COLUMNS = (
 def fetch_sessions(
     url: str, host: str | None = None, limit: int = 0, timeout: float = 5.0
 ) -> list[dict[str, Any]]:
-    """``GET {url}/v1/sessions``; most recent first.
+    """``GET {url}/v1/sessions``, page after page; most recent first, at most ``limit`` (0:
+    all).
 
     Raises:
         OSError: the collector cannot be reached (``urllib.error.URLError`` is one).
     """
-    sessions: list[dict[str, Any]] = get_json(
-        url, "/v1/sessions", {"host": host, "limit": limit}, timeout
-    )["sessions"]
-    return sessions
+    sessions: list[dict[str, Any]] = []
+    token = ""
+    while True:
+        want = limit - len(sessions) if limit else 0
+        page = get_json(
+            url, "/v1/sessions", {"host": host, "limit": want, "page_token": token}, timeout
+        )
+        sessions.extend(page["sessions"])
+        token = page.get("next_page_token", "")
+        if not token or (limit and len(sessions) >= limit):
+            return sessions
 
 
 def human_seconds(seconds: float) -> str:

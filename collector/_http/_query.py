@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 from starlette.convertors import Convertor, register_url_convertor
 
 from lastactive.collector._clocks import ReporterClocks
+from lastactive.collector._paging import DEFAULT_PAGE, MAX_PAGE, PageTokenError, sessions_page
 from lastactive.collector._state import NANOS, ActivityState, EntityView, Hold, Kind
 from lastactive.collector.policy import Evaluation, Policy
 
@@ -180,6 +181,9 @@ class EntityOut(EvaluationOut):
 
 class SessionList(BaseModel):
     sessions: list[EntityOut]
+    next_page_token: str = Field(
+        "", description="pass as page_token for the next page; empty on the last page"
+    )
 
 
 class ReporterOut(BaseModel):
@@ -237,16 +241,30 @@ def query_router(
         out.sort(key=lambda r: -abs(r.clock_offset_seconds))
         return ReporterList(reporters=out)
 
-    @router.get("/v1/sessions", response_model=SessionList)
+    @router.get(
+        "/v1/sessions",
+        response_model=SessionList,
+        responses={400: {"description": "page_token is not one this collector made"}},
+    )
     async def list_sessions(
         host: Annotated[str | None, Query(description="only sessions on this host.id")] = None,
-        limit: Annotated[int, Query(ge=0, description="at most this many; 0 = all")] = 0,
+        limit: Annotated[
+            int, Query(ge=0, description=f"page size; 0 = {DEFAULT_PAGE}, at most {MAX_PAGE}")
+        ] = 0,
+        page_token: Annotated[str, Query(description="the previous page's next_page_token")] = "",
         trusted_only: TrustedOnly = False,
     ) -> SessionList:
-        """Sessions, most recent first: by last_active, then last_seen, then first_seen."""
+        """Sessions, most recent first: by last_active, then last_seen, then first_seen (then
+        id), a page at a time."""
         now = clock()
-        views = state.sessions(now, host, limit, trusted_only)
-        return SessionList(sessions=[EntityOut.of(v, policy.evaluate(v, now)) for v in views])
+        try:
+            views, token = sessions_page(state, now, host, limit, trusted_only, page_token)
+        except PageTokenError as exc:
+            raise HTTPException(400, str(exc)) from None
+        return SessionList(
+            sessions=[EntityOut.of(v, policy.evaluate(v, now)) for v in views],
+            next_page_token=token,
+        )
 
     def get(kind: Kind, key: str, trusted_only: bool) -> EntityOut:
         now = clock()

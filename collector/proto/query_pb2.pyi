@@ -133,20 +133,24 @@ class DecisionsResponse(_message.Message):
     def __init__(self, hibernate: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ..., due_soon: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ..., held: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ...) -> None: ...
 
 class ListSessionsRequest(_message.Message):
-    __slots__ = ("host_id", "limit", "trusted_only")
+    __slots__ = ("host_id", "limit", "trusted_only", "page_token")
     HOST_ID_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     TRUSTED_ONLY_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     host_id: str
     limit: int
     trusted_only: bool
-    def __init__(self, host_id: _Optional[str] = ..., limit: _Optional[int] = ..., trusted_only: _Optional[bool] = ...) -> None: ...
+    page_token: str
+    def __init__(self, host_id: _Optional[str] = ..., limit: _Optional[int] = ..., trusted_only: _Optional[bool] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListSessionsResponse(_message.Message):
-    __slots__ = ("sessions",)
+    __slots__ = ("sessions", "next_page_token")
     SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     sessions: _containers.RepeatedCompositeFieldContainer[Entity]
-    def __init__(self, sessions: _Optional[_Iterable[_Union[Entity, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, sessions: _Optional[_Iterable[_Union[Entity, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class GetRequest(_message.Message):
     __slots__ = ("id", "trusted_only")

@@ -35,7 +35,16 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from lastactive.collector.proto import query_pb2
-from tests.helpers import Collector, CollectorClient, S, metrics_request, otlp_json, sum_point
+from tests.helpers import (
+    Collector,
+    CollectorClient,
+    InProcessCollector,
+    S,
+    last_input,
+    metrics_request,
+    otlp_json,
+    sum_point,
+)
 
 PROTO = {"Content-Type": "application/x-protobuf"}
 JSON = {"Content-Type": "application/json"}
@@ -357,3 +366,32 @@ def test_bad_grpc_input_and_not_found(collector: CollectorClient) -> None:
     assert collector.get("/v1/sessions/nope")[0] == 404
     assert collector.get("/v1/hosts/nope")[0] == 404
     assert_intact(collector, before)
+
+
+def test_sessions_come_a_page_at_a_time_over_http_and_grpc(collector: InProcessCollector) -> None:
+    for i in range(7):
+        last_input(collector, f"page-{i}", 100 - i)  # page-6 is the most recent
+    want = [f"page-{i}" for i in range(6, -1, -1)]
+    got, token = [], ""
+    while True:
+        status, body = collector.get(f"/v1/sessions?limit=3&page_token={token}")
+        assert status == 200 and len(body["sessions"]) <= 3
+        got += [s["id"] for s in body["sessions"]]
+        token = body["next_page_token"]
+        if not token:
+            break
+    assert got == want
+    channel, stub = collector.grpc_stub()
+    with channel:
+        got, token = [], ""
+        while True:
+            page = stub.ListSessions(query_pb2.ListSessionsRequest(limit=2, page_token=token))
+            got += [s.id for s in page.sessions]
+            token = page.next_page_token
+            if not token:
+                break
+        assert got == want
+        with pytest.raises(grpc.RpcError) as exc:
+            stub.ListSessions(query_pb2.ListSessionsRequest(page_token="bogus"))
+        assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert collector.get("/v1/sessions?page_token=bogus")[0] == 400

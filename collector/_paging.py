@@ -1,0 +1,75 @@
+"""Pages of "most recent first" lists, the same for HTTP and gRPC (AIP-158 style: a page size
+and an opaque ``page_token``; an empty ``next_page_token`` on the last page).
+
+A token is the sort key of the last session a page returned
+(:func:`~lastactive.collector._state.page_key`), so the next page starts right after it
+without the server keeping anything per client; a page costs a pass over the sessions and a
+partial sort of ``limit`` of them (``heapq``), never a full sort.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Final
+
+from lastactive.collector._state import ActivityState, EntityView, PageKey, page_key
+
+__all__ = ["DEFAULT_PAGE", "MAX_PAGE", "PageTokenError", "sessions_page"]
+
+DEFAULT_PAGE: Final = 1000
+"""Sessions per page when the client asks for 0."""
+MAX_PAGE: Final = 10_000
+"""The most sessions one page returns (a larger ``limit`` is cut to this)."""
+
+
+class PageTokenError(ValueError):
+    """A ``page_token`` this collector did not make (400 / INVALID_ARGUMENT)."""
+
+
+def sessions_page(
+    state: ActivityState,
+    now: int,
+    host_id: str | None,
+    limit: int,
+    trusted_only: bool,
+    page_token: str,
+) -> tuple[list[EntityView], str]:
+    """One page of sessions (see :meth:`ActivityState.sessions`) and the next page's token
+    ("" on the last page).
+
+    Raises:
+        PageTokenError: ``page_token`` is not one this collector made.
+    """
+    size = page_size(limit)
+    views = state.sessions(now, host_id, size + 1, trusted_only, after(page_token))
+    if len(views) > size:
+        return views[:size], token_after(views[size - 1])
+    return views, ""
+
+
+def page_size(limit: int) -> int:
+    """The page size for a requested ``limit`` (0: :data:`DEFAULT_PAGE`)."""
+    return DEFAULT_PAGE if limit <= 0 else min(limit, MAX_PAGE)
+
+
+def token_after(v: EntityView) -> str:
+    """The token of the page that starts after ``v``."""
+    return base64.urlsafe_b64encode(json.dumps(page_key(v)).encode()).decode()
+
+
+def after(token: str) -> PageKey | None:
+    """The sort key a ``page_token`` names (``None`` for the empty token).
+
+    Raises:
+        PageTokenError: not a token this collector made.
+    """
+    if not token:
+        return None
+    try:
+        a, b, c, d = json.loads(base64.urlsafe_b64decode(token.encode()))
+        if not (all(type(x) is int for x in (a, b, c)) and isinstance(d, str)):
+            raise ValueError(token)
+    except (ValueError, TypeError, UnicodeError) as exc:
+        raise PageTokenError(f"invalid page_token {token[:40]!r}") from exc
+    return (a, b, c, d)
