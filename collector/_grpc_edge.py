@@ -30,7 +30,7 @@ from lastactive.collector._watch import (
     WatchLimitError,
     open_watch,
 )
-from lastactive.collector.policy import Decision, Evaluation, decide
+from lastactive.collector.policy import MAX_DURATION_S, Decision, Evaluation, decide
 from lastactive.collector.proto import query_pb2, query_pb2_grpc
 
 
@@ -234,8 +234,11 @@ class ActivityQueryServicer(query_pb2_grpc.ActivityQueryServicer):  # type: igno
     async def Decisions(
         self, request: query_pb2.DecisionsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> query_pb2.DecisionsResponse:
-        if not request.within_seconds >= 0:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "within_seconds must be >= 0")
+        if not 0 <= request.within_seconds <= MAX_DURATION_S:  # also NaN
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"within_seconds must be in [0, {MAX_DURATION_S:.0f}]",
+            )
         now = self._clock()
         out = decide(self._state.views(now), self._policy, now, int(request.within_seconds * NANOS))
         return query_pb2.DecisionsResponse(

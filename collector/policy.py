@@ -58,6 +58,7 @@ from lastactive.conventions import (
 )
 
 __all__ = [
+    "MAX_DURATION_S",
     "Decision",
     "Decisions",
     "Evaluation",

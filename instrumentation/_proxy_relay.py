@@ -102,6 +102,14 @@ async def serve_proxy(
         await _run(server.sockets[0].getsockname()[1], instrument, ready, stop)
 
 
+WS_MAX_MESSAGE_BYTES: Final = 4 * 1024 * 1024
+"""The largest WebSocket message a browser may send through the proxy (bytes; a larger one
+closes its connection with 1009, "message too big"). noVNC's are keystrokes, pointer moves and
+clipboard text: far smaller."""
+WS_MAX_QUEUE: Final = 4
+"""Messages read ahead per connection: the proxy holds at most this x WS_MAX_MESSAGE_BYTES."""
+
+
 async def serve_websocket(
     listen: tuple[str, int],
     target: tuple[str, int],
@@ -156,6 +164,9 @@ async def serve_websocket(
             await ws.close()
             conn.close(reason)
 
-    async with serve(handle, *listen, subprotocols=["binary"], max_size=None) as server:  # type: ignore[list-item]
+    async with serve(
+        handle, *listen, subprotocols=["binary"],  # type: ignore[list-item]
+        max_size=WS_MAX_MESSAGE_BYTES, max_queue=WS_MAX_QUEUE,
+    ) as server:  # fmt: skip
         port = next(iter(server.sockets)).getsockname()[1]
         await _run(port, instrument, ready, stop)

@@ -14,7 +14,9 @@ OpenAPI docs are at ``/docs``.
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from prometheus_client.registry import CollectorRegistry
 
 import lastactive
@@ -28,6 +30,14 @@ from lastactive.collector._http._query import query_router
 __all__ = ["create_app"]
 
 
+async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    """A query parameter or body FastAPI could not validate: 400 (not FastAPI's 422), the
+    problems named as FastAPI names them."""
+    assert isinstance(exc, RequestValidationError)
+    problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+    return JSONResponse({"detail": f"invalid request: {problems}"}, status_code=400)
+
+
 def create_app(
     core: Core, max_request_bytes: int, registry: CollectorRegistry | None = None
 ) -> FastAPI:
@@ -38,6 +48,7 @@ def create_app(
         summary="Last-activity state per session, agent and host, from OpenTelemetry.",
         version=lastactive.__version__,
     )
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     app.include_router(otlp_router(core, max_request_bytes))
     app.include_router(query_router(core.state, core.policy, core.ingest.clocks, core.clock))
     app.include_router(agent_router(core.ingest, core.policy, core.clock, core.durable))

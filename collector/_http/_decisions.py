@@ -23,7 +23,7 @@ from lastactive.collector._watch import (
     WatchLimitError,
     open_watch,
 )
-from lastactive.collector.policy import Decision, decide
+from lastactive.collector.policy import MAX_DURATION_S, Decision, decide
 
 
 class DecisionOut(EvaluationOut):
@@ -140,7 +140,9 @@ def decisions_router(core: Core) -> APIRouter:
 
     @router.get("/v1/decisions", response_model=DecisionList)
     async def decisions(
-        within: Annotated[float, Query(ge=0, description="also list those due within (s)")] = 600,
+        within: Annotated[
+            float, Query(ge=0, le=MAX_DURATION_S, description="also list those due within (s)")
+        ] = 600,
     ) -> DecisionList:
         """Sessions and hosts to hibernate now, those due soon, each with its deadline and
         the reason in words, and those held up, with their holds."""

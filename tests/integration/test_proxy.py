@@ -325,3 +325,39 @@ def test_websocket_front_classifies_rfb_inside(
         )
     finally:
         stop(proxy)
+
+
+@needs_vnc
+def test_websocket_front_bounds_a_message(
+    collector: CollectorClient, lastactive_env: dict[str, str], vnc_server: int
+) -> None:
+    """A browser's message past WS_MAX_MESSAGE_BYTES closes its connection (1009), without the
+    proxy holding it; the next connection is served."""
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    from lastactive.instrumentation._proxy_relay import WS_MAX_MESSAGE_BYTES
+
+    proxy, port = start_proxy(collector, lastactive_env, vnc_server, "websocket", "big")
+
+    async def oversized() -> int | None:
+        async with connect(f"ws://127.0.0.1:{port}", subprotocols=["binary"],  # type: ignore[list-item]
+                           max_size=None) as ws:  # fmt: skip
+            await ws.recv()  # the server's RFB version
+            await ws.send(b"\0" * (WS_MAX_MESSAGE_BYTES + 1))
+            try:
+                while True:
+                    await ws.recv()
+            except ConnectionClosed as exc:
+                return exc.rcvd.code if exc.rcvd else None
+
+    async def normal() -> bytes:
+        async with connect(f"ws://127.0.0.1:{port}", subprotocols=["binary"]) as ws:  # type: ignore[list-item]
+            msg = await ws.recv()
+            return msg if isinstance(msg, bytes) else msg.encode()
+
+    try:
+        assert asyncio.run(oversized()) == 1009
+        assert asyncio.run(normal()).startswith(b"RFB 003.")
+    finally:
+        stop(proxy)
