@@ -32,10 +32,12 @@ from lastactive.collector._stats import LATENCY_BUCKETS
 from lastactive.conventions import (
     IDLE_CLASSES,
     PROM_ACTIVITY_UPDATES,
+    PROM_ENTITIES_REFUSED,
     PROM_FLUSH_DURATION,
     PROM_FLUSH_ROWS,
     PROM_FLUSHES,
     PROM_HOST_SESSIONS,
+    PROM_INGEST_INFLIGHT,
     PROM_OTLP_ACCEPTED,
     PROM_OTLP_DURATION,
     PROM_OTLP_FAILED,
@@ -52,6 +54,7 @@ from lastactive.conventions import (
     PROM_SESSIONS,
     PROM_SESSIONS_IDLE,
     PROM_SESSIONS_RECENT,
+    PROM_STORE_SKIPPED,
     PROM_TRANSITIONS,
     PROM_WATCH_QUEUED,
     PROM_WATCH_RESYNCS,
@@ -171,7 +174,26 @@ class CoreCollector(Collector):
             value=core.hub.overflows,
         )
         flusher = self._flusher
-        yield CounterMetricFamily(PROM_FLUSHES, "write-behind flushes", value=flusher.flushes)
+        yield CounterMetricFamily(
+            PROM_FLUSHES,
+            "commits of changed entities (group commits and interval flushes)",
+            value=flusher.flushes,
+        )
+        yield CounterMetricFamily(
+            PROM_STORE_SKIPPED,
+            "records a commit skipped because the store could not hold a value",
+            value=flusher.skipped,
+        )
+        yield GaugeMetricFamily(
+            PROM_INGEST_INFLIGHT,
+            "exports being applied or waiting for their commit",
+            value=core.admission.requests,
+        )
+        yield CounterMetricFamily(
+            PROM_ENTITIES_REFUSED,
+            "new sessions, agents or hosts refused at LASTACTIVE_MAX_ENTITIES",
+            value=core.state.refused,
+        )
         yield GaugeMetricFamily(
             PROM_FLUSH_ROWS, "rows written by the last flush", value=flusher.last_rows
         )

@@ -28,7 +28,10 @@ class Settings(BaseSettings):
     http_port: int = Field(4318, ge=0, le=65535, description="OTLP/HTTP + query HTTP; 0 = any.")
     db: Path = Field(default_factory=default_db_path, description="SQLite database file.")
     flush_interval: float = Field(
-        1.0, gt=0, description="Seconds between write-behind flushes of changed entities."
+        1.0,
+        gt=0,
+        description="Seconds between commits of changes no export waits for (and, without "
+        "synchronous_commit, of every change).",
     )
     synchronous_commit: bool = Field(
         True,

@@ -64,10 +64,12 @@ __all__ = [
     "METRIC_IO",
     "METRIC_SOURCE_LAST_TIME",
     "PROM_ACTIVITY_UPDATES",
+    "PROM_ENTITIES_REFUSED",
     "PROM_FLUSHES",
     "PROM_FLUSH_DURATION",
     "PROM_FLUSH_ROWS",
     "PROM_HOST_SESSIONS",
+    "PROM_INGEST_INFLIGHT",
     "PROM_OTLP_ACCEPTED",
     "PROM_OTLP_DURATION",
     "PROM_OTLP_FAILED",
@@ -84,6 +86,7 @@ __all__ = [
     "PROM_SESSION_RUNAWAY",
     "PROM_SESSION_STATE",
     "PROM_SESSION_STUCK",
+    "PROM_STORE_SKIPPED",
     "PROM_TRANSITIONS",
     "PROM_WATCH_QUEUED",
     "PROM_WATCH_RESYNCS",
@@ -303,7 +306,16 @@ PROM_WATCH_RESYNCS: Final = "lastactive_watch_resyncs"
 """counter (_total): queue overflows turned into resync markers."""
 
 PROM_FLUSHES: Final = "lastactive_flushes"
-"""counter (_total): write-behind flushes."""
+"""counter (_total): commits of changed entities (group commits and interval flushes)."""
+
+PROM_STORE_SKIPPED: Final = "lastactive_store_skipped_records"
+"""counter (_total): records a commit skipped because the store could not hold a value."""
+
+PROM_INGEST_INFLIGHT: Final = "lastactive_ingest_inflight_requests"
+"""gauge: exports being applied or waiting for their commit (admission control)."""
+
+PROM_ENTITIES_REFUSED: Final = "lastactive_entities_refused"
+"""counter (_total): new sessions, agents or hosts refused at LASTACTIVE_MAX_ENTITIES."""
 
 PROM_FLUSH_ROWS: Final = "lastactive_flush_rows"
 """gauge: rows written by the last flush."""
