@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -52,12 +53,14 @@ from lastactive.conventions import (
 )
 from tests.helpers import PROTO, InProcessCollector, last_input
 
-pytestmark = pytest.mark.timeout(300)
+EXAMPLES = int(os.environ.get("LASTACTIVE_FUZZ_EXAMPLES", "150"))
+"""Examples per input; ``benchmarks/fuzz.py`` raises it for a long run."""
+pytestmark = pytest.mark.timeout(300 + EXAMPLES)
 
 SEED = "fuzz-seed-session"
 JSON = {"Content-Type": "application/json"}
 FUZZ = settings(
-    max_examples=150,
+    max_examples=EXAMPLES,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
@@ -408,7 +411,7 @@ policy_bytes = (
 )
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=2 * EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(raw=policy_bytes)
 def test_policy_loader_reports_every_bad_file(raw: bytes, tmp_path_factory: Any) -> None:
     path = tmp_path_factory.mktemp("policy") / "policy.toml"
