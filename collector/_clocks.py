@@ -38,8 +38,11 @@ WINDOW_NS: Final = 300 * _S
 STEP_NS: Final = 30 * _S
 """A sample this far (ns) above the estimate is a clock step, not a delay: OTLP exporters send
 within seconds of collecting (batch delays of 1 to 5 s)."""
-FORGET_NS: Final = 3600 * _S
-"""A reporter not heard from for this long (ns) is forgotten by :meth:`ReporterClocks.purge`."""
+FORGET_NS: Final = WINDOW_NS
+"""A reporter not heard from for this long (ns) is forgotten by :meth:`ReporterClocks.purge`:
+its samples have all left the window, so nothing of its estimate would be used again, and a
+fleet whose sessions each report as their own instance keeps only the last few minutes' worth
+(issue 11: memory stays flat under session churn)."""
 
 Key = tuple[str | None, ...]
 """A reporter: the resource attributes that name it (service, instance, host, session)."""
