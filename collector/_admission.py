@@ -12,8 +12,14 @@ nothing is lost), and the query API, which is never shed, keeps its share of the
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
-__all__ = ["Admission"]
+__all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_MAX_REQUESTS", "Admission"]
+
+DEFAULT_MAX_REQUESTS: Final = 64
+"""Exports in flight at most, by default (``LASTACTIVE_MAX_INFLIGHT_REQUESTS``)."""
+DEFAULT_MAX_BYTES: Final = 32 * 1024 * 1024
+"""Bytes of export bodies in flight at most, by default (``LASTACTIVE_MAX_INFLIGHT_BYTES``)."""
 
 
 @dataclass(slots=True)
@@ -26,8 +32,8 @@ class Admission:
         retry_after_s: the delay (seconds) a refused client is told to wait.
     """
 
-    max_requests: int
-    max_bytes: int
+    max_requests: int = DEFAULT_MAX_REQUESTS
+    max_bytes: int = DEFAULT_MAX_BYTES
     retry_after_s: float = 1.0
     requests: int = 0
     bytes: int = 0

@@ -33,7 +33,7 @@ class Core:
     clock: Callable[[], int]
     stats: IngestStats = field(default_factory=IngestStats)
     durable: Callable[[], Awaitable[None]] = _in_memory_only
-    admission: Admission = field(default_factory=lambda: Admission(64, 32 * 1024 * 1024))
+    admission: Admission = field(default_factory=Admission)
 
     @property
     def state(self) -> ActivityState:

@@ -41,24 +41,24 @@ def sessions_page(
     Raises:
         PageTokenError: ``page_token`` is not one this collector made.
     """
-    size = page_size(limit)
-    views = state.sessions(now, host_id, size + 1, trusted_only, after(page_token))
+    size = _page_size(limit)
+    views = state.sessions(now, host_id, size + 1, trusted_only, _after(page_token))
     if len(views) > size:
-        return views[:size], token_after(views[size - 1])
+        return views[:size], _token_after(views[size - 1])
     return views, ""
 
 
-def page_size(limit: int) -> int:
+def _page_size(limit: int) -> int:
     """The page size for a requested ``limit`` (0: :data:`DEFAULT_PAGE`)."""
     return DEFAULT_PAGE if limit <= 0 else min(limit, MAX_PAGE)
 
 
-def token_after(v: EntityView) -> str:
+def _token_after(v: EntityView) -> str:
     """The token of the page that starts after ``v``."""
     return base64.urlsafe_b64encode(json.dumps(page_key(v)).encode()).decode()
 
 
-def after(token: str) -> PageKey | None:
+def _after(token: str) -> PageKey | None:
     """The sort key a ``page_token`` names (``None`` for the empty token).
 
     Raises:

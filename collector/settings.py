@@ -9,6 +9,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from lastactive.collector._admission import DEFAULT_MAX_BYTES, DEFAULT_MAX_REQUESTS
+
 __all__ = ["Settings", "default_db_path"]
 
 
@@ -63,13 +65,13 @@ class Settings(BaseSettings):
         "busiest by output bytes/s (Prometheus cannot take a series per session at 100k).",
     )
     max_inflight_requests: int = Field(
-        64,
+        DEFAULT_MAX_REQUESTS,
         gt=0,
         description="Exports being applied or awaiting their commit at most; beyond, an export "
         "is refused with UNAVAILABLE + RetryInfo / 503 + Retry-After (the exporters retry).",
     )
     max_inflight_bytes: int = Field(
-        32 * 1024 * 1024,
+        DEFAULT_MAX_BYTES,
         gt=0,
         description="Bytes of export bodies in flight at most (the same refusal past it).",
     )

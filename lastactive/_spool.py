@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
-__all__ = ["MAX_BYTES", "MAX_FILES", "Spool", "default_spool_dir"]
+__all__ = ["MAX_BYTES", "MAX_FILES", "STALE_CLAIM_S", "Spool", "default_spool_dir"]
 
 _log = logging.getLogger(__name__)
 
@@ -31,6 +31,8 @@ MAX_FILES: Final = 256
 """Undelivered requests kept at most."""
 MAX_BYTES: Final = 1024 * 1024
 """Bytes of undelivered requests kept at most."""
+STALE_CLAIM_S: Final = 60.0
+"""Seconds after which a claimed, never finished delivery is pending again."""
 
 
 def default_spool_dir() -> Path:
@@ -40,10 +42,14 @@ def default_spool_dir() -> Path:
 
 
 class Spool:
-    """Undelivered OTLP/JSON logs requests in ``directory`` (created on first use)."""
+    """Undelivered OTLP/JSON logs requests in ``directory`` (created on first use);
+    ``clock`` is seconds since the epoch (file ages)."""
 
-    def __init__(self, directory: Path | None = None) -> None:
+    def __init__(
+        self, directory: Path | None = None, clock: Callable[[], float] = time.time
+    ) -> None:
         self.directory = directory if directory is not None else default_spool_dir()
+        self._clock = clock
 
     def keep(self, body: dict[str, Any]) -> None:
         """Keep ``body`` for a later delivery; never raises (logs when it cannot)."""
@@ -58,8 +64,14 @@ class Spool:
             _log.error("lastactive: cannot spool an undelivered report: %s", exc)
 
     def pending(self) -> list[Path]:
-        """Spooled requests, oldest first."""
+        """Spooled requests, oldest first; a claim older than :data:`STALE_CLAIM_S` (its
+        sender was killed mid-delivery, as a hook past its time limit is) is pending again."""
         try:
+            now = self._clock()
+            for claimed in self.directory.glob(".*.sending"):
+                if now - claimed.stat().st_ctime > STALE_CLAIM_S:
+                    original = claimed.name[1:].rsplit(".", 2)[0]
+                    claimed.rename(claimed.with_name(original))
             return sorted(self.directory.glob("*.json"))
         except OSError:
             return []

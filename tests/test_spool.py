@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from lastactive._spool import MAX_FILES, Spool
+from lastactive._spool import MAX_FILES, STALE_CLAIM_S, Spool
 from lastactive.client import logs_request, post_logs
 from tests.helpers import InProcessCollector
 
@@ -56,3 +56,14 @@ def test_post_logs_spools_what_it_cannot_deliver_and_delivers_it_next_time(
         assert spool.pending() == []
     finally:
         c.stop()
+
+
+def test_a_delivery_killed_midway_is_pending_again_once_stale(tmp_path: Path) -> None:
+    later = [0.0]
+    spool = Spool(tmp_path, clock=lambda: time.time() + later[0])
+    spool.keep(_body(1))
+    (path,) = spool.pending()
+    path.rename(path.with_name(f".{path.name}.4242.sending"))  # its sender was killed
+    assert spool.pending() == []  # fresh: someone may still be sending it
+    later[0] = STALE_CLAIM_S + 1
+    assert spool.pending() == [path]

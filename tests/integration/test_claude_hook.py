@@ -91,7 +91,6 @@ def test_what_the_collector_missed_is_delivered_by_the_next_hook(
     spool = Path(lastactive_env["XDG_STATE_HOME"]) / "lastactive" / "spool"
     assert len(list(spool.glob("*.json"))) == 1
     assert collector.session("missed") is None
-    time.sleep(0.05)
     fire(collector.http, "PreToolUse", "later", lastactive_env)
     missed = collector.session("missed")
     assert missed is not None and missed["last_source"] == "prompt"
