@@ -11,6 +11,7 @@ nothing is lost), and the query API, which is never shed, keeps its share of the
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from typing import Final
 
@@ -29,7 +30,8 @@ class Admission:
     Args:
         max_requests: exports in flight at most.
         max_bytes: bytes of their (compressed) bodies in flight at most.
-        retry_after_s: the delay (seconds) a refused client is told to wait.
+        retry_after_s: the mean delay (seconds) a refused client is told to wait; each refusal
+            gets it jittered by +-50 % (:meth:`retry_delay`).
     """
 
     max_requests: int = DEFAULT_MAX_REQUESTS
@@ -58,9 +60,15 @@ class Admission:
         self.requests -= 1
         self.bytes -= size
 
-    def refusal(self) -> str:
-        """The message a refused export gets."""
+    def retry_delay(self) -> float:
+        """The delay (seconds) to tell one refused client: ``retry_after_s`` +-50 %, so that
+        exporters refused together do not all retry together (exporters honour RetryInfo's
+        delay as given, without jitter of their own)."""
+        return self.retry_after_s * random.uniform(0.5, 1.5)
+
+    def refusal(self, delay: float) -> str:
+        """The message an export refused with ``delay`` gets."""
         return (
             f"the collector is at its ingest limit ({self.requests} exports, {self.bytes} bytes "
-            f"in flight); retry in {self.retry_after_s:g} s"
+            f"in flight); retry in {delay:.1f} s"
         )

@@ -70,9 +70,8 @@ def _otlp_handler(signal: OtlpSignal, core: Core) -> grpc.GenericRpcHandler:
         size = len(request)
         if not admission.enter(size):
             stats.error(name, "grpc", "unavailable")
-            await context.abort_with_status(
-                unavailable(admission.refusal(), admission.retry_after_s)
-            )
+            delay = admission.retry_delay()
+            await context.abort_with_status(unavailable(admission.refusal(delay), delay))
         try:
             try:
                 req = signal.request.FromString(request)
@@ -87,7 +86,7 @@ def _otlp_handler(signal: OtlpSignal, core: Core) -> grpc.GenericRpcHandler:
                 await core.durable()  # acknowledged means committed
             except StoreUnavailableError as exc:
                 stats.error(name, "grpc", "unavailable")
-                await context.abort_with_status(unavailable(str(exc), admission.retry_after_s))
+                await context.abort_with_status(unavailable(str(exc), admission.retry_delay()))
         finally:
             admission.leave(size)
         stats.ok(name, "grpc", out, time.perf_counter() - began)

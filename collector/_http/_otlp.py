@@ -72,7 +72,8 @@ def otlp_router(core: Core, max_request_bytes: int) -> APIRouter:
             size = int(length) if length.isdigit() and len(length) < 12 else 0
             if not admission.enter(size):
                 stats.error(name, "http", "503")
-                return _error(503, admission.refusal(), media, admission.retry_after_s)
+                delay = admission.retry_delay()
+                return _error(503, admission.refusal(delay), media, delay)
             try:
                 media = media_type(request.headers.get("content-type"))
                 raw = await read_body(request)
@@ -84,7 +85,7 @@ def otlp_router(core: Core, max_request_bytes: int) -> APIRouter:
                 return _error(exc.status, str(exc), media)
             except StoreUnavailableError as exc:
                 stats.error(name, "http", "503")
-                return _error(503, str(exc), media, admission.retry_after_s)
+                return _error(503, str(exc), media, admission.retry_delay())
             finally:
                 admission.leave(size)
             stats.ok(name, "http", out, time.perf_counter() - began)

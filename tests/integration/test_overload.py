@@ -117,7 +117,7 @@ def test_otlp_http_is_refused_with_retry_after_when_full() -> None:
             urllib.request.urlopen(req, timeout=5)
             raise AssertionError("not refused")
         except urllib.error.HTTPError as exc:
-            assert exc.code == 503 and exc.headers["Retry-After"] == "1"
+            assert exc.code == 503 and exc.headers["Retry-After"] in ("1", "2")  # jittered
             assert b"ingest limit" in exc.read()
         assert c.get("/v1/sessions")[0] == 200  # queries are never shed
         slow.close()
