@@ -7,6 +7,7 @@ is committed with the bytes it counted)."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import threading
 import time
@@ -61,7 +62,7 @@ class Traffic:
         try:
             with urllib.request.urlopen(req, timeout=5) as r:
                 reply = json.loads(r.read() or b"{}")
-        except (OSError, urllib.error.HTTPError, ValueError):
+        except (OSError, http.client.HTTPException, ValueError):  # killed mid-answer too
             return False
         return not reply.get("partialSuccess", {}).get("rejectedLogRecords")
 
