@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from lastactive.collector._admission import Admission
+from lastactive.collector._auth import Credentials
 from lastactive.collector._ingest import Ingest
 from lastactive.collector._state import ActivityState
 from lastactive.collector._stats import IngestStats
@@ -24,7 +25,7 @@ class Core:
     clock (ns since the epoch) every edge reads "now" from; ``durable`` returns once what
     changed so far is committed (an edge awaits it before acknowledging; raises
     :class:`~lastactive.collector._flusher.StoreUnavailableError`), ``admission`` bounds the
-    exports in flight."""
+    exports in flight, ``credentials`` says who may call (none configured: anyone)."""
 
     ingest: Ingest
     policy: Policy
@@ -34,6 +35,7 @@ class Core:
     stats: IngestStats = field(default_factory=IngestStats)
     durable: Callable[[], Awaitable[None]] = _in_memory_only
     admission: Admission = field(default_factory=Admission)
+    credentials: Credentials = field(default_factory=Credentials)
 
     @property
     def state(self) -> ActivityState:

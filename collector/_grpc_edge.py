@@ -17,11 +17,19 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
+from lastactive.collector._auth import (
+    Credentials,
+    ForbiddenError,
+    Principal,
+    Scope,
+    UnauthenticatedError,
+)
 from lastactive.collector._core import Core
 from lastactive.collector._flusher import StoreUnavailableError
 from lastactive.collector._otlp_signals import SIGNALS, OtlpSignal, export_response
 from lastactive.collector._paging import PageTokenError, sessions_page
 from lastactive.collector._state import NANOS, EntityView, Hold, Kind
+from lastactive.collector._tls import grpc_identity
 from lastactive.collector._transitions import Snapshot, Transition
 from lastactive.collector._watch import (
     KeepaliveEvent,
@@ -60,14 +68,42 @@ def unavailable(message: str, retry_after_s: float) -> grpc.Status:
     return _Status(status.code, status.details, trailers)
 
 
+async def authorize(
+    credentials: Credentials, context: grpc.aio.ServicerContext[Any, Any], *scopes: Scope
+) -> Principal:
+    """The caller's principal, holding one of ``scopes``: its ``authorization: Bearer <token>``
+    metadata, else its verified client certificate. Otherwise the call is aborted
+    UNAUTHENTICATED or PERMISSION_DENIED (and counted)."""
+    if not credentials.enabled:
+        return credentials.authenticate(None, None)
+    authorization = None
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization":
+            authorization = str(value)
+            break
+    certificate = None if authorization else grpc_identity(context.auth_context())
+    try:
+        principal = credentials.authenticate(authorization, certificate)
+        principal.require_any(scopes)
+    except UnauthenticatedError as exc:
+        credentials.refuse("grpc", exc)
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+    except ForbiddenError as exc:
+        credentials.refuse("grpc", exc)
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
+    return principal
+
+
 def _otlp_handler(signal: OtlpSignal, core: Core) -> grpc.GenericRpcHandler:
     stats, ingest, name, admission = core.stats, core.ingest, signal.name, core.admission
+    credentials, scopes = core.credentials, signal.scopes
 
     # No request deserializer: we parse ourselves so undecodable bytes are INVALID_ARGUMENT
     # (grpcio would answer INTERNAL). The size limit is grpcio's: RESOURCE_EXHAUSTED.
     async def export(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
         began = time.perf_counter()
         size = len(request)
+        principal = await authorize(credentials, context, *scopes)
         if not admission.enter(size):
             stats.error(name, "grpc", "unavailable")
             delay = admission.retry_delay()
@@ -81,7 +117,7 @@ def _otlp_handler(signal: OtlpSignal, core: Core) -> grpc.GenericRpcHandler:
                     grpc.StatusCode.INVALID_ARGUMENT,
                     f"undecodable protobuf {signal.request.__name__}: {exc}",
                 )
-            out = signal.apply(ingest, req)
+            out = signal.apply(ingest, req, principal)
             try:
                 await core.durable()  # acknowledged means committed
             except StoreUnavailableError as exc:
@@ -206,11 +242,13 @@ class ActivityQueryServicer(query_pb2_grpc.ActivityQueryServicer):  # type: igno
         self._state = core.state
         self._clock = core.clock
         self._policy = core.policy
+        self._credentials = core.credentials
 
     async def Watch(
         self, request: query_pb2.WatchRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[query_pb2.WatchEvent]:
         core = self._core
+        await authorize(self._credentials, context, Scope.READ)
         try:
             events = await open_watch(
                 core.hub, core.engine, request.host_id or None, request.session_id or None
@@ -233,6 +271,7 @@ class ActivityQueryServicer(query_pb2_grpc.ActivityQueryServicer):  # type: igno
     async def Decisions(
         self, request: query_pb2.DecisionsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> query_pb2.DecisionsResponse:
+        await authorize(self._credentials, context, Scope.READ)
         if not 0 <= request.within_seconds <= MAX_DURATION_S:  # also NaN
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
@@ -249,6 +288,7 @@ class ActivityQueryServicer(query_pb2_grpc.ActivityQueryServicer):  # type: igno
     async def ListSessions(
         self, request: query_pb2.ListSessionsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> query_pb2.ListSessionsResponse:
+        await authorize(self._credentials, context, Scope.READ)
         now = self._clock()
         try:
             views, token = sessions_page(
@@ -275,6 +315,7 @@ class ActivityQueryServicer(query_pb2_grpc.ActivityQueryServicer):  # type: igno
     async def _get(
         self, kind: Kind, request: query_pb2.GetRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> query_pb2.Entity:
+        await authorize(self._credentials, context, Scope.READ)
         now = self._clock()
         v = self._state.get(kind, request.id, now, request.trusted_only)
         if v is None:
@@ -284,9 +325,13 @@ class ActivityQueryServicer(query_pb2_grpc.ActivityQueryServicer):  # type: igno
 
 
 async def start_grpc(
-    host: str, port: int, core: Core, max_request_bytes: int
+    host: str,
+    port: int,
+    core: Core,
+    max_request_bytes: int,
+    tls: grpc.ServerCredentials | None = None,
 ) -> tuple[grpc.aio.Server, int, Callable[[], Awaitable[None]]]:
-    """Start the gRPC server on ``host:port`` (0: any free port).
+    """Start the gRPC server on ``host:port`` (0: any free port), over TLS with ``tls``.
 
     Returns:
         ``(server, bound port, stop)``; ``await stop()`` reports NOT_SERVING and stops
@@ -313,7 +358,10 @@ async def start_grpc(
         health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
     )
     reflection.enable_server_reflection((*served, reflection.SERVICE_NAME), server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    bound = (
+        server.add_insecure_port(address) if tls is None else server.add_secure_port(address, tls)
+    )
     if bound == 0:
         raise RuntimeError(f"cannot bind gRPC to {host}:{port}")
     await server.start()

@@ -24,6 +24,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality, DataPointFlags
 
+from lastactive.collector._auth import ANONYMOUS, Principal, Scope
 from lastactive.collector._clocks import ReporterClock, ReporterClocks
 from lastactive.collector._record import (
     INT32_MAX,
@@ -32,7 +33,14 @@ from lastactive.collector._record import (
     MAX_RESULT_CHARS,
     MAX_TASK_CHARS,
 )
-from lastactive.collector._state import NANOS, ActivityState, Entity, EntityLimitError, Identity
+from lastactive.collector._state import (
+    NANOS,
+    ActivityState,
+    Entity,
+    EntityLimitError,
+    Identity,
+    Kind,
+)
 from lastactive.conventions import (
     AGENT_EVENTS,
     ATTR_AGENT_TURN,
@@ -69,6 +77,7 @@ from lastactive.conventions import (
 _KNOWN_SOURCES = frozenset(str(s) for s in SOURCES)
 _HOLD_KINDS = frozenset(str(k) for k in HoldKind)
 _TURNS = frozenset({str(AgentTurn.WORKING), str(AgentTurn.WAITING)})
+_HIBERNATE: Final = str(Source.HIBERNATE)
 _CUMULATIVE = AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
 _NO_VALUE = DataPointFlags.DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK
 _EVENT_NAME_ATTR = "event.name"  # older SDKs put the event name in an attribute
@@ -80,6 +89,11 @@ class RejectedError(ValueError):
     """One data point, log record or span breaks our conventions; the message says how."""
 
 
+class ForbiddenItemError(RejectedError):
+    """One data point, log record or span is about something its sender's credential may not
+    report about (:mod:`lastactive.collector._auth`)."""
+
+
 @dataclass(slots=True)
 class Outcome:
     """How one export request went: items accepted into state, rejected, and the first
@@ -88,9 +102,13 @@ class Outcome:
     accepted: int = 0
     rejected: int = 0
     error_message: str = ""
+    forbidden: int = 0
+    """Of the rejected: refused by the sender's credential's bindings."""
 
     def reject(self, exc: RejectedError) -> None:
         self.rejected += 1
+        if isinstance(exc, ForbiddenItemError):
+            self.forbidden += 1
         if not self.error_message:
             self.error_message = str(exc)
 
@@ -133,6 +151,44 @@ def _identity(attrs: Attrs, base: Identity) -> Identity:
     return ident
 
 
+def _bind(ident: Identity, principal: Principal, state: ActivityState) -> Identity:
+    """``ident`` as ``principal`` may report it: telemetry naming no host is about its bound
+    host (:mod:`lastactive.collector._auth`).
+
+    Raises:
+        ForbiddenItemError: ``ident`` names another host, a session another host owns, a
+            session id outside the principal's prefixes or an agent not among its agents.
+    """
+    who = f"credential {principal.name!r}"
+    bound_host = principal.host
+    sid = ident.session_id
+    if bound_host is not None:
+        if ident.host_id is None:
+            ident = ident._replace(host_id=bound_host)
+        elif ident.host_id != bound_host:
+            raise ForbiddenItemError(
+                f"{who} reports about host {bound_host!r} only, not {ident.host_id!r}"
+            )
+        if sid is not None:
+            owner = state.host_of(Kind.SESSION, sid)
+            if owner is not None and owner != bound_host:
+                raise ForbiddenItemError(
+                    f"{who} may not report about session {sid!r} of another host"
+                )
+    if (
+        principal.session_prefixes
+        and sid is not None
+        and not sid.startswith(principal.session_prefixes)
+    ):
+        raise ForbiddenItemError(
+            f"{who} reports about sessions {', '.join(principal.session_prefixes)}* only, "
+            f"not {sid!r}"
+        )
+    if principal.agents and ident.agent_id is not None and ident.agent_id not in principal.agents:
+        raise ForbiddenItemError(f"{who} may not report about agent {ident.agent_id!r}")
+    return ident
+
+
 def _cut(text: str | None, limit: int) -> str | None:
     """``text`` cut to ``limit`` characters (the last one "…")."""
     if text is None or len(text) <= limit:
@@ -150,10 +206,11 @@ class _Resolver:
     does not take on the attributes of whichever of its sessions reported last.
     """
 
-    __slots__ = ("_cache", "_described", "_offset", "_state")
+    __slots__ = ("_cache", "_described", "_offset", "_principal", "_state")
 
-    def __init__(self, state: ActivityState) -> None:
+    def __init__(self, state: ActivityState, principal: Principal) -> None:
         self._state = state
+        self._principal = principal if principal.bound else None
         self._cache: dict[tuple[object, ...], list[Entity]] = {}
         self._described: tuple[tuple[str, str], ...] = ()
         self._offset = 0
@@ -183,6 +240,8 @@ class _Resolver:
         ents = self._cache.get(key)
         if ents is None:
             ident = _identity(attrs, base)
+            if self._principal is not None:
+                ident = _bind(ident, self._principal, self._state)
             try:
                 ents = self._cache[key] = self._state.resolve(ident, t) if ident.known else []
             except EntityLimitError as exc:
@@ -234,13 +293,20 @@ def _str(v: Any) -> str | None:
     return None if v is None or v == "" else str(v)
 
 
-def _source(attrs: Attrs) -> str:
+def _source(attrs: Attrs, act: bool) -> str:
+    """The point's ``lastactive.source``; ``act``: its sender may record hibernation.
+
+    Raises:
+        RejectedError: not a known source. ForbiddenItemError: ``hibernate`` without ``act``.
+    """
     src = attrs.get(ATTR_SOURCE)
     if src not in _KNOWN_SOURCES:
         raise RejectedError(
             f"{ATTR_SOURCE}={src!r} is not a known source; expected one of "
             f"{', '.join(sorted(_KNOWN_SOURCES))}"
         )
+    if src == _HIBERNATE and not act:
+        raise ForbiddenItemError(f"recording {ATTR_SOURCE}={src} needs a credential with scope act")
     return str(src)
 
 
@@ -315,12 +381,16 @@ class Ingest:
 
     # --- metrics ---------------------------------------------------------------------------
 
-    def metrics(self, req: ExportMetricsServiceRequest) -> Outcome:
-        """Apply every data point of ``req``; returns counts for the partial-success reply."""
+    def metrics(
+        self, req: ExportMetricsServiceRequest, principal: Principal = ANONYMOUS
+    ) -> Outcome:
+        """Apply every data point of ``req``, sent by ``principal`` (what it may report about:
+        :func:`_bind`); returns counts for the partial-success reply."""
         now = self.clock()
         state = self.state
         out = Outcome()
-        resolve = _Resolver(state)
+        resolve = _Resolver(state, principal)
+        act = Scope.ACT in principal.scopes
         for rm in req.resource_metrics:
             rattrs, base = self._resource(rm.resource)
             clock = self._reporter(rattrs, _collected(rm), now)
@@ -353,10 +423,10 @@ class Ingest:
                         if not ents:
                             continue
                         if name == METRIC_SOURCE_LAST_TIME and kind == "gauge":
-                            self._last_time(ents, base, instance, pattrs, p, t, off, now)
+                            self._last_time(ents, base, instance, pattrs, p, t, off, now, act)
                         elif is_sum and (name == METRIC_IO or ATTR_SOURCE in pattrs):
                             key = (base, instance, scope, name, tuple(sorted(pattrs.items())))
-                            self._sum(ents, name, key, pattrs, p, t, off, cumulative)
+                            self._sum(ents, name, key, pattrs, p, t, off, cumulative, act)
                         else:
                             state.activity(ents, Source.TELEMETRY, t)
                     except RejectedError as exc:
@@ -375,8 +445,9 @@ class Ingest:
         t: int,
         off: int,
         now: int,
+        act: bool,
     ) -> None:
-        src = _source(pattrs)
+        src = _source(pattrs, act)
         # The stream: this reporter's gauge of this source about this entity (no sorted
         # attribute tuple: three of five points of a typical export are these).
         key = (base, instance, ents[0].id, src)
@@ -402,6 +473,7 @@ class Ingest:
         t: int,
         off: int,
         cumulative: bool,
+        act: bool,
     ) -> None:
         io = name == METRIC_IO
         if io:
@@ -415,11 +487,11 @@ class Ingest:
             # Bytes in are input (engagement), bytes out output (work), unless the reporter
             # classified them itself and says what they are.
             if ATTR_SOURCE in pattrs:
-                src = _source(pattrs)
+                src = _source(pattrs, act)
             else:
                 src = Source.INPUT if receive else Source.OUTPUT
         else:
-            src = _source(pattrs)
+            src = _source(pattrs, act)
         v = p.as_double if p.WhichOneof("value") == "as_double" else p.as_int
         if not 0 <= v <= INT64_MAX:  # also NaN
             raise RejectedError(f"{name}: a counter value must be in [0, {INT64_MAX}], got {v!r}")
@@ -451,11 +523,15 @@ class Ingest:
 
     # --- logs and events -------------------------------------------------------------------
 
-    def logs(self, req: ExportLogsServiceRequest) -> Outcome:
-        """Apply every log record of ``req``; events (``event_name``) per our conventions."""
+    def logs(self, req: ExportLogsServiceRequest, principal: Principal = ANONYMOUS) -> Outcome:
+        """Apply every log record of ``req``, sent by ``principal``; events (``event_name``)
+        per our conventions. A principal with scope ``act`` but not ``report`` may send
+        hibernation records only."""
         now = self.clock()
         out = Outcome()
-        resolve = _Resolver(self.state)
+        resolve = _Resolver(self.state, principal)
+        act = Scope.ACT in principal.scopes
+        hibernation_only = Scope.REPORT not in principal.scopes
         for rl in req.resource_logs:
             rattrs, base = self._resource(rl.resource)
             clock = self._reporter(rattrs, _observed(rl), now)
@@ -469,17 +545,26 @@ class Ingest:
                     )
                     name = lr.event_name or attrs.get(_EVENT_NAME_ATTR) or ""
                     try:
+                        if hibernation_only and (
+                            name != EVENT_ACTIVITY or attrs.get(ATTR_SOURCE) != _HIBERNATE
+                        ):
+                            raise ForbiddenItemError(
+                                f"credential {principal.name!r} (scope act) records "
+                                f"{EVENT_ACTIVITY} {ATTR_SOURCE}={_HIBERNATE} only"
+                            )
                         ents = resolve(attrs, base, t)
                         if not ents:
                             continue
-                        self._event(ents, str(name), attrs, t, off)
+                        self._event(ents, str(name), attrs, t, off, act)
                     except RejectedError as exc:
                         out.reject(exc)
                         continue
                     out.accepted += 1
         return out
 
-    def _event(self, ents: list[Entity], name: str, attrs: Attrs, t: int, off: int) -> None:
+    def _event(
+        self, ents: list[Entity], name: str, attrs: Attrs, t: int, off: int, act: bool
+    ) -> None:
         state = self.state
         turn = _turn(attrs) if ATTR_AGENT_TURN in attrs else None
         if name in AGENT_EVENTS:
@@ -493,7 +578,7 @@ class Ingest:
             )  # fmt: skip
             return
         if name == EVENT_ACTIVITY:
-            src = _source(attrs)
+            src = _source(attrs, act)
             pid = _pid(attrs)
             state.activity(ents, src, t)
             if pid is not None:
@@ -544,31 +629,40 @@ class Ingest:
         *,
         host_id: str | None = None,
         turn: AgentTurn | None = None,
-    ) -> None:
+        principal: Principal = ANONYMOUS,
+    ) -> str:
         """One seed 004 webhook call (``POST /v1/agent-events``), at the receive time, about
         a session (of ``agent``, on ``host_id``, when given); ``turn`` overrides the event's
         (working for spawn and progress).
 
+        Returns:
+            the session's host id as recorded ("" for none): a bound ``principal``'s host.
         Raises:
             KeyError: ``event_name`` is not an agent lifecycle event.
             EntityLimitError: the session would be new beyond the state's ``max_entities``.
+            ForbiddenItemError: ``principal`` may not report about this session (``_bind``).
         """
         status, source = AGENT_EVENTS[event_name]
         t = self.clock()
         ident = Identity(session_id, agent, host_id, service_name="agent-webhook")
+        if principal.bound:
+            ident = _bind(ident, principal, self.state)
         ents = self.state.resolve(ident, t)
         self.state.agent_event(
             ents, status, source, t, task, result, turn=turn or AgentTurn.WORKING
         )
+        return ident.host_id or ""
 
     # --- traces ----------------------------------------------------------------------------
 
-    def traces(self, req: ExportTraceServiceRequest) -> Outcome:
-        """Apply every span of ``req``: a span with ``lastactive.source`` is that activity at
-        its end; span events are events; any other span with an identity is liveness."""
+    def traces(self, req: ExportTraceServiceRequest, principal: Principal = ANONYMOUS) -> Outcome:
+        """Apply every span of ``req``, sent by ``principal``: a span with ``lastactive.source``
+        is that activity at its end; span events are events; any other span with an identity
+        is liveness."""
         now = self.clock()
         out = Outcome()
-        resolve = _Resolver(self.state)
+        resolve = _Resolver(self.state, principal)
+        act = Scope.ACT in principal.scopes
         for rs in req.resource_spans:
             rattrs, base = self._resource(rs.resource)
             clock = self._reporter(rattrs, _span_ended(rs), now)
@@ -585,12 +679,13 @@ class Ingest:
                         if not ents:
                             continue
                         span_ident = _identity(attrs, base)
-                        src = _source(attrs) if ATTR_SOURCE in attrs else Source.TELEMETRY
+                        src = _source(attrs, act) if ATTR_SOURCE in attrs else Source.TELEMETRY
                         self.state.activity(ents, src, t)
                         for ev in span.events:
                             eattrs = attrs_of(ev.attributes)
                             et = _fixed(self.state, ev.time_unix_nano, off, now)
-                            self._event(resolve(eattrs, span_ident, et), ev.name, eattrs, et, off)
+                            ents = resolve(eattrs, span_ident, et)
+                            self._event(ents, ev.name, eattrs, et, off, act)
                     except RejectedError as exc:
                         out.reject(exc)
                         continue

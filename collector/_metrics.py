@@ -32,15 +32,19 @@ from lastactive.collector._stats import LATENCY_BUCKETS
 from lastactive.conventions import (
     IDLE_CLASSES,
     PROM_ACTIVITY_UPDATES,
+    PROM_AUTH_FAILURES,
+    PROM_CREDENTIALS,
     PROM_ENTITIES_REFUSED,
     PROM_FLUSH_DURATION,
     PROM_FLUSH_ROWS,
     PROM_FLUSHES,
     PROM_HOST_SESSIONS,
     PROM_INGEST_INFLIGHT,
+    PROM_INSECURE,
     PROM_OTLP_ACCEPTED,
     PROM_OTLP_DURATION,
     PROM_OTLP_FAILED,
+    PROM_OTLP_FORBIDDEN,
     PROM_OTLP_REJECTED,
     PROM_OTLP_REQUESTS,
     PROM_REPORTER_CLOCK_OFFSET,
@@ -83,14 +87,40 @@ def _counter(
 class CoreCollector(Collector):
     """Reads :class:`~lastactive.collector._core.Core` (and the flusher) at each scrape."""
 
-    def __init__(self, core: Core, flusher: Flusher, top: int) -> None:
+    def __init__(self, core: Core, flusher: Flusher, top: int, insecure: bool = False) -> None:
         self._core = core
         self._flusher = flusher
         self._top = top
+        self._insecure = insecure
 
     def collect(self) -> Iterator[Metric]:
         yield from self._health()
+        yield from self._security()
         yield from self._fleet()
+
+    def _security(self) -> Iterator[Metric]:
+        credentials = self._core.credentials
+        yield _counter(
+            PROM_OTLP_FORBIDDEN,
+            "rejected items about what the sender's credential may not report about",
+            ["signal", "transport"],
+            self._core.stats.forbidden,
+        )
+        yield _counter(
+            PROM_AUTH_FAILURES,
+            "calls refused 401 / UNAUTHENTICATED or 403 / PERMISSION_DENIED",
+            ["transport", "reason"],
+            credentials.failures,
+        )
+        if credentials.enabled:
+            yield GaugeMetricFamily(
+                PROM_CREDENTIALS, "credentials loaded from the auth file", value=len(credentials)
+            )
+        yield GaugeMetricFamily(
+            PROM_INSECURE,
+            "1 when serving beyond loopback without credentials or TLS (--insecure)",
+            value=int(self._insecure),
+        )
 
     def _health(self) -> Iterator[Metric]:
         core, stats = self._core, self._core.stats
@@ -323,8 +353,11 @@ class CoreCollector(Collector):
         yield from (out_rate, in_rate, idle, runaway, state, stuck)
 
 
-def registry_for(core: Core, flusher: Flusher, top: int = 20) -> CollectorRegistry:
-    """A fresh registry holding only the collector's own metrics."""
+def registry_for(
+    core: Core, flusher: Flusher, top: int = 20, *, insecure: bool = False
+) -> CollectorRegistry:
+    """A fresh registry holding only the collector's own metrics (``insecure``: the bind is
+    exposed without credentials or TLS)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(CoreCollector(core, flusher, top))
+    registry.register(CoreCollector(core, flusher, top, insecure))
     return registry

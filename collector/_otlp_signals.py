@@ -17,6 +17,7 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as logs_pb
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as metrics_pb
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as trace_pb
 
+from lastactive.collector._auth import Principal, Scope
 from lastactive.collector._ingest import Ingest, Outcome
 
 __all__ = ["SIGNALS", "OtlpSignal", "export_response"]
@@ -25,14 +26,16 @@ __all__ = ["SIGNALS", "OtlpSignal", "export_response"]
 @dataclass(frozen=True, slots=True)
 class OtlpSignal:
     """One OTLP signal: ``name`` is ``metrics``, ``logs`` or ``traces`` (the HTTP path's last
-    segment and the ``signal`` label on ``/metrics``)."""
+    segment and the ``signal`` label on ``/metrics``); ``scopes``: a caller needs one of them
+    (logs carry the ``act`` scope's hibernation records)."""
 
     name: str
     service: str
     request: type[Message]
     response: type[Message]
     rejected_field: str
-    apply: Callable[[Ingest, Any], Outcome]
+    apply: Callable[[Ingest, Any, Principal], Outcome]
+    scopes: tuple[Scope, ...]
 
 
 SIGNALS: Final = (
@@ -43,6 +46,7 @@ SIGNALS: Final = (
         metrics_pb.ExportMetricsServiceResponse,
         "rejected_data_points",
         Ingest.metrics,
+        (Scope.REPORT,),
     ),
     OtlpSignal(
         "logs",
@@ -51,6 +55,7 @@ SIGNALS: Final = (
         logs_pb.ExportLogsServiceResponse,
         "rejected_log_records",
         Ingest.logs,
+        (Scope.REPORT, Scope.ACT),
     ),
     OtlpSignal(
         "traces",
@@ -59,6 +64,7 @@ SIGNALS: Final = (
         trace_pb.ExportTraceServiceResponse,
         "rejected_spans",
         Ingest.traces,
+        (Scope.REPORT,),
     ),
 )
 

@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import sqlite3
+import ssl
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -20,6 +21,7 @@ from typing import Any
 import uvicorn
 
 from lastactive.collector._admission import Admission
+from lastactive.collector._auth import AuthFileError, Credentials
 from lastactive.collector._clocks import ReporterClocks
 from lastactive.collector._core import Core
 from lastactive.collector._flusher import Flusher
@@ -28,6 +30,7 @@ from lastactive.collector._http import create_app
 from lastactive.collector._ingest import Ingest
 from lastactive.collector._metrics import registry_for
 from lastactive.collector._state import NANOS, ActivityState, Entity
+from lastactive.collector._tls import ServerTls, TlsFiles
 from lastactive.collector._transitions import TICK_S, TransitionEngine
 from lastactive.collector._watch import WatchHub
 from lastactive.collector.policy import Policy, PolicyError, load_policy
@@ -44,11 +47,14 @@ class Bound:
     host: str
     grpc_port: int
     http_port: int
+    tls: bool = False
 
     def line(self, db: str) -> str:
+        scheme = "https" if self.tls else "http"
         return (
-            f"lastactive serving OTLP/gRPC and query gRPC on {self.host}:{self.grpc_port}, "
-            f"OTLP/HTTP and query HTTP on http://{self.host}:{self.http_port} (db {db})"
+            f"lastactive serving OTLP/gRPC and query gRPC on {self.host}:{self.grpc_port}"
+            f"{' (TLS)' if self.tls else ''}, OTLP/HTTP and query HTTP on "
+            f"{scheme}://{self.host}:{self.http_port} (db {db})"
         )
 
 
@@ -92,6 +98,10 @@ async def _tick(core: Core, stop: asyncio.Event) -> None:
             core.hub.publish(transitions)
 
 
+class ExposedError(RuntimeError):
+    """``serve`` would listen beyond loopback without credentials and TLS (no ``--insecure``)."""
+
+
 class _Uvicorn(uvicorn.Server):
     """uvicorn without its own signal handling: ``serve`` owns shutdown (and the last flush)."""
 
@@ -118,9 +128,20 @@ async def serve(
         clock: ns since the epoch, UTC.
         ready: called once both servers listen, with the bound ports.
     Raises:
-        OSError: a port cannot be bound. sqlite3.Error: the database cannot be opened.
-        PolicyError: the policy file is invalid.
+        OSError: a port cannot be bound, a TLS file cannot be read (``ssl.SSLError``).
+        sqlite3.Error: the database cannot be opened. PolicyError: the policy file is invalid.
+        AuthFileError: the auth file is invalid. ExposedError: the bind is beyond loopback
+        without credentials and TLS, and ``settings.insecure`` is not set.
     """
+    exposed = settings.exposure()
+    if exposed is not None and not settings.insecure:
+        raise ExposedError(
+            f"refusing to serve {settings.host} without {exposed}: anyone who can reach it "
+            f"could forge activity or read every session. Configure them (README, "
+            f'"Deployment"), bind 127.0.0.1, or pass --insecure'
+        )
+    if exposed is not None:
+        _log.warning("serving %s without %s (--insecure)", settings.host, exposed)
     policy = load_policy(settings.policy) if settings.policy else Policy()
     with contextlib.ExitStack() as stack:
         if store is None:
@@ -184,6 +205,9 @@ async def _serve(
         on_purge=_forgetting(engine, ingest.clocks),
         synchronous=settings.synchronous_commit,
     )
+    tls = None
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        tls = ServerTls(TlsFiles(settings.tls_cert, settings.tls_key, settings.tls_client_ca))
     core = Core(
         ingest,
         policy,
@@ -192,6 +216,7 @@ async def _serve(
         clock,
         durable=flusher.durable,
         admission=Admission(settings.max_inflight_requests, settings.max_inflight_bytes),
+        credentials=Credentials(settings.auth_file),
     )
     if stop is None:
         stop = asyncio.Event()
@@ -199,20 +224,35 @@ async def _serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGHUP, _reload, core.credentials, tls)
 
     sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((settings.host, settings.http_port))
     _, grpc_port, stop_grpc = await start_grpc(
-        settings.host, settings.grpc_port, core, settings.max_request_bytes
-    )
+        settings.host, settings.grpc_port, core, settings.max_request_bytes,
+        None if tls is None else tls.grpc_credentials(),
+    )  # fmt: skip
+    tls_options: dict[str, Any] = {}
+    if tls is not None:
+        context = tls.http_context
+        tls_options["ssl_context_factory"] = lambda config, default: context
+        if settings.tls_client_ca is not None:
+            tls_options["http"] = tls.http_protocol()
     http = _Uvicorn(
         uvicorn.Config(
             create_app(
                 core,
                 settings.max_request_bytes,
-                registry_for(core, flusher, settings.metrics_top_sessions),
+                registry_for(
+                    core,
+                    flusher,
+                    settings.metrics_top_sessions,
+                    insecure=settings.exposure() is not None,
+                ),
             ),
+            **tls_options,
             log_level="warning",
             lifespan="off",
             # Watch streams end when the hub closes; one whose client does not read is
@@ -230,7 +270,7 @@ async def _serve(
                 raise RuntimeError("HTTP server stopped during start-up")
             await asyncio.sleep(0.01)
         if ready is not None:
-            ready(Bound(settings.host, grpc_port, sock.getsockname()[1]))
+            ready(Bound(settings.host, grpc_port, sock.getsockname()[1], tls is not None))
         await stop.wait()
     finally:
         core.hub.close()  # ends every watch stream, so both servers stop at once
@@ -242,6 +282,24 @@ async def _serve(
         await flusher.stop()
         store.close()
         sock.close()
+
+
+def _reload(credentials: Credentials, tls: ServerTls | None) -> None:
+    """SIGHUP: re-read the auth file and the TLS files; what cannot be read is logged and the
+    old one kept. Open connections and streams are not touched."""
+    try:
+        credentials.reload()
+        if credentials.enabled:
+            _log.warning("SIGHUP: %d credentials loaded from %s", len(credentials),
+                         credentials.path)  # fmt: skip
+    except AuthFileError as exc:
+        _log.error("SIGHUP: keeping the credentials in force: %s", exc)
+    if tls is not None:
+        try:
+            tls.reload()
+            _log.warning("SIGHUP: TLS certificate reloaded from %s", tls.files.cert)
+        except (OSError, ssl.SSLError) as exc:
+            _log.error("SIGHUP: keeping the TLS certificate in force: %s", exc)
 
 
 async def _quietly(task: asyncio.Task[Any]) -> None:
@@ -274,6 +332,12 @@ def serve_command(overrides: Mapping[str, Any], verbose: bool = False) -> int:
         )
     except PolicyError as exc:
         print(f"lastactive serve: invalid policy: {exc}", file=sys.stderr)
+        return 2
+    except AuthFileError as exc:
+        print(f"lastactive serve: invalid auth file: {exc}", file=sys.stderr)
+        return 2
+    except ExposedError as exc:
+        print(f"lastactive serve: {exc}", file=sys.stderr)
         return 2
     except (OSError, RuntimeError, sqlite3.Error) as exc:  # a port in use, an unusable database
         print(f"lastactive serve: {exc}", file=sys.stderr)

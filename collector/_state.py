@@ -698,6 +698,11 @@ class ActivityState:
 
     # --- queries -------------------------------------------------------------------------
 
+    def host_of(self, kind: Kind, key: str) -> str | None:
+        """The host id an entity runs on; ``None`` when unknown or not said."""
+        e = self.entities.get((kind, key))
+        return None if e is None else e.host_id
+
     def get(self, kind: Kind, key: str, now: int, trusted_only: bool = False) -> EntityView | None:
         """The view of one entity at ``now`` (ns), or ``None`` if unknown."""
         e = self.entities.get((kind, key))

@@ -18,6 +18,8 @@ class IngestStats:
         self.requests: dict[tuple[str, str], int] = {}
         self.accepted: dict[tuple[str, str], int] = {}
         self.rejected: dict[tuple[str, str], int] = {}
+        self.forbidden: dict[tuple[str, str], int] = {}
+        """Of the rejected: refused by the sender's credential's bindings."""
         self.failed: dict[tuple[str, str, str], int] = {}
         self.latency: dict[tuple[str, str], list[float]] = {}
         """Per key: bucket counts (non-cumulative, one per bound and +Inf), then the sum."""
@@ -28,6 +30,8 @@ class IngestStats:
         self.requests[key] = self.requests.get(key, 0) + 1
         self.accepted[key] = self.accepted.get(key, 0) + out.accepted
         self.rejected[key] = self.rejected.get(key, 0) + out.rejected
+        if out.forbidden:
+            self.forbidden[key] = self.forbidden.get(key, 0) + out.forbidden
         buckets = self.latency.get(key)
         if buckets is None:
             buckets = self.latency[key] = [0.0] * (len(LATENCY_BUCKETS) + 2)

@@ -3,21 +3,33 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
+from typing import Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from lastactive.collector._admission import DEFAULT_MAX_BYTES, DEFAULT_MAX_REQUESTS
 
-__all__ = ["Settings", "default_db_path"]
+__all__ = ["Settings", "default_db_path", "is_loopback"]
 
 
 def default_db_path() -> Path:
     """``$XDG_STATE_HOME/lastactive/lastactive.db``, default ``~/.local/state/lastactive/...``."""
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "lastactive" / "lastactive.db"
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ``::1``)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class Settings(BaseSettings):
@@ -93,3 +105,42 @@ class Settings(BaseSettings):
         description="Seconds a timestamp may be ahead of the receive time before it "
         "is clamped to the receive time.",
     )
+    auth_file: Path | None = Field(
+        None,
+        description="Credentials file (`lastactive token create`); every call then needs a "
+        "bearer token or a client certificate with the right scope. Re-read on SIGHUP.",
+    )
+    tls_cert: Path | None = Field(
+        None, description="PEM certificate chain both ports serve TLS with (re-read on SIGHUP)."
+    )
+    tls_key: Path | None = Field(None, description="PEM private key of tls_cert.")
+    tls_client_ca: Path | None = Field(
+        None,
+        description="PEM CA a client certificate must be signed by (mTLS, required on both "
+        "ports); its identity matches an auth file `certificate` entry.",
+    )
+    insecure: bool = Field(
+        False,
+        description="Serve beyond loopback without credentials or TLS (refused otherwise); "
+        "warned at start and on /metrics (lastactive_insecure).",
+    )
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Self:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ValueError("tls_client_ca needs tls_cert and tls_key")
+        return self
+
+    def exposure(self) -> str | None:
+        """What is unprotected about this bind, or ``None`` when it is safe: loopback, or
+        credentials (an auth file or client certificates) and TLS."""
+        if is_loopback(self.host):
+            return None
+        missing = []
+        if self.auth_file is None and self.tls_client_ca is None:
+            missing.append("credentials (--auth-file)")
+        if self.tls_cert is None:
+            missing.append("TLS (--tls-cert, --tls-key)")
+        return " and ".join(missing) if missing else None

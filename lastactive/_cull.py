@@ -123,7 +123,7 @@ class Culler:
         body = logs_request({ATTR_SERVICE_NAME: "lastactive-cull"},
                             [(EVENT_ACTIVITY, attrs, self.clock())])  # fmt: skip
         try:
-            post_logs(self.url, body, timeout=10, spool=Spool())
+            post_logs(self.url, body, timeout=10, spool=Spool(), credential="api")
         except OSError as exc:
             _log.error("recording the hibernation of %s %s failed: %s", d["kind"], d["id"], exc)
 

@@ -10,6 +10,7 @@
 ``tmux``, ``tmux-event``  tmux hooks reporting attached clients
 ``ls``                    the sessions table (:mod:`lastactive._ls`)
 ``cull``                  the reference idle-policy client (:mod:`lastactive._cull`)
+``token``                 the collector's credentials (:mod:`lastactive._token`)
 ========================  =================================================================
 
 Where each command finds the collector is :mod:`lastactive.client`'s one rule. Only ``argparse``
@@ -49,6 +50,14 @@ _SERVE_FLAGS = {
         int,
         "per-session series on /metrics beyond runaway/stuck (20)",
     ),
+    "--auth-file": (
+        "auth_file",
+        str,
+        "credentials file (`lastactive token create`; LASTACTIVE_AUTH_FILE); reread on SIGHUP",
+    ),
+    "--tls-cert": ("tls_cert", str, "PEM certificate chain: TLS on both ports (SIGHUP reloads)"),
+    "--tls-key": ("tls_key", str, "PEM private key of --tls-cert"),
+    "--tls-client-ca": ("tls_client_ca", str, "PEM CA client certificates must chain to (mTLS)"),
 }
 
 _URL_HELP = "collector HTTP URL (default LASTACTIVE_URL, else LASTACTIVE_HOST/HTTP_PORT)"
@@ -94,7 +103,15 @@ def _serve(args: argparse.Namespace) -> int:
         for field, _, _ in _SERVE_FLAGS.values()
         if getattr(args, field) is not None
     }
+    if args.insecure:
+        overrides["insecure"] = True
     return serve_command(overrides, args.verbose)
+
+
+def _token(args: argparse.Namespace) -> int:
+    from lastactive._token import token_command
+
+    return token_command(args)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -181,7 +198,50 @@ def _parser() -> argparse.ArgumentParser:
     serve = command("serve", _serve, "run the collector (OTLP in, activity state out)")
     for flag, (field, typ, text) in _SERVE_FLAGS.items():
         serve.add_argument(flag, dest=field, type=typ, help=text)
+    serve.add_argument(
+        "--insecure",
+        action="store_true",
+        help="serve beyond loopback without credentials or TLS (refused otherwise)",
+    )
     serve.add_argument("-v", "--verbose", action="store_true", help="log at INFO")
+
+    token = command("token", _token, "create, list and revoke the collector's credentials")
+    token.add_argument(
+        "--auth-file", help="the collector's credentials file (default LASTACTIVE_AUTH_FILE)"
+    )
+    token_sub = token.add_subparsers(dest="action", required=True)
+    create = token_sub.add_parser("create", help="add a credential; prints a new token once")
+    create.add_argument(
+        "--scope",
+        action="append",
+        required=True,
+        choices=["report", "read", "act"],
+        help="what it may do (repeat for several)",
+    )
+    create.add_argument("--name", help="a name to list and revoke it by (default: its id)")
+    create.add_argument("--host", help="report about this host.id only")
+    create.add_argument(
+        "--session-prefix",
+        action="append",
+        default=[],
+        dest="session_prefixes",
+        help="report about session ids with this prefix only (repeatable)",
+    )
+    create.add_argument(
+        "--agent",
+        action="append",
+        default=[],
+        dest="agents",
+        help="report about this agent only (repeatable)",
+    )
+    create.add_argument(
+        "--certificate",
+        metavar="IDENTITY",
+        help="grant to the client certificate with this DNS name (or CN) instead of a token",
+    )
+    token_sub.add_parser("list", help="the credentials (never the tokens)")
+    revoke = token_sub.add_parser("revoke", help="remove a credential (serve: on SIGHUP)")
+    revoke.add_argument("name", help="its name or id")
 
     run = command("run", _run, "run a command in a pseudo-terminal and report activity")
     run.add_argument("--session-id", help="session.id (default LASTACTIVE_SESSION_ID or random)")

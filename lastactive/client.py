@@ -16,6 +16,18 @@ Where the collector is (the first that is set wins):
 environment configures both ends. A wildcard bind address (``0.0.0.0``, ``::``) is reached on
 loopback.
 
+Credentials and TLS (a collector with ``--auth-file`` / ``--tls-cert``), the OpenTelemetry
+exporter variables, read by the SDK exporters themselves and by this module the same way
+(OTel specification, "OTLP Exporter Configuration"):
+
+* ``OTEL_EXPORTER_OTLP_HEADERS`` (``OTEL_EXPORTER_OTLP_LOGS_HEADERS`` first for log records),
+  e.g. ``Authorization=Bearer%20la_...``: sent with OTLP (``hook``, ``tmux-event``);
+* ``LASTACTIVE_TOKEN``: the bearer token of the query API and hibernation records (``ls``,
+  ``cull``), where OTel has no variable; each kind falls back to the other's credential, so
+  one token with several scopes configures everything;
+* ``OTEL_EXPORTER_OTLP_CERTIFICATE`` (the CA to trust), ``OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE``
+  and ``OTEL_EXPORTER_OTLP_CLIENT_KEY`` (mTLS), for an ``https://`` URL or endpoint.
+
 The short-lived reporters send OTLP/JSON log records with :func:`post_logs` (opentelemetry-proto
 ``docs/specification.md``, "JSON Protobuf Encoding"): importing the OTel SDK alone would take
 most of a hook's time budget.
@@ -25,12 +37,13 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from lastactive._spool import Spool
 from lastactive.conventions import (
@@ -38,6 +51,7 @@ from lastactive.conventions import (
     ENV_HOOK_TIMEOUT,
     ENV_HOST,
     ENV_HTTP_PORT,
+    ENV_TOKEN,
     ENV_URL,
     SCOPE_NAME,
 )
@@ -48,13 +62,16 @@ __all__ = [
     "DEFAULT_HTTP_PORT",
     "HOOK_TIMEOUT_S",
     "Attributes",
+    "Credential",
     "get_json",
+    "headers_for",
     "hook_timeout",
     "http_url",
     "logs_request",
     "otlp_endpoint",
     "post_json",
     "post_logs",
+    "tls_context",
 ]
 
 DEFAULT_HOST: Final = "127.0.0.1"
@@ -109,6 +126,54 @@ def otlp_endpoint(
     return None
 
 
+Credential = Literal["otlp", "api"]
+"""Which credential a request carries: an exporter's (``otlp``) or the query API's (``api``)."""
+
+
+def _env_headers(value: str) -> dict[str, str]:
+    """``key1=value1,key2=value2``, values percent-decoded (W3C Baggage's format, as the OTel
+    specification gives ``OTEL_EXPORTER_OTLP_HEADERS``); malformed members are skipped."""
+    out: dict[str, str] = {}
+    for member in value.split(","):
+        key, eq, val = member.partition("=")
+        if eq and key.strip():
+            out[key.strip()] = urllib.parse.unquote(val.strip())
+    return out
+
+
+def headers_for(credential: Credential, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The headers a request carrying ``credential`` sends (see the module docstring)."""
+    env = os.environ if env is None else env
+    otlp = env.get("OTEL_EXPORTER_OTLP_LOGS_HEADERS") or env.get("OTEL_EXPORTER_OTLP_HEADERS")
+    token = env.get(ENV_TOKEN, "").strip()
+    api = {"Authorization": f"Bearer {token}"} if token else None
+    if credential == "otlp":
+        return _env_headers(otlp) if otlp else api or {}
+    return api or (_env_headers(otlp) if otlp else {})
+
+
+def tls_context(url: str, env: Mapping[str, str] | None = None) -> ssl.SSLContext | None:
+    """For an ``https://`` ``url``: a context trusting ``OTEL_EXPORTER_OTLP_CERTIFICATE`` (else
+    the system's CAs) and presenting ``OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE`` / ``_KEY``.
+
+    Raises:
+        OSError: a configured file cannot be read (``ssl.SSLError`` is an ``OSError``).
+    """
+    if not url.startswith("https:"):
+        return None
+    env = os.environ if env is None else env
+    ctx = ssl.create_default_context(cafile=env.get("OTEL_EXPORTER_OTLP_CERTIFICATE") or None)
+    cert = env.get("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE")
+    if cert:
+        ctx.load_cert_chain(cert, env.get("OTEL_EXPORTER_OTLP_CLIENT_KEY") or None)
+    return ctx
+
+
+def _open(req: urllib.request.Request | str, timeout: float) -> Any:
+    url = req if isinstance(req, str) else req.full_url
+    return urllib.request.urlopen(req, timeout=timeout, context=tls_context(url))
+
+
 def hook_timeout(env: Mapping[str, str] | None = None) -> float:
     """``LASTACTIVE_HOOK_TIMEOUT`` seconds, or :data:`HOOK_TIMEOUT_S` when unset or not a
     positive number."""
@@ -123,19 +188,24 @@ def hook_timeout(env: Mapping[str, str] | None = None) -> float:
 def get_json(
     url: str, path: str, query: Mapping[str, Any] | None = None, timeout: float = 5.0
 ) -> Any:
-    """``GET {url}{path}?{query}`` and the decoded JSON answer.
+    """``GET {url}{path}?{query}`` with the query API's credential, and the decoded JSON answer.
 
     Raises:
         OSError: the collector cannot be reached, did not answer within ``timeout`` seconds, or
             answered an error (``urllib.error.HTTPError`` is an ``OSError``).
     """
     qs = urllib.parse.urlencode({k: v for k, v in (query or {}).items() if v})
-    with urllib.request.urlopen(f"{url}{path}" + (f"?{qs}" if qs else ""), timeout=timeout) as r:
+    req = urllib.request.Request(f"{url}{path}" + (f"?{qs}" if qs else ""),
+                                 headers=headers_for("api"))  # fmt: skip
+    with _open(req, timeout) as r:
         return json.load(r)
 
 
-def post_json(url: str, body: Any, timeout: float) -> None:
-    """POST ``body`` as JSON to ``url`` (a full URL); the answer is read and dropped.
+def post_json(
+    url: str, body: Any, timeout: float, headers: Mapping[str, str] | None = None
+) -> None:
+    """POST ``body`` as JSON to ``url`` (a full URL) with ``headers`` (no credential unless
+    given: ``url`` may be anyone's); the answer is read and dropped.
 
     Raises:
         OSError: as :func:`get_json`.
@@ -143,10 +213,10 @@ def post_json(url: str, body: Any, timeout: float) -> None:
     req = urllib.request.Request(
         url,
         data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", **(headers or {})},
         method="POST",
     )
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
+    with _open(req, timeout) as resp:
         resp.read()
 
 
@@ -193,8 +263,15 @@ def logs_request(
     }
 
 
-def post_logs(url: str, body: dict[str, Any], timeout: float, spool: Spool | None = None) -> None:
-    """POST an OTLP/JSON logs request to ``{url}/v1/logs`` within ``timeout`` seconds.
+def post_logs(
+    url: str,
+    body: dict[str, Any],
+    timeout: float,
+    spool: Spool | None = None,
+    credential: Credential = "otlp",
+) -> None:
+    """POST an OTLP/JSON logs request to ``{url}/v1/logs`` within ``timeout`` seconds, with
+    ``credential`` (:func:`headers_for`).
 
     With a ``spool``, a request the collector could take later (no answer, connection refused,
     429 or 5xx) is kept in it before the error is raised, and after a success the spooled ones
@@ -204,8 +281,9 @@ def post_logs(url: str, body: dict[str, Any], timeout: float, spool: Spool | Non
         OSError: as :func:`get_json`.
     """
     deadline = time.monotonic() + timeout
+    headers = headers_for(credential)
     try:
-        post_json(f"{url}/v1/logs", body, timeout)
+        post_json(f"{url}/v1/logs", body, timeout, headers)
     except urllib.error.HTTPError as exc:
         if spool is not None and (exc.code == 429 or exc.code >= 500):
             spool.keep(body)
@@ -216,6 +294,8 @@ def post_logs(url: str, body: dict[str, Any], timeout: float, spool: Spool | Non
         raise
     if spool is not None:
         spool.deliver(
-            lambda b: post_json(f"{url}/v1/logs", b, max(0.01, deadline - time.monotonic())),
+            lambda b: post_json(
+                f"{url}/v1/logs", b, max(0.01, deadline - time.monotonic()), headers
+            ),
             deadline,
         )

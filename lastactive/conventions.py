@@ -47,11 +47,13 @@ __all__ = [
     "ATTR_TASK",
     "DIRECTION_RECEIVE",
     "DIRECTION_TRANSMIT",
+    "ENV_AUTH_FILE",
     "ENV_GRPC_PORT",
     "ENV_HOOK_TIMEOUT",
     "ENV_HOST",
     "ENV_HTTP_PORT",
     "ENV_SESSION_ID",
+    "ENV_TOKEN",
     "ENV_URL",
     "EVENT_ACTIVITY",
     "EVENT_AGENT_COMPLETE",
@@ -64,15 +66,19 @@ __all__ = [
     "METRIC_IO",
     "METRIC_SOURCE_LAST_TIME",
     "PROM_ACTIVITY_UPDATES",
+    "PROM_AUTH_FAILURES",
+    "PROM_CREDENTIALS",
     "PROM_ENTITIES_REFUSED",
     "PROM_FLUSHES",
     "PROM_FLUSH_DURATION",
     "PROM_FLUSH_ROWS",
     "PROM_HOST_SESSIONS",
     "PROM_INGEST_INFLIGHT",
+    "PROM_INSECURE",
     "PROM_OTLP_ACCEPTED",
     "PROM_OTLP_DURATION",
     "PROM_OTLP_FAILED",
+    "PROM_OTLP_FORBIDDEN",
     "PROM_OTLP_REJECTED",
     "PROM_OTLP_REQUESTS",
     "PROM_REPORTERS",
@@ -188,6 +194,13 @@ ENV_GRPC_PORT: Final = "LASTACTIVE_GRPC_PORT"
 ENV_HOOK_TIMEOUT: Final = "LASTACTIVE_HOOK_TIMEOUT"
 """Environment variable: seconds a one-shot reporter (``hook``, ``tmux-event``) waits for the
 collector (0.5)."""
+
+ENV_TOKEN: Final = "LASTACTIVE_TOKEN"
+"""Environment variable: the bearer token ``ls`` and ``cull`` send (the query API and
+hibernation records); exporters send ``OTEL_EXPORTER_OTLP_HEADERS``."""
+
+ENV_AUTH_FILE: Final = "LASTACTIVE_AUTH_FILE"
+"""Environment variable: the collector's credentials file (``serve --auth-file``, ``token``)."""
 
 # --- lastactive's own names ----------------------------------------------------------------
 
@@ -316,6 +329,20 @@ PROM_INGEST_INFLIGHT: Final = "lastactive_ingest_inflight_requests"
 
 PROM_ENTITIES_REFUSED: Final = "lastactive_entities_refused"
 """counter (_total): new sessions, agents or hosts refused at LASTACTIVE_MAX_ENTITIES."""
+
+PROM_OTLP_FORBIDDEN: Final = "lastactive_otlp_forbidden"
+"""counter (_total), labels signal, transport: of the rejected items, those about what the
+sender's credential may not report about (another host, another agent; hibernation without act)."""
+
+PROM_AUTH_FAILURES: Final = "lastactive_auth_failures"
+"""counter (_total), labels transport, reason (unauthenticated, forbidden): calls refused 401 /
+UNAUTHENTICATED or 403 / PERMISSION_DENIED."""
+
+PROM_CREDENTIALS: Final = "lastactive_credentials"
+"""gauge: credentials loaded from the auth file (absent without one)."""
+
+PROM_INSECURE: Final = "lastactive_insecure"
+"""gauge: 1 when serving beyond loopback without credentials or TLS (``--insecure``), else 0."""
 
 PROM_FLUSH_ROWS: Final = "lastactive_flush_rows"
 """gauge: rows written by the last flush."""

@@ -14,14 +14,18 @@ OpenAPI docs are at ``/docs``.
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client.registry import CollectorRegistry
 
 import lastactive
+from lastactive.collector._auth import Scope
 from lastactive.collector._core import Core
 from lastactive.collector._http._agent_events import agent_router
+from lastactive.collector._http._auth import requires
 from lastactive.collector._http._decisions import decisions_router
 from lastactive.collector._http._metrics import metrics_router
 from lastactive.collector._http._otlp import otlp_router
@@ -38,6 +42,12 @@ async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": f"invalid request: {problems}"}, status_code=400)
 
 
+_REFUSALS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "no valid credential (the collector has an auth file)"},
+    403: {"description": "the credential lacks the scope this needs"},
+}
+
+
 def create_app(
     core: Core, max_request_bytes: int, registry: CollectorRegistry | None = None
 ) -> FastAPI:
@@ -49,10 +59,18 @@ def create_app(
         version=lastactive.__version__,
     )
     app.add_exception_handler(RequestValidationError, _invalid_request)
-    app.include_router(otlp_router(core, max_request_bytes))
-    app.include_router(query_router(core.state, core.policy, core.ingest.clocks, core.clock))
-    app.include_router(agent_router(core.ingest, core.policy, core.clock, core.durable))
-    app.include_router(decisions_router(core))
+    read = [Depends(requires(core.credentials, Scope.READ))]
+    app.include_router(otlp_router(core, max_request_bytes), responses=_REFUSALS)
+    app.include_router(
+        query_router(core.state, core.policy, core.ingest.clocks, core.clock),
+        dependencies=read,
+        responses=_REFUSALS,
+    )
+    app.include_router(
+        agent_router(core.ingest, core.policy, core.clock, core.durable, core.credentials),
+        responses=_REFUSALS,
+    )
+    app.include_router(decisions_router(core), dependencies=read, responses=_REFUSALS)
     if registry is not None:
-        app.include_router(metrics_router(registry))
+        app.include_router(metrics_router(registry), dependencies=read, responses=_REFUSALS)
     return app

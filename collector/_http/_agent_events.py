@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Literal
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from lastactive.collector._auth import Credentials, Principal, Scope
 from lastactive.collector._flusher import StoreUnavailableError
+from lastactive.collector._http._auth import requires
 from lastactive.collector._http._query import EntityOut
-from lastactive.collector._ingest import Ingest
+from lastactive.collector._ingest import ForbiddenItemError, Ingest
 from lastactive.collector._record import MAX_ID_CHARS, MAX_RESULT_CHARS, MAX_TASK_CHARS
 from lastactive.collector._state import EntityLimitError, Kind
 from lastactive.collector.policy import Policy
@@ -52,13 +54,16 @@ def agent_router(
     policy: Policy,
     clock: Callable[[], int],
     durable: Callable[[], Awaitable[None]],
+    credentials: Credentials,
 ) -> APIRouter:
     """``POST /v1/agent-events``: seed 004's webhook, for senders without an OTel SDK; answered
-    once the event is committed (``durable``)."""
+    once the event is committed (``durable``); a ``report`` credential bound to a host
+    reports about its own sessions only (403 otherwise)."""
     router = APIRouter(tags=["agent lifecycle"])
 
     @router.post(
         "/v1/agent-events",
+        dependencies=[Depends(requires(credentials, Scope.REPORT))],
         response_model=EntityOut,
         responses={
             400: {"description": "the body is not a valid agent event"},
@@ -69,6 +74,7 @@ def agent_router(
     async def agent_event(request: Request) -> EntityOut:
         """``spawn`` makes the session active with its task, ``progress`` keeps it active,
         ``complete``/``error`` end it with its result. Returns the session's state."""
+        principal: Principal = request.state.principal
         body = await request.body()
         try:
             event = AgentEventIn.model_validate_json(body)
@@ -91,7 +97,11 @@ def agent_router(
                 event.result,
                 host_id=event.hostId,
                 turn=None if event.turn is None else AgentTurn(event.turn),
+                principal=principal,
             )
+        except ForbiddenItemError as exc:
+            credentials.refuse("http", exc)
+            raise HTTPException(403, str(exc)) from None
         except EntityLimitError as exc:
             raise HTTPException(429, str(exc), headers={"Retry-After": "60"}) from None
         try:

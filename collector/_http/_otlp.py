@@ -7,6 +7,7 @@ request's encoding (OTLP specification, "OTLP/HTTP Response").
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 
@@ -15,6 +16,7 @@ from google.rpc import code_pb2, status_pb2
 
 from lastactive.collector._core import Core
 from lastactive.collector._flusher import StoreUnavailableError
+from lastactive.collector._http._auth import RefusedError, authorize
 from lastactive.collector._otlp_body import (
     CONTENT_JSON,
     BodyError,
@@ -27,18 +29,25 @@ from lastactive.collector._otlp_signals import SIGNALS, OtlpSignal, export_respo
 
 _CODE_OF_STATUS = {
     400: code_pb2.INVALID_ARGUMENT,
+    401: code_pb2.UNAUTHENTICATED,
+    403: code_pb2.PERMISSION_DENIED,
     413: code_pb2.RESOURCE_EXHAUSTED,
     415: code_pb2.INVALID_ARGUMENT,
     503: code_pb2.UNAVAILABLE,
 }
 
 
-def _error(status: int, message: str, media: str, retry_after_s: float | None = None) -> Response:
+def _error(
+    status: int,
+    message: str,
+    media: str,
+    retry_after_s: float | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
     """OTLP/HTTP error: a ``google.rpc.Status`` in the request's encoding; with
     ``Retry-After`` (whole seconds, at least 1) when the client should retry (OTLP/HTTP
     Throttling)."""
     body = status_pb2.Status(code=_CODE_OF_STATUS.get(status, code_pb2.UNKNOWN), message=message)
-    headers = None
     if retry_after_s is not None:
         headers = {"Retry-After": str(max(1, math.ceil(retry_after_s)))}
     return Response(serialize(body, media), status_code=status, media_type=media, headers=headers)
@@ -60,7 +69,7 @@ def otlp_router(core: Core, max_request_bytes: int) -> APIRouter:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    stats, admission = core.stats, core.admission
+    stats, admission, credentials = core.stats, core.admission, core.credentials
 
     def route(signal: OtlpSignal) -> None:
         ingest, name = core.ingest, signal.name
@@ -68,6 +77,14 @@ def otlp_router(core: Core, max_request_bytes: int) -> APIRouter:
         async def export(request: Request) -> Response:
             media = CONTENT_JSON
             began = time.perf_counter()
+            try:
+                principal = authorize(credentials, request, *signal.scopes)
+            except RefusedError as exc:
+                stats.error(name, "http", str(exc.status))
+                with contextlib.suppress(BodyError):
+                    media = media_type(request.headers.get("content-type"))
+                headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+                return _error(exc.status, str(exc), media, headers=headers)
             length = request.headers.get("content-length", "")
             size = int(length) if length.isdigit() and len(length) < 12 else 0
             if not admission.enter(size):
@@ -78,7 +95,7 @@ def otlp_router(core: Core, max_request_bytes: int) -> APIRouter:
                 media = media_type(request.headers.get("content-type"))
                 raw = await read_body(request)
                 body = decompress(raw, request.headers.get("content-encoding"), max_request_bytes)
-                out = signal.apply(ingest, parse(body, media, signal.request))
+                out = signal.apply(ingest, parse(body, media, signal.request), principal)
                 await core.durable()  # acknowledged means committed
             except BodyError as exc:
                 stats.error(name, "http", str(exc.status))
