@@ -3,6 +3,8 @@ the hibernation back, and a dry run only logs."""
 
 from __future__ import annotations
 
+import json
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from lastactive._cull import Culler
+from lastactive._cull import CommandAction, Culler, cull_command
 from tests.helpers import InProcessCollector, S, metrics_request, sum_point, wait_for
 
 PROTO = {"Content-Type": "application/x-protobuf"}
@@ -67,3 +69,111 @@ def test_a_failed_action_is_retried_next_round(idle_collector: InProcessCollecto
 def test_concurrency_must_be_positive() -> None:
     with pytest.raises(ValueError, match="concurrency"):
         Culler("http://127.0.0.1:1", None, concurrency=0)
+
+
+# --- the culler acts only on what a decision is about, with values it can pass safely --------
+
+INPUT = {"lastactive.source": "input"}
+
+
+def _last_input(c: InProcessCollector, sid: str, host: str, seconds_ago: float) -> None:
+    now = time.time_ns()
+    req = metrics_request(sid, host_id=host, gauges={"lastactive.source.last_time": [
+        sum_point(0, now, 0, **INPUT)]})  # fmt: skip
+    req.resource_metrics[0].scope_metrics[0].metrics[0].gauge.data_points[0].as_double = (
+        now / S - seconds_ago
+    )
+    assert c.post("/v1/metrics", req.SerializeToString(), PROTO)[0] == 200
+
+
+@pytest.fixture
+def recorder(tmp_path: Path) -> tuple[str, Path]:
+    """A real program that appends the arguments it was given (one JSON list per run)."""
+    log = tmp_path / "argv.log"
+    script = tmp_path / "record.py"
+    script.write_text(
+        "import json, sys\n"
+        f"with open({str(log)!r}, 'a') as f:\n"
+        "    f.write(json.dumps(sys.argv[1:]) + '\\n')\n"
+    )
+    return f"{sys.executable} {script}", log
+
+
+def _runs(log: Path) -> list[list[str]]:
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def test_a_session_decision_never_acts_on_its_busy_host(
+    tmp_path: Path, recorder: tuple[str, Path]
+) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text("[defaults]\nidle_after = 1\nhibernate_after = 2\n")
+    c = InProcessCollector(policy=policy).start()
+    try:
+        _last_input(c, "forged", "victim-host", 10)  # one idle session on a busy host
+        _last_input(c, "busy", "victim-host", 0)
+        command, log = recorder
+        culler = Culler(c.http, CommandAction(f"{command} suspend {{host_id}}"))
+        outcomes = {d["id"]: how for d, how in culler.once()}
+        assert outcomes == {"forged": "refused: the host's own decision is not to hibernate"}
+        assert _runs(log) == []
+        # The session's own template acts on the session alone.
+        culler = Culler(c.http, CommandAction(f"{command} stop {{kind}} {{id}}"))
+        assert {d["id"]: how for d, how in culler.once()} == {"forged": "hibernated"}
+        assert _runs(log) == [["stop", "session", "forged"]]
+    finally:
+        c.stop()
+
+
+def test_hostile_ids_are_refused_and_values_stay_one_argument(
+    tmp_path: Path, recorder: tuple[str, Path]
+) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text("[defaults]\nidle_after = 1\nhibernate_after = 2\n")
+    c = InProcessCollector(policy=policy).start()
+    hostile = ["--help", "../../etc/passwd", "a/b", "-rf", "x\ny", ".."]
+    try:
+        for sid in [*hostile, "ok; rm -rf ~ $(id)"]:
+            _last_input(c, sid, "h-idle", 10)
+        command, log = recorder
+        culler = Culler(c.http, CommandAction(f"{command} --session={{id}} {{id}}"))
+        outcomes = {d["id"]: how for d, how in culler.once()}
+        assert all(outcomes[sid].startswith("refused: refusing id=") for sid in hostile)
+        assert outcomes["ok; rm -rf ~ $(id)"] == "hibernated"
+        assert outcomes["h-idle"] == "hibernated"  # the host, by its own decision
+        runs = _runs(log)
+        assert sorted(runs) == sorted([
+            ["--session=ok; rm -rf ~ $(id)", "ok; rm -rf ~ $(id)"],
+            ["--session=h-idle", "h-idle"],
+        ])  # fmt: skip
+    finally:
+        c.stop()
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "sh -c 'virsh suspend {host_id}'",
+        '/bin/bash -c "suspend {id}"',
+        "python3 -c 'print(\"{id}\")'",
+        "{id} --now",
+        "",
+    ],
+)
+def test_templates_that_would_run_a_value_as_code_are_refused(template: str) -> None:
+    with pytest.raises(ValueError):
+        CommandAction(template)
+
+
+def test_safe_template_forms_are_taken() -> None:
+    for template in (
+        "virsh suspend {host_id}",
+        "sh -c 'suspend-session \"$1\"' sh {id}",
+        "systemctl stop lastactive-{id}.service",
+    ):
+        assert CommandAction(template).argv
+
+
+def test_the_cull_command_refuses_an_unsafe_template() -> None:
+    assert cull_command("http://127.0.0.1:1", command="sh -c 'x {id}'", http=None,
+                        dry_run=False, concurrency=1, interval=1, once=True) == 2  # fmt: skip
