@@ -160,10 +160,30 @@ def _otlp_exporter(signal: str, endpoint: str | None) -> Any:
         kwargs["endpoint"] = (
             f"{endpoint.rstrip('/')}/v1/{signal}" if transport == "http" else endpoint
         )
+    if transport == "http":
+        kwargs["session"] = _pinned_session()
     exporter_module = importlib.import_module(
         f"opentelemetry.exporter.otlp.proto.{transport}.{module}"
     )
     return getattr(exporter_module, cls)(**kwargs)
+
+
+def _pinned_session() -> Any:
+    """A ``requests`` session for the SDK's OTLP/HTTP exporter that keeps the CA the exporter
+    was configured with (``OTEL_EXPORTER_OTLP_CERTIFICATE``): plain ``requests`` lets
+    ``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE`` override a session's ``verify``, so a machine
+    with those set (many images do) would reject a collector signed by the operator's CA.
+    Proxy variables still apply."""
+    import requests
+
+    class _PinnedSession(requests.Session):
+        def merge_environment_settings(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+            settings: dict[str, Any] = super().merge_environment_settings(*args, **kwargs)
+            if self.verify is not True:  # a CA was configured: it wins
+                settings["verify"] = self.verify
+            return settings
+
+    return _PinnedSession()
 
 
 class Reporter:

@@ -47,7 +47,9 @@ RUN = [sys.executable, "-m", "lastactive", "run"]
 PROTO = {"Content-Type": "application/x-protobuf"}
 DASHBOARDS = Path(__file__).parents[1] / "dashboards"
 
-_READY = re.compile(r"on 127\.0\.0\.1:(\d+), OTLP/HTTP and query HTTP on http://127\.0\.0\.1:(\d+)")
+_READY = re.compile(
+    r"on 127\.0\.0\.1:(\d+)(?: \(TLS\))?, OTLP/HTTP and query HTTP on https?://127\.0\.0\.1:(\d+)"
+)
 
 
 class CollectorClient:

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+import trustme
 from google.protobuf import json_format
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
-from lastactive.client import HOOK_TIMEOUT_S, hook_timeout, http_url, logs_request, otlp_endpoint
+from lastactive.client import (
+    HOOK_TIMEOUT_S,
+    headers_for,
+    hook_timeout,
+    http_url,
+    logs_request,
+    otlp_endpoint,
+    tls_context,
+)
 
 
 def test_http_url_flag_then_url_then_the_serve_variables() -> None:
@@ -50,3 +62,25 @@ def test_logs_request_is_valid_otlp_json() -> None:
     resource = {kv.key: kv.value for kv in req.resource_logs[0].resource.attributes}
     assert resource["n"].int_value == 3 and resource["ok"].bool_value is True
     assert req.resource_logs[0].scope_logs[0].scope.name == "lastactive"
+
+
+def test_headers_follow_the_otel_variables_and_lastactive_token() -> None:
+    otel = {"OTEL_EXPORTER_OTLP_HEADERS": "Authorization=Bearer%20la_x ,x-lastactive-host=h1,bad"}
+    assert headers_for("otlp", otel) == {"Authorization": "Bearer la_x", "x-lastactive-host": "h1"}
+    assert headers_for("api", otel) == headers_for("otlp", otel)  # one token for everything
+    both = {**otel, "LASTACTIVE_TOKEN": "la_read", "OTEL_EXPORTER_OTLP_LOGS_HEADERS": "a=b"}
+    assert headers_for("api", both) == {"Authorization": "Bearer la_read"}
+    assert headers_for("otlp", both) == {"a": "b"}  # the signal's own variable first
+    assert headers_for("otlp", {"LASTACTIVE_TOKEN": "la_r"}) == {"Authorization": "Bearer la_r"}
+    assert headers_for("api", {}) == {}
+
+
+def test_tls_context_only_for_https_and_from_the_otel_certificate(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    env = {"OTEL_EXPORTER_OTLP_CERTIFICATE": str(tmp_path / "ca.pem")}
+    assert tls_context("http://127.0.0.1:4318", env) is None
+    ctx = tls_context("https://collector:4318", env)
+    assert ctx is not None and ctx.cert_store_stats()["x509_ca"] == 1
+    with pytest.raises(OSError):
+        tls_context("https://collector:4318", {"OTEL_EXPORTER_OTLP_CERTIFICATE": "/nonexistent"})

@@ -75,3 +75,11 @@ def test_ingest_health_counters_and_latency_histogram() -> None:
         'lastactive_otlp_ingest_duration_seconds_bucket{le="0.001",signal="metrics",'
         'transport="grpc"} 1.0' in lines
     )
+
+
+def test_an_insecure_bind_shows_on_metrics() -> None:
+    core = make([T0])
+    flusher = Flusher(core.state, SqliteStore(":memory:"), 1.0, retention_ns=S, clock=core.clock)
+    for insecure, value in ((False, "0.0"), (True, "1.0")):
+        lines = generate_latest(registry_for(core, flusher, 0, insecure=insecure)).decode()
+        assert f"lastactive_insecure {value}" in lines.splitlines()
