@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 
+from lastactive.collector._auth import Scope, create_credential
 from tests.helpers import DASHBOARDS, Collector, free_port, stop_process, targets, wait_for
 
 PROMETHEUS = shutil.which("prometheus")
@@ -161,3 +163,58 @@ def test_every_panel_query_returns_data_from_a_real_prometheus(
         if prom is not None:
             stop_process(prom)
         c.stop()
+
+
+@needs_prometheus
+def test_the_shipped_prometheus_config_scrapes_a_collector_with_tls_and_a_token(
+    tmp_path: Path,
+) -> None:
+    """dashboards/prometheus.yml as shipped (only the target's port changed), its token file
+    and CA beside it, against a collector with --auth-file and --tls-cert."""
+    assert PROMETHEUS is not None
+    ca = trustme.CA()
+    server = ca.issue_cert("127.0.0.1")
+    cert, key = tmp_path / "server.pem", tmp_path / "server.key"
+    server.private_key_and_cert_chain_pem.write_to_path(str(cert))
+    server.private_key_pem.write_to_path(str(key))
+    auth = tmp_path / "auth.json"
+    _, tok = create_credential(auth, [Scope.READ], name="prometheus")
+    conf = tmp_path / "prom"
+    conf.mkdir()
+    (conf / "prometheus.token").write_text(f"{tok}\n")
+    ca.cert_pem.write_to_path(str(conf / "ca.pem"))
+    shutil.copy(DASHBOARDS / "alerts.yaml", conf / "alerts.yaml")
+    c = Collector(tmp_path / "db", "--auth-file", str(auth), "--tls-cert", str(cert),
+                  "--tls-key", str(key)).start()  # fmt: skip
+    shipped = (DASHBOARDS / "prometheus.yml").read_text()
+    assert '"127.0.0.1:4318"' in shipped
+    (conf / "prometheus.yml").write_text(
+        shipped.replace('"127.0.0.1:4318"', f'"127.0.0.1:{c.http_port}"').replace(
+            "scrape_interval: 15s", "scrape_interval: 1s"
+        )
+    )
+    port = free_port()
+    prom = subprocess.Popen(
+        [PROMETHEUS, f"--config.file={conf / 'prometheus.yml'}",
+         f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}",
+         "--log.level=warn"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _ready(url), timeout=60, what="prometheus ready")
+        wait_for(lambda: prom_query(url, 'up{job="lastactive"} == 1'), timeout=60,
+                 what="the secured collector scraped")  # fmt: skip
+        assert prom_query(url, "lastactive_credentials == 1")
+        assert not prom_query(url, "lastactive_auth_failures_total > 0")
+    finally:
+        stop_process(prom)
+        c.stop()
+
+
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
