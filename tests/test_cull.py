@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from lastactive._cull import CommandAction, Culler, cull_command
+from lastactive.collector._auth import Scope, create_credential
 from tests.helpers import InProcessCollector, S, metrics_request, sum_point, wait_for
 
 PROTO = {"Content-Type": "application/x-protobuf"}
@@ -177,3 +178,46 @@ def test_safe_template_forms_are_taken() -> None:
 def test_the_cull_command_refuses_an_unsafe_template() -> None:
     assert cull_command("http://127.0.0.1:1", command="sh -c 'x {id}'", http=None,
                         dry_run=False, concurrency=1, interval=1, once=True) == 2  # fmt: skip
+
+
+def test_the_culler_reads_and_records_with_its_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    auth = tmp_path / "auth.json"
+    _, reporter = create_credential(auth, [Scope.REPORT], name="reporter")
+    _, culler_token = create_credential(auth, [Scope.READ, Scope.ACT], name="culler")
+    _, reader = create_credential(auth, [Scope.READ], name="reader")
+    policy = tmp_path / "policy.toml"
+    policy.write_text("[defaults]\nidle_after = 1\nhibernate_after = 2\n")
+    c = InProcessCollector(policy=policy, auth_file=auth).start()
+    try:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", f"Authorization=Bearer%20{reporter}")
+        now = time.time_ns()
+        req = metrics_request("idle-1", host_id="h", gauges={"lastactive.source.last_time": [
+            sum_point(0, now, 0, **INPUT)]})  # fmt: skip
+        req.resource_metrics[0].scope_metrics[0].metrics[0].gauge.data_points[0].as_double = (
+            now / S - 10
+        )
+        assert post_json_status(c.http + "/v1/metrics", req.SerializeToString(), reporter) == 200
+        monkeypatch.delenv("OTEL_EXPORTER_OTLP_HEADERS")
+        acted: list[dict[str, Any]] = []
+        with pytest.raises(OSError, match="401"):
+            Culler(c.http, acted.append).once()
+        monkeypatch.setenv("LASTACTIVE_TOKEN", str(reader))  # read, but not act
+        assert {how for _, how in Culler(c.http, acted.append).once()} == {"hibernated"}
+        # Recording the hibernation needed act: refused (logged), so it is still due.
+        monkeypatch.setenv("LASTACTIVE_TOKEN", str(culler_token))
+        culler = Culler(c.http, acted.append)
+        assert {how for _, how in culler.once()} == {"hibernated"}
+        assert culler.once() == []  # recorded back with the act scope: no longer due
+    finally:
+        c.stop()
+
+
+def post_json_status(url: str, body: bytes, token: str | None) -> int:
+    import urllib.request
+
+    req = urllib.request.Request(url, data=body, method="POST", headers={
+        "Content-Type": "application/x-protobuf", "Authorization": f"Bearer {token}"})  # fmt: skip
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return int(r.status)
