@@ -310,10 +310,16 @@ class Credentials:
         """Re-read the auth file (SIGHUP).
 
         Raises:
-            AuthFileError: the file is invalid; the credentials in force are kept.
+            AuthFileError: the file is missing (a mistyped path would lock every client out)
+                or invalid; the credentials in force are kept.
         """
         if self.path is None:
             return
+        if not self.path.is_file():
+            raise AuthFileError(
+                f"{self.path}: no such auth file; create credentials with "
+                f"`lastactive token create --auth-file {self.path} ...`"
+            )
         creds = read_auth_file(self.path)
         self._tokens = {c.id: c for c in creds if c.sha256 is not None}
         self._certificates = {c.certificate: c for c in creds if c.certificate is not None}

@@ -114,3 +114,8 @@ def test_bearer_parsing() -> None:
     assert bearer("bearer  abc ") == "abc"
     assert bearer("Basic abc") is None
     assert bearer(None) is None
+
+
+def test_a_missing_auth_file_is_an_error_not_a_lockout(tmp_path: Path) -> None:
+    with pytest.raises(AuthFileError, match="no such auth file"):
+        Credentials(tmp_path / "typo.json")
