@@ -33,7 +33,7 @@ import logging
 import os
 import secrets
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -99,14 +99,6 @@ class Principal:
     def bound(self) -> bool:
         """True when what it reports about is restricted."""
         return bool(self.host or self.session_prefixes or self.agents)
-
-    def require(self, scope: Scope) -> None:
-        """Raises :class:`ForbiddenError` unless this principal has ``scope``."""
-        if scope not in self.scopes:
-            raise ForbiddenError(
-                f"credential {self.name!r} has scope {', '.join(sorted(self.scopes)) or 'none'};"
-                f" this needs {scope}"
-            )
 
     def require_any(self, scopes: Iterable[Scope]) -> None:
         """Raises :class:`ForbiddenError` unless this principal has one of ``scopes``."""
@@ -362,7 +354,3 @@ class Credentials:
         reason = "unauthenticated" if isinstance(exc, UnauthenticatedError) else "forbidden"
         key = (transport, reason)
         self.failures[key] = self.failures.get(key, 0) + 1
-
-    def entries(self) -> Iterator[Credential]:
-        yield from self._tokens.values()
-        yield from self._certificates.values()

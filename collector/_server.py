@@ -147,7 +147,7 @@ async def serve(
         if store is None:
             stack.enter_context(_single_serve(settings.db))
             store = SqliteStore(settings.db)
-        await _serve(settings, store, policy, clock, ready, stop)
+        await _serve(settings, store, policy, clock, ready, stop, insecure=exposed is not None)
 
 
 @contextlib.contextmanager
@@ -185,6 +185,8 @@ async def _serve(
     clock: Callable[[], int],
     ready: Callable[[Bound], None] | None,
     stop: asyncio.Event | None,
+    *,
+    insecure: bool,
 ) -> None:
     state = ActivityState(
         max_skew_ns=int(settings.max_clock_skew * NANOS),
@@ -249,7 +251,7 @@ async def _serve(
                     core,
                     flusher,
                     settings.metrics_top_sessions,
-                    insecure=settings.exposure() is not None,
+                    insecure=insecure,
                 ),
             ),
             **tls_options,

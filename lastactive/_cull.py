@@ -121,11 +121,6 @@ class CommandAction:
         subprocess.run(argv, check=True, timeout=self.timeout)
 
 
-def command_action(template: str, timeout: float = 300.0) -> Action:
-    """A :class:`CommandAction` (kept for callers of the function form)."""
-    return CommandAction(template, timeout)
-
-
 def http_action(url: str, timeout: float = 30.0) -> Action:
     """POST the decision as JSON to ``url``; a non-2xx answer is a failure."""
 

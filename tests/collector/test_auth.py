@@ -41,10 +41,10 @@ def test_authenticate_by_token_then_scope(tmp_path: Path) -> None:
     creds = Credentials(path)
     p = creds.authenticate(f"Bearer {reader}", None)
     assert p.name == "culler" and not p.bound
-    p.require(Scope.READ)
+    p.require_any([Scope.READ])
     p.require_any([Scope.REPORT, Scope.ACT])
     with pytest.raises(ForbiddenError, match="needs report"):
-        p.require(Scope.REPORT)
+        p.require_any([Scope.REPORT])
     assert reader is not None
     wrongs = [None, "", "Bearer", "Basic dXNlcjpwYXNz", f"Bearer {reader}x", f"Token {reader}",
               f"Bearer {reader[:-1]}", "Bearer la_000000000000_x"]  # fmt: skip
