@@ -61,6 +61,13 @@ from lastactive.conventions import (
     ATTR_SESSION_ID,
     ATTR_SOURCE,
     ATTR_TASK,
+    CLAUDE_CODE_ACTIVE_TIME,
+    CLAUDE_CODE_ACTIVE_TIME_TYPE,
+    CLAUDE_CODE_ACTIVE_TIME_USER,
+    CLAUDE_CODE_EVENT_PREFIX,
+    CLAUDE_CODE_EVENTS,
+    CLAUDE_CODE_INTERACTION_SPAN,
+    CLAUDE_CODE_METRICS,
     DIRECTION_RECEIVE,
     DIRECTION_TRANSMIT,
     EVENT_ACTIVITY,
@@ -321,12 +328,19 @@ def _turn(attrs: Attrs) -> AgentTurn:
 
 
 def _int_attr(attrs: Attrs, key: str, required: bool, lo: int, hi: int) -> int | None:
-    """The int attribute ``key``, in ``[lo, hi]``; ``None`` when absent and not required."""
+    """The integer attribute ``key``, in ``[lo, hi]``; ``None`` when absent and not required.
+    An integral double (``3.0``) is that integer.
+
+    Raises:
+        RejectedError: absent though required, not an integer, or out of range.
+    """
     v = attrs.get(key)
     if v is None and not required:
         return None
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)  # the OpenTelemetry Collector's JSON turns integers into doubles: 3 -> 3.0
     if isinstance(v, bool) or not isinstance(v, int):
-        raise RejectedError(f"{key} must be an int attribute, got {v!r}")
+        raise RejectedError(f"{key} must be an integer attribute, got {v!r}")
     if not lo <= v <= hi:
         raise RejectedError(f"{key}={v} is out of range [{lo}, {hi}]")
     return v
@@ -338,6 +352,97 @@ def _pid(attrs: Attrs) -> int | None:
 
 _MAX_SECONDS: Final = INT64_MAX // NANOS
 """The latest time in seconds since the epoch a client may send (int64 ns: the year 2262)."""
+
+
+_COUNTERS: Final = frozenset({METRIC_IO, *CLAUDE_CODE_METRICS})
+"""Counters whose rises are activity without a ``lastactive.source`` on their points."""
+
+_EVENTS: Final = frozenset(
+    {EVENT_ACTIVITY, EVENT_PROCESS_EXIT, EVENT_HOLD, *AGENT_EVENTS, *CLAUDE_CODE_EVENTS}
+)
+"""Event names with a meaning here; any other event with an identity is liveness."""
+
+
+def _foreign_event(name: str, lr: Any) -> str:
+    """The name of another program's event whose name is not where OpenTelemetry puts it:
+    Claude Code's ``claude_code.<name>`` is the body, its ``event.name`` attribute ``<name>``."""
+    body = lr.body.string_value
+    if body in CLAUDE_CODE_EVENTS:
+        return str(body)
+    prefixed = CLAUDE_CODE_EVENT_PREFIX + name
+    return prefixed if prefixed in CLAUDE_CODE_EVENTS else name
+
+
+def _span_source(name: str, attrs: Attrs, act: bool) -> str:
+    """What a span's end counts as: its ``lastactive.source``; Claude Code's spans are the
+    agent's work; any other span is liveness.
+
+    Raises:
+        RejectedError: an unknown ``lastactive.source``.
+    """
+    if ATTR_SOURCE in attrs:
+        return _source(attrs, act)
+    if name.startswith(CLAUDE_CODE_EVENT_PREFIX):
+        return Source.AGENT
+    return Source.TELEMETRY
+
+
+def _gauge_point(pattrs: Attrs, p: Any, act: bool) -> tuple[str, float]:
+    """A ``lastactive.source.last_time`` point's source and value (seconds since the epoch).
+
+    Raises:
+        RejectedError: an unknown source, or a value that is no time after the epoch.
+    """
+    src = _source(pattrs, act)
+    v = p.as_double if p.WhichOneof("value") == "as_double" else p.as_int
+    if not (isinstance(v, int | float) and 0 < v <= _MAX_SECONDS):
+        raise RejectedError(
+            f"{METRIC_SOURCE_LAST_TIME} must be a positive number of seconds since the "
+            f"Unix epoch (at most {_MAX_SECONDS}), got {v!r}"
+        )
+    return src, v
+
+
+def _sum_point(name: str, pattrs: Attrs, p: Any, act: bool) -> tuple[str, bool | None, float]:
+    """A counter point's source, direction (``None`` unless ``name`` is
+    ``lastactive.io``, else whether bytes were received) and value.
+
+    Raises:
+        RejectedError: no direction on ``lastactive.io``, an unknown source, a value outside
+            ``[0, INT64_MAX]`` or a time past int64 nanoseconds.
+    """
+    io: bool | None = None
+    if name == METRIC_IO:
+        direction = pattrs.get(ATTR_NETWORK_IO_DIRECTION)
+        if direction not in (DIRECTION_RECEIVE, DIRECTION_TRANSMIT):
+            raise RejectedError(
+                f"{METRIC_IO} needs {ATTR_NETWORK_IO_DIRECTION}=receive|transmit, got {direction!r}"
+            )
+        io = direction == DIRECTION_RECEIVE
+        # Bytes in are input (engagement), bytes out output (work), unless the reporter
+        # classified them itself and says what they are.
+        if ATTR_SOURCE in pattrs:
+            src = _source(pattrs, act)
+        else:
+            src = Source.INPUT if io else Source.OUTPUT
+    elif ATTR_SOURCE in pattrs:
+        src = _source(pattrs, act)
+    elif (
+        name == CLAUDE_CODE_ACTIVE_TIME
+        and pattrs.get(CLAUDE_CODE_ACTIVE_TIME_TYPE) == CLAUDE_CODE_ACTIVE_TIME_USER
+    ):
+        src = Source.PROMPT  # the user's keyboard time in Claude Code: engagement
+    else:
+        src = CLAUDE_CODE_METRICS[name]
+    v = p.as_double if p.WhichOneof("value") == "as_double" else p.as_int
+    if not 0 <= v <= INT64_MAX:  # also NaN
+        raise RejectedError(f"{name}: a counter value must be in [0, {INT64_MAX}], got {v!r}")
+    if p.start_time_unix_nano > INT64_MAX or p.time_unix_nano > INT64_MAX:
+        raise RejectedError(
+            f"{name}: start_time_unix_nano {p.start_time_unix_nano} or time_unix_nano "
+            f"{p.time_unix_nano} is past the year 2262 (int64 ns)"
+        )
+    return src, io, v
 
 
 class Ingest:
@@ -418,16 +523,26 @@ class Ingest:
                     t = p.time_unix_nano + off  # inline _fixed: the per-point path
                     if t <= floor or t > limit:
                         t = now
-                    try:
-                        ents = resolve(pattrs, base, t)
-                        if not ents:
-                            continue
+                    try:  # each point checked before its identity resolves: no phantoms
                         if name == METRIC_SOURCE_LAST_TIME and kind == "gauge":
-                            self._last_time(ents, base, instance, pattrs, p, t, off, now, act)
-                        elif is_sum and (name == METRIC_IO or ATTR_SOURCE in pattrs):
+                            src, v = _gauge_point(pattrs, p, act)
+                            ents = resolve(pattrs, base, t)
+                            if not ents:
+                                continue
+                            self._last_time(
+                                ents, (base, instance, ents[0].id, src), src, v, t, off, now
+                            )
+                        elif is_sum and (name in _COUNTERS or ATTR_SOURCE in pattrs):
+                            src, io, v = _sum_point(name, pattrs, p, act)
+                            ents = resolve(pattrs, base, t)
+                            if not ents:
+                                continue
                             key = (base, instance, scope, name, tuple(sorted(pattrs.items())))
-                            self._sum(ents, name, key, pattrs, p, t, off, cumulative, act)
+                            self._sum(ents, key, src, io, v, p, t, off, cumulative)
                         else:
+                            ents = resolve(pattrs, base, t)
+                            if not ents:
+                                continue
                             state.activity(ents, Source.TELEMETRY, t)
                     except RejectedError as exc:
                         out.reject(exc)
@@ -438,25 +553,17 @@ class Ingest:
     def _last_time(
         self,
         ents: list[Entity],
-        base: Identity,
-        instance: object,
-        pattrs: Attrs,
-        p: Any,
+        key: tuple[object, ...],
+        src: str,
+        v: float,
         t: int,
         off: int,
         now: int,
-        act: bool,
     ) -> None:
-        src = _source(pattrs, act)
-        # The stream: this reporter's gauge of this source about this entity (no sorted
-        # attribute tuple: three of five points of a typical export are these).
-        key = (base, instance, ents[0].id, src)
-        v = p.as_double if p.WhichOneof("value") == "as_double" else p.as_int
-        if not (isinstance(v, int | float) and 0 < v <= _MAX_SECONDS):
-            raise RejectedError(
-                f"{METRIC_SOURCE_LAST_TIME} must be a positive number of seconds since the "
-                f"Unix epoch (at most {_MAX_SECONDS}), got {v!r}"
-            )
+        """A checked ``lastactive.source.last_time`` point: ``src`` happened at ``v`` (seconds
+        since the epoch, by the reporter's clock, whose offset is ``off`` ns); ``key`` is the
+        stream, this reporter's gauge of ``src`` about ``ents[0]`` (no sorted attribute tuple:
+        three of five points of a typical export are these)."""
         self.state.seen(ents, t)
         # The raw value against the stream's previous raw value, before any correction: a
         # repeated last time is no new activity, whatever the offset estimate does meanwhile.
@@ -466,51 +573,28 @@ class Ingest:
     def _sum(
         self,
         ents: list[Entity],
-        name: str,
         key: tuple[object, ...],
-        pattrs: Attrs,
+        src: str,
+        io: bool | None,
+        v: float,
         p: Any,
         t: int,
         off: int,
         cumulative: bool,
-        act: bool,
     ) -> None:
-        io = name == METRIC_IO
-        if io:
-            direction = pattrs.get(ATTR_NETWORK_IO_DIRECTION)
-            if direction not in (DIRECTION_RECEIVE, DIRECTION_TRANSMIT):
-                raise RejectedError(
-                    f"{METRIC_IO} needs {ATTR_NETWORK_IO_DIRECTION}=receive|transmit, "
-                    f"got {direction!r}"
-                )
-            receive = direction == DIRECTION_RECEIVE
-            # Bytes in are input (engagement), bytes out output (work), unless the reporter
-            # classified them itself and says what they are.
-            if ATTR_SOURCE in pattrs:
-                src = _source(pattrs, act)
-            else:
-                src = Source.INPUT if receive else Source.OUTPUT
-        else:
-            src = _source(pattrs, act)
-        v = p.as_double if p.WhichOneof("value") == "as_double" else p.as_int
-        if not 0 <= v <= INT64_MAX:  # also NaN
-            raise RejectedError(f"{name}: a counter value must be in [0, {INT64_MAX}], got {v!r}")
-        start = p.start_time_unix_nano
-        if start > INT64_MAX or p.time_unix_nano > INT64_MAX:
-            raise RejectedError(
-                f"{name}: start_time_unix_nano {start} or time_unix_nano {p.time_unix_nano} "
-                f"is past the year 2262 (int64 ns)"
-            )
+        """A checked counter point of the stream ``key`` counting ``src``; ``io``: ``None`` for
+        a counter of activities, else whether it counts bytes received."""
         # Staleness on the raw time, before correction (the estimate moves; the stream not).
+        start = p.start_time_unix_nano
         raw_t = p.time_unix_nano or t
-        previous = self.state.stream_time(key) if io else None
+        previous = self.state.stream_time(key) if io is not None else None
         rose = self.state.counter(key, start, raw_t, v, cumulative, began=start + off)
         if rose is None:  # stale or replayed: changes nothing, not even liveness
             return
         self.state.seen(ents, t)
         if rose > 0:
-            if io:
-                self.state.io(ents, receive, int(rose), t)
+            if io is not None:
+                self.state.io(ents, io, int(rose), t)
                 # The bytes moved after the stream's previous point (the first point: at some
                 # unknown time; the SDK starts an observable counter at its first collection).
                 # A reporter that also reports the source's exact time (lastactive's own,
@@ -544,6 +628,8 @@ class Ingest:
                         self.state, lr.time_unix_nano or lr.observed_time_unix_nano, off, now
                     )
                     name = lr.event_name or attrs.get(_EVENT_NAME_ATTR) or ""
+                    if name not in _EVENTS:
+                        name = _foreign_event(str(name), lr)
                     try:
                         if hibernation_only and (
                             name != EVENT_ACTIVITY or attrs.get(ATTR_SOURCE) != _HIBERNATE
@@ -552,10 +638,11 @@ class Ingest:
                                 f"credential {principal.name!r} (scope act) records "
                                 f"{EVENT_ACTIVITY} {ATTR_SOURCE}={_HIBERNATE} only"
                             )
+                        apply = self._event(str(name), attrs, off, act)
                         ents = resolve(attrs, base, t)
                         if not ents:
                             continue
-                        self._event(ents, str(name), attrs, t, off, act)
+                        apply(ents, t)
                     except RejectedError as exc:
                         out.reject(exc)
                         continue
@@ -563,32 +650,57 @@ class Ingest:
         return out
 
     def _event(
-        self, ents: list[Entity], name: str, attrs: Attrs, t: int, off: int, act: bool
-    ) -> None:
+        self, name: str, attrs: Attrs, off: int, act: bool
+    ) -> Callable[[list[Entity], int], None]:
+        """One log record or span event, checked: how to apply it to its entities at its time
+        (ns). Checked before its identity is resolved, so a rejected record creates nothing.
+
+        Raises:
+            RejectedError: a value that breaks our conventions (the message says which).
+        """
         state = self.state
         turn = _turn(attrs) if ATTR_AGENT_TURN in attrs else None
+        if name in CLAUDE_CODE_EVENTS:
+            claude_source, claude_turn = CLAUDE_CODE_EVENTS[name]
+
+            def claude(ents: list[Entity], t: int) -> None:
+                state.activity(ents, claude_source, t)
+                if claude_turn is not None:
+                    state.turn(ents, claude_turn, t)
+
+            return claude
         if name in AGENT_EVENTS:
             status, source = AGENT_EVENTS[name]
             task, result = attrs.get(ATTR_TASK), attrs.get(ATTR_RESULT)
-            state.agent_event(
-                ents, status, source, t,
-                task=None if task is None else _cut(str(task), MAX_TASK_CHARS),
-                result=None if result is None else _cut(str(result), MAX_RESULT_CHARS),
-                turn=turn or AgentTurn.WORKING,
-            )  # fmt: skip
-            return
+            task = None if task is None else _cut(str(task), MAX_TASK_CHARS)
+            result = None if result is None else _cut(str(result), MAX_RESULT_CHARS)
+
+            def agent(ents: list[Entity], t: int) -> None:
+                state.agent_event(
+                    ents, status, source, t, task=task, result=result,
+                    turn=turn or AgentTurn.WORKING,
+                )  # fmt: skip
+
+            return agent
+        apply: Callable[[list[Entity], int], None]
         if name == EVENT_ACTIVITY:
             src = _source(attrs, act)
             pid = _pid(attrs)
-            state.activity(ents, src, t)
-            if pid is not None:
-                state.process(ents, pid, None)
+
+            def apply(ents: list[Entity], t: int) -> None:
+                state.activity(ents, src, t)
+                if pid is not None:
+                    state.process(ents, pid, None)
+
         elif name == EVENT_PROCESS_EXIT:
             code = _int_attr(attrs, ATTR_PROCESS_EXIT_CODE, True, -INT32_MAX - 1, INT32_MAX)
             pid = _pid(attrs)
-            state.activity(ents, Source.EXIT, t)
-            state.process(ents, pid, code)
-            state.release_holds(ents, t)
+
+            def apply(ents: list[Entity], t: int) -> None:
+                state.activity(ents, Source.EXIT, t)
+                state.process(ents, pid, code)
+                state.release_holds(ents, t)
+
         elif name == EVENT_HOLD:
             kind = attrs.get(ATTR_HOLD)
             if kind not in _HOLD_KINDS:
@@ -613,11 +725,23 @@ class Ingest:
             reason = _cut(_str(attrs.get(ATTR_HOLD_REASON)), MAX_RESULT_CHARS)
             # Corrected for the reporter's clock; one that ends before the epoch has ended.
             until_ns = min(max(int(until * NANOS) + off, 1), INT64_MAX) if until else 0
-            state.hold(ents, kind, hold_id, until_ns, t, reason)
+
+            def apply(ents: list[Entity], t: int) -> None:
+                state.hold(ents, str(kind), hold_id, until_ns, t, reason)
+
         else:
-            state.activity(ents, Source.TELEMETRY, t)
-        if turn is not None:
+
+            def apply(ents: list[Entity], t: int) -> None:
+                state.activity(ents, Source.TELEMETRY, t)
+
+        if turn is None:
+            return apply
+
+        def with_turn(ents: list[Entity], t: int) -> None:
+            apply(ents, t)
             state.turn(ents, turn, t)
+
+        return with_turn
 
     def agent_webhook(
         self,
@@ -675,17 +799,22 @@ class Ingest:
                         self.state, span.end_time_unix_nano or span.start_time_unix_nano, off, now
                     )
                     try:
+                        src = _span_source(span.name, attrs, act)
+                        events = [
+                            (attrs_of(ev.attributes), ev.time_unix_nano, ev.name)
+                            for ev in span.events
+                        ]
+                        applies = [self._event(n, ea, off, act) for ea, _, n in events]
                         ents = resolve(attrs, base, t)
                         if not ents:
                             continue
                         span_ident = _identity(attrs, base)
-                        src = _source(attrs, act) if ATTR_SOURCE in attrs else Source.TELEMETRY
                         self.state.activity(ents, src, t)
-                        for ev in span.events:
-                            eattrs = attrs_of(ev.attributes)
-                            et = _fixed(self.state, ev.time_unix_nano, off, now)
-                            ents = resolve(eattrs, span_ident, et)
-                            self._event(ents, ev.name, eattrs, et, off, act)
+                        if span.name == CLAUDE_CODE_INTERACTION_SPAN:  # the answer is given
+                            self.state.turn(ents, AgentTurn.WAITING, t)
+                        for (eattrs, et_raw, _), apply in zip(events, applies, strict=True):
+                            et = _fixed(self.state, et_raw, off, now)
+                            apply(resolve(eattrs, span_ident, et), et)
                     except RejectedError as exc:
                         out.reject(exc)
                         continue

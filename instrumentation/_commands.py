@@ -41,7 +41,9 @@ def _command(argv: Sequence[str], name: str) -> list[str] | None:
     return argv
 
 
-def run_command(argv: Sequence[str], session_id: str | None, endpoint: str | None) -> int:
+def run_command(
+    argv: Sequence[str], session_id: str | None, endpoint: str | None, command_args: bool = False
+) -> int:
     """``lastactive run -- CMD``: the program's exit status, 2 without a command."""
     from lastactive.instrumentation._pty_run import run
 
@@ -55,6 +57,7 @@ def run_command(argv: Sequence[str], session_id: str | None, endpoint: str | Non
         command,
         session_id=session_id,
         make_reporter=lambda: Reporter(service_name="lastactive-run", endpoint=endpoint),
+        command_args=command_args,
     )
 
 

@@ -3,7 +3,7 @@
 Use from any relay loop (asyncio streams, websockify, ...) without the CLI::
 
     instrument = ProxyInstrument(reporter, "desktop-42", protocol="rfb")
-    conn = instrument.connect("203.0.113.7:51234")   # presence starts; a span opens
+    conn = instrument.connect("203.0.113.7", 51234)  # presence starts; a span opens
     conn.client_data(chunk)                           # hot path: counts, classifies
     conn.server_data(chunk)                           # hot path: counts
     instrument.heartbeat()                            # every heartbeat_interval seconds
@@ -31,6 +31,7 @@ from opentelemetry.trace import Span
 
 from lastactive.conventions import (
     ATTR_CLIENT_ADDRESS,
+    ATTR_CLIENT_PORT,
     ATTR_CONNECTION_CLASSIFICATION,
     ATTR_CONNECTION_CLOSE_REASON,
     ATTR_CONNECTION_RECEIVED_BYTES,
@@ -78,13 +79,19 @@ class ProxyInstrument:
         self.connections: set[Connection] = set()
         self._ids = itertools.count(1)
 
-    def connect(self, peer: str) -> Connection:
-        """A client connected from ``peer``: presence, a hold, a span."""
+    def connect(self, address: str, port: int | None = None) -> Connection:
+        """A client connected from ``address`` (an IP address or name) and ``port``: presence,
+        a hold, a span with ``client.address`` and ``client.port`` (semconv: the address only,
+        the port apart)."""
+        peer = address if port is None else f"{address}:{port}"
         conn_id = f"{peer}#{next(self._ids)}"
+        client: dict[str, str | int] = {ATTR_CLIENT_ADDRESS: address}
+        if port is not None:
+            client[ATTR_CLIENT_PORT] = port
         span = self.reporter.start_span(
             "proxy connection",
             {
-                ATTR_CLIENT_ADDRESS: peer,
+                **client,
                 ATTR_NETWORK_PROTOCOL_NAME: self.protocol,
                 **self.tracker.labels(),
             },

@@ -42,7 +42,7 @@ async def relay(
         _log.warning("cannot reach %s:%s for %s: %s", *target, peer, exc)
         client_w.close()
         return
-    conn: Connection = instrument.connect(f"{peer[0]}:{peer[1]}")
+    conn: Connection = instrument.connect(str(peer[0]), int(peer[1]))
     upstream = asyncio.create_task(_pump(client_r, server_w, conn.client_data))
     downstream = asyncio.create_task(_pump(server_r, client_w, conn.server_data))
     reason = "client closed"
@@ -131,7 +131,7 @@ async def serve_websocket(
             await ws.close(1011, "target unreachable")
             return
         peer = ws.remote_address or ("?", 0)
-        conn = instrument.connect(f"{peer[0]}:{peer[1]}")
+        conn = instrument.connect(str(peer[0]), int(peer[1]))
 
         async def upstream() -> None:
             async for message in ws:

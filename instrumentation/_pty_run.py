@@ -17,6 +17,7 @@ from types import FrameType
 
 from lastactive.conventions import (
     ATTR_PROCESS_COMMAND,
+    ATTR_PROCESS_COMMAND_ARGS,
     ATTR_PROCESS_EXIT_CODE,
     ATTR_PROCESS_PID,
     ENV_SESSION_ID,
@@ -47,8 +48,13 @@ def run(
     *,
     session_id: str | None = None,
     make_reporter: Callable[[], Reporter] = Reporter,
+    command_args: bool = False,
 ) -> int:
     """Run ``argv`` in a new pseudo-terminal, relay it, and report its activity.
+
+    The start event names the program (``process.command``: ``argv[0]``); its arguments
+    (``process.command_args``) only with ``command_args``, since they may hold secrets (semconv
+    makes them opt-in).
 
     Input bytes (stdin to the program: a user's keystrokes) count as ``input`` (engagement),
     output bytes as ``output`` (work); the process is checked with psutil every export interval
@@ -87,13 +93,13 @@ def run(
         _disable_echo(master)
     reporter = make_reporter()
     tracker = reporter.session(session_id)
-    command = " ".join(argv)
-    reporter.event(
-        tracker,
-        EVENT_ACTIVITY,
-        {ATTR_PROCESS_PID: pid, ATTR_PROCESS_COMMAND: command},
-        source=Source.START,
-    )
+    started: dict[str, str | int | float | Sequence[str]] = {
+        ATTR_PROCESS_PID: pid,
+        ATTR_PROCESS_COMMAND: argv[0],
+    }
+    if command_args:
+        started[ATTR_PROCESS_COMMAND_ARGS] = list(argv)
+    reporter.event(tracker, EVENT_ACTIVITY, started, source=Source.START)
     monitor = ProcessMonitor(pid, master, tracker, reporter)
     monitor.start()
 

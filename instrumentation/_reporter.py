@@ -9,9 +9,10 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final
 
+from opentelemetry._logs import SeverityNumber
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
@@ -31,7 +32,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricExporter, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from lastactive.client import otlp_endpoint
 from lastactive.conventions import (
@@ -209,7 +210,8 @@ class Reporter:
         endpoint: OTLP endpoint (``http://host:4317`` for gRPC, ``http://host:4318`` for HTTP).
         export_interval: seconds between exports.
         clock: seconds since the epoch, UTC; used by every tracker made here.
-        metric_exporter, log_exporter: replace the OTLP exporters (tests, other backends).
+        metric_exporter, log_exporter, span_exporter: replace the OTLP exporters (tests, other
+            backends).
 
     Raises:
         ValueError: ``export_interval`` is not positive.
@@ -226,6 +228,7 @@ class Reporter:
         clock: Clock = time.time,
         metric_exporter: MetricExporter | None = None,
         log_exporter: LogRecordExporter | None = None,
+        span_exporter: SpanExporter | None = None,
         resource_attributes: Mapping[str, str] | None = None,
     ) -> None:
         if export_interval is None:
@@ -274,7 +277,7 @@ class Reporter:
         self._logger = self._logger_provider.get_logger(SCOPE_NAME)
         self._tracer_provider = TracerProvider(resource=self.resource, shutdown_on_exit=False)
         self._tracer_provider.add_span_processor(
-            BatchSpanProcessor(_otlp_exporter("traces", endpoint))
+            BatchSpanProcessor(span_exporter or _otlp_exporter("traces", endpoint))
         )
         self._tracer = self._tracer_provider.get_tracer(SCOPE_NAME)
         self._wake = threading.Event()
@@ -305,7 +308,7 @@ class Reporter:
         self,
         tracker: SessionTracker,
         name: str,
-        attributes: Mapping[str, str | int | float] | None = None,
+        attributes: Mapping[str, str | int | float | Sequence[str]] | None = None,
         *,
         source: Source | None = None,
     ) -> None:
@@ -316,13 +319,18 @@ class Reporter:
         """
         if source is not None:
             tracker.record(source)
-        attrs: dict[str, str | int | float] = tracker.labels()
+        attrs: dict[str, str | int | float | Sequence[str]] = dict(tracker.labels())
         if source is not None:
             attrs[ATTR_SOURCE] = str(source)
         if attributes:
             attrs.update(attributes)
+        # An event: named by event_name, details in attributes, no body (semantic conventions,
+        # "Events": events SHOULD NOT use body and SHOULD have a severity).
         self._logger.emit(
-            timestamp=int(self.clock() * 1e9), event_name=name, attributes=attrs, body=name
+            timestamp=int(self.clock() * 1e9),
+            event_name=name,
+            attributes=attrs,
+            severity_number=SeverityNumber.INFO,
         )
 
     def activity(self, tracker: SessionTracker, source: Source) -> None:

@@ -117,7 +117,7 @@ def _token(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from lastactive.instrumentation._commands import run_command
 
-    return run_command(args.argv, args.session_id, args.endpoint)
+    return run_command(args.argv, args.session_id, args.endpoint, args.command_args)
 
 
 def _lease(args: argparse.Namespace) -> int:
@@ -246,6 +246,11 @@ def _parser() -> argparse.ArgumentParser:
     run = command("run", _run, "run a command in a pseudo-terminal and report activity")
     run.add_argument("--session-id", help="session.id (default LASTACTIVE_SESSION_ID or random)")
     run.add_argument("--endpoint", help=_ENDPOINT_HELP)
+    run.add_argument(
+        "--command-args",
+        action="store_true",
+        help="also report the arguments (process.command_args); they may hold secrets",
+    )
     run.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
 
     hook = command("hook", _hook, "report an agent's hook events (reads stdin)")

@@ -21,6 +21,7 @@ __all__ = [
     "AGENT_EVENTS",
     "ATTR_AGENT_TURN",
     "ATTR_CLIENT_ADDRESS",
+    "ATTR_CLIENT_PORT",
     "ATTR_CONNECTION_CLASSIFICATION",
     "ATTR_CONNECTION_CLOSE_REASON",
     "ATTR_CONNECTION_RECEIVED_BYTES",
@@ -37,6 +38,7 @@ __all__ = [
     "ATTR_NETWORK_IO_DIRECTION",
     "ATTR_NETWORK_PROTOCOL_NAME",
     "ATTR_PROCESS_COMMAND",
+    "ATTR_PROCESS_COMMAND_ARGS",
     "ATTR_PROCESS_EXIT_CODE",
     "ATTR_PROCESS_PID",
     "ATTR_RESULT",
@@ -45,6 +47,13 @@ __all__ = [
     "ATTR_SESSION_ID",
     "ATTR_SOURCE",
     "ATTR_TASK",
+    "CLAUDE_CODE_ACTIVE_TIME",
+    "CLAUDE_CODE_ACTIVE_TIME_TYPE",
+    "CLAUDE_CODE_ACTIVE_TIME_USER",
+    "CLAUDE_CODE_EVENTS",
+    "CLAUDE_CODE_EVENT_PREFIX",
+    "CLAUDE_CODE_INTERACTION_SPAN",
+    "CLAUDE_CODE_METRICS",
     "DIRECTION_RECEIVE",
     "DIRECTION_TRANSMIT",
     "ENV_AUTH_FILE",
@@ -149,13 +158,20 @@ ATTR_PROCESS_PID: Final = "process.pid"
 """int. The wrapped process's id (semconv ``process.pid``)."""
 
 ATTR_PROCESS_COMMAND: Final = "process.command"
-"""string. The wrapped command (semconv ``process.command``)."""
+"""string. The wrapped program as it was named, ``argv[0]`` (semconv ``process.command``: the
+command name, never its arguments)."""
+ATTR_PROCESS_COMMAND_ARGS: Final = "process.command_args"
+"""string[]. The wrapped program's arguments, ``argv`` (semconv ``process.command_args``);
+opt-in (``lastactive run --command-args``): arguments may hold secrets."""
 
 ATTR_PROCESS_EXIT_CODE: Final = "process.exit.code"
 """int. The exit code (semconv ``process.exit.code``); 128 + N when killed by signal N."""
 
 ATTR_CLIENT_ADDRESS: Final = "client.address"
-"""string. A proxied connection's client, ``host:port`` (semconv ``client.address``)."""
+"""string. A proxied connection's client address, without the port (semconv
+``client.address``)."""
+ATTR_CLIENT_PORT: Final = "client.port"
+"""int. A proxied connection's client port (semconv ``client.port``)."""
 
 ATTR_NETWORK_PROTOCOL_NAME: Final = "network.protocol.name"
 """string. What a proxy relays: ``raw``, ``rfb`` (semconv ``network.protocol.name``)."""
@@ -516,3 +532,51 @@ AGENT_EVENTS: Final[dict[str, tuple[AgentStatus, Source]]] = {
     EVENT_AGENT_ERROR: (AgentStatus.ERROR, Source.EXIT),
 }
 """Agent lifecycle event name -> the status it sets and the source it counts as (seed 004)."""
+
+
+# --- Claude Code's own telemetry ----------------------------------------------------------
+# Claude Code exports OpenTelemetry itself (CLAUDE_CODE_ENABLE_TELEMETRY=1; Claude Code docs,
+# "Monitoring"): metrics and events carry ``session.id``; the resource has
+# ``service.name=claude-code``. These are its names, mapped to our sources, so pointing it at
+# lastactive gives prompt engagement and agent work with no hook process per event.
+
+CLAUDE_CODE_EVENT_PREFIX: Final = "claude_code."
+"""Claude Code's event names: the log record's body (and ``event_name`` where set) is
+``claude_code.<name>``, its ``event.name`` attribute ``<name>``."""
+
+CLAUDE_CODE_ACTIVE_TIME: Final = "claude_code.active_time.total"
+"""Claude Code's counter of active seconds, by ``type``: the user's or the agent's (``cli``)."""
+
+CLAUDE_CODE_EVENTS: Final[dict[str, tuple[Source, AgentTurn | None]]] = {
+    "claude_code.user_prompt": (Source.PROMPT, AgentTurn.WORKING),  # the user engaged
+    "claude_code.tool_result": (Source.AGENT, None),  # a tool call finished
+    "claude_code.tool_decision": (Source.AGENT, None),  # a tool call was allowed or refused
+    "claude_code.api_request": (Source.AGENT, None),  # the model answered a request
+    "claude_code.api_error": (Source.AGENT, None),  # a request failed (it retries)
+}
+"""Claude Code event -> the source it counts as and the agent's turn after it. A prompt is
+engagement (``last_active``, seed 002) and starts the agent's turn; the rest is the agent's
+work. A permission decision is not the user's engagement (seed 002, design option 2)."""
+
+CLAUDE_CODE_METRICS: Final[dict[str, Source]] = {
+    "claude_code.session.count": Source.START,  # +1 when a session starts
+    "claude_code.token.usage": Source.AGENT,  # tokens in and out of the model
+    "claude_code.cost.usage": Source.AGENT,
+    "claude_code.lines_of_code.count": Source.AGENT,
+    "claude_code.commit.count": Source.AGENT,
+    "claude_code.pull_request.count": Source.AGENT,
+    "claude_code.code_edit_tool.decision": Source.AGENT,
+    CLAUDE_CODE_ACTIVE_TIME: Source.AGENT,  # type=user: CLAUDE_CODE_ACTIVE_TIME_USER
+}
+"""Claude Code counter -> the source a rise of it counts as (delta or cumulative, as sent)."""
+
+CLAUDE_CODE_ACTIVE_TIME_TYPE: Final = "type"
+"""The attribute of ``claude_code.active_time.total`` that says whose time it is."""
+CLAUDE_CODE_ACTIVE_TIME_USER: Final = "user"
+"""``type=user``: seconds of the user's keyboard interaction, engagement (``prompt``); ``cli``
+is the agent's (``agent``)."""
+
+CLAUDE_CODE_INTERACTION_SPAN: Final = "claude_code.interaction"
+"""Claude Code's span of one turn, from a prompt to the answer (traces, beta:
+``CLAUDE_CODE_ENHANCED_TELEMETRY_BETA=1``): its end hands the turn to the user (``waiting``).
+Its other ``claude_code.*`` spans (model requests, tool calls) are the agent's work."""

@@ -18,6 +18,7 @@ def test_every_defined_name_is_documented() -> None:
         c.DIRECTION_RECEIVE,
         c.DIRECTION_TRANSMIT,
     ]
+    names += [*c.CLAUDE_CODE_EVENTS, *c.CLAUDE_CODE_METRICS, c.CLAUDE_CODE_INTERACTION_SPAN]
     missing = [n for n in names if f"`{n}`" not in DOC]
     assert not missing
 

@@ -103,6 +103,55 @@ def test_exit_event_ends_the_process_and_releases_holds() -> None:
     assert v is not None and v.held_by == [] and (v.exit_code, v.status) == (3, "error")
 
 
+def test_an_integral_double_is_the_integer_it_carries() -> None:
+    """Issue 14: the OpenTelemetry Collector's JSON turns 3 into 3.0; 3.5 stays wrong."""
+    ingest, _ = make()
+    out = ingest.logs(logs("s",
+        ("lastactive.process.exit", {"process.exit.code": 3.0, "process.pid": 42.0}, T0),
+        ("lastactive.process.exit", {"process.exit.code": 3.5}, T0),
+    ))  # fmt: skip
+    assert (out.accepted, out.rejected) == (1, 1) and "3.5" in out.error_message
+    v = ingest.state.get(Kind.SESSION, "s", T0)
+    assert v is not None and (v.exit_code, v.pid) == (3, 42)
+    assert isinstance(v.exit_code, int)
+
+
+def test_a_rejected_record_creates_nothing() -> None:
+    """Issue 14: a record rejected for its values leaves no phantom session, agent or host,
+    whichever signal carries it."""
+    ingest, _ = make()
+    out = ingest.logs(logs("phantom-log",
+        ("lastactive.process.exit", {"process.exit.code": "three"}, T0),
+        ("lastactive.activity", {"lastactive.source": "bogus"}, T0),
+        ("lastactive.hold", {"lastactive.hold": "lease"}, T0),
+    ))  # fmt: skip
+    assert (out.accepted, out.rejected) == (0, 3)
+    gauge = sum_point(0, T0, 0, **{"lastactive.source": "bogus"})
+    gauge.as_double = T0 / S
+    counter = sum_point(5, T0, T0 - S, **{"network.io.direction": "sideways"})
+    out = ingest.metrics(
+        metrics_request(
+            "phantom-metric",
+            gauges={"lastactive.source.last_time": [gauge]},
+            sums={"lastactive.session.io": [counter]},
+        )
+    )
+    assert (out.accepted, out.rejected) == (0, 2)
+    req = ExportTraceServiceRequest(resource_spans=[trace_pb2.ResourceSpans(
+        resource={"attributes": kv({"session.id": "phantom-span"})},
+        scope_spans=[trace_pb2.ScopeSpans(spans=[
+            trace_pb2.Span(name="a", end_time_unix_nano=T0,
+                           attributes=kv({"lastactive.source": "bogus"})),
+            trace_pb2.Span(name="b", end_time_unix_nano=T0, events=[trace_pb2.Span.Event(
+                name="lastactive.process.exit", time_unix_nano=T0,
+                attributes=kv({"process.exit.code": 1.5}))]),
+        ])],
+    )])  # fmt: skip
+    out = ingest.traces(req)
+    assert (out.accepted, out.rejected) == (0, 2)
+    assert ingest.state.entities == {}
+
+
 def test_a_hold_without_an_id_is_rejected_and_others_kept() -> None:
     ingest, _ = make()
     out = ingest.logs(logs("s",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import pty
 import signal
@@ -230,3 +231,47 @@ def test_signals_to_the_wrapper_go_to_the_program_and_the_terminal_is_restored(
         assert termios.tcgetattr(slave) == before
         os.close(master)
         os.close(slave)
+
+
+_RUN_IN_MEMORY = """
+import io, json, sys
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
+from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
+from lastactive.instrumentation import Reporter
+from lastactive.instrumentation._pty_run import run
+
+logs = InMemoryLogRecordExporter()
+reporter = Reporter(export_interval=3600, endpoint="http://127.0.0.1:9", log_exporter=logs,
+                    metric_exporter=ConsoleMetricExporter(out=io.StringIO()))
+code = run(sys.argv[2:], session_id="s", make_reporter=lambda: reporter,
+           command_args=sys.argv[1] == "args")
+starts = [dict(r.log_record.attributes) for r in logs.get_finished_logs()
+          if r.log_record.attributes.get("lastactive.source") == "start"]
+sys.stderr.write(json.dumps([{k: list(v) if isinstance(v, tuple) else v
+                              for k, v in a.items()} for a in starts]))
+sys.exit(code)
+"""
+
+
+def test_the_start_event_names_the_program_and_its_arguments_only_when_asked(
+    lastactive_env: dict[str, str],
+) -> None:
+    """Semantic conventions: ``process.command`` is the program, ``process.command_args`` its
+    arguments, opt-in (``--command-args``): a secret on the command line stays on the host."""
+    argv = ["sh", "-c", "exit 3", "--password=hunter2"]
+    seen = {}
+    for mode in ("plain", "args"):
+        done = subprocess.run(
+            [RUN[0], "-c", _RUN_IN_MEMORY, mode, *argv],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            check=False,
+            env=lastactive_env,
+            timeout=60,
+        )
+        assert done.returncode == 3, done.stderr
+        seen[mode] = json.loads(done.stderr.decode().strip().splitlines()[-1])
+    [plain], [args] = seen["plain"], seen["args"]
+    assert plain["process.command"] == "sh" and "process.command_args" not in plain
+    assert "hunter2" not in json.dumps(plain)
+    assert args["process.command"] == "sh" and args["process.command_args"] == argv
