@@ -19,6 +19,10 @@ async def _in_memory_only() -> None:
     """No store: nothing to wait for (tests and benchmarks of the core alone)."""
 
 
+def _ready() -> str | None:
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class Core:
     """The ingest (and its state), the idle policy, transitions and their subscribers, and the
@@ -36,6 +40,9 @@ class Core:
     durable: Callable[[], Awaitable[None]] = _in_memory_only
     admission: Admission = field(default_factory=Admission)
     credentials: Credentials = field(default_factory=Credentials)
+    unready: Callable[[], str | None] = _ready
+    """Why the service cannot take work now (the store fails its commits), ``None`` when it
+    can (``/readyz``)."""
 
     @property
     def state(self) -> ActivityState:

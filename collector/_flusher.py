@@ -74,6 +74,8 @@ class Flusher:
         self.last_rows = 0
         self.last_seconds = 0.0
         self.skipped = 0
+        self.failure: str | None = None
+        """Why the last commit failed; ``None`` once one succeeds (``/readyz``)."""
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="lastactive-flusher")
@@ -131,11 +133,13 @@ class Flusher:
             except Exception as exc:
                 _log.exception("commit of %d entities failed; retrying", len(records))
                 self._state.mark_dirty(records, streams)
-                failure = StoreUnavailableError(f"the state store failed: {exc}")
+                self.failure = f"the state store failed: {exc}"
+                failure = StoreUnavailableError(self.failure)
                 for w in waiters:
                     if not w.done():
                         w.set_exception(failure)
                 return 0
+            self.failure = None
         for w in waiters:
             if not w.done():
                 w.set_result(None)

@@ -28,13 +28,19 @@ from lastactive.collector._flusher import Flusher
 from lastactive.collector._grpc_edge import start_grpc
 from lastactive.collector._http import create_app
 from lastactive.collector._ingest import Ingest
+from lastactive.collector._logging import configure_logging
 from lastactive.collector._metrics import registry_for
 from lastactive.collector._state import NANOS, ActivityState, Entity
 from lastactive.collector._tls import ServerTls, TlsFiles
 from lastactive.collector._transitions import TICK_S, TransitionEngine
 from lastactive.collector._watch import WatchHub
 from lastactive.collector.policy import Policy, PolicyError, load_policy
-from lastactive.collector.settings import Settings
+from lastactive.collector.settings import (
+    ConfigFileError,
+    Settings,
+    load_settings,
+    settings_toml,
+)
 from lastactive.collector.store import SqliteStore, Store
 
 _log = logging.getLogger(__name__)
@@ -219,6 +225,7 @@ async def _serve(
         durable=flusher.durable,
         admission=Admission(settings.max_inflight_requests, settings.max_inflight_bytes),
         credentials=Credentials(settings.auth_file),
+        unready=lambda: flusher.failure,
     )
     if stop is None:
         stop = asyncio.Event()
@@ -255,7 +262,8 @@ async def _serve(
                 ),
             ),
             **tls_options,
-            log_level="warning",
+            log_config=None,  # our handlers (collector/_logging.py)
+            access_log=settings.access_log,
             lifespan="off",
             # Watch streams end when the hub closes; one whose client does not read is
             # cut after this (SIGTERM must stop the service within 0.5 s).
@@ -309,25 +317,32 @@ async def _quietly(task: asyncio.Task[Any]) -> None:
         await task
 
 
-def serve_command(overrides: Mapping[str, Any], verbose: bool = False) -> int:
-    """``lastactive serve``: run until SIGTERM/SIGINT with ``Settings(**overrides)`` (the flags
-    given; the rest from ``LASTACTIVE_*`` and defaults).
+def serve_command(
+    overrides: Mapping[str, Any], config: str | None = None, print_config: bool = False
+) -> int:
+    """``lastactive serve``: run until SIGTERM/SIGINT with the settings in force
+    (:func:`~lastactive.collector.settings.load_settings`: the flags given as ``overrides``,
+    ``LASTACTIVE_*``, the TOML file ``config``, the defaults); with ``print_config``, print them
+    as a TOML file instead.
 
     Returns:
         0 after a clean stop; 1 when a port cannot be bound or the database cannot be used; 2
-        for invalid settings or an invalid policy file (the message says which key).
+        for invalid settings, configuration file or policy file (the message says which key).
     """
     from pydantic import ValidationError
 
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     try:
-        settings = Settings(**overrides)
+        settings = load_settings(dict(overrides), None if config is None else Path(config))
+    except ConfigFileError as exc:
+        print(f"lastactive serve: invalid configuration file: {exc}", file=sys.stderr)
+        return 2
     except ValidationError as exc:
         print(f"lastactive serve: invalid settings:\n{exc}", file=sys.stderr)
         return 2
+    if print_config:
+        sys.stdout.write(settings_toml(settings))
+        return 0
+    configure_logging(settings.log_level, settings.log_format, settings.access_log)
     try:
         asyncio.run(
             serve(settings, ready=lambda bound: print(bound.line(str(settings.db)), flush=True))

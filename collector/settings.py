@@ -1,19 +1,46 @@
-"""Collector configuration: one typed place, ``LASTACTIVE_*`` environment variables, and the
-``lastactive serve`` flags that mirror them (flags win)."""
+"""Collector configuration: one typed place, read from the ``lastactive serve`` flags, then
+``LASTACTIVE_*`` environment variables, then a TOML file (``--config``, ``LASTACTIVE_CONFIG``),
+then the defaults; the first that says wins. The file uses the same names (``grpc_port = 4317``,
+``auth_file = "/etc/lastactive/auth.json"``); a key it does not know is an error.
+``lastactive serve --print-config`` prints what is in force, as such a file."""
 
 from __future__ import annotations
 
 import ipaddress
 import os
+import textwrap
+import tomllib
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
+import tomli_w
 from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 from lastactive.collector._admission import DEFAULT_MAX_BYTES, DEFAULT_MAX_REQUESTS
+from lastactive.collector._logging import LogFormat, LogLevel
 
-__all__ = ["Settings", "default_db_path", "is_loopback"]
+__all__ = [
+    "ConfigFileError",
+    "Settings",
+    "default_db_path",
+    "is_loopback",
+    "load_settings",
+    "settings_toml",
+]
+
+ENV_CONFIG = "LASTACTIVE_CONFIG"
+"""The environment variable naming the TOML configuration file."""
+
+
+class ConfigFileError(ValueError):
+    """The configuration file cannot be read, is not TOML, or has a key that is no setting."""
 
 
 def default_db_path() -> Path:
@@ -125,6 +152,28 @@ class Settings(BaseSettings):
         "warned at start and on /metrics (lastactive_insecure).",
     )
 
+    log_level: LogLevel = Field(LogLevel.WARNING, description="Least severe log level written.")
+    log_format: LogFormat = Field(
+        LogFormat.TEXT, description="text, or json: one object per line (time, level, ...)."
+    )
+    access_log: bool = Field(False, description="Log every HTTP request (uvicorn's access log).")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Flags (init), environment, then the TOML file :func:`load_settings` checked."""
+        assert isinstance(init_settings, InitSettingsSource)
+        path = init_settings.init_kwargs.pop("_config_file", None)
+        if path is None:
+            return init_settings, env_settings
+        return init_settings, env_settings, TomlConfigSettingsSource(settings_cls, path)
+
     @model_validator(mode="after")
     def _tls_pair(self) -> Self:
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -144,3 +193,51 @@ class Settings(BaseSettings):
         if self.tls_cert is None:
             missing.append("TLS (--tls-cert, --tls-key)")
         return " and ".join(missing) if missing else None
+
+
+def load_settings(flags: dict[str, Any], config: Path | None = None) -> Settings:
+    """The settings in force: ``flags`` (field names), then ``LASTACTIVE_*``, then the TOML
+    file ``config`` (default ``$LASTACTIVE_CONFIG``, none when unset), then the defaults.
+
+    Raises:
+        ConfigFileError: the file is missing, not TOML, or names a key that is no setting.
+        pydantic.ValidationError: a value is invalid (the message names the field).
+    """
+    if config is None and os.environ.get(ENV_CONFIG):
+        config = Path(os.environ[ENV_CONFIG])
+    if config is None:
+        return Settings(**flags)
+    try:
+        table = tomllib.loads(config.read_text())
+    except OSError as exc:
+        raise ConfigFileError(f"cannot read {config}: {exc.strerror or exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigFileError(f"{config} is not TOML: {exc}") from None
+    unknown = sorted(set(table) - set(Settings.model_fields))
+    if unknown:
+        raise ConfigFileError(
+            f"{config}: {', '.join(unknown)} is not a setting; the settings are "
+            f"{', '.join(Settings.model_fields)}"
+        )
+    return Settings(**flags, _config_file=config)
+
+
+def settings_toml(settings: Settings) -> str:
+    """``settings`` as a TOML configuration file, each key under its description; one that is
+    unset is a comment."""
+    lines = [
+        "# lastactive serve configuration (--config FILE or LASTACTIVE_CONFIG).",
+        "# Flags and LASTACTIVE_* variables take precedence over this file.",
+    ]
+    for name, field in Settings.model_fields.items():
+        lines.append("")
+        lines.extend(textwrap.wrap(str(field.description), 98, initial_indent="# ",
+                                   subsequent_indent="# "))  # fmt: skip
+        value = getattr(settings, name)
+        if value is None:
+            lines.append(f"# {name} =")
+            continue
+        if isinstance(value, Path | str):  # paths and str enums as plain strings
+            value = str(value)
+        lines.append(tomli_w.dumps({name: value}).rstrip("\n"))
+    return "\n".join(lines) + "\n"

@@ -58,6 +58,8 @@ _SERVE_FLAGS = {
     "--tls-cert": ("tls_cert", str, "PEM certificate chain: TLS on both ports (SIGHUP reloads)"),
     "--tls-key": ("tls_key", str, "PEM private key of --tls-cert"),
     "--tls-client-ca": ("tls_client_ca", str, "PEM CA client certificates must chain to (mTLS)"),
+    "--log-level": ("log_level", str, "debug, info, warning (default) or error"),
+    "--log-format": ("log_format", str, "text (default) or json: one object per line"),
 }
 
 _URL_HELP = "collector HTTP URL (default LASTACTIVE_URL, else LASTACTIVE_HOST/HTTP_PORT)"
@@ -105,7 +107,11 @@ def _serve(args: argparse.Namespace) -> int:
     }
     if args.insecure:
         overrides["insecure"] = True
-    return serve_command(overrides, args.verbose)
+    if args.access_log:
+        overrides["access_log"] = True
+    if args.verbose and "log_level" not in overrides:
+        overrides["log_level"] = "info"
+    return serve_command(overrides, args.config, print_config=args.print_config)
 
 
 def _token(args: argparse.Namespace) -> int:
@@ -203,7 +209,16 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="serve beyond loopback without credentials or TLS (refused otherwise)",
     )
+    serve.add_argument("--access-log", action="store_true", help="log every HTTP request")
     serve.add_argument("-v", "--verbose", action="store_true", help="log at INFO")
+    serve.add_argument(
+        "--config", metavar="FILE", help="settings file, TOML, same names (LASTACTIVE_CONFIG)"
+    )
+    serve.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the settings in force as a TOML file, then exit",
+    )
 
     token = command("token", _token, "create, list and revoke the collector's credentials")
     token.add_argument(

@@ -6,10 +6,11 @@
 ``_agent_events``        ``POST /v1/agent-events`` (seed 004's webhook)
 ``_decisions``           ``GET /v1/decisions`` and ``GET /v1/watch`` (Server-Sent Events)
 ``_metrics``             ``GET /metrics`` (Prometheus)
+``_health``              ``GET /healthz``, ``GET /readyz`` (probes; no credentials)
 =======================  ===============================================================
 
 Each only translates and delegates to the core (:class:`~lastactive.collector._core.Core`).
-OpenAPI docs are at ``/docs``.
+OpenAPI docs are at ``/docs`` (Swagger UI) and ``/redoc``, their assets served here (offline).
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from prometheus_client.registry import CollectorRegistry
+from starlette.routing import Route
 
 import lastactive
 from lastactive.collector._auth import Scope
@@ -27,7 +30,8 @@ from lastactive.collector._core import Core
 from lastactive.collector._http._agent_events import agent_router
 from lastactive.collector._http._auth import requires
 from lastactive.collector._http._decisions import decisions_router
-from lastactive.collector._http._metrics import metrics_router
+from lastactive.collector._http._health import health_router
+from lastactive.collector._http._metrics import MetricsApp
 from lastactive.collector._http._otlp import otlp_router
 from lastactive.collector._http._query import query_router
 
@@ -53,12 +57,13 @@ def create_app(
 ) -> FastAPI:
     """The HTTP application: OTLP receivers, the query API, the agent webhook, decisions and
     watch, and ``/metrics`` when a ``registry`` is given."""
-    app = FastAPI(
+    app = FastAPIOffline(  # /docs and /redoc from assets served here, not a CDN
         title="lastactive",
         summary="Last-activity state per session, agent and host, from OpenTelemetry.",
         version=lastactive.__version__,
     )
     app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.include_router(health_router(core.unready))
     read = [Depends(requires(core.credentials, Scope.READ))]
     app.include_router(otlp_router(core, max_request_bytes), responses=_REFUSALS)
     app.include_router(
@@ -72,5 +77,7 @@ def create_app(
     )
     app.include_router(decisions_router(core), dependencies=read, responses=_REFUSALS)
     if registry is not None:
-        app.include_router(metrics_router(registry), dependencies=read, responses=_REFUSALS)
+        # An ASGI app as a route's endpoint (not a function: Starlette calls it as ASGI).
+        metrics = Route("/metrics", MetricsApp(registry, core.credentials), methods=["GET"])
+        app.router.routes.append(metrics)
     return app

@@ -65,8 +65,17 @@ def agent_router(
         "/v1/agent-events",
         dependencies=[Depends(requires(credentials, Scope.REPORT))],
         response_model=EntityOut,
+        # The body is read and validated here (a 400 naming the problem, not FastAPI's 422),
+        # and published for OpenAPI all the same.
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": AgentEventIn.model_json_schema()}},
+            }
+        },
         responses={
             400: {"description": "the body is not a valid agent event"},
+            403: {"description": "the credential may not report about this session"},
             429: {"description": "a new session beyond the collector's maximum (Retry-After)"},
             503: {"description": "the state store failed; not recorded (Retry-After)"},
         },

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from lastactive.collector._core import Core
 from lastactive.collector._http._query import EvaluationOut, HoldOut, holds_out
-from lastactive.collector._state import NANOS
+from lastactive.collector._state import NANOS, Kind
 from lastactive.collector._transitions import Snapshot, Transition
 from lastactive.collector._watch import (
     KeepaliveEvent,
@@ -29,7 +29,7 @@ from lastactive.collector.policy import MAX_DURATION_S, Decision, decide
 class DecisionOut(EvaluationOut):
     """One session or host and the policy's evaluation of it."""
 
-    kind: str
+    kind: Kind = Field(description="session or host")
     id: str
     host_id: str | None
     held_by: list[HoldOut] = Field(description="the holds that hold it up (exempt)")

@@ -17,8 +17,16 @@ from starlette.convertors import Convertor, register_url_convertor
 
 from lastactive.collector._clocks import ReporterClocks
 from lastactive.collector._paging import DEFAULT_PAGE, MAX_PAGE, PageTokenError, sessions_page
-from lastactive.collector._state import NANOS, ActivityState, EntityView, Hold, Kind
-from lastactive.collector.policy import Evaluation, Policy
+from lastactive.collector._state import (
+    NANOS,
+    ActivityState,
+    EntityView,
+    Hold,
+    Kind,
+    ProcessStatus,
+)
+from lastactive.collector.policy import Evaluation, IdleState, Policy
+from lastactive.conventions import AgentStatus, AgentTurn, HoldKind, Source
 
 
 class _IdConvertor(Convertor[str]):
@@ -46,7 +54,7 @@ def _time(ns: int | None) -> datetime | None:
 
 
 class ProcessOut(BaseModel):
-    status: str | None = Field(
+    status: ProcessStatus | None = Field(
         description="running, exited, lost (its liveness lapsed: the wrapper died without "
         "reporting an exit), or null when never started"
     )
@@ -55,7 +63,7 @@ class ProcessOut(BaseModel):
 
 
 class HoldOut(BaseModel):
-    kind: str = Field(description="lease, client, foreground or tool")
+    kind: HoldKind = Field(description="lease, client, foreground or tool")
     id: str
     until: datetime | None = Field(description="null = until released")
     since: datetime = Field(description="its latest report")
@@ -83,7 +91,7 @@ class EvaluationOut(BaseModel):
     """The idle policy's evaluation of an entity at query time (the same on every session
     and host, in ``/v1/decisions`` and in watch snapshots)."""
 
-    state: str = Field(description="active, idle, hibernated or ended")
+    state: IdleState = Field(description="active, idle, hibernated or ended")
     idle_since: datetime = Field(description="the last counted activity, else first_seen")
     hibernate_at: datetime | None = Field(description="the deadline; null while held up")
     hibernate: bool = Field(description="due now")
@@ -112,7 +120,7 @@ class EntityOut(EvaluationOut):
     """A session, agent or host with the policy's evaluation. Times are RFC 3339, UTC;
     null = never."""
 
-    kind: str
+    kind: Kind = Field(description="session, agent or host")
     id: str
     host_id: str | None
     agent_id: str | None
@@ -121,7 +129,7 @@ class EntityOut(EvaluationOut):
     last_seen: datetime = Field(description="any telemetry (liveness)")
     last_active: datetime | None = Field(description="engagement: input, prompt, user")
     last_activity: datetime | None = Field(description="latest activity that ends idleness")
-    last_source: str | None = Field(description="the source of last_activity: the why")
+    last_source: Source | None = Field(description="the source of last_activity: the why")
     idle_seconds: float = Field(description="seconds since last_activity (or first_seen)")
     sources: dict[str, datetime] = Field(description="last time per lastactive.source")
     input_bytes: int
@@ -129,8 +137,10 @@ class EntityOut(EvaluationOut):
     input_bytes_per_second: float = Field(description="over the last 30 s")
     output_bytes_per_second: float = Field(description="over the last 30 s")
     process: ProcessOut
-    status: str = Field(description="active, completed or error (seed 004)")
-    turn: str | None = Field(description="agent sessions: working, waiting (for the user), ended")
+    status: AgentStatus = Field(description="active, completed or error (seed 004)")
+    turn: AgentTurn | None = Field(
+        description="agent sessions: working, waiting (for the user), ended"
+    )
     task: str | None = Field(description="what an agent session works on")
     result: str | None = Field(description="how it ended: result or error")
     held_by: list[HoldOut] = Field(

@@ -39,7 +39,9 @@ def test_a_failed_flush_puts_the_records_back_and_the_next_one_writes_them() -> 
     state.activity(state.resolve(Identity(session_id="s", host_id="h"), T0), Source.INPUT, T0)
     store.fail = 1
     assert asyncio.run(flusher.flush()) == 0 and store.load() == []
+    assert flusher.failure == "the state store failed: disk full"  # /readyz says so
     assert asyncio.run(flusher.flush()) == 2  # the session and its host, written now
+    assert flusher.failure is None
     assert {r.id for r in store.load()} == {"s", "h"}
     assert (flusher.flushes, flusher.last_rows) == (1, 2)
     assert asyncio.run(flusher.flush()) == 0  # nothing changed since

@@ -3,6 +3,7 @@ intact) and its stop (SIGTERM: quick, with what was acknowledged committed)."""
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from lastactive.collector._auth import Scope, create_credential
 from lastactive.collector.proto import query_pb2
 from tests.helpers import Collector, CollectorClient, last_input
 
@@ -95,3 +97,40 @@ def test_sigterm_stops_within_half_a_second_with_watch_streams_open(
         assert again.session("before-term") is not None
     finally:
         again.stop()
+
+
+def test_print_config_and_a_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "serve.toml"
+    config.write_text('grpc_port = 0\nhttp_port = 0\nlog_format = "json"\n')
+    done = subprocess.run(
+        [*SERVE, "--config", str(config), "--retention", "60", "--print-config"],
+        capture_output=True, text=True, timeout=30, check=True,
+    )  # fmt: skip
+    assert 'log_format = "json"' in done.stdout and "retention = 60.0" in done.stdout
+    bad = tmp_path / "bad.toml"
+    bad.write_text("http-port = 1\n")
+    done = subprocess.run(
+        [*SERVE, "--config", str(bad)], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert done.returncode == 2 and "http-port is not a setting" in done.stderr
+
+
+def test_json_logs_one_object_per_line_and_the_access_log_only_when_asked(
+    tmp_path: Path,
+) -> None:
+    auth = tmp_path / "auth.json"
+    create_credential(auth, [Scope.READ])
+    for access in (False, True):
+        extra = ["--log-format", "json", "--auth-file", str(auth)]
+        c = Collector(tmp_path / f"{access}.db", *extra, *(["--access-log"] if access else []))
+        c.start()
+        assert c.proc is not None and c.proc.stderr is not None
+        assert c.get("/healthz")[0] == 200
+        c.proc.send_signal(signal.SIGHUP)  # logs a warning: the credentials reloaded
+        c.proc.send_signal(signal.SIGTERM)  # handled after it, in order, on the loop
+        _, err = c.proc.communicate(timeout=20)
+        lines = [json.loads(line) for line in err.splitlines()]
+        reload = [x for x in lines if "SIGHUP" in x["message"]]
+        assert reload and {"time", "level", "logger", "message"} <= set(reload[0])
+        assert reload[0]["level"] == "WARNING" and reload[0]["time"].endswith("+00:00")
+        assert any("/healthz" in x["message"] for x in lines) == access

@@ -1,0 +1,76 @@
+"""``/healthz``, ``/readyz`` and ``/metrics`` as probes and Prometheus see them, on the real
+HTTP server in this process."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import urllib.request
+from collections.abc import Sequence
+
+from lastactive.collector._record import EntityRecord, StreamRecord
+from lastactive.collector.store import SqliteStore
+from tests.helpers import CollectorClient, InProcessCollector, last_input, wait_for
+
+
+class FailingStore(SqliteStore):
+    """An in-memory SQLite store whose saves fail while ``failing`` (a full disk)."""
+
+    def __init__(self) -> None:
+        super().__init__(":memory:")
+        self.failing = False
+
+    def save(self, records: Sequence[EntityRecord], streams: Sequence[StreamRecord] = ()) -> int:
+        if self.failing:
+            raise OSError("disk full")
+        return super().save(records, streams)
+
+
+def fetch(
+    c: CollectorClient, path: str, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    req = urllib.request.Request(c.http + path, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read()
+
+
+def test_ready_while_the_store_commits_unready_while_it_fails() -> None:
+    store = FailingStore()
+    c = InProcessCollector(store, synchronous_commit=False).start()
+    try:
+        assert c.get("/healthz") == (200, {"status": "ok"})
+        assert c.get("/readyz") == (200, {"status": "ready"})
+        store.failing = True
+        last_input(c, "s1", 1)  # a change to commit
+        _, headers, body = wait_for(
+            lambda: (r := fetch(c, "/readyz"))[0] == 503 and r, what="unready"
+        )
+        assert json.loads(body) == {
+            "status": "unready",
+            "reason": "the state store failed: disk full",
+        }
+        assert headers["retry-after"] == "5"
+        assert c.get("/healthz")[0] == 200  # alive all the same: do not restart it for this
+        store.failing = False
+        wait_for(lambda: c.get("/readyz")[0] == 200, what="ready again")
+        assert store.load() and c.session("s1") is not None  # nothing was lost meanwhile
+    finally:
+        c.stop()
+
+
+def test_metrics_negotiate_openmetrics_and_gzip(collector: CollectorClient) -> None:
+    last_input(collector, "s1", 1)
+    status, headers, body = fetch(collector, "/metrics")
+    assert status == 200 and headers["content-type"].startswith("text/plain; version=0.0.4")
+    assert b"lastactive_sessions" in body
+    status, headers, body = fetch(
+        collector, "/metrics", {"Accept": "application/openmetrics-text; version=1.0.0"}
+    )
+    assert headers["content-type"].startswith("application/openmetrics-text")
+    assert body.rstrip().endswith(b"# EOF")
+    status, headers, body = fetch(collector, "/metrics", {"Accept-Encoding": "gzip"})
+    assert headers.get("content-encoding") == "gzip"
+    assert b"lastactive_sessions" in gzip.decompress(body)
