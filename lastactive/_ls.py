@@ -5,21 +5,38 @@ from __future__ import annotations
 import json
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from lastactive.client import get_json
 
 COLUMNS = (
-    "SESSION", "HOST", "STATUS", "STATE", "LAST ACTIVE", "IDLE", "HIBERNATE", "HELD BY",
-    "BYTES/S OUT/IN", "WHY",
+    "SESSION", "HOST", "STATUS", "STATE", "LAST ACTIVE", "LAST ACTIVITY", "IDLE", "HIBERNATE",
+    "HELD BY", "BYTES/S OUT/IN", "WHY",
 )  # fmt: skip
+"""LAST ACTIVE is the API's ``last_active`` (engagement); LAST ACTIVITY the latest activity that
+ends idleness (``last_activity``) with its source."""
+
+STATES: Final = ("active", "idle", "hibernated", "ended", "runaway", "stuck")
+"""What ``--state`` selects on: the policy's state, or a flag."""
+
+
+def _selected(s: dict[str, Any], state: str | None) -> bool:
+    if state is None:
+        return True
+    if state in ("runaway", "stuck"):
+        return bool(s[state])
+    return bool(s["state"] == state)
 
 
 def fetch_sessions(
-    url: str, host: str | None = None, limit: int = 0, timeout: float = 5.0
+    url: str,
+    host: str | None = None,
+    limit: int = 0,
+    timeout: float = 5.0,
+    state: str | None = None,
 ) -> list[dict[str, Any]]:
-    """``GET {url}/v1/sessions``, page after page; most recent first, at most ``limit`` (0:
-    all).
+    """``GET {url}/v1/sessions`` (on ``host`` when given), page after page; most recent first,
+    those in ``state`` (one of :data:`STATES`; all when ``None``), at most ``limit`` (0: all).
 
     Raises:
         OSError: the collector cannot be reached (``urllib.error.URLError`` is one).
@@ -27,14 +44,14 @@ def fetch_sessions(
     sessions: list[dict[str, Any]] = []
     token = ""
     while True:
-        want = limit - len(sessions) if limit else 0
+        want = limit - len(sessions) if limit and state is None else 0
         page = get_json(
             url, "/v1/sessions", {"host": host, "limit": want, "page_token": token}, timeout
         )
-        sessions.extend(page["sessions"])
+        sessions.extend(s for s in page["sessions"] if _selected(s, state))
         token = page.get("next_page_token", "")
         if not token or (limit and len(sessions) >= limit):
-            return sessions
+            return sessions[:limit] if limit else sessions
 
 
 def human_seconds(seconds: float) -> str:
@@ -62,8 +79,8 @@ def _until(iso: str, now: datetime) -> str:
 
 
 def row(s: dict[str, Any], now: datetime) -> tuple[str, ...]:
-    """One table row. LAST ACTIVE falls back like seed 002: activity (with its source), then
-    last seen (liveness). STATE is the policy's (with runaway and stuck), HIBERNATE its
+    """One table row. LAST ACTIVE is engagement (``last_active``); LAST ACTIVITY falls back
+    like seed 002: activity (with its source), then last seen (liveness). STATE is the policy's (with runaway and stuck), HIBERNATE its
     deadline, HELD BY what holds the session up now, WHY the policy's reason in words."""
     proc = s["process"]
     if proc["status"] == "exited":
@@ -73,6 +90,7 @@ def row(s: dict[str, Any], now: datetime) -> tuple[str, ...]:
     else:
         status = proc["status"] or "active"
     held = ",".join(sorted({h["kind"] for h in s["held_by"]})) or "-"
+    active = _ago(s["last_active"], now) if s.get("last_active") else "-"
     if s["last_activity"]:
         last = f"{_ago(s['last_activity'], now)} ({s['last_source']})"
     else:
@@ -88,9 +106,10 @@ def row(s: dict[str, Any], now: datetime) -> tuple[str, ...]:
         hibernate = "-"
     return (
         s["id"],
-        (s["host_id"] or "-")[:12],
+        s["host_id"] or "-",
         status,
         state,
+        active,
         last,
         human_seconds(s["idle_seconds"]),
         hibernate,
@@ -110,11 +129,13 @@ def table(sessions: list[dict[str, Any]], now: datetime | None = None) -> str:
     )
 
 
-def ls_command(url: str, host: str | None, limit: int, as_json: bool) -> int:
+def ls_command(
+    url: str, host: str | None, limit: int, as_json: bool, state: str | None = None
+) -> int:
     """``lastactive ls``: print the table (or the API's JSON); 1 when the collector is
     unreachable."""
     try:
-        sessions = fetch_sessions(url, host, limit)
+        sessions = fetch_sessions(url, host, limit, state=state)
     except OSError as exc:
         print(f"lastactive ls: cannot reach the collector at {url}: {exc}", file=sys.stderr)
         return 1

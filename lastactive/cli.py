@@ -165,7 +165,7 @@ def _tmux_event(args: argparse.Namespace) -> int:
 def _ls(args: argparse.Namespace) -> int:
     from lastactive._ls import ls_command
 
-    return ls_command(_url(args), args.host_id, args.limit, args.json)
+    return ls_command(_url(args), args.host_id, args.limit, args.json, args.state)
 
 
 def _cull(args: argparse.Namespace) -> int:
@@ -327,6 +327,11 @@ def _parser() -> argparse.ArgumentParser:
     ls.add_argument("--host", dest="host_id", help="only sessions on this host.id")
     ls.add_argument("--limit", type=int, default=0, help="at most this many")
     ls.add_argument("--json", action="store_true", help="print the API's JSON")
+    ls.add_argument(
+        "--state",
+        choices=["active", "idle", "hibernated", "ended", "runaway", "stuck"],
+        help="only sessions in this state (or flagged runaway or stuck)",
+    )
     return parser
 
 
