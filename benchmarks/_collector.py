@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 
-def start_collector(db: Path) -> tuple[subprocess.Popen[str], str]:
-    """Start ``lastactive serve`` with its database at ``db``; return it and its OTLP/gRPC
-    endpoint (``http://127.0.0.1:PORT``)."""
+def start_serve(db: Path) -> tuple[subprocess.Popen[str], str, str]:
+    """Start ``lastactive serve`` with its database at ``db``; return it, its OTLP/gRPC
+    endpoint (``http://127.0.0.1:PORT``) and its HTTP URL."""
     serve = subprocess.Popen(
         [sys.executable, "-m", "lastactive", "serve", "--grpc-port", "0", "--http-port", "0",
          "--db", str(db)],
@@ -17,5 +18,14 @@ def start_collector(db: Path) -> tuple[subprocess.Popen[str], str]:
         text=True,
     )  # fmt: skip
     assert serve.stdout is not None
-    grpc_port = serve.stdout.readline().split("on 127.0.0.1:")[1].split(",")[0]
-    return serve, f"http://127.0.0.1:{grpc_port}"
+    line = serve.stdout.readline()
+    match = re.search(r"on 127\.0\.0\.1:(\d+).* on (http://127\.0\.0\.1:\d+)", line)
+    assert match, line
+    return serve, f"http://127.0.0.1:{match[1]}", match[2]
+
+
+def start_collector(db: Path) -> tuple[subprocess.Popen[str], str]:
+    """Start ``lastactive serve`` with its database at ``db``; return it and its OTLP/gRPC
+    endpoint (``http://127.0.0.1:PORT``)."""
+    serve, grpc_endpoint, _ = start_serve(db)
+    return serve, grpc_endpoint

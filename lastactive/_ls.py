@@ -80,8 +80,9 @@ def _until(iso: str, now: datetime) -> str:
 
 def row(s: dict[str, Any], now: datetime) -> tuple[str, ...]:
     """One table row. LAST ACTIVE is engagement (``last_active``); LAST ACTIVITY falls back
-    like seed 002: activity (with its source), then last seen (liveness). STATE is the policy's (with runaway and stuck), HIBERNATE its
-    deadline, HELD BY what holds the session up now, WHY the policy's reason in words."""
+    like seed 002: activity (with its source), then last seen (liveness). STATE is the
+    policy's (with runaway and stuck), HIBERNATE its deadline, HELD BY what holds the session
+    up now, WHY the policy's reason in words."""
     proc = s["process"]
     if proc["status"] == "exited":
         status = f"exited {proc['exit_code']}"

@@ -80,7 +80,7 @@ DEFAULT_HTTP_PORT: Final = 4318
 DEFAULT_GRPC_PORT: Final = 4317
 """OTLP/gRPC's default port (OTLP specification)."""
 
-HOOK_TIMEOUT_S: Final = 0.5
+HOOK_TIMEOUT_S: Final = 0.25
 """Seconds a one-shot reporter (``hook``, ``tmux-event``) waits for the collector."""
 
 _WILDCARDS: Final = {"0.0.0.0": "127.0.0.1", "::": "::1", "": DEFAULT_HOST}

@@ -14,8 +14,7 @@ itself).
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 __all__ = [
     "AGENT_EVENTS",
@@ -209,7 +208,7 @@ ENV_GRPC_PORT: Final = "LASTACTIVE_GRPC_PORT"
 
 ENV_HOOK_TIMEOUT: Final = "LASTACTIVE_HOOK_TIMEOUT"
 """Environment variable: seconds a one-shot reporter (``hook``, ``tmux-event``) waits for the
-collector (0.5)."""
+collector (0.25); what it could not deliver waits in its spool for the next call."""
 
 ENV_TOKEN: Final = "LASTACTIVE_TOKEN"
 """Environment variable: the bearer token ``ls`` and ``cull`` send (the query API and
@@ -446,9 +445,10 @@ class Source(enum.StrEnum):
     TELEMETRY = "telemetry"
 
 
-@dataclass(frozen=True, slots=True)
-class SourceInfo:
-    """One row of the source table: level, class, trust and the seed it comes from."""
+class SourceInfo(NamedTuple):
+    """One row of the source table: level, class, trust and the seed it comes from. (A named
+    tuple, not a dataclass: ``hook claude`` imports this module per event, and ``dataclasses``
+    costs it ~3 ms of start-up.)"""
 
     source: Source
     level: Level
