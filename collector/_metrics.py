@@ -49,10 +49,12 @@ from lastactive.conventions import (
     PROM_OTLP_REQUESTS,
     PROM_REPORTER_CLOCK_OFFSET,
     PROM_REPORTERS,
+    PROM_RUNAWAY_SECONDS,
     PROM_SESSION_IDLE,
     PROM_SESSION_INPUT_RATE,
     PROM_SESSION_OUTPUT_RATE,
     PROM_SESSION_RUNAWAY,
+    PROM_SESSION_RUNAWAY_SECONDS,
     PROM_SESSION_STATE,
     PROM_SESSION_STUCK,
     PROM_SESSIONS,
@@ -183,6 +185,11 @@ class CoreCollector(Collector):
             "activity updates applied, by source (seed 001's activity updates counter)",
             ["source"],
             {(k,): v for k, v in core.state.updates.items()},
+        )
+        yield CounterMetricFamily(
+            PROM_RUNAWAY_SECONDS,
+            "time sessions have spent runaway, summed over the fleet",
+            value=core.engine.runaway_total_ns(core.clock()) / NANOS,
         )
         yield _counter(
             PROM_TRANSITIONS,
@@ -328,6 +335,12 @@ class CoreCollector(Collector):
             "1 while the session is runaway (watched sessions only)",
             labels=labels,
         )
+        runaway_seconds = CounterMetricFamily(
+            PROM_SESSION_RUNAWAY_SECONDS,
+            "time the session has been runaway since the collector started (watched sessions "
+            "only; increase() over a window is the time runaway in it)",
+            labels=labels,
+        )
         stuck = GaugeMetricFamily(
             PROM_SESSION_STUCK,
             "seconds a stuck agent has been without progress",
@@ -348,9 +361,12 @@ class CoreCollector(Collector):
             since = idle_since(e.first_seen, latest(e.sources)[1])
             idle.add_metric(key, max(0.0, (now - since) / NANOS))
             runaway.add_metric(key, 1.0 if st is not None and st.runaway else 0.0)
+            spent = engine.runaway_ns(e, now)
+            if spent:
+                runaway_seconds.add_metric(key, spent / NANOS)
             if st is not None and st.stuck and e.status == AgentStatus.ACTIVE:
                 stuck.add_metric([*key, e.task or ""], (now - progress(e.sources)) / NANOS)
-        yield from (out_rate, in_rate, idle, runaway, state, stuck)
+        yield from (out_rate, in_rate, idle, runaway, runaway_seconds, state, stuck)
 
 
 def registry_for(

@@ -121,6 +121,9 @@ class TransitionEngine:
         self.transitions: dict[tuple[str, str], int] = {}
         """(field, current) -> transitions emitted since start (read by metrics)."""
         self.evaluations = 0
+        self._runaway_since: dict[Entity, int] = {}  # runaway now, since (ns)
+        self._runaway_ns: dict[Entity, int] = {}  # finished runaway spells, per session
+        self._runaway_closed_ns = 0  # finished spells over the fleet, forgotten ones included
 
     def prime(self) -> None:
         """Learn every entity's current state without emitting transitions (at start)."""
@@ -166,13 +169,26 @@ class TransitionEngine:
         """Drop what the engine keeps of entities the retention purge removed: their condition,
         their pending check and their timer entries (the heap is rebuilt without them)."""
         dropped = False
+        now = self._clock()
         for e in gone:
             dropped |= self._known.pop(e, None) is not None
             dropped |= self._scheduled.pop(e, None) is not None
+            self._runaway_spell(e, False, now)  # its spell ends in the fleet's total
+            self._runaway_ns.pop(e, None)
         if dropped:
             entities = self._state.entities
             self._heap = [x for x in self._heap if entities.get((x[2].kind, x[2].id)) is x[2]]
             heapq.heapify(self._heap)
+
+    def runaway_ns(self, e: Entity, now: int) -> int:
+        """How long ``e`` has been runaway since the collector started (ns), the current
+        spell included (a counter: seed 003's "time spent runaway")."""
+        since = self._runaway_since.get(e)
+        return self._runaway_ns.get(e, 0) + (now - since if since is not None else 0)
+
+    def runaway_total_ns(self, now: int) -> int:
+        """:meth:`runaway_ns` summed over every session, forgotten ones included (ns)."""
+        return self._runaway_closed_ns + sum(now - t for t in self._runaway_since.values())
 
     def condition_of(self, e: Entity) -> Condition | None:
         """The entity's condition as of the last evaluation, or None if never evaluated."""
@@ -190,6 +206,15 @@ class TransitionEngine:
             out.append(Snapshot(v, evaluate(v, self._policy.rules_for(v), now)))
         return out
 
+    def _runaway_spell(self, e: Entity, runaway: bool, now: int) -> None:
+        if runaway:
+            self._runaway_since[e] = now
+            return
+        since = self._runaway_since.pop(e, None)
+        if since is not None:
+            self._runaway_ns[e] = self._runaway_ns.get(e, 0) + now - since
+            self._runaway_closed_ns += now - since
+
     def _check(self, e: Entity, now: int, out: list[Transition] | None) -> None:
         self.evaluations += 1
         v = view(e, now)
@@ -198,6 +223,8 @@ class TransitionEngine:
         current = Condition.of(ev)
         known = self._known.get(e)
         self._known[e] = (current, rules)
+        if current.runaway != (known is not None and known[0].runaway):
+            self._runaway_spell(e, current.runaway, now)
         if out is not None:
             previous = known[0] if known is not None else (None, False, False, False)
             for name, before, after in zip(TransitionField, previous, current, strict=True):

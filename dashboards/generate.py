@@ -18,6 +18,7 @@ from typing import Any
 
 from grafana_foundation_sdk.builders import (
     bargauge,
+    common,
     dashboard,
     prometheus,
     stat,
@@ -25,6 +26,7 @@ from grafana_foundation_sdk.builders import (
     timeseries,
 )
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import common as c
 from grafana_foundation_sdk.models.dashboard import DataSourceRef
 
 HERE = Path(__file__).resolve().parent
@@ -41,6 +43,57 @@ def _query(expr: str, ref: str, legend: str = "", instant: bool = False) -> Any:
     if instant:
         q = q.instant().format("table")
     return q
+
+
+# Every panel with its options said (never "options": null, which Grafana's own SDK cannot
+# read back: tests/dashboards round-trips each board through it).
+
+
+def _timeseries(title: str) -> Any:
+    return (
+        timeseries.Panel()
+        .title(title)
+        .legend(
+            common.VizLegendOptions()
+            .display_mode(c.LegendDisplayMode.LIST)
+            .placement(c.LegendPlacement.BOTTOM)
+            .show_legend(True)
+        )
+        .tooltip(
+            common.VizTooltipOptions().mode(c.TooltipDisplayMode.MULTI).sort(c.SortOrder.DESCENDING)
+        )
+        .line_width(1)
+        .fill_opacity(10)
+        .show_points(c.VisibilityMode.NEVER)
+    )
+
+
+def _stat(title: str) -> Any:
+    return (
+        stat.Panel()
+        .title(title)
+        .reduce_options(common.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
+        .graph_mode(c.BigValueGraphMode.AREA)
+        .color_mode(c.BigValueColorMode.VALUE)
+        .text_mode(c.BigValueTextMode.AUTO)
+        .justify_mode(c.BigValueJustifyMode.AUTO)
+        .orientation(c.VizOrientation.AUTO)
+    )
+
+
+def _table(title: str) -> Any:
+    return table.Panel().title(title).show_header(True).cell_height(c.TableCellHeight.SM)
+
+
+def _bargauge(title: str) -> Any:
+    return (
+        bargauge.Panel()
+        .title(title)
+        .reduce_options(common.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
+        .orientation(c.VizOrientation.HORIZONTAL)
+        .display_mode(c.BarGaugeDisplayMode.GRADIENT)
+        .show_unfilled(True)
+    )
 
 
 def _session_link() -> Any:
@@ -109,8 +162,7 @@ def runaway() -> dict[str, Any]:
         "Sessions spinning out of control (seed 003) and stuck agents (seed 004).",
     )
     b.add(
-        timeseries.Panel()
-        .title("Output bytes/s, busiest sessions")
+        _timeseries("Output bytes/s, busiest sessions")
         .unit("Bps")
         .with_target(
             _query(
@@ -121,36 +173,35 @@ def runaway() -> dict[str, Any]:
         ),
     )
     b.add(
-        stat.Panel()
-        .title("Runaway sessions now")
-        .with_target(_query('sum(lastactive_sessions{state="runaway"})', "A")),
+        _stat("Runaway sessions now").with_target(
+            _query('sum(lastactive_sessions{state="runaway"})', "A")
+        ),
         width=6,
     )
     b.add(
-        stat.Panel()
-        .title("Stuck agents now")
-        .with_target(_query('sum(lastactive_sessions{state="stuck"})', "A")),
+        _stat("Stuck agents now").with_target(
+            _query('sum(lastactive_sessions{state="stuck"})', "A")
+        ),
         width=6,
     )
     b.add(
-        table.Panel()
-        .title("Time spent runaway in the last hour (seconds, while watched)")
+        _table("Time spent runaway in the last hour (seconds)")
         .data_links([_session_link()])
         .with_target(
             _query(
-                f"avg_over_time(lastactive_session_runaway{{{SEL}}}[1h]) * 3600", "A", instant=True
+                f"increase(lastactive_session_runaway_seconds_total{{{SEL}}}[1h]) > 0",
+                "A",
+                instant=True,
             )
         ),
     )
     b.add(
-        table.Panel()
-        .title("Stuck agents: task and seconds without progress")
+        _table("Stuck agents: task and seconds without progress")
         .data_links([_session_link()])
         .with_target(_query(f"lastactive_session_stuck_seconds{{{SEL}}}", "A", instant=True)),
     )
     b.add(
-        table.Panel()
-        .title("Sessions by output bytes/s (link: state in the API)")
+        _table("Sessions by output bytes/s (link: state in the API)")
         .data_links([_session_link()])
         .with_target(
             _query(
@@ -169,23 +220,17 @@ def fleet() -> dict[str, Any]:
         "Who is using what: active vs idle, hibernation, presence vs engagement.",
     )
     b.add(
-        timeseries.Panel()
-        .title("Sessions active, idle, hibernated")
-        .with_target(
+        _timeseries("Sessions active, idle, hibernated").with_target(
             _query(f"sum by (state) (lastactive_host_sessions{{{HOST}}})", "A", "{{state}}")
         ),
     )
     b.add(
-        timeseries.Panel()
-        .title("Hibernation: due now and hibernated")
-        .with_target(
+        _timeseries("Hibernation: due now and hibernated").with_target(
             _query('lastactive_sessions{state=~"hibernate_due|hibernated"}', "A", "{{state}}")
         ),
     )
     b.add(
-        bargauge.Panel()
-        .title("How long sessions have been idle (last_active distribution)")
-        .with_target(
+        _bargauge("How long sessions have been idle (last_active distribution)").with_target(
             _query(
                 "sum by (le) (lastactive_sessions_idle_seconds_bucket)",
                 "A",
@@ -195,9 +240,7 @@ def fleet() -> dict[str, Any]:
         ),
     )
     b.add(
-        bargauge.Panel()
-        .title("Sessions per host")
-        .with_target(
+        _bargauge("Sessions per host").with_target(
             _query(
                 f"sum by (host_id) (lastactive_host_sessions{{{HOST}}})",
                 "A",
@@ -207,14 +250,12 @@ def fleet() -> dict[str, Any]:
         ),
     )
     b.add(
-        timeseries.Panel()
-        .title("Presence vs engagement vs work (sessions, last 5 min)")
-        .with_target(_query("lastactive_sessions_recent", "A", "{{class}}")),
+        _timeseries("Presence vs engagement vs work (sessions, last 5 min)").with_target(
+            _query("lastactive_sessions_recent", "A", "{{class}}")
+        ),
     )
     b.add(
-        timeseries.Panel()
-        .title("Activity updates per second, by source")
-        .with_target(
+        _timeseries("Activity updates per second, by source").with_target(
             _query(
                 "sum by (source) (rate(lastactive_activity_updates_total[$__rate_interval]))",
                 "A",
@@ -233,9 +274,7 @@ def collector_health() -> dict[str, Any]:
     )
     rate = "[$__rate_interval]"
     b.add(
-        timeseries.Panel()
-        .title("Ingest: data points/s by signal and transport")
-        .with_target(
+        _timeseries("Ingest: data points/s by signal and transport").with_target(
             _query(
                 f"sum by (signal, transport) "
                 f"(rate(lastactive_otlp_data_points_accepted_total{rate}))",
@@ -245,8 +284,7 @@ def collector_health() -> dict[str, Any]:
         ),
     )
     b.add(
-        timeseries.Panel()
-        .title("Rejected data points/s and failed requests/s")
+        _timeseries("Rejected data points/s and failed requests/s")
         .with_target(
             _query(
                 f"sum by (signal, transport) "
@@ -265,8 +303,7 @@ def collector_health() -> dict[str, Any]:
         ),
     )
     b.add(
-        timeseries.Panel()
-        .title("Ingest latency p50 / p99")
+        _timeseries("Ingest latency p50 / p99")
         .unit("s")
         .with_target(
             _query(
@@ -286,22 +323,18 @@ def collector_health() -> dict[str, Any]:
         ),
     )
     b.add(
-        timeseries.Panel()
-        .title("Write-behind: last flush duration and rows")
+        _timeseries("Write-behind: last flush duration and rows")
         .with_target(_query("lastactive_flush_duration_seconds", "A", "seconds"))
         .with_target(_query("lastactive_flush_rows", "B", "rows")),
     )
     b.add(
-        timeseries.Panel()
-        .title("Watchers: subscribers, queued transitions, resyncs/s")
+        _timeseries("Watchers: subscribers, queued transitions, resyncs/s")
         .with_target(_query("lastactive_watch_subscribers", "A", "subscribers"))
         .with_target(_query("lastactive_watch_queued_transitions", "B", "queued"))
         .with_target(_query(f"rate(lastactive_watch_resyncs_total{rate})", "C", "resyncs/s")),
     )
     b.add(
-        timeseries.Panel()
-        .title("Transitions/s by kind")
-        .with_target(
+        _timeseries("Transitions/s by kind").with_target(
             _query(
                 f"sum by (field, to) (rate(lastactive_transitions_total{rate}))",
                 "A",

@@ -91,6 +91,7 @@ __all__ = [
     "PROM_OTLP_REQUESTS",
     "PROM_REPORTERS",
     "PROM_REPORTER_CLOCK_OFFSET",
+    "PROM_RUNAWAY_SECONDS",
     "PROM_SESSIONS",
     "PROM_SESSIONS_IDLE",
     "PROM_SESSIONS_RECENT",
@@ -98,6 +99,7 @@ __all__ = [
     "PROM_SESSION_INPUT_RATE",
     "PROM_SESSION_OUTPUT_RATE",
     "PROM_SESSION_RUNAWAY",
+    "PROM_SESSION_RUNAWAY_SECONDS",
     "PROM_SESSION_STATE",
     "PROM_SESSION_STUCK",
     "PROM_STORE_SKIPPED",
@@ -389,6 +391,14 @@ PROM_SESSION_IDLE: Final = "lastactive_session_idle_seconds"
 
 PROM_SESSION_RUNAWAY: Final = "lastactive_session_runaway"
 """gauge 0/1, labels session_id, host_id, agent (watched sessions only)."""
+
+PROM_SESSION_RUNAWAY_SECONDS: Final = "lastactive_session_runaway_seconds"
+"""counter (_total), seconds, labels session_id, host_id, agent: time the session has been
+runaway since the collector started (watched sessions only; ``increase()`` over a window is
+the time runaway in it)."""
+
+PROM_RUNAWAY_SECONDS: Final = "lastactive_runaway_seconds"
+"""counter (_total), seconds: time sessions have spent runaway, summed over the fleet."""
 
 PROM_SESSION_STATE: Final = "lastactive_session_state"
 """gauge 1, labels session_id, host_id, agent, state (active, idle, hibernated; watched

@@ -118,3 +118,27 @@ def test_per_session_series_stay_bounded_while_fleet_totals_stay_exact() -> None
         assert "lastactive_sessions_idle_seconds_count 3000.0" in lines
     finally:
         c.stop()
+
+
+def test_every_dashboard_round_trips_through_grafanas_own_sdk() -> None:
+    """Issue 14: Grafana's SDK reads each board back, every panel's options into its panel
+    type's options model (``"options": null`` could not be read), and writes the same JSON."""
+    from grafana_foundation_sdk.cog.encoder import JSONEncoder
+    from grafana_foundation_sdk.cog.plugins import register_default_plugins
+    from grafana_foundation_sdk.models import bargauge, stat, table, timeseries
+    from grafana_foundation_sdk.models.dashboard import Dashboard
+
+    register_default_plugins()
+    options = {
+        "timeseries": timeseries.Options,
+        "stat": stat.Options,
+        "table": table.Options,
+        "bargauge": bargauge.Options,
+    }
+    for name, board in boards().items():
+        model = Dashboard.from_json(board)
+        assert model.panels, name
+        for panel in model.panels:
+            assert isinstance(panel.options, options[panel.type_val]), (name, panel.title)
+        again = json.loads(json.dumps(model, cls=JSONEncoder))
+        assert again == board, name

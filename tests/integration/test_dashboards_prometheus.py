@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ def test_alert_rules_pass_promtool() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "3 rules found" in done.stdout
+    assert "5 rules found" in done.stdout
 
 
 def prom_query(url: str, expr: str) -> list[Any]:
@@ -53,52 +54,100 @@ def substitute(expr: str) -> str:
     return expr.replace("$__rate_interval", "10s").replace("$host", ".*").replace("$agent", ".*")
 
 
+def _labels(result: list[Any], key: str) -> set[str]:
+    return {r["metric"].get(key, "") for r in result}
+
+
+def _value(result: list[Any]) -> float:
+    (only,) = result
+    return float(only["value"][1])
+
+
+# What each panel must show with a runaway session ("spin", output above the policy's rate), an
+# idle one ("quiet"), and a stuck agent ("stuck-1", codey): (board, title) -> check of the
+# panel's first query's result. Every panel has one (a new panel needs its expectation).
+Check = Callable[[list[Any]], bool]
+EXPECTED: dict[tuple[str, str], Check] = {
+    ("runaway.json", "Output bytes/s, busiest sessions"): lambda r: (
+        "spin" in _labels(r, "session_id")
+    ),
+    ("runaway.json", "Runaway sessions now"): lambda r: _value(r) == 1,
+    ("runaway.json", "Stuck agents now"): lambda r: _value(r) == 1,
+    # Issue 14: the time spin has been runaway (well under a minute here), never the hour.
+    ("runaway.json", "Time spent runaway in the last hour (seconds)"): lambda r: (
+        _labels(r, "session_id") == {"spin"} and 0 < _value(r) < 120
+    ),
+    ("runaway.json", "Stuck agents: task and seconds without progress"): lambda r: (
+        _labels(r, "session_id") == {"stuck-1"} and _labels(r, "task") == {"Fix the flaky test"}
+    ),
+    ("runaway.json", "Sessions by output bytes/s (link: state in the API)"): lambda r: (
+        "spin" in _labels(r, "session_id")
+    ),
+    ("fleet.json", "Sessions active, idle, hibernated"): lambda r: (
+        {"active", "idle"} <= _labels(r, "state")
+    ),
+    ("fleet.json", "Hibernation: due now and hibernated"): lambda r: (
+        _labels(r, "state") == {"hibernate_due", "hibernated"}
+    ),
+    ("fleet.json", "How long sessions have been idle (last_active distribution)"): lambda r: (
+        "+Inf" in _labels(r, "le")
+        and max(float(x["value"][1]) for x in r) == 3  # spin, quiet, stuck-1
+    ),
+    ("fleet.json", "Sessions per host"): lambda r: len(r) >= 1,
+    ("fleet.json", "Presence vs engagement vs work (sessions, last 5 min)"): lambda r: (
+        {"work", "lifecycle"} <= _labels(r, "class")
+    ),
+    ("fleet.json", "Activity updates per second, by source"): lambda r: (
+        "output" in _labels(r, "source")
+    ),
+    ("collector.json", "Ingest: data points/s by signal and transport"): lambda r: (
+        ("metrics", "grpc") in {(x["metric"]["signal"], x["metric"]["transport"]) for x in r}
+    ),
+    ("collector.json", "Rejected data points/s and failed requests/s"): lambda r: (
+        "http" in _labels(r, "transport")  # the 415 this test provoked
+    ),
+    ("collector.json", "Ingest latency p50 / p99"): lambda r: len(r) == 1,
+    ("collector.json", "Write-behind: last flush duration and rows"): lambda r: len(r) == 1,
+    ("collector.json", "Watchers: subscribers, queued transitions, resyncs/s"): lambda r: (
+        _value(r) == 0
+    ),
+    ("collector.json", "Transitions/s by kind"): lambda r: "runaway" in _labels(r, "field"),
+}
+
+
 @needs_prometheus
-def test_every_panel_query_returns_data_from_a_real_prometheus(
+def test_every_panel_shows_what_it_should_and_the_alerts_fire(
     tmp_path: Path, lastactive_env: dict[str, str]
 ) -> None:
+    """A real Prometheus scraping a real collector with a runaway, an idle and a stuck session
+    (and a second target that is down): each panel's query returns the series it should, and
+    the per-session alerts and the collector-down alert go pending with their labels."""
     assert PROMETHEUS is not None and PROMTOOL is not None
     policy = tmp_path / "policy.toml"
     policy.write_text(
-        "[defaults]\nidle_after = 2\nhibernate_after = 4\nstuck_after = 2\n"
+        "[defaults]\nidle_after = 2\nhibernate_after = 600\nstuck_after = 2\n"
         "runaway_bytes_per_second = 100000\n"
     )
     c = Collector(tmp_path / "state.db", "--policy", str(policy)).start()
     runs, prom = [], None
+    started = time.monotonic()
     try:
         for sid, program in (
-            ("spin", "yes spinning | head -c 20000000; sleep 120"),
+            # 200 KB a second, above the policy's 100 KB/s, for as long as the test runs.
+            ("spin", "while :; do head -c 200000 /dev/zero; sleep 1; done"),
             ("quiet", "echo hello; sleep 120"),
         ):
+            argv = [sys.executable, "-m", "lastactive", "run", "--session-id", sid,
+                    "--endpoint", f"http://{c.grpc_target}", "--", "sh", "-c", program]  # fmt: skip
             runs.append(
                 subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "lastactive",
-                        "run",
-                        "--session-id",
-                        sid,
-                        "--endpoint",
-                        f"http://{c.grpc_target}",
-                        "--",
-                        "sh",
-                        "-c",
-                        program,
-                    ],
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    env=lastactive_env,
+                    argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=lastactive_env
                 )
             )
         body = json.dumps(
-            {
-                "action": "spawn",
-                "sessionKey": "stuck-1",
-                "agentName": "codey",
-                "task": "Fix the flaky test",
-            }
-        ).encode()
+            {"action": "spawn", "sessionKey": "stuck-1", "agentName": "codey",
+             "task": "Fix the flaky test"}
+        ).encode()  # fmt: skip
         assert c.post("/v1/agent-events", body, {"Content-Type": "application/json"})[0] == 200
         assert c.post("/v1/metrics", b"x", {"Content-Type": "text/plain"})[0] == 415
 
@@ -108,53 +157,60 @@ def test_every_panel_query_returns_data_from_a_real_prometheus(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
             f"rule_files: ['{DASHBOARDS / 'alerts.yaml'}']\n"
             "scrape_configs:\n  - job_name: lastactive\n    static_configs:\n"
-            f"      - targets: ['127.0.0.1:{c.http_port}']\n"
+            f"      - targets: ['127.0.0.1:{c.http_port}', '127.0.0.1:{free_port()}']\n"
         )
         prom = subprocess.Popen(
-            [
-                PROMETHEUS,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--log.level=warn",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+            [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+             f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
         url = f"http://127.0.0.1:{port}"
-
-        def ready() -> bool:
-            try:
-                with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as r:
-                    return r.status == 200
-            except OSError:
-                return False
-
-        wait_for(ready, timeout=60, what="prometheus ready")
+        wait_for(lambda: _ready(url), timeout=60, what="prometheus ready")
         for expr in (
             "lastactive_session_runaway == 1",
             "lastactive_session_stuck_seconds",
             'lastactive_sessions{state="idle"} > 0',
+            "lastactive_session_runaway_seconds_total > 2",
         ):
             wait_for(lambda e=expr: prom_query(url, e), timeout=60, what=expr)  # type: ignore[misc]
         time.sleep(12)  # rates over [10s] need samples spanning the window
 
-        empty = [
-            (name, title, expr)
-            for name, title, expr in targets()
-            if not prom_query(url, substitute(expr))
+        checks = {(name, title): expr for name, title, expr in targets()}
+        assert set(checks) == set(EXPECTED), "every panel needs its expectation"
+        wrong = {}
+        for key, expr in checks.items():
+            result = prom_query(url, substitute(expr))
+            if not EXPECTED[key](result):
+                wrong[key] = result
+        assert not wrong
+        runaway = prom_query(url, "increase(lastactive_session_runaway_seconds_total[1h])")
+        assert _value(runaway) <= time.monotonic() - started  # never more than it was
+
+        def alerts() -> dict[str, list[dict[str, str]]]:
+            with urllib.request.urlopen(f"{url}/api/v1/alerts", timeout=10) as r:
+                found: dict[str, list[dict[str, str]]] = {}
+                for a in json.load(r)["data"]["alerts"]:
+                    found.setdefault(a["labels"]["alertname"], []).append(a["labels"])
+                return found
+
+        fired = wait_for(
+            lambda: (a := alerts()) and {"LastactiveRunawaySession", "LastactiveStuckAgent",
+                                         "LastactiveCollectorDown"} <= set(a) and a,
+            timeout=60, what="the alerts pending",
+        )  # fmt: skip
+        assert [a["session_id"] for a in fired["LastactiveRunawaySession"]] == ["spin"]
+        assert [(a["session_id"], a["agent"]) for a in fired["LastactiveStuckAgent"]] == [
+            ("stuck-1", "codey")
         ]
-        assert not empty
+        assert len(fired["LastactiveCollectorDown"]) == 1  # the second target only
+        assert "LastactiveCollectorAbsent" not in fired
 
         with urllib.request.urlopen(f"{c.http}/metrics", timeout=10) as r:
             exposition = r.read()
         checked = subprocess.run(
-            [PROMTOOL, "check", "metrics"],
-            input=exposition,
-            capture_output=True,
-            timeout=60,
+            [PROMTOOL, "check", "metrics"], input=exposition, capture_output=True, timeout=60,
             check=False,
-        )
+        )  # fmt: skip
         assert checked.returncode == 0, checked.stdout + checked.stderr
     finally:
         for run in runs:
