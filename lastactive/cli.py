@@ -11,6 +11,7 @@
 ``ls``                    the sessions table (:mod:`lastactive._ls`)
 ``cull``                  the reference idle-policy client (:mod:`lastactive._cull`)
 ``token``                 the collector's credentials (:mod:`lastactive._token`)
+``examples``              the deployment files the package carries (:mod:`lastactive._examples`)
 ========================  =================================================================
 
 Where each command finds the collector is :mod:`lastactive.client`'s one rule. Only ``argparse``
@@ -112,6 +113,12 @@ def _serve(args: argparse.Namespace) -> int:
     if args.verbose and "log_level" not in overrides:
         overrides["log_level"] = "info"
     return serve_command(overrides, args.config, print_config=args.print_config)
+
+
+def _examples(args: argparse.Namespace) -> int:
+    from lastactive._examples import examples_command
+
+    return examples_command(args.dir, args.runbook_base, args.force)
 
 
 def _token(args: argparse.Namespace) -> int:
@@ -219,6 +226,19 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print the settings in force as a TOML file, then exit",
     )
+
+    ex = command(
+        "examples",
+        _examples,
+        "write the dashboards, alert rules, Collector config, systemd units, image and compose",
+    )
+    ex.add_argument("dir", help="where to write them")
+    ex.add_argument(
+        "--runbook-base",
+        metavar="URL",
+        help="where docs/ is published: the alerts' runbook_url become URL/runbook.md#...",
+    )
+    ex.add_argument("--force", action="store_true", help="overwrite existing files")
 
     token = command("token", _token, "create, list and revoke the collector's credentials")
     token.add_argument(

@@ -40,8 +40,11 @@ def test_the_wheel_adds_only_lastactive_and_runs_from_it_alone(tmp_path: Path) -
         f"lastactive-{lastactive.__version__}.dist-info",
     }
     data = ("collector/proto/query.proto", "py.typed", "collector/py.typed",
-            "instrumentation/py.typed")  # fmt: skip
-    assert all(f"lastactive/{name}" in names for name in data)
+            "instrumentation/py.typed", "_data/dashboards/alerts.yaml",
+            "_data/dashboards/runaway.json", "_data/otel-config.yaml",
+            "_data/packaging/systemd/lastactive.service", "_data/packaging/Dockerfile")  # fmt: skip
+    assert [name for name in data if f"lastactive/{name}" not in names] == []
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
 
     site = tmp_path / "site"
     subprocess.run(
@@ -58,6 +61,15 @@ def test_the_wheel_adds_only_lastactive_and_runs_from_it_alone(tmp_path: Path) -
         env=alone, cwd=tmp_path, capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert version.stdout.strip() == f"lastactive {lastactive.__version__}"
+    written = subprocess.run(
+        [sys.executable, "-S", "-P", "-m", "lastactive", "examples", str(tmp_path / "ex")],
+        env=alone, cwd=tmp_path, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert len(written.stdout.splitlines()) >= 14
+    shipped = ("dashboards/alerts.yaml", "dashboards/fleet.json", "otel-config.yaml",
+               "packaging/systemd/lastactive-host@.service", "packaging/compose.yaml")  # fmt: skip
+    for name in shipped:
+        assert (tmp_path / "ex" / name).read_bytes() == (ROOT / name).read_bytes(), name
     for shadowable in ("collector", "instrumentation"):
         found = subprocess.run(
             [sys.executable, "-S", "-P", "-c", f"import {shadowable}"],
