@@ -60,8 +60,13 @@ class EntityLimitError(ValueError):
 
 
 class ProcessStatus(enum.StrEnum):
+    """A session's process as the APIs show it."""
+
     RUNNING = "running"
     EXITED = "exited"
+    LOST = "lost"
+    """Shown, never stored: running, but its liveness lapsed past the policy's ``lost_after``
+    (the wrapper died without reporting an exit)."""
 
 
 class Identity(NamedTuple):

@@ -177,7 +177,9 @@ class EntityOut(EvaluationOut):
             input_bytes_per_second=v.input_bytes_per_second,
             output_bytes_per_second=v.output_bytes_per_second,
             process=ProcessOut(
-                status="lost" if e.lost else v.process_status, pid=v.pid, exit_code=v.exit_code
+                status=ProcessStatus.LOST if e.lost else v.process_status,
+                pid=v.pid,
+                exit_code=v.exit_code,
             ),
             status=v.status,
             turn=v.turn,
