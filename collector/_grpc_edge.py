@@ -28,7 +28,7 @@ from lastactive.collector._core import Core
 from lastactive.collector._flusher import StoreUnavailableError
 from lastactive.collector._otlp_signals import SIGNALS, OtlpSignal, export_response
 from lastactive.collector._paging import PageTokenError, sessions_page
-from lastactive.collector._state import NANOS, EntityView, Hold, Kind, ProcessStatus
+from lastactive.collector._state import NANOS, EntityView, Hold, Kind
 from lastactive.collector._tls import grpc_identity
 from lastactive.collector._transitions import Snapshot, Transition
 from lastactive.collector._watch import (
@@ -38,7 +38,13 @@ from lastactive.collector._watch import (
     WatchLimitError,
     open_watch,
 )
-from lastactive.collector.policy import MAX_DURATION_S, Decision, Evaluation, decide
+from lastactive.collector.policy import (
+    MAX_DURATION_S,
+    Decision,
+    Evaluation,
+    decide,
+    process_shown,
+)
 from lastactive.collector.proto import query_pb2, query_pb2_grpc
 
 
@@ -168,7 +174,7 @@ def entity_message(v: EntityView, e: Evaluation) -> query_pb2.Entity:
         output_bytes=v.output_bytes,
         input_bytes_per_second=v.input_bytes_per_second,
         output_bytes_per_second=v.output_bytes_per_second,
-        process_status=ProcessStatus.LOST if e.lost else v.process_status or "",
+        process_status=process_shown(v, e) or "",
         pid=v.pid or 0,
         exited=v.exit_code is not None,
         exit_code=v.exit_code or 0,

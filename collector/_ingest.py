@@ -64,10 +64,10 @@ from lastactive.conventions import (
     CLAUDE_CODE_ACTIVE_TIME,
     CLAUDE_CODE_ACTIVE_TIME_TYPE,
     CLAUDE_CODE_ACTIVE_TIME_USER,
-    CLAUDE_CODE_EVENT_PREFIX,
     CLAUDE_CODE_EVENTS,
     CLAUDE_CODE_INTERACTION_SPAN,
     CLAUDE_CODE_METRICS,
+    CLAUDE_CODE_PREFIX,
     DIRECTION_RECEIVE,
     DIRECTION_TRANSMIT,
     EVENT_ACTIVITY,
@@ -369,7 +369,7 @@ def _foreign_event(name: str, lr: Any) -> str:
     body = lr.body.string_value
     if body in CLAUDE_CODE_EVENTS:
         return str(body)
-    prefixed = CLAUDE_CODE_EVENT_PREFIX + name
+    prefixed = CLAUDE_CODE_PREFIX + name
     return prefixed if prefixed in CLAUDE_CODE_EVENTS else name
 
 
@@ -382,7 +382,7 @@ def _span_source(name: str, attrs: Attrs, act: bool) -> str:
     """
     if ATTR_SOURCE in attrs:
         return _source(attrs, act)
-    if name.startswith(CLAUDE_CODE_EVENT_PREFIX):
+    if name.startswith(CLAUDE_CODE_PREFIX):
         return Source.AGENT
     return Source.TELEMETRY
 

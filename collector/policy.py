@@ -47,7 +47,7 @@ from typing import Any, Final, NamedTuple
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lastactive.collector._activity import idle_since, last_counted, latest, stuck_since
-from lastactive.collector._state import NANOS, EntityView, Hold
+from lastactive.collector._state import NANOS, EntityView, Hold, ProcessStatus
 from lastactive.conventions import (
     IDLE_CLASSES,
     ActivityClass,
@@ -340,6 +340,14 @@ def _stuck(
     if now >= stuck_at:
         return True, f"no progress for {without} >= stuck_after {_ago(stuck_after)}", None
     return False, f"progress {without} ago < stuck_after {_ago(stuck_after)}", stuck_at
+
+
+def process_shown(v: EntityView, e: Evaluation) -> ProcessStatus | None:
+    """The process status both APIs show: ``lost`` once the policy finds its liveness lapsed
+    (``lost_after``), else the view's (running, exited; ``None`` when never started)."""
+    if e.lost:
+        return ProcessStatus.LOST
+    return None if v.process_status is None else ProcessStatus(v.process_status)
 
 
 def evaluate(v: EntityView, rules: Rules, now: int) -> Evaluation:

@@ -20,7 +20,6 @@ from pydantic_settings import (
     InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
 )
 
 from lastactive.collector._admission import DEFAULT_MAX_BYTES, DEFAULT_MAX_REQUESTS
@@ -167,12 +166,13 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Flags (init), environment, then the TOML file :func:`load_settings` checked."""
+        """Flags (init), environment, then the TOML file's table :func:`load_settings` read
+        and checked (passed as ``_config_table``)."""
         assert isinstance(init_settings, InitSettingsSource)
-        path = init_settings.init_kwargs.pop("_config_file", None)
-        if path is None:
+        table = init_settings.init_kwargs.pop("_config_table", None)
+        if table is None:
             return init_settings, env_settings
-        return init_settings, env_settings, TomlConfigSettingsSource(settings_cls, path)
+        return init_settings, env_settings, InitSettingsSource(settings_cls, init_kwargs=table)
 
     @model_validator(mode="after")
     def _tls_pair(self) -> Self:
@@ -219,7 +219,7 @@ def load_settings(flags: dict[str, Any], config: Path | None = None) -> Settings
             f"{config}: {', '.join(unknown)} is not a setting; the settings are "
             f"{', '.join(Settings.model_fields)}"
         )
-    return Settings(**flags, _config_file=config)
+    return Settings(**flags, _config_table=table)
 
 
 def settings_toml(settings: Settings) -> str:

@@ -50,9 +50,9 @@ __all__ = [
     "CLAUDE_CODE_ACTIVE_TIME_TYPE",
     "CLAUDE_CODE_ACTIVE_TIME_USER",
     "CLAUDE_CODE_EVENTS",
-    "CLAUDE_CODE_EVENT_PREFIX",
     "CLAUDE_CODE_INTERACTION_SPAN",
     "CLAUDE_CODE_METRICS",
+    "CLAUDE_CODE_PREFIX",
     "DIRECTION_RECEIVE",
     "DIRECTION_TRANSMIT",
     "ENV_AUTH_FILE",
@@ -550,9 +550,9 @@ AGENT_EVENTS: Final[dict[str, tuple[AgentStatus, Source]]] = {
 # ``service.name=claude-code``. These are its names, mapped to our sources, so pointing it at
 # lastactive gives prompt engagement and agent work with no hook process per event.
 
-CLAUDE_CODE_EVENT_PREFIX: Final = "claude_code."
-"""Claude Code's event names: the log record's body (and ``event_name`` where set) is
-``claude_code.<name>``, its ``event.name`` attribute ``<name>``."""
+CLAUDE_CODE_PREFIX: Final = "claude_code."
+"""What Claude Code's event, metric and span names begin with. An event's log record has the
+body ``claude_code.<name>`` and the ``event.name`` attribute ``<name>``."""
 
 CLAUDE_CODE_ACTIVE_TIME: Final = "claude_code.active_time.total"
 """Claude Code's counter of active seconds, by ``type``: the user's or the agent's (``cli``)."""

@@ -28,7 +28,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
 from lastactive.collector import Bound, Settings, SqliteStore, Store, serve
+from lastactive.collector._record import EntityRecord, StreamRecord
 from lastactive.collector.proto import query_pb2, query_pb2_grpc
 
 RUN = [sys.executable, "-m", "lastactive", "run"]
@@ -432,3 +433,17 @@ def targets() -> Iterator[tuple[str, str, str]]:
         for panel in board["panels"]:
             for target in panel["targets"]:
                 yield name, panel["title"], target["expr"]
+
+
+class FlakyStore(SqliteStore):
+    """An in-memory SQLite store whose next ``fail`` saves raise (a full disk)."""
+
+    def __init__(self) -> None:
+        super().__init__(":memory:")
+        self.fail = 0
+
+    def save(self, records: Sequence[EntityRecord], streams: Sequence[StreamRecord] = ()) -> int:
+        if self.fail:
+            self.fail -= 1
+            raise OSError("disk full")
+        return super().save(records, streams)

@@ -25,7 +25,7 @@ from lastactive.collector._state import (
     Kind,
     ProcessStatus,
 )
-from lastactive.collector.policy import Evaluation, IdleState, Policy
+from lastactive.collector.policy import Evaluation, IdleState, Policy, process_shown
 from lastactive.conventions import AgentStatus, AgentTurn, HoldKind, Source
 
 
@@ -177,7 +177,7 @@ class EntityOut(EvaluationOut):
             input_bytes_per_second=v.input_bytes_per_second,
             output_bytes_per_second=v.output_bytes_per_second,
             process=ProcessOut(
-                status=ProcessStatus.LOST if e.lost else v.process_status,
+                status=process_shown(v, e),
                 pid=v.pid,
                 exit_code=v.exit_code,
             ),

@@ -5,32 +5,17 @@ retention purges memory and store together."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 
 import pytest
 
 from lastactive.collector._flusher import Flusher, StoreUnavailableError
 from lastactive.collector._record import EntityRecord, StreamRecord
 from lastactive.collector._state import ActivityState, Identity
-from lastactive.collector.store import SqliteStore
 from lastactive.conventions import AgentStatus, Source
+from tests.helpers import FlakyStore
 
 S = 1_000_000_000
 T0 = 1_800_000_000 * S
-
-
-class FlakyStore(SqliteStore):
-    """An in-memory SQLite store whose next ``fail`` saves raise."""
-
-    def __init__(self) -> None:
-        super().__init__(":memory:")
-        self.fail = 0
-
-    def save(self, records: Sequence[EntityRecord], streams: Sequence[StreamRecord] = ()) -> int:
-        if self.fail:
-            self.fail -= 1
-            raise OSError("disk full")
-        return super().save(records, streams)
 
 
 def test_a_failed_flush_puts_the_records_back_and_the_next_one_writes_them() -> None:

@@ -6,24 +6,8 @@ from __future__ import annotations
 import gzip
 import json
 import urllib.request
-from collections.abc import Sequence
 
-from lastactive.collector._record import EntityRecord, StreamRecord
-from lastactive.collector.store import SqliteStore
-from tests.helpers import CollectorClient, InProcessCollector, last_input, wait_for
-
-
-class FailingStore(SqliteStore):
-    """An in-memory SQLite store whose saves fail while ``failing`` (a full disk)."""
-
-    def __init__(self) -> None:
-        super().__init__(":memory:")
-        self.failing = False
-
-    def save(self, records: Sequence[EntityRecord], streams: Sequence[StreamRecord] = ()) -> int:
-        if self.failing:
-            raise OSError("disk full")
-        return super().save(records, streams)
+from tests.helpers import CollectorClient, FlakyStore, InProcessCollector, last_input, wait_for
 
 
 def fetch(
@@ -38,12 +22,12 @@ def fetch(
 
 
 def test_ready_while_the_store_commits_unready_while_it_fails() -> None:
-    store = FailingStore()
+    store = FlakyStore()
     c = InProcessCollector(store, synchronous_commit=False).start()
     try:
         assert c.get("/healthz") == (200, {"status": "ok"})
         assert c.get("/readyz") == (200, {"status": "ready"})
-        store.failing = True
+        store.fail = 1_000_000  # a full disk, until freed
         last_input(c, "s1", 1)  # a change to commit
         _, headers, body = wait_for(
             lambda: (r := fetch(c, "/readyz"))[0] == 503 and r, what="unready"
@@ -54,7 +38,7 @@ def test_ready_while_the_store_commits_unready_while_it_fails() -> None:
         }
         assert headers["retry-after"] == "5"
         assert c.get("/healthz")[0] == 200  # alive all the same: do not restart it for this
-        store.failing = False
+        store.fail = 0
         wait_for(lambda: c.get("/readyz")[0] == 200, what="ready again")
         assert store.load() and c.session("s1") is not None  # nothing was lost meanwhile
     finally:
