@@ -236,9 +236,7 @@ async def _serve(
     with contextlib.suppress(NotImplementedError, RuntimeError):
         loop.add_signal_handler(signal.SIGHUP, _reload, core.credentials, tls)
 
-    sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((settings.host, settings.http_port))
+    sock = listening_socket(settings.host, settings.http_port)
     _, grpc_port, stop_grpc = await start_grpc(
         settings.host, settings.grpc_port, core, settings.max_request_bytes,
         None if tls is None else tls.grpc_credentials(),
@@ -292,6 +290,27 @@ async def _serve(
         await flusher.stop()
         store.close()
         sock.close()
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (0: any free port) for the HTTP server.
+
+    Made with ``IPPROTO_TCP`` named: asyncio sets ``TCP_NODELAY`` on the connections it accepts
+    only when the listening socket says TCP (``proto``), and without it a small response waits
+    for Nagle's algorithm and the client's delayed ACK (~40 ms per request; issue 15).
+
+    Raises:
+        OSError: the address cannot be bound.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def _reload(credentials: Credentials, tls: ServerTls | None) -> None:
