@@ -26,6 +26,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Final
 
+from lastactive.collector._generations import Generations
 from lastactive.collector._record import INT64_MAX
 
 __all__ = ["STEP_NS", "WINDOW_NS", "WINDOW_SAMPLES", "ReporterClock", "ReporterClocks"]
@@ -39,8 +40,10 @@ STEP_NS: Final = 30 * _S
 """A sample this far (ns) above the estimate is a clock step, not a delay: OTLP exporters send
 within seconds of collecting (batch delays of 1 to 5 s)."""
 FORGET_NS: Final = WINDOW_NS
-"""A reporter not heard from for this long (ns) is forgotten by :meth:`ReporterClocks.purge`:
-its samples have all left the window, so nothing of its estimate would be used again, and a
+"""A reporter not heard from for this long (ns) is forgotten by :meth:`ReporterClocks.purge`
+(within twice this: reporters live in two generations, so forgetting costs nothing per
+reporter): its samples have all left the window, so nothing of its estimate would be used
+again, and a
 fleet whose sessions each report as their own instance keeps only the last few minutes' worth
 (issue 11: memory stays flat under session churn)."""
 
@@ -81,7 +84,9 @@ class ReporterClocks:
 
     def __init__(self, tolerance_ns: int) -> None:
         self.tolerance_ns = tolerance_ns
-        self.reporters: dict[Key, ReporterClock] = {}
+        self._reporters: Generations[Key, ReporterClock] = Generations()
+        self._skewed: dict[Key, ReporterClock] = {}
+        self._rotate_at: int | None = None
         self.newly_skewed: list[ReporterClock] = []
         """Reporters whose offset went beyond the tolerance since the edge last drained this
         (it logs a warning for each)."""
@@ -90,16 +95,29 @@ class ReporterClocks:
         """One export of reporter ``key`` stamped ``reported`` (its now; 0 = unset) arrived at
         ``received``; returns the reporter's clock (``None`` for an unknown one without a
         stamp)."""
-        clock = self.reporters.get(key)
+        reporters = self._reporters
+        clock = reporters.current.get(key) or reporters.revive(key)
         if not 0 < reported <= INT64_MAX:  # unset, or no clock (past the year 2262)
             return clock
         if clock is None:
-            clock = self.reporters[key] = ReporterClock(key)
+            clock = reporters.current[key] = ReporterClock(key)
         was = self.correction(clock)
         clock.observe(reported, received)
-        if self.correction(clock) and not was:
-            self.newly_skewed.append(clock)
+        if self.correction(clock):
+            self._skewed[key] = clock
+            if not was:
+                self.newly_skewed.append(clock)
+        elif was:
+            del self._skewed[key]
         return clock
+
+    @property
+    def reporters(self) -> list[ReporterClock]:
+        """Every reporter heard from within the last one or two :data:`FORGET_NS`."""
+        return self._reporters.values()
+
+    def __len__(self) -> int:
+        return len(self._reporters)
 
     def correction(self, clock: ReporterClock | None) -> int:
         """What to add (ns) to each timestamp of ``clock``'s reporter: its offset when beyond
@@ -111,11 +129,23 @@ class ReporterClocks:
 
     def skewed(self) -> list[ReporterClock]:
         """Reporters whose offset is beyond the tolerance, largest first."""
-        out = [c for c in self.reporters.values() if self._beyond(c.offset)]
+        out = list(self._skewed.values())
         out.sort(key=lambda c: -abs(c.offset))
         return out
 
     def purge(self, now: int) -> None:
-        """Forget reporters not heard from for :data:`FORGET_NS`."""
-        horizon = now - FORGET_NS
-        self.reporters = {k: c for k, c in self.reporters.items() if c.last_seen >= horizon}
+        """Forget reporters not heard from for :data:`FORGET_NS` (at the latest twice that).
+        Costs the skewed reporters, not every reporter."""
+        if self._rotate_at is None:
+            self._rotate_at = now + FORGET_NS
+        if now < self._rotate_at:
+            return
+        self._rotate_at = now + FORGET_NS
+        dropped = self._reporters.old
+        for key in [k for k in self._skewed if k in dropped]:
+            del self._skewed[key]
+        self._reporters.rotate()
+
+    def release(self, budget: int) -> bool:
+        """Free up to ``budget`` forgotten reporters; ``True`` while more remain."""
+        return self._reporters.release(budget)

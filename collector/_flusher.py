@@ -24,7 +24,9 @@ from lastactive.collector.store import Store
 _log = logging.getLogger(__name__)
 
 PURGE_EVERY_S = 60.0
-"""Seconds between retention purges (a scan of the sessions)."""
+"""Seconds between retention purges (each costs what expired since the last)."""
+RELEASE_SLICE = 20_000
+"""Dropped counter streams freed per turn of the event loop (a few ms each)."""
 
 
 class StoreUnavailableError(Exception):
@@ -37,8 +39,9 @@ class Flusher:
     """Commits ``state``'s changes to ``store``: at once for exports waiting in
     :meth:`durable`, else every ``interval`` seconds; and every :data:`PURGE_EVERY_S` forgets
     sessions ended more than ``retention_ns`` ago (telling ``on_purge`` the time and which
-    ones, for the rest of the core to forget them too). ``synchronous=False``: nobody waits
-    (``LASTACTIVE_SYNCHRONOUS_COMMIT=false``).
+    ones, for the rest of the core to forget them too), then frees what was dropped a slice at
+    a time with ``release`` (default ``state.release``; returns whether more remains).
+    ``synchronous=False``: nobody waits (``LASTACTIVE_SYNCHRONOUS_COMMIT=false``).
 
     The snapshot is taken on the event loop (where state is mutated); the write runs in a
     worker thread. A failed write logs, puts the records back and fails the waiting exports
@@ -55,11 +58,13 @@ class Flusher:
         retention_ns: int,
         clock: Callable[[], int] = time.time_ns,
         on_purge: Callable[[int, list[Entity]], None] = lambda now, gone: None,
+        release: Callable[[int], bool] | None = None,
         synchronous: bool = True,
     ) -> None:
         self._state = state
         self._synchronous = synchronous
         self._on_purge = on_purge
+        self._release = state.release if release is None else release
         self._store = store
         self._interval = interval
         self._retention_ns = retention_ns
@@ -108,15 +113,20 @@ class Flusher:
                 await self.purge(now)
 
     async def purge(self, now: int) -> int:
-        """Forget ended sessions past retention, in memory and in the store."""
-        gone = self._state.purge(now, self._retention_ns)
+        """Forget ended sessions past retention, in memory and in the store (and counter
+        baselines silent that long, when their generation rotates)."""
+        gone, rotated = self._state.purge(now, self._retention_ns)
         self._on_purge(now, gone)
         keys = [(str(e.kind), e.id) for e in gone]
         try:
             async with self._lock:
-                await asyncio.to_thread(self._store.delete, keys, now - self._retention_ns)
+                await asyncio.to_thread(
+                    self._store.delete, keys, now - self._retention_ns if rotated else 0
+                )
         except Exception:
             _log.exception("deleting %d purged sessions failed", len(gone))
+        while self._release(RELEASE_SLICE):
+            await asyncio.sleep(0)
         return len(gone)
 
     async def flush(self) -> int:

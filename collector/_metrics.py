@@ -168,7 +168,7 @@ class CoreCollector(Collector):
         reporters = GaugeMetricFamily(
             PROM_REPORTERS, "reporters heard from in the last hour, by clock", labels=["clock"]
         )
-        reporters.add_metric(["ok"], len(clocks.reporters) - len(skewed))
+        reporters.add_metric(["ok"], len(clocks) - len(skewed))
         reporters.add_metric(["skewed"], len(skewed))
         yield reporters
         offsets = GaugeMetricFamily(

@@ -211,6 +211,7 @@ async def _serve(
         retention_ns=int(settings.retention * NANOS),
         clock=clock,
         on_purge=_forgetting(engine, ingest.clocks),
+        release=lambda budget: state.release(budget) | ingest.clocks.release(budget),
         synchronous=settings.synchronous_commit,
     )
     tls = None

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import enum
 import heapq
+import itertools
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from operator import itemgetter
 from typing import Final, NamedTuple
 
 from lastactive.collector._activity import idle_since, latest
+from lastactive.collector._generations import Generations
 from lastactive.collector._record import (
     HOLD_GRACE_NS,
     INT64_MAX,
@@ -263,6 +265,25 @@ def _status(e: Entity, process_status: str | None) -> AgentStatus:
     return AgentStatus.ACTIVE
 
 
+def _process_status(e: Entity) -> ProcessStatus | None:
+    """A session's process as its start and exit times say (``None``: never started, or not
+    a session: start and exit propagate up, and a host has no process)."""
+    if e.kind is not Kind.SESSION:
+        return None
+    start, exit_ = e.sources.get(Source.START), e.sources.get(Source.EXIT)
+    if exit_ is not None and (start is None or exit_ >= start):
+        return ProcessStatus.EXITED
+    return None if start is None else ProcessStatus.RUNNING
+
+
+def ended_at(e: Entity) -> int | None:
+    """When session ``e`` ended (ns: its final status or exit, whichever is later), or
+    ``None`` while it is active (never for agents and hosts)."""
+    if e.kind is not Kind.SESSION or _status(e, _process_status(e)) is AgentStatus.ACTIVE:
+        return None
+    return max(e.status_time, e.sources.get(Source.EXIT, 0))
+
+
 def view(entity: Entity, now: int, trusted_only: bool = False) -> EntityView:
     """The :class:`EntityView` of ``entity`` at ``now`` (ns since the epoch).
 
@@ -274,16 +295,7 @@ def view(entity: Entity, now: int, trusted_only: bool = False) -> EntityView:
     last_source, last_activity = latest(sources, IDLE_CLASSES, trusted_only=trusted_only)
     idle_base = idle_since(entity.first_seen, last_activity)
     held = active_holds(entity, now)
-    start, exit_ = sources.get(Source.START), sources.get(Source.EXIT)
-    process_status: str | None
-    if entity.kind is not Kind.SESSION:  # start/exit propagate up; a host has no process
-        process_status = None
-    elif exit_ is not None and (start is None or exit_ >= start):
-        process_status = ProcessStatus.EXITED
-    elif start is not None:
-        process_status = ProcessStatus.RUNNING
-    else:
-        process_status = None
+    process_status = _process_status(entity)
     status = _status(entity, process_status)
     return EntityView(
         kind=str(entity.kind),
@@ -389,10 +401,17 @@ class ActivityState:
         self.refused = 0
         """Entities not created because of ``max_entities`` (for ``/metrics``)."""
         self.entities: dict[tuple[Kind, str], Entity] = {}
-        self._streams: dict[tuple[object, ...], _Stream] = {}
+        self._streams: Generations[tuple[object, ...], _Stream] = Generations()
+        """Counter and gauge streams; one silent for a retention period is dropped within two
+        (:meth:`purge`)."""
         self._stored_streams: dict[str, StreamRecord] = {}
         """Counter baselines loaded from the store, by text key, until their stream's first
         point after the restart claims them."""
+        self._rotate_at: int | None = None
+        self._ended: list[tuple[int, int, Entity]] = []
+        """Heap of (ended at, seq, session): the retention purge's candidates, oldest first;
+        an entry whose session is active again (or ended again later) is stale."""
+        self._ended_seq = itertools.count()
         self._dirty_streams: set[tuple[object, ...]] = set()
         self._retry_streams: list[StreamRecord] = []
         self._dirty: set[Entity] = set()
@@ -494,6 +513,8 @@ class ActivityState:
                 self._dirty.add(e)
                 if source in self.touching:
                     self._touched.add(e)
+                if source == Source.EXIT:
+                    self._may_end(e)
         if moved:
             self.updates[source] = self.updates.get(source, 0) + 1
 
@@ -509,16 +530,18 @@ class ActivityState:
 
     def stream_time(self, key: tuple[object, ...]) -> int | None:
         """The time (ns, as the reporter sent it) of stream ``key``'s last point, if any."""
-        prev = self._streams.get(key)
+        streams = self._streams
+        prev = streams.current.get(key) or streams.revive(key)
         return None if prev is None else prev.time
 
     def gauge_rose(self, key: tuple[object, ...], raw: float, t: int) -> bool:
         """Feed one raw value (before any clock correction) of the timestamp gauge stream
         ``key`` at ``t`` (ns); ``True`` when it is above the stream's previous raw value (or
         the first one seen), so it may be new activity."""
-        prev = self._streams.get(key)
+        streams = self._streams
+        prev = streams.current.get(key) or streams.revive(key)
         if prev is None:
-            self._streams[key] = _Stream(0, t, raw)
+            streams.current[key] = _Stream(0, t, raw)
             return True
         prev.time = max(prev.time, t)
         if raw <= prev.value:
@@ -545,16 +568,17 @@ class ActivityState:
         """
         if not cumulative:
             return value if value > 0 else 0.0
-        prev = self._streams.get(key)
+        streams = self._streams
+        prev = streams.current.get(key) or streams.revive(key)
         if prev is None and self._stored_streams:  # the first point since a restart
             stored = self._stored_streams.pop(repr(key), None)
             if stored is not None:
-                prev = self._streams[key] = _Stream(
+                prev = streams.current[key] = _Stream(
                     stored.start, stored.time, stored.value, stored.key
                 )
         self._dirty_streams.add(key)
         if prev is None:
-            self._streams[key] = _Stream(start, t, value)
+            streams.current[key] = _Stream(start, t, value)
             # Unknown history: count it all only if the stream began while we were watching.
             began = start if began is None else began
             return value if began >= self.started_at and start > 0 else 0.0
@@ -660,33 +684,58 @@ class ActivityState:
                     e.result = result
                 self._dirty.add(e)
                 self._touched.add(e)
+                self._may_end(e)
         if status is not AgentStatus.ACTIVE:
             self.release_holds(entities, t)
 
-    def purge(self, now: int, retention_ns: int) -> list[Entity]:
+    def _may_end(self, e: Entity) -> None:
+        """``e`` may have ended: if it did, it becomes a retention candidate."""
+        ended = ended_at(e)
+        if ended is not None:
+            heapq.heappush(self._ended, (ended, next(self._ended_seq), e))
+
+    def purge(self, now: int, retention_ns: int) -> tuple[list[Entity], bool]:
         """Forget sessions completed or failed more than ``retention_ns`` before ``now`` (never
         an active one; seed 004's 24 h cleanup), and counter streams silent that long.
 
+        Costs what expires, not the fleet: ended sessions wait in a heap by end time; counter
+        streams live in two generations, rotated every ``retention_ns``, so a stream silent
+        for a retention period is dropped within two (the dropped generation is handed to
+        :meth:`release`).
+
         Returns:
-            The entities removed (for the store to delete their rows, the transition engine to
-            forget them).
+            The sessions removed (for the store to delete their rows, the transition engine to
+            forget them), and whether the streams rotated (the store may then drop baselines
+            older than ``now - retention_ns``).
         """
         horizon = now - retention_ns
         gone = []
-        for key, e in list(self.entities.items()):
-            if e.kind is not Kind.SESSION:
-                continue
-            v = view(e, now)
-            ended = max(e.status_time, e.sources.get(Source.EXIT, 0))
-            if v.status != AgentStatus.ACTIVE and ended <= horizon:
-                del self.entities[key]
-                self._dirty.discard(e)
-                self._touched.discard(e)
-                gone.append(e)
-        self._streams = {k: st for k, st in self._streams.items() if st.time > horizon}
-        self._stored_streams = {k: r for k, r in self._stored_streams.items() if r.time > horizon}
-        self._dirty_streams &= self._streams.keys()
-        return gone
+        heap, entities = self._ended, self.entities
+        while heap and heap[0][0] <= horizon:
+            _, _, e = heapq.heappop(heap)
+            ended = ended_at(e)
+            if ended is None or ended > horizon or entities.get((e.kind, e.id)) is not e:
+                continue  # active again, ended again later, or already gone
+            del entities[(e.kind, e.id)]
+            self._dirty.discard(e)
+            self._touched.discard(e)
+            gone.append(e)
+        if self._rotate_at is None:
+            self._rotate_at = now + retention_ns
+        rotated = now >= self._rotate_at
+        if rotated:
+            self._rotate_at = now + retention_ns
+            streams = self._streams
+            streams.rotate()
+            streams.retire(self._stored_streams)  # baselines unclaimed for a whole period
+            self._stored_streams = {}
+            self._dirty_streams &= streams.old.keys()
+        return gone, rotated
+
+    def release(self, budget: int) -> bool:
+        """Free up to ``budget`` dropped counter streams; ``True`` while more remain (the
+        caller yields to the event loop between slices)."""
+        return self._streams.release(budget)
 
     def io(self, entities: list[Entity], receive: bool, delta: int, t: int) -> None:
         """``delta`` bytes moved at ``t``, into (``receive``) or out of the session."""
@@ -797,3 +846,4 @@ class ActivityState:
                 e.restore(r)
             else:
                 e.restore(merge(e.record(), r))
+            self._may_end(e)

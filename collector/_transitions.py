@@ -166,19 +166,15 @@ class TransitionEngine:
         return out
 
     def forget(self, gone: Iterable[Entity]) -> None:
-        """Drop what the engine keeps of entities the retention purge removed: their condition,
-        their pending check and their timer entries (the heap is rebuilt without them)."""
-        dropped = False
+        """Drop what the engine keeps of entities the retention purge removed: their condition
+        and their pending check (a timer entry of a purged entity is skipped when it comes
+        due)."""
         now = self._clock()
         for e in gone:
-            dropped |= self._known.pop(e, None) is not None
-            dropped |= self._scheduled.pop(e, None) is not None
+            self._known.pop(e, None)
+            self._scheduled.pop(e, None)
             self._runaway_spell(e, False, now)  # its spell ends in the fleet's total
             self._runaway_ns.pop(e, None)
-        if dropped:
-            entities = self._state.entities
-            self._heap = [x for x in self._heap if entities.get((x[2].kind, x[2].id)) is x[2]]
-            heapq.heapify(self._heap)
 
     def runaway_ns(self, e: Entity, now: int) -> int:
         """How long ``e`` has been runaway since the collector started (ns), the current

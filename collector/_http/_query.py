@@ -237,7 +237,7 @@ def query_router(
     ) -> ReporterList:
         """Reporters heard from in the last hour with their estimated clock offsets (the
         offsets lastactive corrects their timestamps by), largest first."""
-        listed = clocks.skewed() if skewed else clocks.reporters.values()
+        listed = clocks.skewed() if skewed else clocks.reporters
         out = [
             ReporterOut(
                 service_name=c.key[0],

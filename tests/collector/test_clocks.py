@@ -42,8 +42,13 @@ def test_small_offsets_are_tolerated_and_silent_reporters_forgotten() -> None:
     assert clock is not None and clock.offset == 3 * S and clocks.correction(clock) == 0
     assert clocks.skewed() == [] and clocks.newly_skewed == []
     assert clocks.observe(("b",), 0, T0) is None  # no stamp: nothing to learn
+    clocks.purge(T0)  # the first purge sets when generations rotate
+    clocks.purge(T0 + HOUR)
+    assert len(clocks) == 1  # silent, but in the old generation until the next rotation
     clocks.purge(T0 + 2 * HOUR)
-    assert clocks.reporters == {}
+    assert clocks.reporters == [] and len(clocks) == 0
+    while clocks.release(1):
+        pass
 
 
 def make() -> tuple[Ingest, list[int]]:
@@ -112,3 +117,25 @@ def test_log_records_and_holds_are_corrected_by_their_reporters_offset() -> None
     v = ingest.state.get(Kind.SESSION, "s", T0)
     assert v is not None and v.last_active == T0
     assert [(h.id, h.until) for h in v.held_by] == [("Bash/1", T0 + 60 * S)]
+
+
+def test_skewed_reporters_are_kept_apart_and_forgotten_with_the_rest() -> None:
+    clocks = ReporterClocks(tolerance_ns=10 * S)
+    behind = clocks.observe(("behind",), T0 - HOUR, T0)
+    clocks.observe(("fine",), T0, T0)
+    assert clocks.skewed() == [behind]
+    clocks.purge(T0)
+    clocks.observe(("fine",), T0 + HOUR, T0 + HOUR)
+    clocks.purge(T0 + HOUR)  # rotates: "behind" is in the old generation, still skewed
+    assert clocks.skewed() == [behind] and len(clocks) == 2
+    clocks.observe(("fine",), T0 + 2 * HOUR, T0 + 2 * HOUR)  # heard again: back in current
+    clocks.purge(T0 + 2 * HOUR)  # silent for a whole generation: forgotten
+    assert clocks.skewed() == [] and [c.key for c in clocks.reporters] == [("fine",)]
+
+
+def test_a_reporter_whose_clock_came_back_is_no_longer_skewed() -> None:
+    clocks = ReporterClocks(tolerance_ns=10 * S)
+    clocks.observe(("r",), T0 - HOUR, T0)
+    assert len(clocks.skewed()) == 1
+    clocks.observe(("r",), T0 + HOUR, T0 + HOUR)  # NTP stepped it: a new window
+    assert clocks.skewed() == []

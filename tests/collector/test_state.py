@@ -173,10 +173,52 @@ def test_purge_forgets_ended_sessions_after_retention_never_active_ones() -> Non
     state.agent_event(done, AgentStatus.COMPLETED, Source.EXIT, T0 + S)
     state.activity(busy, "output", T0 + S)  # active, and quiet for a long time after
     day = 24 * 3600 * S
-    assert state.purge(T0 + S + day - 1, day) == []
-    assert [(e.kind, e.id) for e in state.purge(T0 + S + day, day)] == [("session", "done")]
+    assert state.purge(T0 + S + day - 1, day)[0] == []
+    assert [(e.kind, e.id) for e in state.purge(T0 + S + day, day)[0]] == [("session", "done")]
     assert state.get(Kind.SESSION, "done", T0) is None
     assert state.get(Kind.SESSION, "busy", T0 + 10 * day) is not None
+
+
+def test_purge_keeps_a_session_that_started_again_and_purges_it_after_its_new_end() -> None:
+    state = ActivityState()
+    ents = state.resolve(Identity(session_id="s"), T0)
+    state.activity(ents, Source.START, T0)
+    state.activity(ents, Source.EXIT, T0 + S)
+    state.process(ents, 7, 0)
+    state.activity(ents, Source.START, T0 + 2 * S)  # running again: not a candidate any more
+    day = 24 * 3600 * S
+    assert state.purge(T0 + 10 * day, day)[0] == []
+    state.activity(ents, Source.EXIT, T0 + 11 * day)
+    assert state.purge(T0 + 12 * day - 1, day)[0] == []
+    assert [e.id for e in state.purge(T0 + 12 * day, day)[0]] == ["s"]
+
+
+def test_purge_finds_ended_sessions_loaded_from_the_store() -> None:
+    before = ActivityState()
+    ents = before.resolve(Identity(session_id="s", host_id="h"), T0)
+    before.agent_event(ents, AgentStatus.ERROR, Source.EXIT, T0)
+    state = ActivityState()
+    state.load(before.take_dirty())
+    assert [e.id for e in state.purge(T0 + 2 * S, S)[0]] == ["s"]
+    assert set(state.entities) == {(Kind.HOST, "h")}
+
+
+def test_streams_silent_for_a_retention_period_are_dropped_at_the_second_rotation() -> None:
+    state = ActivityState(started_at=T0)
+    day = 24 * 3600 * S
+    for quiet in range(3):
+        state.counter(("quiet", quiet), T0 - S, T0, 100, True)
+    state.counter(("busy",), T0 - S, T0, 100, True)
+    assert state.purge(T0, day)[1] is False  # the first purge sets the rotation's time
+    assert state.purge(T0 + day, day)[1] is True
+    assert state.counter(("busy",), T0 - S, T0 + day, 130, True) == 30  # baseline kept
+    assert state.purge(T0 + 2 * day, day)[1] is True
+    assert state.release(1) is True  # freed a slice at a time
+    while state.release(1):
+        pass
+    assert state.counter(("busy",), T0 - S, T0 + 2 * day, 131, True) == 1
+    assert state.stream_time(("quiet", 0)) is None  # dropped: silent for two rotations
+    assert state.counter(("quiet", 0), T0 - S, T0 + 2 * day, 150, True) == 0  # a baseline again
 
 
 def test_trusted_only_ignores_self_reported_sources() -> None:
