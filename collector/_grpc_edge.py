@@ -42,7 +42,6 @@ from lastactive.collector.policy import (
     MAX_DURATION_S,
     Decision,
     Evaluation,
-    decide,
     process_shown,
 )
 from lastactive.collector.proto import query_pb2, query_pb2_grpc
@@ -263,9 +262,11 @@ class ActivityQueryServicer(query_pb2_grpc.ActivityQueryServicer):  # type: igno
             await context.abort_with_status(unavailable(str(exc), 5.0))
         async for event in events:
             match event:
-                case SnapshotEvent(states):
+                case SnapshotEvent(states, more):
                     yield query_pb2.WatchEvent(
-                        snapshot=query_pb2.Snapshot(states=[state_message(s) for s in states])
+                        snapshot=query_pb2.Snapshot(
+                            states=[state_message(s) for s in states], more=more
+                        )
                     )
                 case Transition():
                     yield query_pb2.WatchEvent(transition=transition_message(event))
@@ -284,7 +285,7 @@ class ActivityQueryServicer(query_pb2_grpc.ActivityQueryServicer):  # type: igno
                 f"within_seconds must be in [0, {MAX_DURATION_S:.0f}]",
             )
         now = self._clock()
-        out = decide(self._state.views(now), self._policy, now, int(request.within_seconds * NANOS))
+        out = self._core.engine.decisions(now, int(request.within_seconds * NANOS))
         return query_pb2.DecisionsResponse(
             hibernate=[decision_message(d) for d in out.hibernate],
             due_soon=[decision_message(d) for d in out.due_soon],

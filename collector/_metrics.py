@@ -241,43 +241,16 @@ class CoreCollector(Collector):
         )
 
     def _fleet(self) -> Iterator[Metric]:
-        """Fleet aggregates and the watched sessions' series, in one pass over the sessions."""
+        """Fleet aggregates (kept by the transition engine as it evaluates) and the watched
+        sessions' series."""
         core = self._core
-        condition_of = core.engine.condition_of
+        engine = core.engine
         now = core.clock()
-        counts = {"active": 0, "idle": 0, "hibernated": 0, "ended": 0, "runaway": 0,
-                  "stuck": 0, "hibernate_due": 0}  # fmt: skip
-        by_host: dict[tuple[str, str], int] = {}
-        recent: dict[ActivityClass, int] = dict.fromkeys(ActivityClass, 0)
-        idle_counts = [0] * (len(IDLE_BUCKETS) + 1)
-        idle_sum = 0.0
-        horizon = now - int(RECENT_S * NANOS)
-        watched: dict[Entity, None] = {}  # runaway or stuck
-        producing: list[Entity] = []  # with output in their rate window
-        for (kind, _), e in core.state.entities.items():
-            if kind is not Kind.SESSION:
-                continue
-            st = condition_of(e)
-            if st is not None:
-                counts[st.state] = counts.get(st.state, 0) + 1
-                key = (e.host_id or "", st.state)
-                by_host[key] = by_host.get(key, 0) + 1
-                if st.runaway or st.stuck:
-                    counts["runaway"] += st.runaway
-                    counts["stuck"] += st.stuck
-                    watched[e] = None
-                counts["hibernate_due"] += st.hibernate
-            last: int | None = None
-            for cls, t in latest_by_class(e.sources).items():
-                if t >= horizon:
-                    recent[cls] += 1
-                if cls in IDLE_CLASSES and (last is None or t > last):
-                    last = t
-            idle = max(0.0, (now - idle_since(e.first_seen, last)) / NANOS)
-            idle_sum += idle
-            idle_counts[bisect.bisect_left(IDLE_BUCKETS, idle)] += 1  # first bound >= idle
-            if e.rate_out:
-                producing.append(e)
+        counts: dict[str, int] = {str(k): v for k, v in engine.sessions_by_state.items()}
+        counts.update(engine.sessions_flagged)
+        by_host = engine.host_sessions
+        watched: dict[Entity, None] = dict(engine.flagged)  # runaway or stuck
+        recent, idle_counts, idle_sum = self._ages(now)
 
         fleet = GaugeMetricFamily(PROM_SESSIONS, "sessions per state or flag", labels=["state"])
         for state, value in counts.items():
@@ -307,10 +280,31 @@ class CoreCollector(Collector):
         )
         idle_family.add_metric([], buckets, sum_value=idle_sum)
         yield idle_family
+        producing = core.state.producers(now)
         for e in heapq.nlargest(self._top, producing, key=lambda e: e.rate_out.per_second(now)):
-            if e.rate_out.per_second(now) > 0:
-                watched[e] = None
+            watched[e] = None
         yield from self._per_session(watched, now)
+
+    def _ages(self, now: int) -> tuple[dict[ActivityClass, int], list[int], float]:
+        """Sessions with activity of each class within RECENT_S, and the idle-time histogram
+        (counts per IDLE_BUCKETS bound and +Inf, and their sum in seconds)."""
+        recent: dict[ActivityClass, int] = dict.fromkeys(ActivityClass, 0)
+        idle_counts = [0] * (len(IDLE_BUCKETS) + 1)
+        idle_sum = 0.0
+        horizon = now - int(RECENT_S * NANOS)
+        for (kind, _), e in self._core.state.entities.items():
+            if kind is not Kind.SESSION:
+                continue
+            last: int | None = None
+            for cls, t in latest_by_class(e.sources).items():
+                if t >= horizon:
+                    recent[cls] += 1
+                if cls in IDLE_CLASSES and (last is None or t > last):
+                    last = t
+            idle = max(0.0, (now - idle_since(e.first_seen, last)) / NANOS)
+            idle_sum += idle
+            idle_counts[bisect.bisect_left(IDLE_BUCKETS, idle)] += 1  # first bound >= idle
+        return recent, idle_counts, idle_sum
 
     def _per_session(self, watched: dict[Entity, None], now: int) -> Iterator[Metric]:
         engine = self._core.engine

@@ -416,6 +416,9 @@ class ActivityState:
         self._retry_streams: list[StreamRecord] = []
         self._dirty: set[Entity] = set()
         self._touched: set[Entity] = set()
+        self.producing: dict[Entity, None] = {}
+        """Sessions that sent output lately (a superset: those whose rate window emptied
+        leave when :meth:`producers` is asked)."""
         self.updates: dict[str, int] = {}
         """Source -> activity updates applied (a last time moved forward): seed 001's
         ``vnc_activity_updates_total``, for every source. Read by metrics."""
@@ -457,12 +460,16 @@ class ActivityState:
             self.entities[(kind, key)] = e
             self._dirty.add(e)
             self._touched.add(e)
+        # A new host or agent may select other policy rules and moves the session in the
+        # transition engine's indexes: touched, so the next tick re-evaluates it.
         if kind is not Kind.HOST and ident.host_id and e.host_id != ident.host_id:
             e.host_id = ident.host_id
             self._dirty.add(e)
+            self._touched.add(e)
         if kind is Kind.SESSION and ident.agent_id and e.agent_id != ident.agent_id:
             e.agent_id = ident.agent_id
             self._dirty.add(e)
+            self._touched.add(e)
         if ident.service_name and e.service_name is None:
             e.service_name = ident.service_name
             self._dirty.add(e)
@@ -747,10 +754,23 @@ class ActivityState:
             else:
                 e.output_bytes = min(e.output_bytes + delta, INT64_MAX)
                 e.rate_out.add(t, delta)
+                if e.kind is Kind.SESSION:
+                    self.producing[e] = None
             self._dirty.add(e)
             self._touched.add(e)
 
     # --- queries -------------------------------------------------------------------------
+
+    def producers(self, now: int) -> list[Entity]:
+        """Sessions with output in their rate window at ``now`` (ns); costs the sessions that
+        produced lately, not the fleet."""
+        entities, out = self.entities, []
+        for e in list(self.producing):
+            if e.rate_out.per_second(now) > 0 and entities.get((e.kind, e.id)) is e:
+                out.append(e)
+            else:
+                del self.producing[e]
+        return out
 
     def host_of(self, kind: Kind, key: str) -> str | None:
         """The host id an entity runs on; ``None`` when unknown or not said."""
@@ -791,6 +811,11 @@ class ActivityState:
         return [view(e, now, trusted_only) for _, e in chosen]
 
     # --- persistence ---------------------------------------------------------------------
+
+    def touched(self) -> frozenset[Entity] | set[Entity]:
+        """The entities touched since the last :meth:`take_touched` (not drained; do not
+        change it)."""
+        return self._touched
 
     def take_touched(self) -> set[Entity]:
         """Entities whose activity, holds, status or bytes changed since the last call (for the

@@ -11,7 +11,17 @@ Every tick (:data:`TICK_S`) the engine re-evaluates only what may have changed:
 
 No tick scans all entities, so transitions fire within a tick of their due time at 100,000
 sessions (``benchmarks/transitions.py``). A stale heap entry (the entity was active again in
-the meantime) costs one evaluation and reschedules.
+the meantime) costs one evaluation and reschedules. A tick does at most ``budget`` evaluations;
+the rest waits for the next call (:attr:`TransitionEngine.behind`), so the caller can yield to
+the event loop between slices.
+
+Each evaluation also keeps the indexes the fleet-wide questions read instead of walking every
+entity (issue 15): sessions per state and per host and state (``/metrics``), the sessions of
+each host (filtered watches), the deadlines in order and what is held up (``/v1/decisions``).
+They say what the last evaluation said; an entity the tick skips as "plainly active" has a
+deadline no earlier than its indexed one (activity only moves deadlines later; one with holds
+or policy attributes is never skipped), so the indexed deadlines find every entity due within a
+window, and each candidate is evaluated afresh before it is answered.
 """
 
 from __future__ import annotations
@@ -19,17 +29,32 @@ from __future__ import annotations
 import enum
 import heapq
 import itertools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
+from sortedcontainers import SortedList
+
 from lastactive.collector._activity import sources_of
+from lastactive.collector._record import INT64_MAX
 from lastactive.collector._state import ActivityState, Entity, EntityView, Kind, view
-from lastactive.collector.policy import Evaluation, IdleState, Policy, Rules, evaluate
+from lastactive.collector.policy import (
+    Decisions,
+    Evaluation,
+    IdleState,
+    Policy,
+    Rules,
+    decide,
+    evaluate,
+)
 from lastactive.conventions import ActivityClass, AgentStatus, Source
 
 TICK_S: Final = 0.25
 """Seconds between ticks: transitions fire at most this late (plus the tick's own work)."""
+TICK_BUDGET: Final = 1000
+"""Evaluations per slice of a tick (~15 us each: a slice keeps the event loop ~15 ms)."""
+SNAPSHOT_PAGE: Final = 1000
+"""Entities per page of a watch snapshot (each page is evaluated as it is sent)."""
 
 
 class TransitionField(enum.StrEnum):
@@ -60,6 +85,17 @@ class Condition(NamedTuple):
 
 
 _PLAINLY_ACTIVE: Final = Condition(IdleState.ACTIVE, False, False, False)
+_CONDITIONS: Final = {
+    c: c
+    for c in (
+        Condition(state, runaway, stuck, hibernate)
+        for state in IdleState
+        for runaway in (False, True)
+        for stuck in (False, True)
+        for hibernate in (False, True)
+    )
+}
+"""Every condition once: entities share these instead of holding a tuple each."""
 _NOT_ENDED: Final = (None, str(AgentStatus.ACTIVE))
 
 
@@ -88,6 +124,17 @@ class Snapshot:
     evaluation: Evaluation
 
 
+class _Known(NamedTuple):
+    """What the engine keeps of an entity between evaluations."""
+
+    condition: Condition
+    rules: Rules
+    host: str | None
+    """The host it was counted under (``/metrics``, the host index)."""
+    deadline: tuple[int, int, Entity] | None
+    """Its entry in the deadline index: (hibernate_at ns, id, entity)."""
+
+
 def _shown(value: object) -> str:
     """A condition field's value as the APIs show it."""
     if value is None:
@@ -108,7 +155,7 @@ class TransitionEngine:
         self._state = state
         self._policy = policy
         self._clock = clock
-        self._known: dict[Entity, tuple[Condition, Rules]] = {}
+        self._known: dict[Entity, _Known] = {}
         self._heap: list[tuple[int, int, Entity]] = []
         self._scheduled: dict[Entity, int] = {}  # earliest pending check per entity
         counted = set(policy.defaults.count)
@@ -124,6 +171,18 @@ class TransitionEngine:
         self._runaway_since: dict[Entity, int] = {}  # runaway now, since (ns)
         self._runaway_ns: dict[Entity, int] = {}  # finished runaway spells, per session
         self._runaway_closed_ns = 0  # finished spells over the fleet, forgotten ones included
+        self._pending: list[Entity] = []  # touched, not yet evaluated (a tick ran out)
+        self._deadlines: SortedList = SortedList()  # (hibernate_at, id, entity)
+        self._held: dict[Entity, None] = {}  # held up by a hold that counts, not due
+        self._hosts: dict[str, dict[Entity, None]] = {}  # host id -> its sessions
+        self.sessions_by_state: dict[IdleState, int] = dict.fromkeys(IdleState, 0)
+        """Sessions per state as last evaluated (read by metrics)."""
+        self.sessions_flagged: dict[str, int] = {"runaway": 0, "stuck": 0, "hibernate_due": 0}
+        """Sessions runaway, stuck, due to hibernate (read by metrics)."""
+        self.host_sessions: dict[tuple[str, IdleState], int] = {}
+        """(host id or "", state) -> sessions (read by metrics)."""
+        self.flagged: dict[Entity, None] = {}
+        """Sessions runaway or stuck as last evaluated (metrics' per-session series)."""
 
     def prime(self) -> None:
         """Learn every entity's current state without emitting transitions (at start)."""
@@ -135,29 +194,44 @@ class TransitionEngine:
     def _entities(self) -> list[Entity]:
         return [e for (k, _), e in self._state.entities.items() if k is not Kind.AGENT]
 
-    def tick(self) -> list[Transition]:
-        """Re-evaluate what may have changed; return the transitions, oldest first."""
+    @property
+    def behind(self) -> bool:
+        """A tick ran out of budget: evaluations wait for the next call."""
+        return bool(self._pending) or bool(self._heap and self._heap[0][0] <= self._clock())
+
+    def tick(self, budget: int | None = None) -> list[Transition]:
+        """Re-evaluate what may have changed, at most ``budget`` evaluations (``None``: all);
+        return the transitions, oldest first."""
         now = self._clock()
         out: list[Transition] = []
-        for e in self._state.take_touched():
+        pending = self._pending
+        pending.extend(self._state.take_touched())
+        left = len(pending) + len(self._heap) if budget is None else budget
+        known_of = self._known.get
+        while pending and left > 0:
+            e = pending.pop()
             if e.kind is Kind.AGENT:
                 continue
-            known = self._known.get(e)
+            known = known_of(e)
             if (
                 known is not None
-                and known[0] == _PLAINLY_ACTIVE
+                and known.condition is _PLAINLY_ACTIVE
+                and not e.holds
+                and e.attributes is None
                 and Source.EXIT not in e.sources
                 and e.status in _NOT_ENDED
-                and e.rate_out.per_second(now) < known[1].runaway_bytes_per_second
+                and e.rate_out.per_second(now) < known.rules.runaway_bytes_per_second
             ):
                 continue  # still plainly active; its scheduled check will see it go idle
+            left -= 1
             self._check(e, now, out)
         heap = self._heap
-        while heap and heap[0][0] <= now:
+        while heap and heap[0][0] <= now and left > 0:
             due, _, e = heapq.heappop(heap)
             if self._scheduled.get(e) == due:
                 del self._scheduled[e]
             if self._state.entities.get((e.kind, e.id)) is e:
+                left -= 1
                 self._check(e, now, out)
         counts = self.transitions
         for t in out:
@@ -165,13 +239,38 @@ class TransitionEngine:
             counts[key] = counts.get(key, 0) + 1
         return out
 
+    def decision_candidates(self, now: int, within_ns: int) -> list[EntityView]:
+        """Views at ``now`` of every entity that may be due to hibernate within ``within_ns``
+        (ns) or is held up: what :func:`~lastactive.collector.policy.decide` needs, found in
+        the indexes, plus what changed since the last tick (costs what it returns and what
+        changed, not the fleet)."""
+        window = self._deadlines.irange(maximum=(now + within_ns, INT64_MAX))
+        chosen: dict[Entity, None] = {e: None for _, _, e in window}
+        chosen.update(self._held)
+        # Not evaluated since they changed (the next tick would): a new session, a new hold.
+        chosen.update((e, None) for e in self._pending if e.kind is not Kind.AGENT)
+        chosen.update((e, None) for e in self._state.touched() if e.kind is not Kind.AGENT)
+        entities = self._state.entities
+        return [view(e, now) for e in chosen if entities.get((e.kind, e.id)) is e]
+
+    def decisions(self, now: int, within_ns: int) -> Decisions:
+        """:func:`~lastactive.collector.policy.decide` at ``now`` over the
+        :meth:`decision_candidates`: the same answer as over every entity."""
+        return decide(self.decision_candidates(now, within_ns), self._policy, now, within_ns)
+
+    def on_host(self, host_id: str) -> list[Entity]:
+        """The sessions last seen on ``host_id`` (as of their last evaluation)."""
+        return list(self._hosts.get(host_id, ()))
+
     def forget(self, gone: Iterable[Entity]) -> None:
         """Drop what the engine keeps of entities the retention purge removed: their condition
         and their pending check (a timer entry of a purged entity is skipped when it comes
         due)."""
         now = self._clock()
         for e in gone:
-            self._known.pop(e, None)
+            known = self._known.pop(e, None)
+            if known is not None:
+                self._index(e, known, None)
             self._scheduled.pop(e, None)
             self._runaway_spell(e, False, now)  # its spell ends in the fleet's total
             self._runaway_ns.pop(e, None)
@@ -189,18 +288,37 @@ class TransitionEngine:
     def condition_of(self, e: Entity) -> Condition | None:
         """The entity's condition as of the last evaluation, or None if never evaluated."""
         known = self._known.get(e)
-        return None if known is None else known[0]
+        return None if known is None else known.condition
 
     def snapshot(self, host_id: str | None = None, session_id: str | None = None) -> list[Snapshot]:
-        """Current states of the sessions and hosts that match the filter."""
-        now = self._clock()
-        out = []
-        for e in self._entities():
-            if not matches(e.kind, e.id, e.host_id, host_id, session_id):
-                continue
-            v = view(e, now)
-            out.append(Snapshot(v, evaluate(v, self._policy.rules_for(v), now)))
-        return out
+        """Current states of the sessions and hosts that match the filter (all pages)."""
+        return [s for page in self.snapshot_pages(host_id, session_id) for s in page]
+
+    def snapshot_pages(
+        self, host_id: str | None = None, session_id: str | None = None, size: int = SNAPSHOT_PAGE
+    ) -> Iterator[list[Snapshot]]:
+        """:meth:`snapshot` in pages of ``size``, each evaluated when it is asked for (so a
+        fleet-wide snapshot does not hold the event loop); at least one page, maybe empty.
+        Which entities match is decided at the call: the one session, the host and its
+        sessions (the host index), or every session and host."""
+        entities = self._state.entities
+        chosen: list[Entity]
+        if session_id is not None:
+            one = entities.get((Kind.SESSION, session_id))
+            chosen = [] if one is None or host_id not in (None, one.host_id) else [one]
+        elif host_id is not None:
+            host = entities.get((Kind.HOST, host_id))
+            chosen = ([] if host is None else [host]) + self.on_host(host_id)
+        else:
+            chosen = self._entities()
+        for i in range(0, max(len(chosen), 1), size):
+            now = self._clock()
+            page = []
+            for e in chosen[i : i + size]:
+                if entities.get((e.kind, e.id)) is e:
+                    v = view(e, now)
+                    page.append(Snapshot(v, evaluate(v, self._policy.rules_for(v), now)))
+            yield page
 
     def _runaway_spell(self, e: Entity, runaway: bool, now: int) -> None:
         if runaway:
@@ -216,13 +334,25 @@ class TransitionEngine:
         v = view(e, now)
         rules = self._policy.rules_for(v)
         ev = evaluate(v, rules, now)
-        current = Condition.of(ev)
+        current = _CONDITIONS[Condition.of(ev)]
         known = self._known.get(e)
-        self._known[e] = (current, rules)
-        if current.runaway != (known is not None and known[0].runaway):
+        deadline = None
+        if ev.hibernate_at is not None:
+            old = None if known is None else known.deadline
+            deadline = old if old is not None and old[0] == ev.hibernate_at else (
+                ev.hibernate_at, id(e), e
+            )  # fmt: skip
+        fresh = _Known(current, rules, e.host_id, deadline)
+        self._known[e] = fresh
+        self._index(e, known, fresh)
+        if ev.held_by and not ev.hibernate:
+            self._held[e] = None
+        else:
+            self._held.pop(e, None)
+        if current.runaway != (known is not None and known.condition.runaway):
             self._runaway_spell(e, current.runaway, now)
         if out is not None:
-            previous = known[0] if known is not None else (None, False, False, False)
+            previous = known.condition if known is not None else (None, False, False, False)
             for name, before, after in zip(TransitionField, previous, current, strict=True):
                 if before != after:
                     out.append(
@@ -244,6 +374,50 @@ class TransitionEngine:
             # A later change is found when the pending (earlier) check runs and reschedules.
             self._scheduled[e] = due
             heapq.heappush(self._heap, (due, next(self._seq), e))
+
+    def _index(self, e: Entity, before: _Known | None, after: _Known | None) -> None:
+        """Move ``e`` in the indexes from what was known (``before``) to ``after`` (``None``:
+        forgotten)."""
+        old = None if before is None else before.deadline
+        new = None if after is None else after.deadline
+        if old is not new:
+            if old is not None:
+                self._deadlines.remove(old)
+            if new is not None:
+                self._deadlines.add(new)
+        if after is None:
+            self._held.pop(e, None)
+        if e.kind is not Kind.SESSION:
+            return
+        if before is not None:
+            self._count(before, -1)
+            on = self._hosts.get(before.host) if before.host is not None else None
+            if on is not None and (after is None or before.host != after.host):
+                on.pop(e, None)
+                if not on:
+                    del self._hosts[before.host]  # type: ignore[arg-type]
+        if after is not None and (after.condition.runaway or after.condition.stuck):
+            self.flagged[e] = None
+        else:
+            self.flagged.pop(e, None)
+        if after is not None:
+            self._count(after, 1)
+            if after.host is not None and (before is None or before.host != after.host):
+                self._hosts.setdefault(after.host, {})[e] = None
+
+    def _count(self, k: _Known, n: int) -> None:
+        c = k.condition
+        self.sessions_by_state[c.state] += n
+        key = (k.host or "", c.state)
+        left = self.host_sessions.get(key, 0) + n
+        if left:
+            self.host_sessions[key] = left
+        else:
+            self.host_sessions.pop(key, None)
+        flagged = self.sessions_flagged
+        flagged["runaway"] += n * c.runaway
+        flagged["stuck"] += n * c.stuck
+        flagged["hibernate_due"] += n * c.hibernate
 
 
 def reason_of(ev: Evaluation, field: TransitionField) -> str:

@@ -1,26 +1,37 @@
 """Push: subscribers get a snapshot, then every transition that matches their filter.
 
-Each subscriber has a bounded queue (:data:`QUEUE_MAX`). A subscriber that does not keep up
-(or never reads) cannot grow the server's memory: when its queue is full, what it has not read
-is dropped and a resync marker takes its place, and the stream then sends ``resync`` and a
-fresh snapshot, so it is never silently wrong. Until it reads the marker, a transition costs it
-O(1) (the snapshot will carry it). The hub takes at most ``max_subscribers``
-(:class:`WatchLimitError` beyond), and :meth:`WatchHub.close` ends every stream at shutdown.
-Both the gRPC ``Watch`` and the SSE ``/v1/watch`` stream :func:`watch_events`.
+The snapshot comes in pages (:data:`~lastactive.collector._transitions.SNAPSHOT_PAGE`
+entities, ``more`` on all but the last), each evaluated as it is sent, so a fleet-wide watcher
+does not hold the event loop (issue 15).
+
+Each subscriber keeps what it has not read yet **coalesced per entity and field**: a second
+change of the same field before the first was read becomes one transition (from the first's
+``previous`` to the latest ``current``; none at all if it came back). So a subscriber that
+reads slower than transitions happen falls behind by at most the entities that changed, not by
+every transition, and catches up without a resync (issue 15: a 1024-transition queue
+overflowed at 400 transitions/s over 100k sessions and every resync re-evaluated the fleet).
+Only when more than :data:`QUEUE_MAX` entity fields wait (or it never reads) is what it has not
+read dropped for a resync marker, and the stream then sends ``resync`` and a fresh snapshot, so
+it is never silently wrong; until it reads the marker, a transition costs it O(1). The hub
+takes at most ``max_subscribers`` (:class:`WatchLimitError` beyond), and
+:meth:`WatchHub.close` ends every stream at shutdown. Both the gRPC ``Watch`` and the SSE
+``/v1/watch`` stream :func:`watch_events`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import dataclasses
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Final
 
 from lastactive.collector._transitions import Snapshot, Transition, TransitionEngine, matches
 
-QUEUE_MAX: Final = 1024
-"""Transitions a subscriber may have unread before it is told to resync."""
+QUEUE_MAX: Final = 16384
+"""Entity fields with an unread transition a subscriber may have before it is told to resync
+(~200 bytes each)."""
 
 KEEPALIVE_S: Final = 15.0
 """Seconds of silence after which the stream sends a keepalive (proxies drop idle streams)."""
@@ -28,9 +39,11 @@ KEEPALIVE_S: Final = 15.0
 
 @dataclass(frozen=True, slots=True)
 class SnapshotEvent:
-    """The current condition of every entity the watcher's filter matches."""
+    """One page of the current condition of every entity the watcher's filter matches;
+    ``more``: further pages follow (the snapshot is whole at the first page without it)."""
 
     states: list[Snapshot]
+    more: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,32 +71,57 @@ class WatchLimitError(Exception):
 
 
 class Subscriber:
-    """One watcher: its filter and its bounded queue."""
+    """One watcher: its filter and what it has not read, coalesced per entity and field."""
 
-    __slots__ = ("behind", "host_id", "overflows", "queue", "session_id")
+    __slots__ = ("_wake", "behind", "host_id", "maxsize", "overflows", "pending", "session_id")
 
     def __init__(self, host_id: str | None, session_id: str | None, maxsize: int) -> None:
         self.host_id = host_id
         self.session_id = session_id
-        self.queue: asyncio.Queue[Transition | ResyncEvent | object] = asyncio.Queue(maxsize)
+        self.maxsize = maxsize
+        self.pending: OrderedDict[object, Transition | ResyncEvent | object] = OrderedDict()
+        """(kind, id, field) -> the unread transition, oldest first; or one marker."""
+        self._wake = asyncio.Event()
         self.overflows = 0
         self.behind = False
-        """A resync marker (or the end) waits in the queue: nothing else goes in."""
+        """A resync marker (or the end) waits: nothing else goes in."""
 
     def offer(self, t: Transition) -> None:
         if self.behind or not matches(t.kind, t.id, t.host_id, self.host_id, self.session_id):
             return
-        try:
-            self.queue.put_nowait(t)
-        except asyncio.QueueFull:
-            self._replace(RESYNC)
-            self.overflows += 1
+        key = (t.kind, t.id, t.field)
+        pending = self.pending
+        first = pending.get(key)
+        if first is None:
+            if len(pending) >= self.maxsize:
+                self._replace(RESYNC)
+                self.overflows += 1
+                return
+            pending[key] = t
+        else:
+            assert isinstance(first, Transition)
+            if first.previous == t.current:
+                del pending[key]  # it came back before the subscriber saw it leave
+            else:
+                pending[key] = dataclasses.replace(t, previous=first.previous)
+        self._wake.set()
 
     def _replace(self, marker: object) -> None:
-        while not self.queue.empty():
-            self.queue.get_nowait()
-        self.queue.put_nowait(marker)
+        self.pending.clear()
+        self.pending[marker] = marker
         self.behind = True
+        self._wake.set()
+
+    async def read(self, timeout: float) -> object:
+        """The oldest unread item (a transition or a marker); ``None`` after ``timeout``
+        seconds of nothing."""
+        while not self.pending:
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except TimeoutError:
+                return None
+        return self.pending.popitem(last=False)[1]
 
 
 class WatchHub:
@@ -131,8 +169,8 @@ class WatchHub:
 
     @property
     def queued(self) -> int:
-        """Transitions waiting in all queues (bounded by subscribers x QUEUE_MAX)."""
-        return sum(s.queue.qsize() for s in self._subscribers)
+        """Transitions waiting for all subscribers (bounded by subscribers x QUEUE_MAX)."""
+        return sum(len(s.pending) for s in self._subscribers)
 
     @property
     def overflows(self) -> int:
@@ -154,11 +192,10 @@ async def watch_events(
     """
     sub = hub.subscribe(host_id, session_id)  # before the snapshot: nothing falls between
     try:
-        yield SnapshotEvent(engine.snapshot(host_id, session_id))
+        async for page in _snapshot(engine, host_id, session_id):
+            yield page
         while True:
-            item: object = None
-            with contextlib.suppress(TimeoutError):
-                item = await asyncio.wait_for(sub.queue.get(), keepalive)
+            item = await sub.read(keepalive)
             if item is None:
                 yield _KEEPALIVE
             elif item is _CLOSED:
@@ -166,12 +203,26 @@ async def watch_events(
             elif item is RESYNC:
                 yield RESYNC
                 sub.behind = False  # transitions from here on follow the snapshot
-                yield SnapshotEvent(engine.snapshot(host_id, session_id))
+                async for page in _snapshot(engine, host_id, session_id):
+                    yield page
             else:
                 assert isinstance(item, Transition)
                 yield item
     finally:
         hub.unsubscribe(sub)
+
+
+async def _snapshot(
+    engine: TransitionEngine, host_id: str | None, session_id: str | None
+) -> AsyncIterator[SnapshotEvent]:
+    """The snapshot's pages, ``more`` on all but the last; the loop runs between pages."""
+    pages = engine.snapshot_pages(host_id, session_id)
+    page = next(pages)
+    for following in pages:
+        yield SnapshotEvent(page, more=True)
+        await asyncio.sleep(0)
+        page = following
+    yield SnapshotEvent(page)
 
 
 async def open_watch(

@@ -465,7 +465,8 @@ class Decisions(NamedTuple):
 
 def decide(views: Iterable[EntityView], policy: Policy, now: int, within_ns: int) -> Decisions:
     """Split ``views`` into those to hibernate now, those due within ``within_ns`` (ns) and
-    those held up. Ended sessions (completed, error) are never listed."""
+    those held up. Ended sessions (completed, error) are never listed. Each list's order does
+    not depend on the order of ``views`` (ties by kind, then id)."""
     out = Decisions([], [], [])
     for v in views:
         if v.status != AgentStatus.ACTIVE:
@@ -479,7 +480,10 @@ def decide(views: Iterable[EntityView], policy: Policy, now: int, within_ns: int
             out.hibernate.append(Decision(v, e))
         elif e.hibernate_at - now <= within_ns:
             out.due_soon.append(Decision(v, e))
-    out.hibernate.sort(key=lambda d: d.evaluation.hibernate_at or 0)
-    out.due_soon.sort(key=lambda d: d.evaluation.hibernate_at or 0)
-    out.held.sort(key=lambda d: min(h.since for h in d.evaluation.held_by))
+    # Ties broken by kind and id: the same answer whatever order the views came in.
+    out.hibernate.sort(key=lambda d: (d.evaluation.hibernate_at or 0, d.view.kind, d.view.id))
+    out.due_soon.sort(key=lambda d: (d.evaluation.hibernate_at or 0, d.view.kind, d.view.id))
+    out.held.sort(
+        key=lambda d: (min(h.since for h in d.evaluation.held_by), d.view.kind, d.view.id)
+    )
     return out

@@ -23,7 +23,7 @@ from lastactive.collector._watch import (
     WatchLimitError,
     open_watch,
 )
-from lastactive.collector.policy import MAX_DURATION_S, Decision, decide
+from lastactive.collector.policy import MAX_DURATION_S, Decision
 
 
 class DecisionOut(EvaluationOut):
@@ -99,7 +99,7 @@ def _sse(event: str, data: Any) -> bytes:
 def decisions_router(core: Core) -> APIRouter:
     """``GET /v1/decisions`` (now and soon) and ``GET /v1/watch`` (Server-Sent Events)."""
     router = APIRouter(tags=["idle policy"])
-    clock, policy = core.clock, core.policy
+    clock = core.clock
 
     @router.get(
         "/v1/watch",
@@ -113,9 +113,10 @@ def decisions_router(core: Core) -> APIRouter:
         host: Annotated[str | None, Query(description="only this host.id")] = None,
         session: Annotated[str | None, Query(description="only this session.id")] = None,
     ) -> StreamingResponse:
-        """Server-Sent Events: ``snapshot`` (current states), then ``transition`` events as
-        they happen; ``resync`` (followed by a fresh snapshot) when this subscriber fell
-        behind; a comment line as keepalive."""
+        """Server-Sent Events: ``snapshot`` (current states, in pages: ``"more": true`` on all
+        but the last), then ``transition`` events as they happen (coalesced per entity while
+        this subscriber is behind); ``resync`` (followed by a fresh snapshot) when it fell
+        far behind; a comment line as keepalive."""
 
         try:
             events = await open_watch(core.hub, core.engine, host, session)
@@ -125,8 +126,9 @@ def decisions_router(core: Core) -> APIRouter:
         async def stream() -> AsyncIterator[bytes]:
             async for event in events:
                 match event:
-                    case SnapshotEvent(states):
-                        yield _sse("snapshot", {"states": [state_json(s) for s in states]})
+                    case SnapshotEvent(states, more):
+                        states_json = [state_json(s) for s in states]
+                        yield _sse("snapshot", {"states": states_json, "more": more})
                     case Transition():
                         yield _sse("transition", transition_json(event))
                     case ResyncEvent():
@@ -147,7 +149,7 @@ def decisions_router(core: Core) -> APIRouter:
         """Sessions and hosts to hibernate now, those due soon, each with its deadline and
         the reason in words, and those held up, with their holds."""
         now = clock()
-        out = decide(core.state.views(now), policy, now, int(within * NANOS))
+        out = core.engine.decisions(now, int(within * NANOS))
         return DecisionList(
             hibernate=[DecisionOut.of(d) for d in out.hibernate],
             due_soon=[DecisionOut.of(d) for d in out.due_soon],

@@ -67,10 +67,12 @@ class Transition(_message.Message):
     def __init__(self, at_unix_nano: _Optional[int] = ..., kind: _Optional[str] = ..., id: _Optional[str] = ..., host_id: _Optional[str] = ..., field: _Optional[str] = ..., previous: _Optional[str] = ..., current: _Optional[str] = ..., reason: _Optional[str] = ..., hibernate_at_unix_nano: _Optional[int] = ...) -> None: ...
 
 class Snapshot(_message.Message):
-    __slots__ = ("states",)
+    __slots__ = ("states", "more")
     STATES_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
     states: _containers.RepeatedCompositeFieldContainer[EntityState]
-    def __init__(self, states: _Optional[_Iterable[_Union[EntityState, _Mapping]]] = ...) -> None: ...
+    more: bool
+    def __init__(self, states: _Optional[_Iterable[_Union[EntityState, _Mapping]]] = ..., more: _Optional[bool] = ...) -> None: ...
 
 class Resync(_message.Message):
     __slots__ = ()

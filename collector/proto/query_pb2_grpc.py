@@ -93,9 +93,9 @@ class ActivityQueryServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Watch(self, request, context):
-        """A snapshot, then idle/active, runaway, stuck and hibernation-due transitions as they
-        happen, filtered by host or session. A subscriber that falls behind gets a resync and a
-        fresh snapshot instead of silent loss.
+        """A snapshot (in pages), then idle/active, runaway, stuck and hibernation-due transitions
+        as they happen, filtered by host or session. A subscriber that falls behind gets them
+        coalesced per entity, and far behind a resync and a fresh snapshot, never silent loss.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

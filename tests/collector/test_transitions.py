@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import random
+
 from lastactive.collector._state import ActivityState, Identity
 from lastactive.collector._transitions import TransitionEngine
-from lastactive.collector.policy import Policy, Rules
+from lastactive.collector.policy import Policy, Rules, decide
 
 S = 1_000_000_000
 T0 = 1_800_000_000 * S
@@ -101,3 +103,85 @@ def test_time_spent_runaway_counts_the_spells_not_the_window() -> None:
     assert total == engine.runaway_total_ns(T0 + 3600 * S)
     engine.forget([s])  # purged: the fleet's counter keeps it, never decreasing
     assert engine.runaway_total_ns(T0 + 7200 * S) == total
+
+
+def _fleet_walk(state: ActivityState, engine: TransitionEngine) -> tuple[dict, dict]:
+    """What the indexes replace: counts by walking every session."""
+    by_state: dict[str, int] = {}
+    by_host: dict[tuple[str, str], int] = {}
+    for (kind, _), e in state.entities.items():
+        c = engine.condition_of(e)
+        if kind == "session" and c is not None:
+            by_state[c.state] = by_state.get(c.state, 0) + 1
+            key = (e.host_id or "", c.state)
+            by_host[key] = by_host.get(key, 0) + 1
+    return by_state, by_host
+
+
+def test_indexed_decisions_and_counts_match_a_walk_of_every_session() -> None:
+    """Deadlines move with activity, holds start and end, sessions exit, start again and are
+    purged, a session moves host, ticks run out of budget: at every step the engine's indexed
+    answers equal those computed over every entity."""
+    rng = random.Random(7)
+    state, engine, clock = setup(idle_after=60, hibernate_after=600, after_close=120)
+    hosts = ["h0", "h1", "h2"]
+    for step in range(300):
+        clock.now += rng.randrange(0, 90) * S
+        for _ in range(rng.randrange(1, 8)):
+            sid = f"s{rng.randrange(40)}"
+            ents = state.resolve(Identity(session_id=sid, host_id=rng.choice(hosts)), clock.now)
+            action = rng.randrange(6)
+            if action == 0:
+                state.activity(ents, "input", clock.now - rng.randrange(0, 30) * S)
+            elif action == 1:
+                state.hold(ents, "client", "c", 0, clock.now)
+            elif action == 2:
+                state.hold(ents, "client", "c", clock.now, clock.now)  # released
+            elif action == 3:
+                state.activity(ents, "exit", clock.now)
+            elif action == 4:
+                state.activity(ents, "start", clock.now)
+            else:
+                state.seen(ents, clock.now)
+        engine.tick(rng.choice([None, 1, 5]))
+        while engine.behind:
+            engine.tick(3)
+        if step % 25 == 0:
+            engine.forget(state.purge(clock.now, 1800 * S)[0])
+        within = rng.choice([0, 60, 600, 3600]) * S
+        fast = engine.decisions(clock.now, within)
+        full = decide(state.views(clock.now), engine._policy, clock.now, within)
+        for got, want in zip(fast, full, strict=True):
+            assert [d.view.id for d in got] == [d.view.id for d in want], step
+        by_state, by_host = _fleet_walk(state, engine)
+        assert {k: v for k, v in engine.sessions_by_state.items() if v} == by_state
+        assert engine.host_sessions == by_host
+        for host in hosts:
+            on = {e.id for e in engine.on_host(host)}
+            assert on == {e.id for (k, _), e in state.entities.items()
+                          if k == "session" and e.host_id == host}  # fmt: skip
+
+
+def test_a_tick_with_a_budget_leaves_the_rest_for_the_next_call() -> None:
+    state, engine, clock = setup(idle_after=60)
+    for i in range(10):
+        state.activity(state.resolve(Identity(session_id=f"s{i}"), T0), "input", T0)
+    assert len(engine.tick(4)) == 4 and engine.behind
+    assert len(engine.tick(4)) == 4 and engine.behind
+    assert len(engine.tick(4)) == 2 and not engine.behind
+    clock.now = T0 + 60 * S  # all ten go idle: due from the timer heap, in slices too
+    assert len(engine.tick(6)) == 6 and engine.behind
+    assert len(engine.tick(6)) == 4 and not engine.behind
+
+
+def test_snapshot_pages_cover_the_filter_once() -> None:
+    state, engine, _ = setup()
+    for i in range(25):
+        state.resolve(Identity(session_id=f"s{i}", host_id=f"h{i % 2}"), T0)
+    engine.tick()
+    pages = list(engine.snapshot_pages(size=10))
+    assert [len(p) for p in pages] == [10, 10, 7]  # 25 sessions and 2 hosts
+    assert len({s.view.id for p in pages for s in p}) == 27
+    on_h1 = [s.view.id for p in engine.snapshot_pages("h1", size=4) for s in p]
+    assert sorted(on_h1) == sorted(["h1", *(f"s{i}" for i in range(1, 25, 2))])
+    assert [len(p) for p in engine.snapshot_pages(session_id="nope")] == [0]

@@ -66,7 +66,7 @@ def test_watch_sse_and_cull(tmp_path: Path, lastactive_env: dict[str, str]) -> N
                          daemon=True).start()  # fmt: skip
         wait_for(lambda: grpc_events and sse_events, what="both snapshots")
         assert grpc_events[0][1].WhichOneof("event") == "snapshot"
-        assert sse_events[0][1] == "snapshot" and sse_events[0][2] == {"states": []}
+        assert sse_events[0][1] == "snapshot" and sse_events[0][2] == {"states": [], "more": False}
 
         run = subprocess.Popen(
             [sys.executable, "-m", "lastactive", "run", "--session-id", "w1",
