@@ -2,8 +2,8 @@
 
     python benchmarks/scale.py [--sessions 10000 100000 1000000] [--repeat 3]
 
-Builds a fleet in-process (sessions over up to 1000 hosts; last activity spread over two hours;
-a tenth producing output; a twentieth ended), primes the transition engine, then times, median
+Builds a fleet in-process (:func:`build`: sessions over up to 1000 hosts, most in use or
+hibernated, some coming due, some ended), primes the transition engine, then times, median
 of ``--repeat``, each path a request or a periodic task runs on the loop: the retention purge,
 ``/v1/decisions``, a "most recent first" page of 10 (all hosts, one host), a watch snapshot, a
 tick after a fifth of the sessions were touched, the flush snapshot with every session changed,
@@ -28,13 +28,14 @@ from prometheus_client import generate_latest
 
 from lastactive.collector._core import Core
 from lastactive.collector._flusher import Flusher
+from lastactive.collector._freeze import freeze_survivors
 from lastactive.collector._ingest import Ingest
 from lastactive.collector._metrics import registry_for
 from lastactive.collector._paging import sessions_page
 from lastactive.collector._state import NANOS, ActivityState, Identity, Kind
-from lastactive.collector._transitions import TransitionEngine
+from lastactive.collector._transitions import TICK_BUDGET, TransitionEngine
 from lastactive.collector._watch import WatchHub
-from lastactive.collector.policy import Policy, decide
+from lastactive.collector.policy import Policy
 from lastactive.collector.store import SqliteStore
 
 HOSTS = 1000
@@ -42,18 +43,27 @@ RETENTION_NS = 86400 * NANOS
 
 
 def build(n: int, now: int) -> Core:
+    """A fleet as an operator runs it: most sessions in use (activity in the last minute) or
+    hibernated, 1 % coming due (activity 25-35 min ago against hibernate_after 30 min), 5 %
+    ended within two hours, a tenth producing output."""
     state = ActivityState(started_at=now)
     for i in range(n):
         ents = state.resolve(
             Identity(session_id=f"session-{i:08d}", host_id=f"host-{i % HOSTS:04d}"), now
         )
-        t = now - (i * 7 % 7200) * NANOS
+        if i % 100 == 0:
+            t = now - (1500 + i * 7 % 600) * NANOS
+        elif i % 3 == 0:
+            t = now - (7200 + i * 7 % 7200) * NANOS
+            state.activity(ents, "hibernate", t + 1800 * NANOS)
+        else:
+            t = now - (i * 7 % 60) * NANOS
         state.activity(ents, "input", t)
-        state.activity(ents, "process", t)
+        state.activity(ents, "process", now - (i * 7 % 10) * NANOS)
         if i % 10 == 0:
             state.io(ents, False, 1000 + i, now - NANOS)
         if i % 20 == 1:
-            state.activity(ents, "exit", t)
+            state.activity(ents, "exit", now - (i * 7 % 7200) * NANOS)
     engine = TransitionEngine(state, Policy(), lambda: now)
     engine.prime()
     return Core(Ingest(state, lambda: now), Policy(), engine, WatchHub(), lambda: now)
@@ -69,19 +79,25 @@ def timed(fn: Callable[[], object], repeat: int) -> float:
     return statistics.median(times)
 
 
-def touch_fifth(core: Core, now: int) -> Callable[[], object]:
-    """A tick after a fifth of the sessions got new output (each run a little later)."""
-    state = core.state
+def touch_fifth(core: Core, now: int) -> Callable[[], tuple[float, float]]:
+    """A tick after a fifth of the sessions got new input (each run a little later): its
+    whole work and its longest slice (the loop runs between slices of TICK_BUDGET)."""
+    state, engine = core.state, core.engine
     sessions = [e for (k, _), e in state.entities.items() if k is Kind.SESSION]
     runs = iter(range(1, 1 << 30))
 
-    def run() -> object:
+    def run() -> tuple[float, float]:
         t = now - NANOS + next(runs)
         for e in sessions[::5]:
-            state.activity([e], "output", t)
-        began = time.perf_counter()
-        core.engine.tick()
-        return time.perf_counter() - began
+            state.activity([e], "input", t)
+        total = longest = 0.0
+        while True:
+            began = time.perf_counter()
+            engine.tick(TICK_BUDGET)
+            took = time.perf_counter() - began
+            total, longest = total + took, max(longest, took)
+            if not engine.behind:
+                return total, longest
 
     return run
 
@@ -131,18 +147,18 @@ def figures_at(n: int, repeat: int) -> dict[str, float]:
             r,
         ),
         "retention purge": timed(lambda: state.purge(now, RETENTION_NS), r),
-        "/v1/decisions": timed(lambda: decide(state.views(now), core.policy, now, 600 * NANOS), r),
+        "/v1/decisions": timed(lambda: engine.decisions(now, 600 * NANOS), r),
         "sessions?limit=10": timed(lambda: sessions_page(state, now, None, 10, False, ""), r),
         "sessions?host=h&limit=10": timed(
             lambda: sessions_page(state, now, "host-0007", 10, False, ""), r
         ),
-        "watch snapshot": timed(engine.snapshot, r),
+        "watch snapshot, one page": timed(lambda: next(engine.snapshot_pages()), r),
+        "watch snapshot, one host": timed(lambda: engine.snapshot("host-0007"), r),
     }
     touch = touch_fifth(core, now)
-    figures["tick, a fifth touched"] = statistics.median(
-        float(touch())
-        for _ in range(r)  # type: ignore[arg-type]
-    )
+    ticks = [touch() for _ in range(r)]
+    figures["tick, a fifth touched: all"] = statistics.median(t for t, _ in ticks)
+    figures["tick, a fifth touched: slice"] = statistics.median(s for _, s in ticks)
 
     def flush_all() -> object:
         for e in state.entities.values():
@@ -152,6 +168,9 @@ def figures_at(n: int, repeat: int) -> dict[str, float]:
     figures["flush snapshot, all changed"] = timed(flush_all, r)
     figures["/metrics scrape"] = timed(lambda: generate_latest(registry), r)
     figures["full GC pause"] = timed(gc.collect, r)
+    freeze_survivors()
+    figures["full GC pause, survivors frozen"] = timed(gc.collect, r)
+    gc.unfreeze()
     saved, figures["start-up: load + prime"] = startup(core, now)
     figures["RSS per session (bytes)"] = rss / 1000  # printed x1000 below
     print(f"... {n} sessions done (save to SQLite {saved:.1f} s)", flush=True)

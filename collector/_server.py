@@ -25,6 +25,7 @@ from lastactive.collector._auth import AuthFileError, Credentials
 from lastactive.collector._clocks import ReporterClocks
 from lastactive.collector._core import Core
 from lastactive.collector._flusher import Flusher
+from lastactive.collector._freeze import FREEZE_EVERY_S, freeze_survivors
 from lastactive.collector._grpc_edge import start_grpc
 from lastactive.collector._http import create_app
 from lastactive.collector._ingest import Ingest
@@ -106,6 +107,13 @@ async def _tick(core: Core, stop: asyncio.Event) -> None:
                 await asyncio.sleep(0)
         except Exception:  # a bug here must not stop ingest or queries
             _log.exception("transition tick failed")
+
+
+async def _freezing(stop: asyncio.Event) -> None:
+    """Every FREEZE_EVERY_S: move what survived out of the cyclic GC's sight."""
+    while not stop.is_set():
+        await asyncio.sleep(FREEZE_EVERY_S)
+        freeze_survivors()
 
 
 class ExposedError(RuntimeError):
@@ -208,6 +216,7 @@ async def _serve(
     ingest = Ingest(state, clock)
     engine = TransitionEngine(state, policy, clock)
     engine.prime()
+    freeze_survivors()  # the loaded state: never walked by the cyclic GC again
     flusher = Flusher(
         state,
         store,
@@ -276,6 +285,7 @@ async def _serve(
     http_task = asyncio.create_task(http.serve(sockets=[sock]), name="lastactive-http")
     flusher.start()
     ticker = asyncio.create_task(_tick(core, stop), name="lastactive-transitions")
+    freezer = asyncio.create_task(_freezing(stop), name="lastactive-gc-freeze")
     try:
         while not http.started:
             if http_task.done():
@@ -288,9 +298,10 @@ async def _serve(
     finally:
         core.hub.close()  # ends every watch stream, so both servers stop at once
         http.should_exit = True
-        ticker.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await ticker
+        for task in (ticker, freezer):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await asyncio.gather(stop_grpc(), _quietly(http_task))
         await flusher.stop()
         store.close()

@@ -310,12 +310,12 @@ class TransitionEngine:
             host = entities.get((Kind.HOST, host_id))
             chosen = ([] if host is None else [host]) + self.on_host(host_id)
         else:
-            chosen = self._entities()
+            chosen = list(entities.values())  # a copy in C; agents are skipped page by page
         for i in range(0, max(len(chosen), 1), size):
             now = self._clock()
             page = []
             for e in chosen[i : i + size]:
-                if entities.get((e.kind, e.id)) is e:
+                if e.kind is not Kind.AGENT and entities.get((e.kind, e.id)) is e:
                     v = view(e, now)
                     page.append(Snapshot(v, evaluate(v, self._policy.rules_for(v), now)))
             yield page
