@@ -825,8 +825,14 @@ class ActivityState:
 
     def take_dirty(self) -> list[EntityRecord]:
         """Snapshots of the entities changed since the last call, which are now clean."""
+        return [e.record() for e in self.take_changed()]
+
+    def take_changed(self) -> set[Entity]:
+        """The entities changed since the last call (or :meth:`take_dirty`), now clean: the
+        caller snapshots them (``Entity.record``), a slice at a time if it likes; one changed
+        again meanwhile is simply changed again."""
         dirty, self._dirty = self._dirty, set()
-        return [e.record() for e in dirty]
+        return dirty
 
     def take_dirty_streams(self) -> list[StreamRecord]:
         """The counter baselines changed since the last call (and those whose write failed)."""

@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from lastactive.collector._flusher import Flusher, StoreUnavailableError
+from lastactive.collector._flusher import RECORD_SLICE, Flusher, StoreUnavailableError
 from lastactive.collector._record import EntityRecord, StreamRecord
 from lastactive.collector._state import ActivityState, Identity
 from lastactive.conventions import AgentStatus, Source
@@ -114,3 +114,29 @@ def test_counter_baselines_survive_a_restart_so_bytes_are_neither_lost_nor_count
     assert again.counter(key, T0, T0 + 3, 180, cumulative=True) == 30  # counts from 150
     (session,) = again.entities.values()
     assert session.input_bytes == 150  # as committed; the rise of 30 is the caller's to add
+
+
+def test_a_large_commit_is_snapshotted_in_slices_and_a_change_between_them_is_kept() -> None:
+    """The loop runs between slices of RECORD_SLICE records: an export applied meanwhile is
+    in this commit (if its entity was not snapshotted yet) or the next one, never lost."""
+    n = RECORD_SLICE * 2 + 7
+    state, store = ActivityState(), FlakyStore()
+    flusher = Flusher(state, store, 1.0, retention_ns=3600 * S, clock=lambda: T0)
+    ents = [state.resolve(Identity(session_id=f"s{i}"), T0) for i in range(n)]
+
+    async def scenario() -> tuple[int, int]:
+        async def meanwhile() -> None:
+            await asyncio.sleep(0)  # runs between the first and the second slice
+            for e in ents:
+                state.activity(e, Source.INPUT, T0 + S)
+
+        side = asyncio.create_task(meanwhile())
+        first = await flusher.flush()
+        await side
+        return first, await flusher.flush()
+
+    first, second = asyncio.run(scenario())
+    assert first == n and second == n  # every session again: each changed after its snapshot
+    assert {r.id: dict(r.sources).get("input") for r in store.load()} == {
+        f"s{i}": T0 + S for i in range(n)
+    }
