@@ -4,11 +4,13 @@
 
 Builds a fleet in-process (:func:`build`: sessions over up to 1000 hosts, most in use or
 hibernated, some coming due, some ended), primes the transition engine, then times, median
-of ``--repeat``, each path a request or a periodic task runs on the loop: the retention purge,
-``/v1/decisions``, a "most recent first" page of 10 (all hosts, one host), a watch snapshot, a
-tick after a fifth of the sessions were touched, the flush snapshot with every session changed,
-a ``/metrics`` scrape, a full GC pause; the RSS per session; start-up from a SQLite file of the
-fleet. The baselines, measured in the same run: a bare pass over the entity dict (the floor of
+of ``--repeat``, with the survivors frozen as ``serve`` runs, each path a request or a periodic
+task runs on the loop: the retention purge, ``/v1/decisions``, a "most recent first" page of 10
+(all hosts, one host), a watch snapshot's first page and one host's snapshot, a tick after a
+fifth of the sessions were touched (all of it, and its longest slice), the flush snapshot with
+every session changed (all, and one slice), a ``/metrics`` scrape, a full GC pause (survivors
+frozen, and nothing frozen); the RSS per session; start-up from a SQLite file of the fleet.
+The baselines, measured in the same run: a bare pass over the entity dict (the floor of
 anything that looks at the whole fleet) and ``GET`` of one session (view and evaluation).
 """
 
@@ -27,7 +29,7 @@ import psutil
 from prometheus_client import generate_latest
 
 from lastactive.collector._core import Core
-from lastactive.collector._flusher import Flusher
+from lastactive.collector._flusher import RECORD_SLICE, Flusher
 from lastactive.collector._freeze import freeze_survivors
 from lastactive.collector._ingest import Ingest
 from lastactive.collector._metrics import registry_for
@@ -135,6 +137,7 @@ def figures_at(n: int, repeat: int) -> dict[str, float]:
     core = build(n, now)
     gc.collect()
     rss = (proc.memory_info().rss - rss0) / n
+    freeze_survivors()  # as serve does once the state is loaded (and every 10 s after)
     state, engine, r = core.state, core.engine, repeat
     flusher = Flusher(state, SqliteStore(":memory:"), 1.0, retention_ns=RETENTION_NS)
     registry = registry_for(core, flusher)
@@ -166,11 +169,12 @@ def figures_at(n: int, repeat: int) -> dict[str, float]:
         return state.take_dirty()
 
     figures["flush snapshot, all changed"] = timed(flush_all, r)
+    slices = -(-len(state.entities) // RECORD_SLICE)
+    figures["flush snapshot: one slice"] = figures["flush snapshot, all changed"] / slices
     figures["/metrics scrape"] = timed(lambda: generate_latest(registry), r)
-    figures["full GC pause"] = timed(gc.collect, r)
-    freeze_survivors()
     figures["full GC pause, survivors frozen"] = timed(gc.collect, r)
     gc.unfreeze()
+    figures["full GC pause, nothing frozen"] = timed(gc.collect, r)
     saved, figures["start-up: load + prime"] = startup(core, now)
     figures["RSS per session (bytes)"] = rss / 1000  # printed x1000 below
     print(f"... {n} sessions done (save to SQLite {saved:.1f} s)", flush=True)

@@ -416,6 +416,8 @@ class ActivityState:
         self._retry_streams: list[StreamRecord] = []
         self._dirty: set[Entity] = set()
         self._touched: set[Entity] = set()
+        self._on_host: dict[str, dict[Entity, None]] = {}
+        """host id -> its sessions (filtered lists and watches cost the host, not the fleet)."""
         self.producing: dict[Entity, None] = {}
         """Sessions that sent output lately (a superset: those whose rate window emptied
         leave when :meth:`producers` is asked)."""
@@ -463,6 +465,8 @@ class ActivityState:
         # A new host or agent may select other policy rules and moves the session in the
         # transition engine's indexes: touched, so the next tick re-evaluates it.
         if kind is not Kind.HOST and ident.host_id and e.host_id != ident.host_id:
+            if kind is Kind.SESSION:
+                self._move_host(e, e.host_id, ident.host_id)
             e.host_id = ident.host_id
             self._dirty.add(e)
             self._touched.add(e)
@@ -474,6 +478,21 @@ class ActivityState:
             e.service_name = ident.service_name
             self._dirty.add(e)
         return e
+
+    def _move_host(self, e: Entity, was: str | None, host_id: str | None) -> None:
+        """Session ``e`` moves from host ``was`` to ``host_id`` in the host index (``None``:
+        on none, or forgotten)."""
+        old = None if was is None else self._on_host.get(was)
+        if old is not None and was is not None:
+            old.pop(e, None)
+            if not old:
+                del self._on_host[was]
+        if host_id is not None:
+            self._on_host.setdefault(host_id, {})[e] = None
+
+    def on_host(self, host_id: str) -> list[Entity]:
+        """The sessions on ``host_id`` (the host index)."""
+        return list(self._on_host.get(host_id, ()))
 
     def describe(self, entities: list[Entity], attributes: tuple[tuple[str, str], ...]) -> None:
         """Keep ``attributes`` (resource attributes among :attr:`attribute_keys`, as
@@ -724,6 +743,7 @@ class ActivityState:
             if ended is None or ended > horizon or entities.get((e.kind, e.id)) is not e:
                 continue  # active again, ended again later, or already gone
             del entities[(e.kind, e.id)]
+            self._move_host(e, e.host_id, None)
             self._dirty.discard(e)
             self._touched.discard(e)
             gone.append(e)
@@ -799,11 +819,12 @@ class ActivityState:
         """Session views at ``now`` (ns), optionally on one host, most recent first
         (:func:`page_key`), only those after ``after`` when given; at most ``limit`` of them
         (0: all). A limit costs a partial sort, and only the returned sessions get a view."""
-        keyed = (
-            (_page_key(e, trusted_only), e)
-            for (k, _), e in self.entities.items()
-            if k is Kind.SESSION and (host_id is None or e.host_id == host_id)
+        chosen_from = (
+            (e for (k, _), e in self.entities.items() if k is Kind.SESSION)
+            if host_id is None
+            else self._on_host.get(host_id, ())
         )
+        keyed = ((_page_key(e, trusted_only), e) for e in chosen_from)
         if after is not None:
             keyed = (pair for pair in keyed if pair[0] > after)
         first = itemgetter(0)
@@ -872,9 +893,12 @@ class ActivityState:
         for r in records:
             kind = Kind(r.kind)
             e = self.entities.get((kind, r.id))
+            before = None if e is None else e.host_id
             if e is None:
                 e = self.entities[(kind, r.id)] = Entity(kind, r.id, r.first_seen, r.last_seen)
                 e.restore(r)
             else:
                 e.restore(merge(e.record(), r))
+            if kind is Kind.SESSION and e.host_id != before:
+                self._move_host(e, before, e.host_id)
             self._may_end(e)

@@ -16,8 +16,8 @@ the rest waits for the next call (:attr:`TransitionEngine.behind`), so the calle
 the event loop between slices.
 
 Each evaluation also keeps the indexes the fleet-wide questions read instead of walking every
-entity (issue 15): sessions per state and per host and state (``/metrics``), the sessions of
-each host (filtered watches), the deadlines in order and what is held up (``/v1/decisions``).
+entity (issue 15): sessions per state, per host and state, runaway or stuck (``/metrics``),
+the deadlines in order and what is held up (``/v1/decisions``).
 They say what the last evaluation said; an entity the tick skips as "plainly active" has a
 deadline no earlier than its indexed one (activity only moves deadlines later; one with holds
 or policy attributes is never skipped), so the indexed deadlines find every entity due within a
@@ -174,7 +174,6 @@ class TransitionEngine:
         self._pending: list[Entity] = []  # touched, not yet evaluated (a tick ran out)
         self._deadlines: SortedList = SortedList()  # (hibernate_at, id, entity)
         self._held: dict[Entity, None] = {}  # held up by a hold that counts, not due
-        self._hosts: dict[str, dict[Entity, None]] = {}  # host id -> its sessions
         self.sessions_by_state: dict[IdleState, int] = dict.fromkeys(IdleState, 0)
         """Sessions per state as last evaluated (read by metrics)."""
         self.sessions_flagged: dict[str, int] = {"runaway": 0, "stuck": 0, "hibernate_due": 0}
@@ -259,8 +258,8 @@ class TransitionEngine:
         return decide(self.decision_candidates(now, within_ns), self._policy, now, within_ns)
 
     def on_host(self, host_id: str) -> list[Entity]:
-        """The sessions last seen on ``host_id`` (as of their last evaluation)."""
-        return list(self._hosts.get(host_id, ()))
+        """The sessions on ``host_id`` (the state's host index)."""
+        return self._state.on_host(host_id)
 
     def forget(self, gone: Iterable[Entity]) -> None:
         """Drop what the engine keeps of entities the retention purge removed: their condition
@@ -391,19 +390,12 @@ class TransitionEngine:
             return
         if before is not None:
             self._count(before, -1)
-            on = self._hosts.get(before.host) if before.host is not None else None
-            if on is not None and (after is None or before.host != after.host):
-                on.pop(e, None)
-                if not on:
-                    del self._hosts[before.host]  # type: ignore[arg-type]
         if after is not None and (after.condition.runaway or after.condition.stuck):
             self.flagged[e] = None
         else:
             self.flagged.pop(e, None)
         if after is not None:
             self._count(after, 1)
-            if after.host is not None and (before is None or before.host != after.host):
-                self._hosts.setdefault(after.host, {})[e] = None
 
     def _count(self, k: _Known, n: int) -> None:
         c = k.condition

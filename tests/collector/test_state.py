@@ -228,3 +228,18 @@ def test_trusted_only_ignores_self_reported_sources() -> None:
     assert view(ents[0], T0 + 10 * S).last_source == "prompt"
     trusted = view(ents[0], T0 + 10 * S, trusted_only=True)
     assert (trusted.last_source, trusted.idle_seconds) == ("input", 9)
+
+
+def test_the_host_index_follows_new_moved_loaded_and_purged_sessions() -> None:
+    state = ActivityState()
+    a = state.resolve(Identity(session_id="a", host_id="h1"), T0)
+    state.resolve(Identity(session_id="b", host_id="h1"), T0)
+    state.resolve(Identity(session_id="b", host_id="h2"), T0)  # moved
+    assert [e.id for e in state.on_host("h1")] == ["a"]
+    assert [v.id for v in state.sessions(T0, host_id="h2")] == ["b"]
+    state.activity(a, Source.EXIT, T0)
+    state.purge(T0 + 2 * S, S)
+    assert state.on_host("h1") == []
+    loaded = ActivityState()
+    loaded.load(state.take_dirty())
+    assert [e.id for e in loaded.on_host("h2")] == ["b"]
