@@ -122,6 +122,12 @@ class _RateWindow:
         return total * NANOS / RATE_WINDOW_NS
 
 
+_NO_RATE: Final = _RateWindow()
+"""The rate window of every entity that never moved bytes (a deque costs ~650 bytes, and most
+sessions never report I/O): shared, always empty; :meth:`ActivityState.io` gives an entity its
+own before adding."""
+
+
 @dataclass(slots=True, eq=False, weakref_slot=True)
 class Entity:
     """Mutable state of one session, agent or host (times in ns since the epoch)."""
@@ -138,8 +144,8 @@ class Entity:
     output_bytes: int = 0
     pid: int | None = None
     exit_code: int | None = None
-    rate_in: _RateWindow = field(default_factory=_RateWindow)
-    rate_out: _RateWindow = field(default_factory=_RateWindow)
+    rate_in: _RateWindow = _NO_RATE
+    rate_out: _RateWindow = _NO_RATE
     holds: dict[str, tuple[int, int]] = field(default_factory=dict)
     """"kind:id" -> (time of the latest report, until), ns; until 0 = until released."""
     status: str | None = None
@@ -770,9 +776,13 @@ class ActivityState:
             # Totals saturate at INT64_MAX (what a store holds) rather than overflow it.
             if receive:
                 e.input_bytes = min(e.input_bytes + delta, INT64_MAX)
+                if e.rate_in is _NO_RATE:
+                    e.rate_in = _RateWindow()
                 e.rate_in.add(t, delta)
             else:
                 e.output_bytes = min(e.output_bytes + delta, INT64_MAX)
+                if e.rate_out is _NO_RATE:
+                    e.rate_out = _RateWindow()
                 e.rate_out.add(t, delta)
                 if e.kind is Kind.SESSION:
                     self.producing[e] = None

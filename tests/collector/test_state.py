@@ -243,3 +243,16 @@ def test_the_host_index_follows_new_moved_loaded_and_purged_sessions() -> None:
     loaded = ActivityState()
     loaded.load(state.take_dirty())
     assert [e.id for e in loaded.on_host("h2")] == ["b"]
+
+
+def test_sessions_without_io_share_one_empty_rate_window_until_they_move_bytes() -> None:
+    state = ActivityState()
+    quiet = state.resolve(Identity(session_id="quiet"), T0)[0]
+    busy = state.resolve(Identity(session_id="busy"), T0)[0]
+    assert quiet.rate_out is busy.rate_out  # one shared window, no deque per session
+    state.io([busy], False, 3000, T0)
+    state.io([busy], True, 30, T0)
+    assert view(busy, T0).output_bytes_per_second == 100.0
+    assert view(busy, T0).input_bytes_per_second == 1.0
+    assert view(quiet, T0).output_bytes_per_second == 0.0  # the shared one stayed empty
+    assert not quiet.rate_out and not quiet.rate_in
