@@ -843,7 +843,7 @@ class ActivityState:
 
     # --- persistence ---------------------------------------------------------------------
 
-    def touched(self) -> frozenset[Entity] | set[Entity]:
+    def touched(self) -> set[Entity]:
         """The entities touched since the last :meth:`take_touched` (not drained; do not
         change it)."""
         return self._touched

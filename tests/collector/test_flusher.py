@@ -124,18 +124,21 @@ def test_a_large_commit_is_snapshotted_in_slices_and_a_change_between_them_is_ke
     flusher = Flusher(state, store, 1.0, retention_ns=3600 * S, clock=lambda: T0)
     ents = [state.resolve(Identity(session_id=f"s{i}"), T0) for i in range(n)]
 
-    async def scenario() -> tuple[int, int]:
+    async def scenario() -> tuple[int, int, int]:
         async def meanwhile() -> None:
-            await asyncio.sleep(0)  # runs between the first and the second slice
+            await asyncio.sleep(0)  # runs between two slices of the snapshot
             for e in ents:
                 state.activity(e, Source.INPUT, T0 + S)
 
         side = asyncio.create_task(meanwhile())
         first = await flusher.flush()
         await side
-        return first, await flusher.flush()
+        inputs = [dict(r.sources).get("input") for r in store.load()]
+        return first, inputs.count(T0 + S), await flusher.flush()
 
-    first, second = asyncio.run(scenario())
+    first, newer, second = asyncio.run(scenario())
+    # The change came between slices: the entities snapshotted after it carry it already.
+    assert 0 < newer < n
     assert first == n and second == n  # every session again: each changed after its snapshot
     assert {r.id: dict(r.sources).get("input") for r in store.load()} == {
         f"s{i}": T0 + S for i in range(n)
