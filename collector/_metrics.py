@@ -11,10 +11,9 @@ Cardinality: fleet series cover every session (by state, by host); per-session s
 
 from __future__ import annotations
 
-import bisect
 import heapq
 from collections.abc import Iterator, Mapping
-from typing import Any, Final
+from typing import Any
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -24,13 +23,13 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from lastactive.collector._activity import idle_since, latest, latest_by_class, progress
+from lastactive.collector._activity import idle_since, latest, progress
+from lastactive.collector._ages import IDLE_BUCKETS, RECENT_S
 from lastactive.collector._core import Core
 from lastactive.collector._flusher import Flusher
-from lastactive.collector._state import NANOS, Entity, Kind
+from lastactive.collector._state import NANOS, Entity
 from lastactive.collector._stats import LATENCY_BUCKETS
 from lastactive.conventions import (
-    IDLE_CLASSES,
     PROM_ACTIVITY_UPDATES,
     PROM_AUTH_FAILURES,
     PROM_CREDENTIALS,
@@ -65,16 +64,8 @@ from lastactive.conventions import (
     PROM_WATCH_QUEUED,
     PROM_WATCH_RESYNCS,
     PROM_WATCH_SUBSCRIBERS,
-    ActivityClass,
     AgentStatus,
 )
-
-IDLE_BUCKETS: Final = (60.0, 300.0, 900.0, 3600.0, 4 * 3600.0, 86400.0)
-"""Upper bounds (seconds) of the idle-time distribution across sessions."""
-
-RECENT_S: Final = 300.0
-"""A session counts as recently present/engaged/working within this many seconds (seed 004's
-"active in the last 5 minutes")."""
 
 
 def _counter(
@@ -250,7 +241,9 @@ class CoreCollector(Collector):
         counts.update(engine.sessions_flagged)
         by_host = engine.host_sessions
         watched: dict[Entity, None] = dict(engine.flagged)  # runaway or stuck
-        recent, idle_counts, idle_sum = self._ages(now)
+        activity = core.state
+        recent = activity.recent(now)
+        idle_counts, idle_sum = activity.idle_histogram(now)
 
         fleet = GaugeMetricFamily(PROM_SESSIONS, "sessions per state or flag", labels=["state"])
         for state, value in counts.items():
@@ -264,47 +257,26 @@ class CoreCollector(Collector):
         yield hosts
         recent_family = GaugeMetricFamily(
             PROM_SESSIONS_RECENT,
-            f"sessions with activity of this class in the last {RECENT_S:g} s",
+            f"sessions with activity of this class in the last {RECENT_S} s (whole seconds)",
             labels=["class"],
         )
         for cls, value in recent.items():
             recent_family.add_metric([cls], value)
         yield recent_family
         cumulative, buckets = 0, []
-        for bound, count in zip((*IDLE_BUCKETS, float("inf")), idle_counts, strict=True):
+        for bound, count in zip((*IDLE_BUCKETS, None), idle_counts, strict=True):
             cumulative += count
-            buckets.append((str(bound) if bound != float("inf") else "+Inf", cumulative))
+            buckets.append((str(float(bound)) if bound is not None else "+Inf", cumulative))
         idle_family = HistogramMetricFamily(
             PROM_SESSIONS_IDLE,
-            "sessions by seconds since their last counted activity (a snapshot at scrape)",
+            "sessions by whole seconds since their last counted activity (a snapshot at scrape)",
         )
         idle_family.add_metric([], buckets, sum_value=idle_sum)
         yield idle_family
-        producing = core.state.producers(now)
+        producing = activity.producers(now)
         for e in heapq.nlargest(self._top, producing, key=lambda e: e.rate_out.per_second(now)):
             watched[e] = None
         yield from self._per_session(watched, now)
-
-    def _ages(self, now: int) -> tuple[dict[ActivityClass, int], list[int], float]:
-        """Sessions with activity of each class within RECENT_S, and the idle-time histogram
-        (counts per IDLE_BUCKETS bound and +Inf, and their sum in seconds)."""
-        recent: dict[ActivityClass, int] = dict.fromkeys(ActivityClass, 0)
-        idle_counts = [0] * (len(IDLE_BUCKETS) + 1)
-        idle_sum = 0.0
-        horizon = now - int(RECENT_S * NANOS)
-        for (kind, _), e in self._core.state.entities.items():
-            if kind is not Kind.SESSION:
-                continue
-            last: int | None = None
-            for cls, t in latest_by_class(e.sources).items():
-                if t >= horizon:
-                    recent[cls] += 1
-                if cls in IDLE_CLASSES and (last is None or t > last):
-                    last = t
-            idle = max(0.0, (now - idle_since(e.first_seen, last)) / NANOS)
-            idle_sum += idle
-            idle_counts[bisect.bisect_left(IDLE_BUCKETS, idle)] += 1  # first bound >= idle
-        return recent, idle_counts, idle_sum
 
     def _per_session(self, watched: dict[Entity, None], now: int) -> Iterator[Metric]:
         engine = self._core.engine

@@ -211,7 +211,7 @@ async def _serve(
         started_at=clock(),
         max_entities=settings.max_entities,
     )
-    state.load(store.load())
+    state.load(store.load(), clock())
     state.load_streams(store.load_streams())
     ingest = Ingest(state, clock)
     engine = TransitionEngine(state, policy, clock)

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Final, NamedTuple
 
-from lastactive.collector._activity import idle_since, latest
+from lastactive.collector._activity import CLASS_OF, idle_since, latest, latest_by_class, sources_of
+from lastactive.collector._ages import CLASS_BITS, RECENT_S, IdleHistogram, RecentClasses
 from lastactive.collector._generations import Generations
 from lastactive.collector._record import (
     HOLD_GRACE_NS,
@@ -47,6 +48,8 @@ from lastactive.conventions import (
 )
 
 _ENGAGEMENT: Final = frozenset({ActivityClass.ENGAGEMENT})
+_COUNTED: Final = sources_of(IDLE_CLASSES)
+_SOURCE_BITS: Final = {src: CLASS_BITS[cls] for src, cls in CLASS_OF.items()}
 
 NANOS: Final = 1_000_000_000
 RATE_WINDOW_NS: Final = 30 * NANOS
@@ -166,6 +169,14 @@ class Entity:
     clock_offset: int = 0
     """The estimated clock offset (ns, positive: behind ours) of the reporter that last sent
     telemetry about it (:mod:`lastactive.collector._clocks`). Not persisted: re-estimated."""
+    last_activity: int | None = None
+    """The latest time (ns) among ``sources`` of the classes that end idleness (any trust),
+    kept as they move: the fleet's idle histogram follows it. Derived, not persisted."""
+    recent: int = 0
+    """A session's bit per activity class counted as recent (:mod:`lastactive.collector.
+    _ages`)."""
+    recent_due: int = 0
+    """The second (since the epoch) of its next recent check, 0 for none."""
 
     def record(self) -> EntityRecord:
         """This entity's persisted snapshot (container fields sorted by key)."""
@@ -211,6 +222,7 @@ class Entity:
         )  # fmt: skip
         self.attributes = dict(r.attributes) if r.attributes else None
         self.turn, self.turn_time = r.turn, r.turn_time
+        self.last_activity = latest(self.sources)[1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -423,6 +435,8 @@ class ActivityState:
         self._dirty: set[Entity] = set()
         self._touched: set[Entity] = set()
         self._on_host: dict[str, dict[Entity, None]] = {}
+        self._idle = IdleHistogram()
+        self._recent = RecentClasses()
         """host id -> its sessions (filtered lists and watches cost the host, not the fleet)."""
         self.producing: dict[Entity, None] = {}
         """Sessions that sent output lately (a superset: those whose rate window emptied
@@ -466,6 +480,8 @@ class ActivityState:
                 )
             e = Entity(kind, key, first_seen=t, last_seen=t)
             self.entities[(kind, key)] = e
+            if kind is Kind.SESSION:
+                self._idle.add(t)
             self._dirty.add(e)
             self._touched.add(e)
         # A new host or agent may select other policy rules and moves the session in the
@@ -531,6 +547,8 @@ class ActivityState:
                 e.last_seen = t
                 self._dirty.add(e)
             if t < e.first_seen:
+                if e.last_activity is None and e.kind is Kind.SESSION:
+                    self._idle.move(e.first_seen, t)
                 e.first_seen = t
                 self._dirty.add(e)
 
@@ -538,6 +556,7 @@ class ActivityState:
         """``source`` was active at ``t`` (a max-register per source); also liveness."""
         self.seen(entities, t)
         moved = False
+        counted, bit = source in _COUNTED, _SOURCE_BITS.get(source, 0)
         for e in entities:
             if t > e.sources.get(source, 0):
                 e.sources[source] = t
@@ -545,6 +564,13 @@ class ActivityState:
                 self._dirty.add(e)
                 if source in self.touching:
                     self._touched.add(e)
+                last = e.last_activity
+                if counted and (last is None or t > last):
+                    if e.kind is Kind.SESSION:
+                        self._idle.move(e.first_seen if last is None else last, t)
+                    e.last_activity = t
+                if bit and not e.recent & bit and e.kind is Kind.SESSION:
+                    self._recent.saw(e, bit, t)
                 if source == Source.EXIT:
                     self._may_end(e)
         if moved:
@@ -750,6 +776,8 @@ class ActivityState:
                 continue  # active again, ended again later, or already gone
             del entities[(e.kind, e.id)]
             self._move_host(e, e.host_id, None)
+            self._idle.add(idle_since(e.first_seen, e.last_activity), -1)
+            self._recent.forget(e)
             self._dirty.discard(e)
             self._touched.discard(e)
             gone.append(e)
@@ -790,6 +818,18 @@ class ActivityState:
             self._touched.add(e)
 
     # --- queries -------------------------------------------------------------------------
+
+    def idle_histogram(self, now: int) -> tuple[list[int], int]:
+        """Sessions by whole seconds idle at ``now`` (ns): counts per
+        :data:`~lastactive.collector._ages.IDLE_BUCKETS` bound and +Inf (not cumulative), and
+        the sum of idle seconds (:class:`~lastactive.collector._ages.IdleHistogram`)."""
+        return self._idle.histogram(now)
+
+    def recent(self, now: int) -> dict[ActivityClass, int]:
+        """Sessions with activity of each class in the last
+        :data:`~lastactive.collector._ages.RECENT_S` seconds at ``now`` (ns)
+        (:class:`~lastactive.collector._ages.RecentClasses`)."""
+        return self._recent.counts(now)
 
     def producers(self, now: int) -> list[Entity]:
         """Sessions with output in their rate window at ``now`` (ns); costs the sessions that
@@ -897,9 +937,11 @@ class ActivityState:
             if prev is None or r.time >= prev.time:
                 self._stored_streams[r.key] = r
 
-    def load(self, records: Iterable[EntityRecord]) -> None:
+    def load(self, records: Iterable[EntityRecord], now: int | None = None) -> None:
         """Merge persisted records in, by :func:`~lastactive.collector._record.merge` (so
-        loading twice is harmless)."""
+        loading twice is harmless). ``now`` (ns), when given, spares the recent-activity
+        checks of sessions with nothing recent."""
+        horizon = -1 if now is None else (now // NANOS - RECENT_S) * NANOS
         for r in records:
             kind = Kind(r.kind)
             e = self.entities.get((kind, r.id))
@@ -908,7 +950,15 @@ class ActivityState:
                 e = self.entities[(kind, r.id)] = Entity(kind, r.id, r.first_seen, r.last_seen)
                 e.restore(r)
             else:
+                if kind is Kind.SESSION:
+                    self._idle.add(idle_since(e.first_seen, e.last_activity), -1)
                 e.restore(merge(e.record(), r))
-            if kind is Kind.SESSION and e.host_id != before:
-                self._move_host(e, before, e.host_id)
+            if kind is Kind.SESSION:
+                self._idle.add(idle_since(e.first_seen, e.last_activity))
+                for cls, t in latest_by_class(e.sources).items():
+                    bit = CLASS_BITS[cls]
+                    if t >= horizon and not e.recent & bit:
+                        self._recent.saw(e, bit, t)
+                if e.host_id != before:
+                    self._move_host(e, before, e.host_id)
             self._may_end(e)
