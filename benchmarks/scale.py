@@ -152,6 +152,9 @@ def figures_at(n: int, repeat: int) -> dict[str, float]:
         "retention purge": timed(lambda: state.purge(now, RETENTION_NS), r),
         "/v1/decisions": timed(lambda: engine.decisions(now, 600 * NANOS), r),
         "sessions?limit=10": timed(lambda: sessions_page(state, now, None, 10, False, ""), r),
+        "sessions?limit=10&trusted_only": timed(
+            lambda: sessions_page(state, now, None, 10, True, ""), r
+        ),
         "sessions?host=h&limit=10": timed(
             lambda: sessions_page(state, now, "host-0007", 10, False, ""), r
         ),

@@ -3,8 +3,9 @@ and an opaque ``page_token``; an empty ``next_page_token`` on the last page).
 
 A token is the sort key of the last session a page returned
 (:func:`~lastactive.collector._state.page_key`), so the next page starts right after it
-without the server keeping anything per client; a page costs a pass over the sessions and a
-partial sort of ``limit`` of them (``heapq``), never a full sort.
+without the server keeping anything per client; a page costs what it returns (the recency
+index, :mod:`lastactive.collector._recency`), or on one host a partial sort of the host's
+sessions.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ from typing import Final, NamedTuple
 from lastactive.collector._activity import CLASS_OF, idle_since, latest, latest_by_class, sources_of
 from lastactive.collector._ages import CLASS_BITS, RECENT_S, IdleHistogram, RecentClasses
 from lastactive.collector._generations import Generations
+from lastactive.collector._recency import RecencyIndex
 from lastactive.collector._record import (
     HOLD_GRACE_NS,
     INT64_MAX,
@@ -49,6 +50,7 @@ from lastactive.conventions import (
 
 _ENGAGEMENT: Final = frozenset({ActivityClass.ENGAGEMENT})
 _COUNTED: Final = sources_of(IDLE_CLASSES)
+_ENGAGING: Final = sources_of(_ENGAGEMENT)
 _SOURCE_BITS: Final = {src: CLASS_BITS[cls] for src, cls in CLASS_OF.items()}
 
 NANOS: Final = 1_000_000_000
@@ -169,6 +171,9 @@ class Entity:
     clock_offset: int = 0
     """The estimated clock offset (ns, positive: behind ours) of the reporter that last sent
     telemetry about it (:mod:`lastactive.collector._clocks`). Not persisted: re-estimated."""
+    last_active: int | None = None
+    """The latest engagement (ns, any trust; seed 002's ``last_active``), kept as ``sources``
+    move: the "most recent first" index follows it. Derived, not persisted."""
     last_activity: int | None = None
     """The latest time (ns) among ``sources`` of the classes that end idleness (any trust),
     kept as they move: the fleet's idle histogram follows it. Derived, not persisted."""
@@ -222,6 +227,7 @@ class Entity:
         )  # fmt: skip
         self.attributes = dict(r.attributes) if r.attributes else None
         self.turn, self.turn_time = r.turn, r.turn_time
+        self.last_active = latest(self.sources, _ENGAGEMENT)[1]
         self.last_activity = latest(self.sources)[1]
 
 
@@ -385,7 +391,10 @@ def page_key(v: EntityView) -> PageKey:
 
 def _page_key(e: Entity, trusted_only: bool) -> PageKey:
     """:func:`page_key` of ``e``'s view, without making the view."""
-    _, last_active = latest(e.sources, _ENGAGEMENT, trusted_only=trusted_only)
+    if trusted_only:
+        last_active = latest(e.sources, _ENGAGEMENT, trusted_only=True)[1]
+    else:
+        last_active = e.last_active
     return (-(last_active or 0), -e.last_seen, -e.first_seen, e.id)
 
 
@@ -436,6 +445,7 @@ class ActivityState:
         self._touched: set[Entity] = set()
         self._on_host: dict[str, dict[Entity, None]] = {}
         self._idle = IdleHistogram()
+        self._recency = RecencyIndex()
         self._recent = RecentClasses()
         """host id -> its sessions (filtered lists and watches cost the host, not the fleet)."""
         self.producing: dict[Entity, None] = {}
@@ -482,6 +492,7 @@ class ActivityState:
             self.entities[(kind, key)] = e
             if kind is Kind.SESSION:
                 self._idle.add(t)
+                self._recency.add(e)
             self._dirty.add(e)
             self._touched.add(e)
         # A new host or agent may select other policy rules and moves the session in the
@@ -544,6 +555,8 @@ class ActivityState:
         """Any telemetry at ``t``: liveness (``last_seen``) and the ``first_seen`` min."""
         for e in entities:
             if t > e.last_seen:
+                if e.kind is Kind.SESSION:
+                    self._recency.seen(e, t)
                 e.last_seen = t
                 self._dirty.add(e)
             if t < e.first_seen:
@@ -557,6 +570,7 @@ class ActivityState:
         self.seen(entities, t)
         moved = False
         counted, bit = source in _COUNTED, _SOURCE_BITS.get(source, 0)
+        engaging = source in _ENGAGING
         for e in entities:
             if t > e.sources.get(source, 0):
                 e.sources[source] = t
@@ -571,6 +585,10 @@ class ActivityState:
                     e.last_activity = t
                 if bit and not e.recent & bit and e.kind is Kind.SESSION:
                     self._recent.saw(e, bit, t)
+                if engaging and (e.last_active is None or t > e.last_active):
+                    if e.kind is Kind.SESSION:
+                        self._recency.engaged(e, t)
+                    e.last_active = t
                 if source == Source.EXIT:
                     self._may_end(e)
         if moved:
@@ -778,6 +796,7 @@ class ActivityState:
             self._move_host(e, e.host_id, None)
             self._idle.add(idle_since(e.first_seen, e.last_activity), -1)
             self._recent.forget(e)
+            self._recency.remove(e)
             self._dirty.discard(e)
             self._touched.discard(e)
             gone.append(e)
@@ -868,7 +887,18 @@ class ActivityState:
     ) -> list[EntityView]:
         """Session views at ``now`` (ns), optionally on one host, most recent first
         (:func:`page_key`), only those after ``after`` when given; at most ``limit`` of them
-        (0: all). A limit costs a partial sort, and only the returned sessions get a view."""
+        (0: all). With a limit and no host, the recency index finds them at the cost of what
+        is returned (:mod:`lastactive.collector._recency`; with ``trusted_only``, also of the
+        sessions whose engagement is untrusted and later); on one host, a partial sort of the
+        host's sessions. Only the returned sessions get a view."""
+        if host_id is None and limit > 0:
+            found = self._recency.first(
+                limit,
+                lambda e: _page_key(e, trusted_only),
+                after,
+                exact_buckets=not trusted_only,
+            )
+            return [view(e, now, trusted_only) for e in found]
         chosen_from = (
             (e for (k, _), e in self.entities.items() if k is Kind.SESSION)
             if host_id is None
@@ -952,9 +982,11 @@ class ActivityState:
             else:
                 if kind is Kind.SESSION:
                     self._idle.add(idle_since(e.first_seen, e.last_activity), -1)
+                    self._recency.remove(e)
                 e.restore(merge(e.record(), r))
             if kind is Kind.SESSION:
                 self._idle.add(idle_since(e.first_seen, e.last_activity))
+                self._recency.add(e)
                 for cls, t in latest_by_class(e.sources).items():
                     bit = CLASS_BITS[cls]
                     if t >= horizon and not e.recent & bit:
