@@ -41,8 +41,11 @@ class Core:
     admission: Admission = field(default_factory=Admission)
     credentials: Credentials = field(default_factory=Credentials)
     unready: Callable[[], str | None] = _ready
-    """Why the service cannot take work now (the store fails its commits), ``None`` when it
-    can (``/readyz``)."""
+    """Why the service cannot take work now (the store fails its commits, the state is still
+    loading), ``None`` when it can (``/readyz``)."""
+    loading: Callable[[], str | None] = _ready
+    """Why reads must wait (the stored state is still loading:
+    :mod:`lastactive.collector._startup`), ``None`` when they can be answered."""
 
     @property
     def state(self) -> ActivityState:

@@ -28,6 +28,7 @@ from lastactive.collector._core import Core
 from lastactive.collector._flusher import StoreUnavailableError
 from lastactive.collector._otlp_signals import SIGNALS, OtlpSignal, export_response
 from lastactive.collector._paging import PageTokenError, sessions_page
+from lastactive.collector._startup import LOADING_RETRY_S
 from lastactive.collector._state import NANOS, EntityView, Hold, Kind
 from lastactive.collector._tls import grpc_identity
 from lastactive.collector._transitions import Snapshot, Transition
@@ -249,11 +250,19 @@ class ActivityQueryServicer(query_pb2_grpc.ActivityQueryServicer):  # type: igno
         self._policy = core.policy
         self._credentials = core.credentials
 
+    async def _readable(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        """Authorize a read, and refuse it UNAVAILABLE with RetryInfo while the stored state
+        is loading (:mod:`lastactive.collector._startup`)."""
+        await authorize(self._credentials, context, Scope.READ)
+        reason = self._core.loading()
+        if reason is not None:
+            await context.abort_with_status(unavailable(reason, LOADING_RETRY_S))
+
     async def Watch(
         self, request: query_pb2.WatchRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[query_pb2.WatchEvent]:
         core = self._core
-        await authorize(self._credentials, context, Scope.READ)
+        await self._readable(context)
         try:
             events = await open_watch(
                 core.hub, core.engine, request.host_id or None, request.session_id or None
@@ -278,7 +287,7 @@ class ActivityQueryServicer(query_pb2_grpc.ActivityQueryServicer):  # type: igno
     async def Decisions(
         self, request: query_pb2.DecisionsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> query_pb2.DecisionsResponse:
-        await authorize(self._credentials, context, Scope.READ)
+        await self._readable(context)
         if not 0 <= request.within_seconds <= MAX_DURATION_S:  # also NaN
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
@@ -295,7 +304,7 @@ class ActivityQueryServicer(query_pb2_grpc.ActivityQueryServicer):  # type: igno
     async def ListSessions(
         self, request: query_pb2.ListSessionsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> query_pb2.ListSessionsResponse:
-        await authorize(self._credentials, context, Scope.READ)
+        await self._readable(context)
         now = self._clock()
         try:
             views, token = sessions_page(
@@ -322,7 +331,7 @@ class ActivityQueryServicer(query_pb2_grpc.ActivityQueryServicer):  # type: igno
     async def _get(
         self, kind: Kind, request: query_pb2.GetRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> query_pb2.Entity:
-        await authorize(self._credentials, context, Scope.READ)
+        await self._readable(context)
         now = self._clock()
         v = self._state.get(kind, request.id, now, request.trusted_only)
         if v is None:

@@ -31,6 +31,7 @@ from lastactive.collector._http import create_app
 from lastactive.collector._ingest import Ingest
 from lastactive.collector._logging import configure_logging
 from lastactive.collector._metrics import registry_for
+from lastactive.collector._startup import StateLoader
 from lastactive.collector._state import NANOS, ActivityState, Entity
 from lastactive.collector._tls import ServerTls, TlsFiles
 from lastactive.collector._transitions import TICK_BUDGET, TICK_S, TransitionEngine
@@ -135,16 +136,21 @@ async def serve(
     clock: Callable[[], int] = time.time_ns,
     ready: Callable[[Bound], None] | None = None,
     stop: asyncio.Event | None = None,
+    listening: Callable[[Bound], None] | None = None,
 ) -> None:
     """Run the collector until ``stop`` is set (or SIGINT/SIGTERM), then flush and close.
 
-    State is loaded from the store first, so restarts keep every timestamp.
+    The counter baselines load first, then both servers listen (exports are acknowledged from
+    then on) while the stored entities load, so restarts keep every timestamp; reads wait for
+    the load (:mod:`lastactive.collector._startup`).
 
     Args:
         settings: ports, bind address, database, limits.
         store: default :class:`SqliteStore` at ``settings.db``.
         clock: ns since the epoch, UTC.
-        ready: called once both servers listen, with the bound ports.
+        ready: called once both servers listen and the stored state is loaded, with the bound
+            ports.
+        listening: called once both servers listen (the state may still be loading).
     Raises:
         OSError: a port cannot be bound, a TLS file cannot be read (``ssl.SSLError``).
         sqlite3.Error: the database cannot be opened. PolicyError: the policy file is invalid.
@@ -165,7 +171,10 @@ async def serve(
         if store is None:
             stack.enter_context(_single_serve(settings.db))
             store = SqliteStore(settings.db)
-        await _serve(settings, store, policy, clock, ready, stop, insecure=exposed is not None)
+        await _serve(
+            settings, store, policy, clock, (listening, ready), stop,
+            insecure=exposed is not None,
+        )  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -201,7 +210,7 @@ async def _serve(
     store: Store,
     policy: Policy,
     clock: Callable[[], int],
-    ready: Callable[[Bound], None] | None,
+    announce: tuple[Callable[[Bound], None] | None, Callable[[Bound], None] | None],
     stop: asyncio.Event | None,
     *,
     insecure: bool,
@@ -211,12 +220,9 @@ async def _serve(
         started_at=clock(),
         max_entities=settings.max_entities,
     )
-    state.load(store.load(), clock())
-    state.load_streams(store.load_streams())
+    state.load_streams(store.load_streams())  # entities load once the ports are open
     ingest = Ingest(state, clock)
     engine = TransitionEngine(state, policy, clock)
-    engine.prime()
-    freeze_survivors()  # the loaded state: never walked by the cyclic GC again
     flusher = Flusher(
         state,
         store,
@@ -227,6 +233,7 @@ async def _serve(
         release=lambda budget: state.release(budget) | ingest.clocks.release(budget),
         synchronous=settings.synchronous_commit,
     )
+    loader = StateLoader(store, state, engine, clock)
     tls = None
     if settings.tls_cert is not None and settings.tls_key is not None:
         tls = ServerTls(TlsFiles(settings.tls_cert, settings.tls_key, settings.tls_client_ca))
@@ -239,7 +246,8 @@ async def _serve(
         durable=flusher.durable,
         admission=Admission(settings.max_inflight_requests, settings.max_inflight_bytes),
         credentials=Credentials(settings.auth_file),
-        unready=lambda: flusher.failure,
+        unready=lambda: flusher.failure or loader.loading(),
+        loading=loader.loading,
     )
     if stop is None:
         stop = asyncio.Event()
@@ -284,7 +292,9 @@ async def _serve(
     )
     http_task = asyncio.create_task(http.serve(sockets=[sock]), name="lastactive-http")
     flusher.start()
+    loading = asyncio.create_task(loader.run(), name="lastactive-load")
     ticker = asyncio.create_task(_tick(core, stop), name="lastactive-transitions")
+    stopping = asyncio.create_task(stop.wait(), name="lastactive-stop")
     freezer = asyncio.create_task(_freezing(stop), name="lastactive-gc-freeze")
     try:
         while not http.started:
@@ -292,16 +302,26 @@ async def _serve(
                 await http_task  # raises the startup error
                 raise RuntimeError("HTTP server stopped during start-up")
             await asyncio.sleep(0.01)
-        if ready is not None:
-            ready(Bound(settings.host, grpc_port, sock.getsockname()[1], tls is not None))
-        await stop.wait()
+        bound = Bound(settings.host, grpc_port, sock.getsockname()[1], tls is not None)
+        listening, ready = announce
+        if listening is not None:
+            listening(bound)
+        await asyncio.wait({loading, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if loading.done():
+            loading.result()  # raises a failed load
+            if ready is not None:
+                ready(bound)
+        await stopping
     finally:
         core.hub.close()  # ends every watch stream, so both servers stop at once
         http.should_exit = True
-        for task in (ticker, freezer):
+        for task in (ticker, freezer, stopping):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        loading.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await _quietly(loading)  # a failed load was raised above
         await asyncio.gather(stop_grpc(), _quietly(http_task))
         await flusher.stop()
         store.close()

@@ -967,11 +967,15 @@ class ActivityState:
             if prev is None or r.time >= prev.time:
                 self._stored_streams[r.key] = r
 
-    def load(self, records: Iterable[EntityRecord], now: int | None = None) -> None:
+    def load(self, records: Iterable[EntityRecord], now: int | None = None) -> list[Entity]:
         """Merge persisted records in, by :func:`~lastactive.collector._record.merge` (so
-        loading twice is harmless). ``now`` (ns), when given, spares the recent-activity
-        checks of sessions with nothing recent."""
+        loading twice is harmless); return the entities they made or changed. ``now`` (ns),
+        when given, spares the recent-activity checks of sessions with nothing recent.
+
+        An entity that already existed (telemetry about it arrived while the state was still
+        loading, or a second load) is marked touched: the transition engine re-evaluates it."""
         horizon = -1 if now is None else (now // NANOS - RECENT_S) * NANOS
+        out = []
         for r in records:
             kind = Kind(r.kind)
             e = self.entities.get((kind, r.id))
@@ -980,6 +984,7 @@ class ActivityState:
                 e = self.entities[(kind, r.id)] = Entity(kind, r.id, r.first_seen, r.last_seen)
                 e.restore(r)
             else:
+                self._touched.add(e)
                 if kind is Kind.SESSION:
                     self._idle.add(idle_since(e.first_seen, e.last_activity), -1)
                     self._recency.remove(e)
@@ -994,3 +999,5 @@ class ActivityState:
                 if e.host_id != before:
                     self._move_host(e, before, e.host_id)
             self._may_end(e)
+            out.append(e)
+        return out

@@ -183,12 +183,21 @@ class TransitionEngine:
         self.flagged: dict[Entity, None] = {}
         """Sessions runaway or stuck as last evaluated (metrics' per-session series)."""
 
-    def prime(self) -> None:
-        """Learn every entity's current state without emitting transitions (at start)."""
+    def prime(self, loaded: Iterable[Entity] | None = None) -> None:
+        """Learn entities' current state without emitting transitions (at start): those just
+        ``loaded`` that the engine does not know yet (one known already came in telemetry
+        while the state loaded, and is touched), or (``None``) every entity, forgetting what
+        was touched."""
         now = self._clock()
-        for e in self._entities():
-            self._check(e, now, None)
-        self._state.take_touched()
+        if loaded is None:
+            for e in self._entities():
+                self._check(e, now, None)
+            self._state.take_touched()
+            return
+        known = self._known
+        for e in loaded:
+            if e.kind is not Kind.AGENT and e not in known:
+                self._check(e, now, None)
 
     def _entities(self) -> list[Entity]:
         return [e for (k, _), e in self._state.entities.items() if k is not Kind.AGENT]

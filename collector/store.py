@@ -16,10 +16,12 @@ record's fields, with one SQL merge rule per column (``_MERGE_SQL``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sqlite3
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from operator import attrgetter
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -36,6 +38,15 @@ class Store(Protocol):
 
     def load(self) -> list[EntityRecord]:
         """Every stored record; a row that is not a valid record is logged and skipped."""
+        ...
+
+    def load_page(
+        self, after: tuple[str, str] | None, size: int
+    ) -> tuple[list[EntityRecord], tuple[str, str] | None]:
+        """Up to ``size`` stored rows in ``(kind, id)`` order after the key ``after``
+        (``None``: from the first), as records (a row that is not a valid record is logged
+        and skipped), and the key to ask the next page after (``None``: this was the last).
+        May run in another thread while :meth:`save` runs, and must not wait for it."""
         ...
 
     def load_streams(self) -> list[StreamRecord]:
@@ -191,6 +202,13 @@ _UPSERT: Final = (
 )
 
 
+_COLUMNS: Final = ", ".join(RECORD_FIELDS)
+_FIRST_PAGE: Final = f"SELECT {_COLUMNS} FROM entities ORDER BY kind, id LIMIT ?"
+_NEXT_PAGE: Final = (
+    f"SELECT {_COLUMNS} FROM entities WHERE (kind, id) > (?, ?) ORDER BY kind, id LIMIT ?"
+)
+
+
 def _pairs(text: str) -> tuple[tuple[str, Any], ...]:
     return tuple(sorted(json.loads(text).items()))
 
@@ -283,8 +301,11 @@ class SqliteStore:
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        # Used by one thread at a time: the loader at start, then the flusher's worker.
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        # Used by one thread at a time (the flusher's worker; _lock for the rest); start-up
+        # pages are read on _reader.
+        self._db = self._connect()
+        self._lock = threading.Lock()
+        self._reader: sqlite3.Connection | None = None
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
@@ -303,7 +324,37 @@ class SqliteStore:
         self._closed = False
 
     def load(self) -> list[EntityRecord]:
-        rows = self._db.execute(f"SELECT {', '.join(RECORD_FIELDS)} FROM entities")
+        with self._lock:
+            return self._records(self._db.execute(f"SELECT {_COLUMNS} FROM entities"))
+
+    def load_page(
+        self, after: tuple[str, str] | None, size: int
+    ) -> tuple[list[EntityRecord], tuple[str, str] | None]:
+        # A file is read on a connection of its own (WAL: readers do not wait for the
+        # writer); an in-memory database has only the one.
+        memory = self.path == ":memory:"
+        with self._lock if memory else contextlib.nullcontext():
+            if self._reader is None:
+                self._reader = self._db if memory else self._connect(read_only=True)
+            query, args = (_FIRST_PAGE, (size,)) if after is None else (_NEXT_PAGE, (*after, size))
+            rows = self._reader.execute(query, args).fetchall()
+            following = (rows[-1][0], rows[-1][1]) if len(rows) == size else None
+            if following is None:
+                self._close_reader()
+        return self._records(rows), following
+
+    def _close_reader(self) -> None:
+        if self._reader is not None and self._reader is not self._db:
+            self._reader.close()
+        self._reader = None
+
+    def _connect(self, read_only: bool = False) -> sqlite3.Connection:
+        if read_only:
+            uri = f"{Path(self.path).resolve().as_uri()}?mode=ro"
+            return sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+        return sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+
+    def _records(self, rows: Iterable[tuple[Any, ...]]) -> list[EntityRecord]:
         out = []
         for row in rows:
             fields = dict(zip(RECORD_FIELDS, row, strict=True))
@@ -317,12 +368,17 @@ class SqliteStore:
         return out
 
     def load_streams(self) -> list[StreamRecord]:
-        rows = self._db.execute("SELECT key, start, time, value FROM streams")
-        return [StreamRecord(*row) for row in rows]
+        with self._lock:
+            rows = self._db.execute("SELECT key, start, time, value FROM streams")
+            return [StreamRecord(*row) for row in rows]
 
     def save(self, records: Sequence[EntityRecord], streams: Sequence[StreamRecord] = ()) -> int:
         if not records and not streams:
             return 0
+        with self._lock:
+            return self._save(records, streams)
+
+    def _save(self, records: Sequence[EntityRecord], streams: Sequence[StreamRecord]) -> int:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -349,6 +405,10 @@ class SqliteStore:
     def delete(self, keys: Sequence[tuple[str, str]], streams_before: int = 0) -> None:
         if not keys and not streams_before:
             return
+        with self._lock:
+            self._delete(keys, streams_before)
+
+    def _delete(self, keys: Sequence[tuple[str, str]], streams_before: int) -> None:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -360,6 +420,8 @@ class SqliteStore:
         db.execute("COMMIT")
 
     def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._db.close()
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._close_reader()
+                self._db.close()

@@ -150,7 +150,8 @@ class Collector(CollectorClient):
 class InProcessCollector(CollectorClient):
     """:func:`~lastactive.collector.serve` on a thread of this process (ports 0, its own event
     loop): the real servers, started in milliseconds. ``store`` defaults to an in-memory SQLite
-    database; ``clock`` is ns since the epoch."""
+    database; ``clock`` is ns since the epoch; ``start`` returns once the stored state is
+    loaded, or with ``wait_loaded=False`` once the ports listen."""
 
     def __init__(
         self,
@@ -158,6 +159,7 @@ class InProcessCollector(CollectorClient):
         *,
         clock: Callable[[], int] = time.time_ns,
         http_port: int = 0,
+        wait_loaded: bool = True,
         **settings: Any,
     ) -> None:
         self.settings = Settings(
@@ -165,6 +167,7 @@ class InProcessCollector(CollectorClient):
         )
         self.store = store if store is not None else SqliteStore(":memory:")
         self.clock = clock
+        self._wait_loaded = wait_loaded
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
@@ -180,8 +183,9 @@ class InProcessCollector(CollectorClient):
         async def main() -> None:
             self._loop = asyncio.get_running_loop()
             self._stop = asyncio.Event()
-            await serve(self.settings, store=self.store, clock=self.clock, ready=bound,
-                        stop=self._stop)  # fmt: skip
+            announce = {"ready" if self._wait_loaded else "listening": bound}
+            await serve(self.settings, store=self.store, clock=self.clock, stop=self._stop,
+                        **announce)  # fmt: skip
 
         def run() -> None:
             try:
@@ -433,6 +437,21 @@ def targets() -> Iterator[tuple[str, str, str]]:
         for panel in board["panels"]:
             for target in panel["targets"]:
                 yield name, panel["title"], target["expr"]
+
+
+class GatedStore(SqliteStore):
+    """A SQLite store whose ``load_page`` waits for ``gate`` (a start-up load in progress)."""
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__(path)
+        self.gate = threading.Event()
+
+    def load_page(
+        self, after: tuple[str, str] | None, size: int
+    ) -> tuple[list[EntityRecord], tuple[str, str] | None]:
+        if not self.gate.wait(30):
+            raise TimeoutError("the test never opened the gate")
+        return super().load_page(after, size)
 
 
 class FlakyStore(SqliteStore):

@@ -30,7 +30,7 @@ from lastactive.collector._core import Core
 from lastactive.collector._http._agent_events import agent_router
 from lastactive.collector._http._auth import requires
 from lastactive.collector._http._decisions import decisions_router
-from lastactive.collector._http._health import health_router
+from lastactive.collector._http._health import health_router, loaded
 from lastactive.collector._http._metrics import MetricsApp
 from lastactive.collector._http._otlp import otlp_router
 from lastactive.collector._http._query import query_router
@@ -64,7 +64,7 @@ def create_app(
     )
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.include_router(health_router(core.unready))
-    read = [Depends(requires(core.credentials, Scope.READ))]
+    read = [Depends(requires(core.credentials, Scope.READ)), Depends(loaded(core.loading))]
     app.include_router(otlp_router(core, max_request_bytes), responses=_REFUSALS)
     app.include_router(
         query_router(core.state, core.policy, core.ingest.clocks, core.clock),

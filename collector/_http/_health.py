@@ -1,21 +1,24 @@
 """``GET /healthz`` (the process answers) and ``GET /readyz`` (it can take work: state loaded,
 store committing), for Kubernetes probes, systemd and load balancers; open without credentials,
-as the gRPC health service (``grpc.health.v1.Health``) on the other port."""
+as the gRPC health service (``grpc.health.v1.Health``) on the other port. :func:`loaded`: the
+dependency that holds reads back while the stored state loads."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException
 from fastapi.responses import JSONResponse
+
+from lastactive.collector._startup import LOADING_RETRY_S
 
 _RETRY_AFTER_S = 5
 
 
 def health_router(unready: Callable[[], str | None]) -> APIRouter:
-    """The two probes; ``unready`` says why the service cannot take work (``None``: it can).
-    State is loaded before the HTTP server starts, so serving at all means it is loaded."""
+    """The two probes; ``unready`` says why the service cannot take work (``None``: it can):
+    the state is still loading, or the store fails its commits."""
     router = APIRouter(tags=["health"])
 
     @router.get("/healthz")
@@ -40,3 +43,15 @@ def health_router(unready: Callable[[], str | None]) -> APIRouter:
         )
 
     return router
+
+
+def loaded(loading: Callable[[], str | None]) -> Callable[[], Awaitable[None]]:
+    """A FastAPI dependency for reads: 503 with ``Retry-After`` while ``loading`` says why
+    they must wait (:mod:`lastactive.collector._startup`)."""
+
+    async def dependency() -> None:
+        reason = loading()
+        if reason is not None:
+            raise HTTPException(503, reason, headers={"Retry-After": f"{LOADING_RETRY_S:.0f}"})
+
+    return dependency

@@ -120,6 +120,15 @@ def test_random_batches_load_as_the_pure_merge(
         store.save(batch)
     expected = fold([r for batch in batches for r in batch])
     assert {r.key: r for r in store.load()} == expected
+    for size in (1, 2, 7):  # pages in key order cover the same records once
+        paged, after = [], None
+        while True:
+            page, after = store.load_page(after, size)
+            paged += page
+            if after is None:
+                break
+        assert [r.key for r in paged] == sorted(expected)
+        assert {r.key: r for r in paged} == expected
 
     state = ActivityState()  # and the in-memory state restores the same records
     state.load(store.load())

@@ -1,0 +1,93 @@
+"""Loading the stored state with the ports already open (issue 15: loading and priming a
+million sessions took ~50 s before the first export could be acknowledged).
+
+``serve`` opens the store, loads the counter baselines (a stream's next point must count from
+its baseline, so they come first), opens both ports and only then loads the entities: a page of
+:data:`LOAD_PAGE` rows at a time read in a worker thread (on a connection of its own: commits
+do not wait for it), merged into
+state and primed :data:`PRIME_SLICE` at a time on the event loop, which is free between slices.
+
+Meanwhile OTLP exports and agent events are applied and acknowledged as usual: an entity they
+create is merged with its stored record when that page arrives (the store merges its commits
+the same way), and re-evaluated then. Reads (queries, decisions, watch) answer 503 /
+UNAVAILABLE with a retry delay until the load is done, since an answer from half the fleet
+could wrongly say a host is unused; ``/readyz`` says the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Final
+
+from lastactive.collector._freeze import freeze_survivors
+from lastactive.collector._state import ActivityState
+from lastactive.collector._transitions import TransitionEngine
+from lastactive.collector.store import Store
+
+__all__ = ["LOADING_RETRY_S", "LOAD_PAGE", "PRIME_SLICE", "StateLoader"]
+
+_log = logging.getLogger(__name__)
+
+LOAD_PAGE: Final = 5000
+"""Rows read from the store per call (in the store's thread)."""
+PRIME_SLICE: Final = 1000
+"""Records merged into state and primed per turn of the event loop (~25 ms)."""
+LOADING_RETRY_S: Final = 1.0
+"""The retry delay (seconds) a read refused while loading carries."""
+
+
+
+class StateLoader:
+    """Loads ``store``'s entities into ``state`` and primes ``engine`` with them.
+
+    Args:
+        clock: ns since the epoch.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        state: ActivityState,
+        engine: TransitionEngine,
+        clock: Callable[[], int],
+    ) -> None:
+        self._store = store
+        self._state = state
+        self._engine = engine
+        self._clock = clock
+        self.entities = 0
+        """Entities loaded so far."""
+        self.done = False
+        self.seconds = 0.0
+        """How long the load took (once done)."""
+
+    def loading(self) -> str | None:
+        """Why reads must wait (``None`` once the state is loaded)."""
+        if self.done:
+            return None
+        return f"the collector is loading its stored state ({self.entities} entities so far)"
+
+    async def run(self) -> None:
+        """Load every stored entity, the event loop free between slices.
+
+        Raises:
+            Exception: the store failed while reading (``serve`` stops with it).
+        """
+        began = time.perf_counter()
+        store, after = self._store, None
+        while True:
+            page, after = await asyncio.to_thread(store.load_page, after, LOAD_PAGE)
+            for i in range(0, len(page), PRIME_SLICE):
+                loaded = self._state.load(page[i : i + PRIME_SLICE], self._clock())
+                self._engine.prime(loaded)
+                self.entities += len(loaded)
+                await asyncio.sleep(0)
+            freeze_survivors()  # each page once: full collections never walk the loaded state
+            if after is None:
+                break
+        self.seconds = time.perf_counter() - began
+        self.done = True
+        _log.info("loaded %d entities in %.1f s", self.entities, self.seconds)

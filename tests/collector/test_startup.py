@@ -1,0 +1,77 @@
+"""Serving while the stored state loads: exports are acknowledged, reads wait (503 /
+UNAVAILABLE with a retry delay), and what arrived meanwhile merges with what was stored."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+
+import grpc
+import pytest
+
+from lastactive.collector._record import EntityRecord
+from lastactive.collector._startup import LOAD_PAGE
+from tests.helpers import GatedStore, InProcessCollector, last_input, wait_for
+
+S = 1_000_000_000
+
+
+def _stored(path: Path, n: int) -> int:
+    """A database with sessions s0..s{n-1} last used an hour ago; returns that time (ns)."""
+    hour_ago = time.time_ns() - 3600 * S
+    store = GatedStore(path)
+    store.save(
+        [
+            EntityRecord(
+                kind="session",
+                id=f"s{i}",
+                first_seen=hour_ago - S,
+                last_seen=hour_ago,
+                sources=(("input", hour_ago),),
+                host_id="h",
+            )
+            for i in range(n)
+        ]
+    )
+    store.close()
+    return hour_ago
+
+
+def _ns(rfc3339: str) -> int:
+    t = datetime.fromisoformat(rfc3339.replace("Z", "+00:00"))
+    return int(t.timestamp() * S)
+
+
+def test_exports_are_acknowledged_and_reads_wait_while_the_state_loads(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    hour_ago = _stored(db, LOAD_PAGE + 10)  # more than one page
+    store = GatedStore(db)
+    c = InProcessCollector(store, wait_loaded=False).start()
+    try:
+        status, body = c.get("/readyz")
+        assert status == 503 and "loading its stored state" in body["reason"]
+        status, body = c.get("/v1/sessions/s1")
+        assert status == 503 and "loading its stored state" in body["detail"]
+        assert c.get("/v1/decisions")[0] == 503
+        with pytest.raises(grpc.RpcError) as refused:
+            c.grpc_session("s1")
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        trailers = dict(refused.value.trailing_metadata() or ())
+        assert "google.rpc.retryinfo-bin" in trailers
+        assert c.get("/healthz")[0] == 200
+
+        last_input(c, "s1", 0)  # acknowledged (200) while its stored record is not loaded
+
+        store.gate.set()
+        wait_for(lambda: c.get("/readyz")[0] == 200, what="loaded")
+        s1 = c.session("s1")
+        assert s1 is not None
+        assert abs(_ns(s1["first_seen"]) - (hour_ago - S)) < S // 1000  # the stored record
+        assert _ns(s1["last_active"]) > hour_ago + 3000 * S  # merged with the export
+        assert c.session(f"s{LOAD_PAGE + 5}") is not None  # the second page too
+        assert c.get("/v1/sessions?limit=1")[1]["sessions"][0]["id"] == "s1"
+    finally:
+        c.stop()
+    (again,) = [r for r in GatedStore(db).load() if r.id == "s1"]
+    assert again.first_seen == hour_ago - S and dict(again.sources)["input"] > hour_ago
