@@ -12,6 +12,7 @@ Cardinality: fleet series cover every session (by state, by host); per-session s
 from __future__ import annotations
 
 import heapq
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -27,6 +28,7 @@ from lastactive.collector._activity import idle_since, latest, progress
 from lastactive.collector._ages import IDLE_BUCKETS, RECENT_S
 from lastactive.collector._core import Core
 from lastactive.collector._flusher import Flusher
+from lastactive.collector._lag import LAG_BUCKETS, WINDOW_S, LoopLag
 from lastactive.collector._state import NANOS, Entity
 from lastactive.collector._stats import LATENCY_BUCKETS
 from lastactive.conventions import (
@@ -40,6 +42,8 @@ from lastactive.conventions import (
     PROM_HOST_SESSIONS,
     PROM_INGEST_INFLIGHT,
     PROM_INSECURE,
+    PROM_LOOP_LAG,
+    PROM_LOOP_LAG_MAX,
     PROM_OTLP_ACCEPTED,
     PROM_OTLP_DURATION,
     PROM_OTLP_FAILED,
@@ -80,11 +84,19 @@ def _counter(
 class CoreCollector(Collector):
     """Reads :class:`~lastactive.collector._core.Core` (and the flusher) at each scrape."""
 
-    def __init__(self, core: Core, flusher: Flusher, top: int, insecure: bool = False) -> None:
+    def __init__(
+        self,
+        core: Core,
+        flusher: Flusher,
+        top: int,
+        insecure: bool = False,
+        lag: LoopLag | None = None,
+    ) -> None:
         self._core = core
         self._flusher = flusher
         self._top = top
         self._insecure = insecure
+        self._lag = lag
 
     def collect(self) -> Iterator[Metric]:
         yield from self._health()
@@ -230,6 +242,24 @@ class CoreCollector(Collector):
             "duration of the last flush",
             value=flusher.last_seconds,
         )
+        if self._lag is not None:
+            yield from self._loop_lag(self._lag)
+
+    def _loop_lag(self, lag: LoopLag) -> Iterator[Metric]:
+        family = HistogramMetricFamily(
+            PROM_LOOP_LAG, "how late a probe of the event loop woke (the loop was blocked)"
+        )
+        cumulative, buckets = 0, []
+        for bound, count in zip((*LAG_BUCKETS, None), lag.counts, strict=True):
+            cumulative += count
+            buckets.append((str(bound) if bound is not None else "+Inf", cumulative))
+        family.add_metric([], buckets, sum_value=lag.sum)
+        yield family
+        yield GaugeMetricFamily(
+            PROM_LOOP_LAG_MAX,
+            f"the longest event-loop lag probed in the last {WINDOW_S} s",
+            value=lag.longest(time.monotonic()),
+        )
 
     def _fleet(self) -> Iterator[Metric]:
         """Fleet aggregates (kept by the transition engine as it evaluates) and the watched
@@ -336,10 +366,15 @@ class CoreCollector(Collector):
 
 
 def registry_for(
-    core: Core, flusher: Flusher, top: int = 20, *, insecure: bool = False
+    core: Core,
+    flusher: Flusher,
+    top: int = 20,
+    *,
+    insecure: bool = False,
+    lag: LoopLag | None = None,
 ) -> CollectorRegistry:
     """A fresh registry holding only the collector's own metrics (``insecure``: the bind is
-    exposed without credentials or TLS)."""
+    exposed without credentials or TLS; ``lag``: the event loop's probe)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(CoreCollector(core, flusher, top, insecure))
+    registry.register(CoreCollector(core, flusher, top, insecure, lag))
     return registry

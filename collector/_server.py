@@ -29,6 +29,7 @@ from lastactive.collector._freeze import FREEZE_EVERY_S, freeze_survivors
 from lastactive.collector._grpc_edge import start_grpc
 from lastactive.collector._http import create_app
 from lastactive.collector._ingest import Ingest
+from lastactive.collector._lag import LoopLag
 from lastactive.collector._logging import configure_logging
 from lastactive.collector._metrics import registry_for
 from lastactive.collector._startup import StateLoader
@@ -234,6 +235,7 @@ async def _serve(
         synchronous=settings.synchronous_commit,
     )
     loader = StateLoader(store, state, engine, clock)
+    lag = LoopLag()
     tls = None
     if settings.tls_cert is not None and settings.tls_key is not None:
         tls = ServerTls(TlsFiles(settings.tls_cert, settings.tls_key, settings.tls_client_ca))
@@ -279,6 +281,7 @@ async def _serve(
                     flusher,
                     settings.metrics_top_sessions,
                     insecure=insecure,
+                    lag=lag,
                 ),
             ),
             **tls_options,
@@ -296,6 +299,7 @@ async def _serve(
     ticker = asyncio.create_task(_tick(core, stop), name="lastactive-transitions")
     stopping = asyncio.create_task(stop.wait(), name="lastactive-stop")
     freezer = asyncio.create_task(_freezing(stop), name="lastactive-gc-freeze")
+    probe = asyncio.create_task(lag.run(), name="lastactive-loop-lag")
     try:
         while not http.started:
             if http_task.done():
@@ -315,7 +319,7 @@ async def _serve(
     finally:
         core.hub.close()  # ends every watch stream, so both servers stop at once
         http.should_exit = True
-        for task in (ticker, freezer, stopping):
+        for task in (ticker, freezer, stopping, probe):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

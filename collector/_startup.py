@@ -39,7 +39,6 @@ LOADING_RETRY_S: Final = 1.0
 """The retry delay (seconds) a read refused while loading carries."""
 
 
-
 class StateLoader:
     """Loads ``store``'s entities into ``state`` and primes ``engine`` with them.
 

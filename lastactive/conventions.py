@@ -83,6 +83,8 @@ __all__ = [
     "PROM_HOST_SESSIONS",
     "PROM_INGEST_INFLIGHT",
     "PROM_INSECURE",
+    "PROM_LOOP_LAG",
+    "PROM_LOOP_LAG_MAX",
     "PROM_OTLP_ACCEPTED",
     "PROM_OTLP_DURATION",
     "PROM_OTLP_FAILED",
@@ -366,6 +368,13 @@ PROM_FLUSH_ROWS: Final = "lastactive_flush_rows"
 
 PROM_FLUSH_DURATION: Final = "lastactive_flush_duration_seconds"
 """gauge, seconds: duration of the last flush."""
+
+PROM_LOOP_LAG: Final = "lastactive_event_loop_lag_seconds"
+"""histogram, seconds: how late a probe of the event loop woke (how long the loop was
+blocked)."""
+
+PROM_LOOP_LAG_MAX: Final = "lastactive_event_loop_lag_max_seconds"
+"""gauge, seconds: the longest event-loop lag probed in the last 60 s."""
 
 PROM_SESSIONS: Final = "lastactive_sessions"
 """gauge, label state (active, idle, hibernated, ended, runaway, stuck,
