@@ -33,8 +33,8 @@ _log = logging.getLogger(__name__)
 
 LOAD_PAGE: Final = 5000
 """Rows read from the store per call (in the store's thread)."""
-PRIME_SLICE: Final = 1000
-"""Records merged into state and primed per turn of the event loop (~25 ms)."""
+PRIME_SLICE: Final = 500
+"""Records merged into state and primed per turn of the event loop (~20 ms)."""
 LOADING_RETRY_S: Final = 1.0
 """The retry delay (seconds) a read refused while loading carries."""
 
@@ -84,6 +84,7 @@ class StateLoader:
                 self._engine.prime(loaded)
                 self.entities += len(loaded)
                 await asyncio.sleep(0)
+            await asyncio.sleep(0)
             freeze_survivors()  # each page once: full collections never walk the loaded state
             if after is None:
                 break

@@ -1,0 +1,312 @@
+"""A real ``lastactive serve`` on a database of N sessions: start-up, event-loop lag, latency.
+
+    python benchmarks/serve_scale.py [--sessions 10000 100000 1000000] [--seconds 20]
+                                     [--rate 10000]
+
+For each N (and an empty database first, the baseline of the same run) it writes a SQLite
+database with N sessions on 1000 hosts, starts ``lastactive serve`` on it and measures:
+
+* start-up: seconds until ``/healthz`` answers, until an OTLP/HTTP export is acknowledged
+  (both while the state is still loading), until ``/readyz`` (loaded and primed);
+* the event loop's lag (the collector's own ``lastactive_event_loop_lag_max_seconds``, read
+  every second) while loading, and under steady ingest;
+* under steady ingest (another process sends OTLP/HTTP at ``--rate`` data points/s to random
+  existing sessions for ``--seconds``): HTTP latency of GET one session (p50, p99),
+  ``sessions?limit=10``, ``decisions`` and a ``/metrics`` scrape (p99);
+* the serve process's RSS per session once loaded.
+
+Issue 15's goals: start-up <= 5 s at 1M, lag <= 50 ms, GET p99 <= 2 ms, decisions and lists
+<= 50 ms, <= 1 KB per session. Nothing here asserts; it prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.metrics.v1 import metrics_pb2
+
+from lastactive.collector._record import EntityRecord
+from lastactive.collector.store import SqliteStore
+
+S = 1_000_000_000
+HOSTS = 1000
+POINTS_PER_REQUEST = 300  # 100 sessions x 3 sources
+PROTO = {"Content-Type": "application/x-protobuf"}
+INF = float("inf")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_fleet(db: Path, n: int, now: int) -> None:
+    """N sessions (in use, idle, hibernated, ended, as in benchmarks/scale.py) and their hosts."""
+    store = SqliteStore(db)
+    batch: list[EntityRecord] = []
+    for i in range(n):
+        if i % 100 == 0:
+            t = now - (1500 + i * 7 % 600) * S
+        elif i % 3 == 0:
+            t = now - (7200 + i * 7 % 7200) * S
+        else:
+            t = now - (i * 7 % 60) * S
+        sources = {"input": t, "process": now - (i * 7 % 10) * S}
+        if i % 3 == 0 and i % 100:
+            sources["hibernate"] = t + 1800 * S
+        if i % 20 == 1:
+            sources["exit"] = now - (i * 7 % 7200) * S
+        batch.append(
+            EntityRecord(
+                kind="session",
+                id=f"session-{i:08d}",
+                host_id=f"host-{i % HOSTS:04d}",
+                first_seen=t - 60 * S,
+                last_seen=now - S,
+                sources=tuple(sorted(sources.items())),
+            )
+        )
+        if len(batch) == 50_000:
+            store.save(batch)
+            batch = []
+    hosts = [
+        EntityRecord(
+            kind="host",
+            id=f"host-{h:04d}",
+            first_seen=now - 86400 * S,
+            last_seen=now - S,
+            sources=(("process", now - S),),
+        )
+        for h in range(min(n, HOSTS))
+    ]
+    store.save(batch + hosts)
+    store.close()
+
+
+def _kv(key: str, value: str) -> KeyValue:
+    return KeyValue(key=key, value=AnyValue(string_value=value))
+
+
+def _request(sessions: list[int], t: int) -> bytes:
+    points = [
+        metrics_pb2.NumberDataPoint(
+            time_unix_nano=t,
+            as_double=t / S,
+            attributes=[_kv("session.id", f"session-{i:08d}"), _kv("lastactive.source", src)],
+        )
+        for i in sessions
+        for src in ("input", "output", "process")
+    ]
+    metric = metrics_pb2.Metric(
+        name="lastactive.source.last_time", gauge=metrics_pb2.Gauge(data_points=points)
+    )
+    return ExportMetricsServiceRequest(
+        resource_metrics=[
+            metrics_pb2.ResourceMetrics(
+                resource={"attributes": [_kv("service.name", "bench")]},
+                scope_metrics=[metrics_pb2.ScopeMetrics(metrics=[metric])],
+            )
+        ]
+    ).SerializeToString()
+
+
+def generate(port: int, n: int, rate: float, seconds: float) -> None:
+    """Send OTLP/HTTP exports of POINTS_PER_REQUEST points to random existing sessions at
+    ``rate`` points/s for ``seconds`` (run as its own process)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    rng = random.Random(1)
+    interval = POINTS_PER_REQUEST / rate
+    began = time.monotonic()
+    sent = 0
+    while time.monotonic() - began < seconds:
+        body = _request([rng.randrange(max(n, 1)) for _ in range(100)], time.time_ns())
+        conn.request("POST", "/v1/metrics", body, PROTO)
+        response = conn.getresponse()
+        response.read()
+        assert response.status == 200, response.status
+        sent += 1
+        delay = began + sent * interval - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+    print(json.dumps({"points": sent * POINTS_PER_REQUEST, "seconds": time.monotonic() - began}))
+
+
+class _Http:
+    """One keep-alive connection; ``get`` returns (status, body, seconds)."""
+
+    def __init__(self, port: int) -> None:
+        self._port = port
+        self._conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+
+    def get(self, path: str) -> tuple[int, bytes, float]:
+        began = time.perf_counter()
+        try:
+            self._conn.request("GET", path)
+            r = self._conn.getresponse()
+            body = r.read()
+        except (ConnectionError, http.client.HTTPException, OSError):
+            self._conn.close()
+            self._conn = http.client.HTTPConnection("127.0.0.1", self._port, timeout=120)
+            return 0, b"", time.perf_counter() - began
+        return r.status, body, time.perf_counter() - began
+
+    def post(self, path: str, body: bytes) -> int:
+        self._conn.request("POST", path, body, PROTO)
+        r = self._conn.getresponse()
+        r.read()
+        return r.status
+
+
+def _lag(client: _Http) -> tuple[float, dict[float, float]]:
+    """The collector's longest loop lag of the last minute (seconds), and its lag histogram
+    (bucket bound -> cumulative probes)."""
+    status, body, _ = client.get("/metrics")
+    longest, buckets = 0.0, {}
+    for line in body.decode().splitlines() if status == 200 else ():
+        if line.startswith("lastactive_event_loop_lag_max_seconds "):
+            longest = float(line.split()[1])
+        elif line.startswith("lastactive_event_loop_lag_seconds_bucket{"):
+            bound = line.split('le="')[1].split('"')[0]
+            buckets[float(bound)] = float(line.split()[-1])
+    return longest, buckets
+
+
+def _worst_bucket(before: dict[float, float], after: dict[float, float]) -> float:
+    """The upper bound (seconds) of the highest lag bucket probed between two readings."""
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]  # cumulative
+    for i in range(len(bounds) - 1, 0, -1):
+        if counts[i] > counts[i - 1]:
+            return bounds[i]
+    return bounds[0]
+
+
+def _over(before: dict[float, float], after: dict[float, float], bound: float) -> float:
+    """Probes that woke more than ``bound`` seconds late between two readings."""
+    total = after[INF] - before.get(INF, 0.0)
+    return total - (after[bound] - before.get(bound, 0.0))
+
+
+def _p(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def measure(n: int, seconds: float, rate: float) -> dict[str, float]:
+    """Every figure at ``n`` sessions (times in seconds, RSS in bytes per session)."""
+    now = time.time_ns()
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "state.db"
+        began = time.perf_counter()
+        write_fleet(db, n, now)
+        wrote = time.perf_counter() - began
+        http_port, grpc_port = _free_port(), _free_port()
+        began = time.perf_counter()
+        serve = subprocess.Popen(
+            [sys.executable, "-m", "lastactive", "serve", "--db", str(db),
+             "--http-port", str(http_port), "--grpc-port", str(grpc_port)],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            client = _Http(http_port)
+            while client.get("/healthz")[0] != 200:
+                time.sleep(0.01)
+            listening = time.perf_counter() - began
+            body = _request([0], time.time_ns())
+            while client.post("/v1/metrics", body) != 200:
+                time.sleep(0.01)
+            acknowledged = time.perf_counter() - began
+            load_lag = 0.0
+            while client.get("/readyz")[0] != 200:
+                load_lag = max(load_lag, _lag(client)[0])
+                time.sleep(0.5)
+            ready = time.perf_counter() - began
+            load_lag = max(load_lag, _lag(client)[0])
+            _, loaded = _lag(client)
+            rss = psutil.Process(serve.pid).memory_info().rss
+
+            gen = subprocess.Popen(
+                [sys.executable, __file__, "--generate", str(http_port), str(n), str(rate),
+                 str(seconds)],
+                stdout=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            rng = random.Random(2)
+            gets: list[float] = []
+            lists: list[float] = []
+            decisions: list[float] = []
+            scrapes: list[float] = []
+            last_slow = time.monotonic()
+            time.sleep(1.0)  # the generator is running
+            while gen.poll() is None:
+                sid = f"session-{rng.randrange(max(n, 1)):08d}"
+                gets.append(client.get(f"/v1/sessions/{sid}")[2])
+                if time.monotonic() - last_slow >= 1.0:
+                    last_slow = time.monotonic()
+                    lists.append(client.get("/v1/sessions?limit=10")[2])
+                    decisions.append(client.get("/v1/decisions")[2])
+                    scrapes.append(client.get("/metrics")[2])
+                time.sleep(0.01)
+            out, _ = gen.communicate()
+            sent = json.loads(out)
+            _, steady = _lag(client)
+        finally:
+            serve.terminate()
+            serve.wait(60)
+    print(f"... {n} sessions: database written in {wrote:.1f} s", flush=True)
+    return {
+        "start-up: /healthz answers (s)": listening,
+        "start-up: an export acknowledged (s)": acknowledged,
+        "start-up: /readyz, loaded (s)": ready,
+        "loop lag max while loading (ms)": load_lag * 1000,
+        "ingest sent (points/s)": sent["points"] / sent["seconds"],
+        "loop lag, steady ingest: worst bucket (ms)": _worst_bucket(loaded, steady) * 1000,
+        "loop lag, steady ingest: probes > 50 ms": _over(loaded, steady, 0.05),
+        "loop lag, steady ingest: probes": steady[INF] - loaded.get(INF, 0.0),
+        "GET one session p50 (ms)": _p(gets, 0.5) * 1000,
+        "GET one session p99 (ms)": _p(gets, 0.99) * 1000,
+        "sessions?limit=10 p99 (ms)": _p(lists, 0.99) * 1000,
+        "decisions p99 (ms)": _p(decisions, 0.99) * 1000,
+        "/metrics scrape p99 (ms)": _p(scrapes, 0.99) * 1000,
+        "RSS once loaded (MB)": rss / 1e6,
+        "RSS per session (bytes)": rss / n if n else float("nan"),
+    }
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--generate":
+        port, n, rate, seconds = sys.argv[2:6]
+        generate(int(port), int(n), float(rate), float(seconds))
+        return
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sessions", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--rate", type=float, default=10_000.0, help="data points/s")
+    args = ap.parse_args()
+    sizes = [0, *args.sessions]
+    columns = [measure(n, args.seconds, args.rate) for n in sizes]
+    print(f"\nlastactive serve at N sessions (0: the baseline, an empty database; "
+          f"{args.rate:g} points/s for {args.seconds:g} s)")  # fmt: skip
+    print(f"{'':40}" + "".join(f"{n:>12}" for n in sizes))
+    for name in columns[0]:
+        print(f"{name:40}" + "".join(f"{c[name]:12.3f}" for c in columns))
+
+
+if __name__ == "__main__":
+    main()
