@@ -3,6 +3,7 @@ health checking, all on one ``grpc.aio`` server. It only translates and delegate
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -346,8 +347,11 @@ async def start_grpc(
     core: Core,
     max_request_bytes: int,
     tls: grpc.ServerCredentials | None = None,
+    loaded: asyncio.Event | None = None,
 ) -> tuple[grpc.aio.Server, int, Callable[[], Awaitable[None]]]:
     """Start the gRPC server on ``host:port`` (0: any free port), over TLS with ``tls``.
+    Health checking reports ``lastactive.v1.ActivityQuery`` NOT_SERVING until ``loaded`` is
+    set (the stored state is loading; the OTLP services serve meanwhile).
 
     Returns:
         ``(server, bound port, stop)``; ``await stop()`` reports NOT_SERVING and stops
@@ -384,8 +388,20 @@ async def start_grpc(
     serving = health_pb2.HealthCheckResponse.SERVING
     for name in ("", *served):
         await health.set(name, serving)
+    announcing: asyncio.Task[None] | None = None
+    if loaded is not None and not loaded.is_set():
+        query = served[0]
+        await health.set(query, health_pb2.HealthCheckResponse.NOT_SERVING)
+
+        async def announce() -> None:
+            await loaded.wait()
+            await health.set(query, serving)
+
+        announcing = asyncio.create_task(announce(), name="lastactive-grpc-loaded")
 
     async def stop() -> None:
+        if announcing is not None:
+            announcing.cancel()
         await health.enter_graceful_shutdown()
         await server.stop(grace=0.1)  # watch streams end when the hub closes
 

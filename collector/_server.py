@@ -263,7 +263,7 @@ async def _serve(
     sock = listening_socket(settings.host, settings.http_port)
     _, grpc_port, stop_grpc = await start_grpc(
         settings.host, settings.grpc_port, core, settings.max_request_bytes,
-        None if tls is None else tls.grpc_credentials(),
+        None if tls is None else tls.grpc_credentials(), loader.loaded,
     )  # fmt: skip
     tls_options: dict[str, Any] = {}
     if tls is not None:

@@ -59,13 +59,14 @@ class StateLoader:
         self._clock = clock
         self.entities = 0
         """Entities loaded so far."""
-        self.done = False
+        self.loaded = asyncio.Event()
+        """Set once every stored entity is loaded."""
         self.seconds = 0.0
         """How long the load took (once done)."""
 
     def loading(self) -> str | None:
         """Why reads must wait (``None`` once the state is loaded)."""
-        if self.done:
+        if self.loaded.is_set():
             return None
         return f"the collector is loading its stored state ({self.entities} entities so far)"
 
@@ -89,5 +90,5 @@ class StateLoader:
             if after is None:
                 break
         self.seconds = time.perf_counter() - began
-        self.done = True
+        self.loaded.set()
         _log.info("loaded %d entities in %.1f s", self.entities, self.seconds)

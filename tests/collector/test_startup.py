@@ -9,6 +9,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from lastactive.collector._record import EntityRecord
 from lastactive.collector._startup import LOAD_PAGE
@@ -38,6 +39,16 @@ def _stored(path: Path, n: int) -> int:
     return hour_ago
 
 
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def _health(c: InProcessCollector, service: str) -> int:
+    with grpc.insecure_channel(c.grpc_target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        return int(stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=10).status)
+
+
 def _ns(rfc3339: str) -> int:
     t = datetime.fromisoformat(rfc3339.replace("Z", "+00:00"))
     return int(t.timestamp() * S)
@@ -60,11 +71,14 @@ def test_exports_are_acknowledged_and_reads_wait_while_the_state_loads(tmp_path:
         trailers = dict(refused.value.trailing_metadata() or ())
         assert "google.rpc.retryinfo-bin" in trailers
         assert c.get("/healthz")[0] == 200
+        assert _health(c, "lastactive.v1.ActivityQuery") == NOT_SERVING
+        assert _health(c, "opentelemetry.proto.collector.metrics.v1.MetricsService") == SERVING
 
         last_input(c, "s1", 0)  # acknowledged (200) while its stored record is not loaded
 
         store.gate.set()
         wait_for(lambda: c.get("/readyz")[0] == 200, what="loaded")
+        assert _health(c, "lastactive.v1.ActivityQuery") == SERVING
         s1 = c.session("s1")
         assert s1 is not None
         assert abs(_ns(s1["first_seen"]) - (hour_ago - S)) < S // 1000  # the stored record
