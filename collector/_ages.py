@@ -76,10 +76,6 @@ class IdleHistogram:
             self.add(was, -1)
             self.add(base, 1)
 
-    def __len__(self) -> int:
-        """Sessions counted."""
-        return sum(self._counts.values()) + self._old_count
-
     def histogram(self, now: int, bounds: Sequence[int] = IDLE_BUCKETS) -> tuple[list[int], int]:
         """Sessions per bucket at ``now`` (ns): counts (not cumulative) for each of ``bounds``
         (seconds, ascending: idle seconds <= bound and above the previous) and +Inf, and the

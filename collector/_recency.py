@@ -63,9 +63,6 @@ class _SecondBuckets:
         for s in self._seconds.irange(maximum=start, reverse=True):
             yield s, members[s]
 
-    def __len__(self) -> int:
-        return sum(len(m) for m in self._members.values())
-
 
 class RecencyIndex:
     """Sessions by the second of their ``last_active`` (or, without one, ``last_seen``)."""
@@ -104,9 +101,6 @@ class RecencyIndex:
         elif t // _NANOS != e.last_active // _NANOS:
             self._engaged.discard(e, e.last_active // _NANOS)
             self._engaged.add(e, t // _NANOS)
-
-    def __len__(self) -> int:
-        return len(self._engaged) + len(self._unengaged)
 
     def first(
         self,
