@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from prometheus_client.core import (
@@ -79,6 +79,16 @@ def _counter(
     for key, value in values.items():
         family.add_metric(list(key), value)
     return family
+
+
+def _buckets(bounds: Sequence[float], counts: Sequence[float]) -> list[tuple[str, float]]:
+    """Prometheus histogram buckets (``le`` label, cumulative count) from ``counts`` per bound
+    and +Inf, not cumulative (one more count than bounds)."""
+    out, cumulative = [], 0.0
+    for bound, count in zip((*bounds, None), counts, strict=True):
+        cumulative += count
+        out.append((str(float(bound)) if bound is not None else "+Inf", cumulative))
+    return out
 
 
 class CoreCollector(Collector):
@@ -159,12 +169,10 @@ class CoreCollector(Collector):
             "time to decode and apply one OTLP request",
             labels=labels,
         )
-        for key, counts in stats.latency.items():
-            cumulative, buckets = 0.0, []
-            for bound, count in zip((*LATENCY_BUCKETS, float("inf")), counts, strict=False):
-                cumulative += count
-                buckets.append((str(bound) if bound != float("inf") else "+Inf", cumulative))
-            latency.add_metric(list(key), buckets, sum_value=counts[-1])
+        for key, counts in stats.latency.items():  # the last count is the sum
+            latency.add_metric(
+                list(key), _buckets(LATENCY_BUCKETS, counts[:-1]), sum_value=counts[-1]
+            )
         yield latency
         clocks = core.ingest.clocks
         skewed = clocks.skewed()
@@ -249,11 +257,7 @@ class CoreCollector(Collector):
         family = HistogramMetricFamily(
             PROM_LOOP_LAG, "how late a probe of the event loop woke (the loop was blocked)"
         )
-        cumulative, buckets = 0, []
-        for bound, count in zip((*LAG_BUCKETS, None), lag.counts, strict=True):
-            cumulative += count
-            buckets.append((str(bound) if bound is not None else "+Inf", cumulative))
-        family.add_metric([], buckets, sum_value=lag.sum)
+        family.add_metric([], _buckets(LAG_BUCKETS, lag.counts), sum_value=lag.sum)
         yield family
         yield GaugeMetricFamily(
             PROM_LOOP_LAG_MAX,
@@ -293,10 +297,7 @@ class CoreCollector(Collector):
         for cls, value in recent.items():
             recent_family.add_metric([cls], value)
         yield recent_family
-        cumulative, buckets = 0, []
-        for bound, count in zip((*IDLE_BUCKETS, None), idle_counts, strict=True):
-            cumulative += count
-            buckets.append((str(float(bound)) if bound is not None else "+Inf", cumulative))
+        buckets = _buckets(IDLE_BUCKETS, idle_counts)
         idle_family = HistogramMetricFamily(
             PROM_SESSIONS_IDLE,
             "sessions by whole seconds since their last counted activity (a snapshot at scrape)",

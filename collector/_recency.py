@@ -88,7 +88,8 @@ class RecencyIndex:
             self._engaged.discard(e, e.last_active // _NANOS)
 
     def seen(self, e: Entity, t: int) -> None:
-        """Session ``e``'s ``last_seen`` moves to ``t`` (ns); call before setting it."""
+        """Session ``e``'s ``last_seen`` moves to ``t`` (ns); call before setting it (only
+        needed while ``e`` has no ``last_active``)."""
         if e.last_active is None and t // _NANOS != e.last_seen // _NANOS:
             self._unengaged.discard(e, e.last_seen // _NANOS)
             self._unengaged.add(e, t // _NANOS)

@@ -555,8 +555,8 @@ class ActivityState:
         """Any telemetry at ``t``: liveness (``last_seen``) and the ``first_seen`` min."""
         for e in entities:
             if t > e.last_seen:
-                if e.kind is Kind.SESSION:
-                    self._recency.seen(e, t)
+                if e.last_active is None and e.kind is Kind.SESSION:
+                    self._recency.seen(e, t)  # ranked by last_seen until engaged
                 e.last_seen = t
                 self._dirty.add(e)
             if t < e.first_seen:
