@@ -137,7 +137,7 @@ def figures_at(n: int, repeat: int) -> dict[str, float]:
     core = build(n, now)
     gc.collect()
     rss = (proc.memory_info().rss - rss0) / n
-    freeze_survivors()  # as serve does once the state is loaded (and every 10 s after)
+    freeze_survivors()  # as serve does once the state is loaded (and after each full GC)
     state, engine, r = core.state, core.engine, repeat
     flusher = Flusher(state, SqliteStore(":memory:"), 1.0, retention_ns=RETENTION_NS)
     registry = registry_for(core, flusher)

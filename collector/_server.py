@@ -25,7 +25,7 @@ from lastactive.collector._auth import AuthFileError, Credentials
 from lastactive.collector._clocks import ReporterClocks
 from lastactive.collector._core import Core
 from lastactive.collector._flusher import Flusher
-from lastactive.collector._freeze import FREEZE_EVERY_S, freeze_survivors
+from lastactive.collector._freeze import freezing
 from lastactive.collector._grpc_edge import start_grpc
 from lastactive.collector._http import create_app
 from lastactive.collector._ingest import Ingest
@@ -111,13 +111,6 @@ async def _tick(core: Core, stop: asyncio.Event) -> None:
             _log.exception("transition tick failed")
 
 
-async def _freezing(stop: asyncio.Event) -> None:
-    """Every FREEZE_EVERY_S: move what survived out of the cyclic GC's sight."""
-    while not stop.is_set():
-        await asyncio.sleep(FREEZE_EVERY_S)
-        freeze_survivors()
-
-
 class ExposedError(RuntimeError):
     """``serve`` would listen beyond loopback without credentials and TLS (no ``--insecure``)."""
 
@@ -172,6 +165,7 @@ async def serve(
         if store is None:
             stack.enter_context(_single_serve(settings.db))
             store = SqliteStore(settings.db)
+        stack.enter_context(freezing())  # full GC collections walk only what is new
         await _serve(
             settings, store, policy, clock, (listening, ready), stop,
             insecure=exposed is not None,
@@ -298,7 +292,6 @@ async def _serve(
     loading = asyncio.create_task(loader.run(), name="lastactive-load")
     ticker = asyncio.create_task(_tick(core, stop), name="lastactive-transitions")
     stopping = asyncio.create_task(stop.wait(), name="lastactive-stop")
-    freezer = asyncio.create_task(_freezing(stop), name="lastactive-gc-freeze")
     probe = asyncio.create_task(lag.run(), name="lastactive-loop-lag")
     try:
         while not http.started:
@@ -319,7 +312,7 @@ async def _serve(
     finally:
         core.hub.close()  # ends every watch stream, so both servers stop at once
         http.should_exit = True
-        for task in (ticker, freezer, stopping, probe):
+        for task in (ticker, stopping, probe):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from lastactive.collector._freeze import freeze_survivors
+from lastactive.collector._freeze import freeze_survivors, freezing
 from lastactive.collector._state import ActivityState, Identity
 
 
@@ -48,3 +48,19 @@ def test_frozen_entities_are_freed_when_purged() -> None:
     del ents
     assert [e.id for e in state.purge(10, 1)[0]] == ["s"]
     assert gone() is None  # reference counting frees it; no collection needed
+
+
+def test_freezing_freezes_what_survives_each_full_collection_and_stops_on_exit() -> None:
+    freeze_survivors()
+    kept = [Node() for _ in range(1000)]
+    with freezing():
+        before = gc.get_freeze_count()
+        gc.collect(1)  # a younger generation: nothing frozen
+        assert gc.get_freeze_count() == before
+        gc.collect()  # as CPython's own full collection: the survivors are frozen
+        assert gc.get_freeze_count() >= before + len(kept)
+    later = [Node() for _ in range(1000)]
+    frozen = gc.get_freeze_count()
+    gc.collect()
+    assert gc.get_freeze_count() == frozen  # no longer in force
+    assert len(kept) == len(later)
