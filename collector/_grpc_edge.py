@@ -28,7 +28,7 @@ from lastactive.collector._auth import (
 from lastactive.collector._core import Core
 from lastactive.collector._flusher import StoreUnavailableError
 from lastactive.collector._otlp_signals import SIGNALS, OtlpSignal, export_response
-from lastactive.collector._paging import PageTokenError, sessions_page
+from lastactive.collector._paging import PageTokenError, page_size, sessions_page
 from lastactive.collector._startup import LOADING_RETRY_S
 from lastactive.collector._state import NANOS, EntityView, Hold, Kind
 from lastactive.collector._tls import grpc_identity
@@ -295,11 +295,13 @@ class ActivityQueryServicer(query_pb2_grpc.ActivityQueryServicer):  # type: igno
                 f"within_seconds must be in [0, {MAX_DURATION_S:.0f}]",
             )
         now = self._clock()
-        out = self._core.engine.decisions(now, int(request.within_seconds * NANOS))
+        within = int(request.within_seconds * NANOS)
+        out = self._core.engine.decisions(now, within, page_size(request.limit))
         return query_pb2.DecisionsResponse(
             hibernate=[decision_message(d) for d in out.hibernate],
             due_soon=[decision_message(d) for d in out.due_soon],
             held=[decision_message(d) for d in out.held],
+            truncated=out.truncated,
         )
 
     async def ListSessions(

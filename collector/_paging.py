@@ -16,7 +16,7 @@ from typing import Final
 
 from lastactive.collector._state import ActivityState, EntityView, PageKey, page_key
 
-__all__ = ["DEFAULT_PAGE", "MAX_PAGE", "PageTokenError", "sessions_page"]
+__all__ = ["DEFAULT_PAGE", "MAX_PAGE", "PageTokenError", "page_size", "sessions_page"]
 
 DEFAULT_PAGE: Final = 1000
 """Sessions per page when the client asks for 0."""
@@ -42,15 +42,16 @@ def sessions_page(
     Raises:
         PageTokenError: ``page_token`` is not one this collector made.
     """
-    size = _page_size(limit)
+    size = page_size(limit)
     views = state.sessions(now, host_id, size + 1, trusted_only, _after(page_token))
     if len(views) > size:
         return views[:size], _token_after(views[size - 1])
     return views, ""
 
 
-def _page_size(limit: int) -> int:
-    """The page size for a requested ``limit`` (0: :data:`DEFAULT_PAGE`)."""
+def page_size(limit: int) -> int:
+    """The page size for a requested ``limit`` (0: :data:`DEFAULT_PAGE`; at most
+    :data:`MAX_PAGE`): also the most entries per list of ``/v1/decisions``."""
     return DEFAULT_PAGE if limit <= 0 else min(limit, MAX_PAGE)
 
 

@@ -40,11 +40,11 @@ from lastactive.collector._record import INT64_MAX
 from lastactive.collector._state import ActivityState, Entity, EntityView, Kind, view
 from lastactive.collector.policy import (
     Decisions,
+    DecisionsBuilder,
     Evaluation,
     IdleState,
     Policy,
     Rules,
-    decide,
     evaluate,
 )
 from lastactive.conventions import ActivityClass, AgentStatus, Source
@@ -247,24 +247,45 @@ class TransitionEngine:
             counts[key] = counts.get(key, 0) + 1
         return out
 
-    def decision_candidates(self, now: int, within_ns: int) -> list[EntityView]:
-        """Views at ``now`` of every entity that may be due to hibernate within ``within_ns``
-        (ns) or is held up: what :func:`~lastactive.collector.policy.decide` needs, found in
-        the indexes, plus what changed since the last tick (costs what it returns and what
-        changed, not the fleet)."""
-        window = self._deadlines.irange(maximum=(now + within_ns, INT64_MAX))
-        chosen: dict[Entity, None] = {e: None for _, _, e in window}
-        chosen.update(self._held)
-        # Not evaluated since they changed (the next tick would): a new session, a new hold.
-        chosen.update((e, None) for e in self._pending if e.kind is not Kind.AGENT)
-        chosen.update((e, None) for e in self._state.touched() if e.kind is not Kind.AGENT)
-        entities = self._state.entities
-        return [view(e, now) for e in chosen if entities.get((e.kind, e.id)) is e]
+    def decisions(self, now: int, within_ns: int, limit: int | None = None) -> Decisions:
+        """:func:`~lastactive.collector.policy.decide` at ``now``: the same answer as over
+        every entity, each list cut to its first ``limit`` (``None``: whole).
 
-    def decisions(self, now: int, within_ns: int) -> Decisions:
-        """:func:`~lastactive.collector.policy.decide` at ``now`` over the
-        :meth:`decision_candidates`: the same answer as over every entity."""
-        return decide(self.decision_candidates(now, within_ns), self._policy, now, within_ns)
+        Evaluated afresh: what is held up, what changed since the last tick (the next tick
+        would evaluate it: a new session, a new hold), and the indexed deadlines within the
+        window in order. An entity's deadline is never earlier than its indexed one, so with
+        a ``limit`` the walk stops once ``limit + 1`` listed deadlines are earlier than the
+        next indexed one: it costs what changed, what is held and about ``limit`` deadlines,
+        not the fleet.
+        """
+        builder = DecisionsBuilder(self._policy, now, within_ns)
+        entities = self._state.entities
+        done: set[Entity] = set()
+        listed: list[int] = []  # deadlines (ns) listed, not yet known to be among the first
+        touched = self._state.touched()
+        for e in itertools.chain(self._held, self._pending, touched):
+            if e.kind is not Kind.AGENT and e not in done and entities.get((e.kind, e.id)) is e:
+                done.add(e)
+                at = builder.add(view(e, now))
+                if at is not None:
+                    listed.append(at)
+        heapq.heapify(listed)
+        first_now = first_soon = 0  # listed deadlines earlier than every one still unwalked
+        for at_index, _, e in self._deadlines.irange(maximum=(now + within_ns, INT64_MAX)):
+            if limit is not None:
+                while listed and listed[0] < at_index:
+                    if heapq.heappop(listed) <= now:
+                        first_now += 1
+                    else:
+                        first_soon += 1
+                if (first_now > limit or at_index > now) and (first_soon > limit or not within_ns):
+                    break
+            if e not in done and entities.get((e.kind, e.id)) is e:
+                done.add(e)
+                at = builder.add(view(e, now))
+                if at is not None:
+                    heapq.heappush(listed, at)
+        return builder.result(limit)
 
     def on_host(self, host_id: str) -> list[Entity]:
         """The sessions on ``host_id`` (the state's host index)."""

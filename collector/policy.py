@@ -61,6 +61,7 @@ __all__ = [
     "MAX_DURATION_S",
     "Decision",
     "Decisions",
+    "DecisionsBuilder",
     "Evaluation",
     "IdleState",
     "Match",
@@ -461,29 +462,70 @@ class Decisions(NamedTuple):
     held: list[Decision]
     """Held up by a hold that counts under the policy (a lease, a foreground command, a tool
     call ...), longest held first: so a hold that never ends is visible."""
+    truncated: bool = False
+    """A list had more than the ``limit`` asked for: it holds the first ``limit``."""
 
 
-def decide(views: Iterable[EntityView], policy: Policy, now: int, within_ns: int) -> Decisions:
-    """Split ``views`` into those to hibernate now, those due within ``within_ns`` (ns) and
-    those held up. Ended sessions (completed, error) are never listed. Each list's order does
-    not depend on the order of ``views`` (ties by kind, then id)."""
-    out = Decisions([], [], [])
-    for v in views:
+class DecisionsBuilder:
+    """:func:`decide` one view at a time (so a caller walking an index in deadline order can
+    stop early: :meth:`add` says where each view lands).
+
+    Args:
+        policy: the idle policy.
+        now: ns since the epoch.
+        within_ns: ``due_soon`` holds those due within this (ns) of ``now``.
+    """
+
+    def __init__(self, policy: Policy, now: int, within_ns: int) -> None:
+        self._policy = policy
+        self._now = now
+        self._within_ns = within_ns
+        self._out = Decisions([], [], [])
+
+    def add(self, v: EntityView) -> int | None:
+        """Evaluate ``v`` and file it; return its deadline (ns) when it went to ``hibernate`` or
+        ``due_soon``, else ``None``. Ended sessions (completed, error) are never listed."""
         if v.status != AgentStatus.ACTIVE:
-            continue
-        e = policy.evaluate(v, now)
+            return None
+        now, out = self._now, self._out
+        e = self._policy.evaluate(v, now)
         if e.held_by and not e.hibernate:
             out.held.append(Decision(v, e))
-        if e.hibernate_at is None:
-            continue
+        at = e.hibernate_at
+        if at is None:
+            return None
         if e.hibernate:
             out.hibernate.append(Decision(v, e))
-        elif e.hibernate_at - now <= within_ns:
+        elif at - now <= self._within_ns:
             out.due_soon.append(Decision(v, e))
-    # Ties broken by kind and id: the same answer whatever order the views came in.
-    out.hibernate.sort(key=lambda d: (d.evaluation.hibernate_at or 0, d.view.kind, d.view.id))
-    out.due_soon.sort(key=lambda d: (d.evaluation.hibernate_at or 0, d.view.kind, d.view.id))
-    out.held.sort(
-        key=lambda d: (min(h.since for h in d.evaluation.held_by), d.view.kind, d.view.id)
-    )
-    return out
+        else:
+            return None
+        return at
+
+    def result(self, limit: int | None = None) -> Decisions:
+        """The lists in their order (ties by kind, then id: the same answer whatever order the
+        views came in), each cut to its first ``limit`` (``None``: whole)."""
+        hibernate, due_soon, held, _ = self._out
+        hibernate.sort(key=lambda d: (d.evaluation.hibernate_at or 0, d.view.kind, d.view.id))
+        due_soon.sort(key=lambda d: (d.evaluation.hibernate_at or 0, d.view.kind, d.view.id))
+        held.sort(
+            key=lambda d: (min(h.since for h in d.evaluation.held_by), d.view.kind, d.view.id)
+        )
+        if limit is None or max(len(hibernate), len(due_soon), len(held)) <= limit:
+            return Decisions(hibernate, due_soon, held)
+        return Decisions(hibernate[:limit], due_soon[:limit], held[:limit], truncated=True)
+
+
+def decide(
+    views: Iterable[EntityView],
+    policy: Policy,
+    now: int,
+    within_ns: int,
+    limit: int | None = None,
+) -> Decisions:
+    """Split ``views`` into those to hibernate now, those due within ``within_ns`` (ns) and
+    those held up, each list cut to its first ``limit`` (:class:`DecisionsBuilder`)."""
+    builder = DecisionsBuilder(policy, now, within_ns)
+    for v in views:
+        builder.add(v)
+    return builder.result(limit)

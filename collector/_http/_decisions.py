@@ -9,11 +9,12 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from lastactive.collector._core import Core
-from lastactive.collector._http._query import EvaluationOut, HoldOut, holds_out
+from lastactive.collector._http._query import EvaluationOut, HoldOut
+from lastactive.collector._paging import DEFAULT_PAGE, MAX_PAGE, page_size
 from lastactive.collector._state import NANOS, Kind
 from lastactive.collector._transitions import Snapshot, Transition
 from lastactive.collector._watch import (
@@ -27,23 +28,13 @@ from lastactive.collector.policy import MAX_DURATION_S, Decision
 
 
 class DecisionOut(EvaluationOut):
-    """One session or host and the policy's evaluation of it."""
+    """One session or host and the policy's evaluation of it (the schema; the body is made
+    by :func:`decision_json`)."""
 
     kind: Kind = Field(description="session or host")
     id: str
     host_id: str | None
     held_by: list[HoldOut] = Field(description="the holds that hold it up (exempt)")
-
-    @classmethod
-    def of(cls, d: Decision) -> DecisionOut:
-        v, e = d.view, d.evaluation
-        return cls(
-            **EvaluationOut.fields_of(e),
-            kind=v.kind,
-            id=v.id,
-            host_id=v.host_id,
-            held_by=holds_out(e.held_by, e.held_by),
-        )
 
 
 class DecisionList(BaseModel):
@@ -51,6 +42,9 @@ class DecisionList(BaseModel):
     due_soon: list[DecisionOut] = Field(description="due within `within` seconds")
     held: list[DecisionOut] = Field(
         description="held up by a hold that counts (lease, foreground, tool ...), longest first"
+    )
+    truncated: bool = Field(
+        description="a list had more than `limit` entries: it holds the first `limit`"
     )
 
 
@@ -74,6 +68,37 @@ def state_json(s: Snapshot) -> dict[str, Any]:
         "reason": e.reason,
         "runaway_reason": e.runaway_reason,
         "stuck_reason": e.stuck_reason,
+    }
+
+
+def decision_json(d: Decision) -> dict[str, Any]:
+    """One :class:`DecisionOut` as plain JSON values: a decisions body is built and encoded
+    without a model object per entry (issue 15: thousands of entries at 1M sessions)."""
+    v, e = d.view, d.evaluation
+    return {
+        "state": e.state,
+        "idle_since": _iso(e.idle_since),
+        "hibernate_at": None if e.hibernate_at is None else _iso(e.hibernate_at),
+        "hibernate": e.hibernate,
+        "runaway": e.runaway,
+        "stuck": e.stuck,
+        "reason": e.reason,
+        "runaway_reason": e.runaway_reason,
+        "stuck_reason": e.stuck_reason,
+        "kind": v.kind,
+        "id": v.id,
+        "host_id": v.host_id,
+        "held_by": [
+            {
+                "kind": h.kind,
+                "id": h.id,
+                "until": _iso(h.until) if h.until else None,
+                "since": _iso(h.since),
+                "counts": True,
+                "reason": h.reason,
+            }
+            for h in e.held_by
+        ],
     }
 
 
@@ -145,15 +170,22 @@ def decisions_router(core: Core) -> APIRouter:
         within: Annotated[
             float, Query(ge=0, le=MAX_DURATION_S, description="also list those due within (s)")
         ] = 600,
-    ) -> DecisionList:
+        limit: Annotated[
+            int,
+            Query(ge=0, description=f"entries per list; 0 = {DEFAULT_PAGE}, at most {MAX_PAGE}"),
+        ] = 0,
+    ) -> Response:
         """Sessions and hosts to hibernate now, those due soon, each with its deadline and
-        the reason in words, and those held up, with their holds."""
+        the reason in words, and those held up, with their holds; each list its first
+        ``limit`` (the most urgent: act on them and ask again)."""
         now = clock()
-        out = core.engine.decisions(now, int(within * NANOS))
-        return DecisionList(
-            hibernate=[DecisionOut.of(d) for d in out.hibernate],
-            due_soon=[DecisionOut.of(d) for d in out.due_soon],
-            held=[DecisionOut.of(d) for d in out.held],
-        )
+        out = core.engine.decisions(now, int(within * NANOS), page_size(limit))
+        body = {
+            "hibernate": [decision_json(d) for d in out.hibernate],
+            "due_soon": [decision_json(d) for d in out.due_soon],
+            "held": [decision_json(d) for d in out.held],
+            "truncated": out.truncated,
+        }
+        return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")
 
     return router

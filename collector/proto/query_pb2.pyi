@@ -89,10 +89,12 @@ class WatchEvent(_message.Message):
     def __init__(self, snapshot: _Optional[_Union[Snapshot, _Mapping]] = ..., transition: _Optional[_Union[Transition, _Mapping]] = ..., resync: _Optional[_Union[Resync, _Mapping]] = ...) -> None: ...
 
 class DecisionsRequest(_message.Message):
-    __slots__ = ("within_seconds",)
+    __slots__ = ("within_seconds", "limit")
     WITHIN_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
     within_seconds: float
-    def __init__(self, within_seconds: _Optional[float] = ...) -> None: ...
+    limit: int
+    def __init__(self, within_seconds: _Optional[float] = ..., limit: _Optional[int] = ...) -> None: ...
 
 class Decision(_message.Message):
     __slots__ = ("kind", "id", "host_id", "state", "idle_since_unix_nano", "hibernate_at_unix_nano", "hibernate", "runaway", "stuck", "reason", "runaway_reason", "stuck_reason", "held_by")
@@ -125,14 +127,16 @@ class Decision(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., id: _Optional[str] = ..., host_id: _Optional[str] = ..., state: _Optional[str] = ..., idle_since_unix_nano: _Optional[int] = ..., hibernate_at_unix_nano: _Optional[int] = ..., hibernate: _Optional[bool] = ..., runaway: _Optional[bool] = ..., stuck: _Optional[bool] = ..., reason: _Optional[str] = ..., runaway_reason: _Optional[str] = ..., stuck_reason: _Optional[str] = ..., held_by: _Optional[_Iterable[_Union[Hold, _Mapping]]] = ...) -> None: ...
 
 class DecisionsResponse(_message.Message):
-    __slots__ = ("hibernate", "due_soon", "held")
+    __slots__ = ("hibernate", "due_soon", "held", "truncated")
     HIBERNATE_FIELD_NUMBER: _ClassVar[int]
     DUE_SOON_FIELD_NUMBER: _ClassVar[int]
     HELD_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     hibernate: _containers.RepeatedCompositeFieldContainer[Decision]
     due_soon: _containers.RepeatedCompositeFieldContainer[Decision]
     held: _containers.RepeatedCompositeFieldContainer[Decision]
-    def __init__(self, hibernate: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ..., due_soon: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ..., held: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ...) -> None: ...
+    truncated: bool
+    def __init__(self, hibernate: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ..., due_soon: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ..., held: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ..., truncated: _Optional[bool] = ...) -> None: ...
 
 class ListSessionsRequest(_message.Message):
     __slots__ = ("host_id", "limit", "trusted_only", "page_token")

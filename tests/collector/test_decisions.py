@@ -9,6 +9,7 @@ from pathlib import Path
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.logs.v1 import logs_pb2
 
+from lastactive.collector._http._decisions import DecisionList
 from lastactive.collector.proto import query_pb2
 from tests.helpers import InProcessCollector, kv, last_input
 
@@ -54,6 +55,32 @@ def test_decisions_over_http_and_grpc(tmp_path: Path) -> None:
         c.stop()
 
 
+def test_each_list_holds_its_first_limit_entries(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text("[defaults]\nidle_after = 30\nhibernate_after = 60\n")
+    c = InProcessCollector(policy=policy).start()
+    try:
+        for i in range(5):
+            last_input(c, f"s{i}", 100 + i)  # s4 idle the longest: the most urgent
+        _, whole = c.get("/v1/decisions?within=0")
+        assert not whole["truncated"] and len(whole["hibernate"]) == 10  # 5 sessions, 5 hosts
+        status, cut = c.get("/v1/decisions?within=0&limit=3")
+        assert status == 200 and cut["truncated"]
+        assert cut["hibernate"] == whole["hibernate"][:3]
+        assert [d["id"] for d in cut["hibernate"]][:1] in (["s4"], ["h-s4"])
+        assert c.get("/v1/decisions?limit=-1")[0] == 400
+        channel, stub = c.grpc_stub()
+        with channel:
+            resp = stub.Decisions(query_pb2.DecisionsRequest(limit=3), timeout=10)
+            assert resp.truncated and [d.id for d in resp.hibernate] == [
+                d["id"] for d in cut["hibernate"]
+            ]
+            resp = stub.Decisions(query_pb2.DecisionsRequest(), timeout=10)  # 0: the default
+            assert not resp.truncated and len(resp.hibernate) == 10
+    finally:
+        c.stop()
+
+
 def test_every_session_and_host_carries_its_decision(tmp_path: Path) -> None:
     """Issue 10: the evaluation is on every session and host, in HTTP and gRPC, and
     /v1/decisions lists what is held, with the hold."""
@@ -89,6 +116,15 @@ def test_every_session_and_host_carries_its_decision(tmp_path: Path) -> None:
         status, body = c.get("/v1/decisions")
         held_by = {d["id"]: [h["id"] for h in d["held_by"]] for d in body["held"]}
         assert held_by == {"busy": ["Bash/toolu_1"], "h9": ["Bash/toolu_1"]}
+        # The body is made without models: it is what the schema says, as the sessions show it.
+        assert DecisionList.model_validate(body).model_dump(mode="json") == body
+        busy = next(d for d in body["held"] if d["id"] == "busy")
+        assert busy["held_by"] == s["held_by"]
+        old = next(d for d in body["hibernate"] if d["id"] == "old")
+        _, s_old = c.get("/v1/sessions/old")
+        assert {k: s_old[k] for k in old if k != "held_by"} == {
+            k: v for k, v in old.items() if k != "held_by"
+        }
 
         channel, stub = c.grpc_stub()
         with channel:

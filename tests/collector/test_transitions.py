@@ -149,10 +149,12 @@ def test_indexed_decisions_and_counts_match_a_walk_of_every_session() -> None:
         if step % 25 == 0:
             engine.forget(state.purge(clock.now, 1800 * S)[0])
         within = rng.choice([0, 60, 600, 3600]) * S
-        fast = engine.decisions(clock.now, within)
+        limit = rng.choice([None, 1, 2, 3, 5, 10])
+        fast = engine.decisions(clock.now, within, limit)
         full = decide(state.views(clock.now), engine._policy, clock.now, within)
-        for got, want in zip(fast, full, strict=True):
-            assert [d.view.id for d in got] == [d.view.id for d in want], step
+        assert fast.truncated == (limit is not None and max(map(len, full[:3])) > limit), step
+        for got, want in zip(fast[:3], full[:3], strict=True):
+            assert [d.view.id for d in got] == [d.view.id for d in want][:limit], step
         by_state, by_host = _fleet_walk(state, engine)
         assert {k: v for k, v in engine.sessions_by_state.items() if v} == by_state
         assert engine.host_sessions == by_host
