@@ -33,7 +33,7 @@ from lastactive.collector._flusher import RECORD_SLICE, Flusher
 from lastactive.collector._freeze import freeze_survivors
 from lastactive.collector._ingest import Ingest
 from lastactive.collector._metrics import registry_for
-from lastactive.collector._paging import sessions_page
+from lastactive.collector._paging import DEFAULT_PAGE, sessions_page
 from lastactive.collector._state import NANOS, ActivityState, Identity, Kind
 from lastactive.collector._transitions import TICK_BUDGET, TransitionEngine
 from lastactive.collector._watch import WatchHub
@@ -150,7 +150,10 @@ def figures_at(n: int, repeat: int) -> dict[str, float]:
             r,
         ),
         "retention purge": timed(lambda: state.purge(now, RETENTION_NS), r),
-        "/v1/decisions": timed(lambda: engine.decisions(now, 600 * NANOS), r),
+        "/v1/decisions (whole lists)": timed(lambda: engine.decisions(now, 600 * NANOS), r),
+        "/v1/decisions (limit 1000)": timed(
+            lambda: engine.decisions(now, 600 * NANOS, DEFAULT_PAGE), r
+        ),
         "sessions?limit=10": timed(lambda: sessions_page(state, now, None, 10, False, ""), r),
         "sessions?limit=10&trusted_only": timed(
             lambda: sessions_page(state, now, None, 10, True, ""), r

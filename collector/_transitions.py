@@ -84,7 +84,6 @@ class Condition(NamedTuple):
         return cls(e.state, e.runaway, e.stuck, e.hibernate)
 
 
-_PLAINLY_ACTIVE: Final = Condition(IdleState.ACTIVE, False, False, False)
 _CONDITIONS: Final = {
     c: c
     for c in (
@@ -96,6 +95,8 @@ _CONDITIONS: Final = {
     )
 }
 """Every condition once: entities share these instead of holding a tuple each."""
+_PLAINLY_ACTIVE: Final = _CONDITIONS[Condition(IdleState.ACTIVE, False, False, False)]
+"""The shared active condition (the tick compares with ``is``)."""
 _NOT_ENDED: Final = (None, str(AgentStatus.ACTIVE))
 
 
@@ -216,14 +217,16 @@ class TransitionEngine:
         pending.extend(self._state.take_touched())
         left = len(pending) + len(self._heap) if budget is None else budget
         known_of = self._known.get
+        entities = self._state.entities
         while pending and left > 0:
             e = pending.pop()
-            if e.kind is Kind.AGENT:
-                continue
+            if e.kind is Kind.AGENT or entities.get((e.kind, e.id)) is not e:
+                continue  # purged while it waited: forgotten, not evaluated again
             known = known_of(e)
             if (
                 known is not None
                 and known.condition is _PLAINLY_ACTIVE
+                and known.host == e.host_id  # else it moved: counted under its new host
                 and not e.holds
                 and e.attributes is None
                 and Source.EXIT not in e.sources
@@ -238,7 +241,7 @@ class TransitionEngine:
             due, _, e = heapq.heappop(heap)
             if self._scheduled.get(e) == due:
                 del self._scheduled[e]
-            if self._state.entities.get((e.kind, e.id)) is e:
+            if entities.get((e.kind, e.id)) is e:
                 left -= 1
                 self._check(e, now, out)
         counts = self.transitions
@@ -251,40 +254,42 @@ class TransitionEngine:
         """:func:`~lastactive.collector.policy.decide` at ``now``: the same answer as over
         every entity, each list cut to its first ``limit`` (``None``: whole).
 
-        Evaluated afresh: what is held up, what changed since the last tick (the next tick
-        would evaluate it: a new session, a new hold), and the indexed deadlines within the
-        window in order. An entity's deadline is never earlier than its indexed one, so with
-        a ``limit`` the walk stops once ``limit + 1`` listed deadlines are earlier than the
-        next indexed one: it costs what changed, what is held and about ``limit`` deadlines,
-        not the fleet.
+        Evaluated afresh: what is held up; what the next tick would evaluate (changed since
+        the last one, or with a check due: a new session, a new hold, a tick behind); then
+        the indexed deadlines in order, due now from the earliest, due soon from ``now``. An
+        indexed deadline is never later than the entity's own, and one at or before ``now``
+        is its own unless the entity is among those evaluated first (its scheduled check,
+        never later than its deadline, is due). So each walk stops once ``limit + 1`` of its
+        list's deadlines are earlier than the next indexed one: the call costs what changed,
+        what is held and about ``2 * limit`` deadlines, not the fleet.
         """
         builder = DecisionsBuilder(self._policy, now, within_ns)
         entities = self._state.entities
         done: set[Entity] = set()
-        listed: list[int] = []  # deadlines (ns) listed, not yet known to be among the first
-        touched = self._state.touched()
-        for e in itertools.chain(self._held, self._pending, touched):
+        listed: tuple[list[int], list[int]] = ([], [])  # deadlines (ns): due now, due soon
+
+        def add(e: Entity) -> None:
             if e.kind is not Kind.AGENT and e not in done and entities.get((e.kind, e.id)) is e:
                 done.add(e)
                 at = builder.add(view(e, now))
                 if at is not None:
-                    listed.append(at)
-        heapq.heapify(listed)
-        first_now = first_soon = 0  # listed deadlines earlier than every one still unwalked
-        for at_index, _, e in self._deadlines.irange(maximum=(now + within_ns, INT64_MAX)):
-            if limit is not None:
-                while listed and listed[0] < at_index:
-                    if heapq.heappop(listed) <= now:
-                        first_now += 1
-                    else:
-                        first_soon += 1
-                if (first_now > limit or at_index > now) and (first_soon > limit or not within_ns):
-                    break
-            if e not in done and entities.get((e.kind, e.id)) is e:
-                done.add(e)
-                at = builder.add(view(e, now))
-                if at is not None:
-                    heapq.heappush(listed, at)
+                    heapq.heappush(listed[at > now], at)
+
+        for e in itertools.chain(
+            self._held, self._pending, self._state.touched(), _due(self._heap, now)
+        ):
+            add(e)
+        walks = ((None, now, listed[0]), ((now + 1,), now + within_ns, listed[1]))
+        for lowest, highest, heap in walks:
+            first = 0  # listed deadlines earlier than every one still unwalked
+            for at_index, _, e in self._deadlines.irange(lowest, (highest, INT64_MAX)):
+                if limit is not None:
+                    while heap and heap[0] < at_index:
+                        heapq.heappop(heap)
+                        first += 1
+                    if first > limit:
+                        break
+                add(e)
         return builder.result(limit)
 
     def on_host(self, host_id: str) -> list[Entity]:
@@ -440,6 +445,18 @@ class TransitionEngine:
         flagged["runaway"] += n * c.runaway
         flagged["stuck"] += n * c.stuck
         flagged["hibernate_due"] += n * c.hibernate
+
+
+def _due(heap: list[tuple[int, int, Entity]], now: int) -> Iterator[Entity]:
+    """The entities of a timer heap's entries due at ``now`` (ns), in no order: a walk of the
+    heap's tree that stops below entries not due (costs what is due)."""
+    stack = [0] if heap else []
+    while stack:
+        i = stack.pop()
+        due, _, e = heap[i]
+        if due <= now:
+            yield e
+            stack.extend(j for j in (2 * i + 1, 2 * i + 2) if j < len(heap))
 
 
 def reason_of(ev: Evaluation, field: TransitionField) -> str:
