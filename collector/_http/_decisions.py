@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from lastactive.collector._core import Core
 from lastactive.collector._http._query import EvaluationOut, HoldOut
 from lastactive.collector._paging import DEFAULT_PAGE, MAX_PAGE, page_size
-from lastactive.collector._state import NANOS, Kind
+from lastactive.collector._state import NANOS, EntityView, Kind
 from lastactive.collector._transitions import Snapshot, Transition
 from lastactive.collector._watch import (
     KeepaliveEvent,
@@ -24,7 +24,7 @@ from lastactive.collector._watch import (
     WatchLimitError,
     open_watch,
 )
-from lastactive.collector.policy import MAX_DURATION_S, Decision
+from lastactive.collector.policy import MAX_DURATION_S, Decision, Evaluation
 
 
 class DecisionOut(EvaluationOut):
@@ -52,9 +52,10 @@ def _iso(ns: int) -> str:
     return datetime.fromtimestamp(ns / NANOS, UTC).isoformat().replace("+00:00", "Z")
 
 
-def state_json(s: Snapshot) -> dict[str, Any]:
-    """A watcher's view of one entity's current state (SSE ``snapshot`` entries)."""
-    v, e = s.view, s.evaluation
+def _evaluated_json(v: EntityView, e: Evaluation) -> dict[str, Any]:
+    """An entity and the policy's evaluation of it as plain JSON values (the fields of
+    :class:`DecisionOut` but ``held_by``): built and encoded without a model object per entry
+    (issue 15: thousands of entries at 1M sessions)."""
     return {
         "kind": v.kind,
         "id": v.id,
@@ -69,37 +70,27 @@ def state_json(s: Snapshot) -> dict[str, Any]:
         "runaway_reason": e.runaway_reason,
         "stuck_reason": e.stuck_reason,
     }
+
+
+def state_json(s: Snapshot) -> dict[str, Any]:
+    """A watcher's view of one entity's current state (SSE ``snapshot`` entries)."""
+    return _evaluated_json(s.view, s.evaluation)
 
 
 def decision_json(d: Decision) -> dict[str, Any]:
-    """One :class:`DecisionOut` as plain JSON values: a decisions body is built and encoded
-    without a model object per entry (issue 15: thousands of entries at 1M sessions)."""
-    v, e = d.view, d.evaluation
-    return {
-        "state": e.state,
-        "idle_since": _iso(e.idle_since),
-        "hibernate_at": None if e.hibernate_at is None else _iso(e.hibernate_at),
-        "hibernate": e.hibernate,
-        "runaway": e.runaway,
-        "stuck": e.stuck,
-        "reason": e.reason,
-        "runaway_reason": e.runaway_reason,
-        "stuck_reason": e.stuck_reason,
-        "kind": v.kind,
-        "id": v.id,
-        "host_id": v.host_id,
-        "held_by": [
-            {
-                "kind": h.kind,
-                "id": h.id,
-                "until": _iso(h.until) if h.until else None,
-                "since": _iso(h.since),
-                "counts": True,
-                "reason": h.reason,
-            }
-            for h in e.held_by
-        ],
-    }
+    """One :class:`DecisionOut` as plain JSON values, its holds all counting."""
+    holds = [
+        {
+            "kind": h.kind,
+            "id": h.id,
+            "until": _iso(h.until) if h.until else None,
+            "since": _iso(h.since),
+            "counts": True,
+            "reason": h.reason,
+        }
+        for h in d.evaluation.held_by
+    ]
+    return {**_evaluated_json(d.view, d.evaluation), "held_by": holds}
 
 
 def transition_json(t: Transition) -> dict[str, Any]:
