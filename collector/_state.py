@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import Final, NamedTuple
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 from lastactive.collector._activity import CLASS_OF, idle_since, latest, latest_by_class, sources_of
 from lastactive.collector._ages import CLASS_BITS, RECENT_S, IdleHistogram, RecentClasses
@@ -47,6 +47,10 @@ from lastactive.conventions import (
     Level,
     Source,
 )
+
+if TYPE_CHECKING:
+    from lastactive.collector._transitions import Condition
+    from lastactive.collector.policy import Rules
 
 _ENGAGEMENT: Final = frozenset({ActivityClass.ENGAGEMENT})
 _COUNTED: Final = sources_of(IDLE_CLASSES)
@@ -182,6 +186,16 @@ class Entity:
     _ages`)."""
     recent_due: int = 0
     """The second (since the epoch) of its next recent check, 0 for none."""
+    condition: Condition | None = None
+    """The transition engine's (:mod:`lastactive.collector._transitions`): the condition its
+    last evaluation found, ``None`` before the first. Kept here rather than in a map of the
+    engine's: no tuple per evaluation, no map entry per entity (issue 15)."""
+    rules: Rules | None = None
+    """The engine's: the policy rules of its last evaluation."""
+    counted_host: str | None = None
+    """The engine's: the host it was counted under at its last evaluation."""
+    deadline: int | None = None
+    """The engine's: its entry in the deadline index (hibernate_at, ns), if any."""
 
     def record(self) -> EntityRecord:
         """This entity's persisted snapshot (container fields sorted by key)."""

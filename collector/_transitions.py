@@ -44,7 +44,6 @@ from lastactive.collector.policy import (
     Evaluation,
     IdleState,
     Policy,
-    Rules,
     evaluate,
 )
 from lastactive.conventions import ActivityClass, AgentStatus, Source
@@ -125,17 +124,6 @@ class Snapshot:
     evaluation: Evaluation
 
 
-class _Known(NamedTuple):
-    """What the engine keeps of an entity between evaluations."""
-
-    condition: Condition
-    rules: Rules
-    host: str | None
-    """The host it was counted under (``/metrics``, the host index)."""
-    deadline: tuple[int, int, Entity] | None
-    """Its entry in the deadline index: (hibernate_at ns, id, entity)."""
-
-
 def _shown(value: object) -> str:
     """A condition field's value as the APIs show it."""
     if value is None:
@@ -156,7 +144,6 @@ class TransitionEngine:
         self._state = state
         self._policy = policy
         self._clock = clock
-        self._known: dict[Entity, _Known] = {}
         self._heap: list[tuple[int, int, Entity]] = []
         self._scheduled: dict[Entity, int] = {}  # earliest pending check per entity
         counted = set(policy.defaults.count)
@@ -195,9 +182,8 @@ class TransitionEngine:
                 self._check(e, now, None)
             self._state.take_touched()
             return
-        known = self._known
         for e in loaded:
-            if e.kind is not Kind.AGENT and e not in known:
+            if e.kind is not Kind.AGENT and e.condition is None:
                 self._check(e, now, None)
 
     def _entities(self) -> list[Entity]:
@@ -216,22 +202,20 @@ class TransitionEngine:
         pending = self._pending
         pending.extend(self._state.take_touched())
         left = len(pending) + len(self._heap) if budget is None else budget
-        known_of = self._known.get
         entities = self._state.entities
         while pending and left > 0:
             e = pending.pop()
             if e.kind is Kind.AGENT or entities.get((e.kind, e.id)) is not e:
                 continue  # purged while it waited: forgotten, not evaluated again
-            known = known_of(e)
             if (
-                known is not None
-                and known.condition is _PLAINLY_ACTIVE
-                and known.host == e.host_id  # else it moved: counted under its new host
+                e.condition is _PLAINLY_ACTIVE
+                and e.counted_host == e.host_id  # else it moved: counted under its new host
                 and not e.holds
                 and e.attributes is None
                 and Source.EXIT not in e.sources
                 and e.status in _NOT_ENDED
-                and e.rate_out.per_second(now) < known.rules.runaway_bytes_per_second
+                and e.rules is not None
+                and e.rate_out.per_second(now) < e.rules.runaway_bytes_per_second
             ):
                 continue  # still plainly active; its scheduled check will see it go idle
             left -= 1
@@ -302,9 +286,11 @@ class TransitionEngine:
         due)."""
         now = self._clock()
         for e in gone:
-            known = self._known.pop(e, None)
-            if known is not None:
-                self._index(e, known, None)
+            before = e.condition
+            if before is not None:
+                host, deadline = e.counted_host, e.deadline
+                e.condition = e.rules = e.counted_host = e.deadline = None
+                self._index(e, before, host, deadline)
             self._scheduled.pop(e, None)
             self._runaway_spell(e, False, now)  # its spell ends in the fleet's total
             self._runaway_ns.pop(e, None)
@@ -321,8 +307,7 @@ class TransitionEngine:
 
     def condition_of(self, e: Entity) -> Condition | None:
         """The entity's condition as of the last evaluation, or None if never evaluated."""
-        known = self._known.get(e)
-        return None if known is None else known.condition
+        return e.condition
 
     def snapshot(self, host_id: str | None = None, session_id: str | None = None) -> list[Snapshot]:
         """Current states of the sessions and hosts that match the filter (all pages)."""
@@ -369,26 +354,24 @@ class TransitionEngine:
         rules = self._policy.rules_for(v)
         ev = evaluate(v, rules, now)
         current = _CONDITIONS[Condition.of(ev)]
-        known = self._known.get(e)
-        deadline = None
-        if ev.hibernate_at is not None:
-            old = None if known is None else known.deadline
-            deadline = old if old is not None and old[0] == ev.hibernate_at else (
-                ev.hibernate_at, id(e), e
-            )  # fmt: skip
-        fresh = _Known(current, rules, e.host_id, deadline)
-        self._known[e] = fresh
-        self._index(e, known, fresh)
+        before, host, deadline = e.condition, e.counted_host, e.deadline
+        e.condition, e.rules, e.counted_host, e.deadline = (
+            current,
+            rules,
+            e.host_id,
+            ev.hibernate_at,
+        )
+        self._index(e, before, host, deadline)
         if ev.held_by and not ev.hibernate:
             self._held[e] = None
         else:
             self._held.pop(e, None)
-        if current.runaway != (known is not None and known.condition.runaway):
+        if current.runaway != (before is not None and before.runaway):
             self._runaway_spell(e, current.runaway, now)
         if out is not None:
-            previous = known.condition if known is not None else (None, False, False, False)
-            for name, before, after in zip(TransitionField, previous, current, strict=True):
-                if before != after:
+            previous = before if before is not None else (None, False, False, False)
+            for name, was, now_is in zip(TransitionField, previous, current, strict=True):
+                if was != now_is:
                     out.append(
                         Transition(
                             at=now,
@@ -396,8 +379,8 @@ class TransitionEngine:
                             id=v.id,
                             host_id=v.host_id,
                             field=name,
-                            previous=_shown(before),
-                            current=_shown(after),
+                            previous=_shown(was),
+                            current=_shown(now_is),
                             reason=reason_of(ev, name),
                             hibernate_at=ev.hibernate_at,
                         )
@@ -409,33 +392,35 @@ class TransitionEngine:
             self._scheduled[e] = due
             heapq.heappush(self._heap, (due, next(self._seq), e))
 
-    def _index(self, e: Entity, before: _Known | None, after: _Known | None) -> None:
-        """Move ``e`` in the indexes from what was known (``before``) to ``after`` (``None``:
-        forgotten)."""
-        old = None if before is None else before.deadline
-        new = None if after is None else after.deadline
-        if old is not new:
-            if old is not None:
-                self._deadlines.remove(old)
+    def _index(
+        self, e: Entity, before: Condition | None, host: str | None, deadline: int | None
+    ) -> None:
+        """Move ``e`` in the indexes from its previous evaluation (``before``: its condition,
+        the host it was counted under, its deadline; ``None``: never evaluated) to what its
+        slots say now (``e.condition`` ``None``: forgotten)."""
+        after = e.condition
+        new = e.deadline if after is not None else None
+        if deadline != new:
+            if deadline is not None:
+                self._deadlines.remove((deadline, id(e), e))
             if new is not None:
-                self._deadlines.add(new)
+                self._deadlines.add((new, id(e), e))
         if after is None:
             self._held.pop(e, None)
         if e.kind is not Kind.SESSION:
             return
         if before is not None:
-            self._count(before, -1)
-        if after is not None and (after.condition.runaway or after.condition.stuck):
+            self._count(before, host, -1)
+        if after is not None and (after.runaway or after.stuck):
             self.flagged[e] = None
         else:
             self.flagged.pop(e, None)
         if after is not None:
-            self._count(after, 1)
+            self._count(after, e.counted_host, 1)
 
-    def _count(self, k: _Known, n: int) -> None:
-        c = k.condition
+    def _count(self, c: Condition, host: str | None, n: int) -> None:
         self.sessions_by_state[c.state] += n
-        key = (k.host or "", c.state)
+        key = (host or "", c.state)
         left = self.host_sessions.get(key, 0) + n
         if left:
             self.host_sessions[key] = left
