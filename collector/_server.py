@@ -44,7 +44,7 @@ from lastactive.collector.settings import (
     load_settings,
     settings_toml,
 )
-from lastactive.collector.store import SqliteStore, Store
+from lastactive.collector.store import Store, open_store, without_password
 
 _log = logging.getLogger(__name__)
 
@@ -140,14 +140,16 @@ async def serve(
 
     Args:
         settings: ports, bind address, database, limits.
-        store: default :class:`SqliteStore` at ``settings.db``.
+        store: default :func:`open_store` of ``settings.store`` (PostgreSQL) or ``settings.db``
+            (SQLite).
         clock: ns since the epoch, UTC.
         ready: called once both servers listen and the stored state is loaded, with the bound
             ports.
         listening: called once both servers listen (the state may still be loading).
     Raises:
         OSError: a port cannot be bound, a TLS file cannot be read (``ssl.SSLError``).
-        sqlite3.Error: the database cannot be opened. PolicyError: the policy file is invalid.
+        sqlite3.Error, StoreError: the database cannot be opened.
+        PolicyError: the policy file is invalid.
         AuthFileError: the auth file is invalid. ExposedError: the bind is beyond loopback
         without credentials and TLS, and ``settings.insecure`` is not set.
     """
@@ -163,8 +165,9 @@ async def serve(
     policy = load_policy(settings.policy) if settings.policy else Policy()
     with contextlib.ExitStack() as stack:
         if store is None:
-            stack.enter_context(_single_serve(settings.db))
-            store = SqliteStore(settings.db)
+            if settings.store is None:  # replicas may share a PostgreSQL store, not a file
+                stack.enter_context(_single_serve(settings.db))
+            store = open_store(settings.db, settings.store)
         stack.enter_context(freezing())  # full GC collections walk only what is new
         await _serve(
             settings, store, policy, clock, (listening, ready), stop,
@@ -395,10 +398,9 @@ def serve_command(
         sys.stdout.write(settings_toml(settings))
         return 0
     configure_logging(settings.log_level, settings.log_format, settings.access_log)
+    where = str(settings.db) if settings.store is None else without_password(settings.store)
     try:
-        asyncio.run(
-            serve(settings, ready=lambda bound: print(bound.line(str(settings.db)), flush=True))
-        )
+        asyncio.run(serve(settings, ready=lambda bound: print(bound.line(where), flush=True)))
     except PolicyError as exc:
         print(f"lastactive serve: invalid policy: {exc}", file=sys.stderr)
         return 2

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Self
 
 import tomli_w
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -24,6 +24,7 @@ from pydantic_settings import (
 
 from lastactive.collector._admission import DEFAULT_MAX_BYTES, DEFAULT_MAX_REQUESTS
 from lastactive.collector._logging import LogFormat, LogLevel
+from lastactive.collector.store import POSTGRES_SCHEMES
 
 __all__ = [
     "ConfigFileError",
@@ -67,6 +68,12 @@ class Settings(BaseSettings):
     grpc_port: int = Field(4317, ge=0, le=65535, description="OTLP/gRPC + query gRPC; 0 = any.")
     http_port: int = Field(4318, ge=0, le=65535, description="OTLP/HTTP + query HTTP; 0 = any.")
     db: Path = Field(default_factory=default_db_path, description="SQLite database file.")
+    store: str | None = Field(
+        None,
+        description="PostgreSQL connection URL (postgresql://USER@HOST:PORT/DATABASE; the "
+        "password in PGPASSWORD or ~/.pgpass) to keep state in instead of the SQLite db; needs "
+        "the extra lastactive[postgresql].",
+    )
     flush_interval: float = Field(
         1.0,
         gt=0,
@@ -173,6 +180,13 @@ class Settings(BaseSettings):
         if table is None:
             return init_settings, env_settings
         return init_settings, env_settings, InitSettingsSource(settings_cls, init_kwargs=table)
+
+    @field_validator("store")
+    @classmethod
+    def _postgres_url(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(POSTGRES_SCHEMES):
+            raise ValueError(f"expected a postgresql:// URL, got {url.split(':', 1)[0]!r}")
+        return url
 
     @model_validator(mode="after")
     def _tls_pair(self) -> Self:

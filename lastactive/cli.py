@@ -32,6 +32,11 @@ _SERVE_FLAGS = {
     "--grpc-port": ("grpc_port", int, "OTLP/gRPC + query gRPC port (LASTACTIVE_GRPC_PORT, 4317)"),
     "--http-port": ("http_port", int, "OTLP/HTTP + query HTTP port (LASTACTIVE_HTTP_PORT, 4318)"),
     "--db": ("db", str, "SQLite file (LASTACTIVE_DB, default in the user's state directory)"),
+    "--store": (
+        "store",
+        str,
+        "postgresql://USER@HOST:PORT/DB: state in PostgreSQL instead (LASTACTIVE_STORE)",
+    ),
     "--flush-interval": ("flush_interval", float, "seconds between background commits (1)"),
     "--max-request-bytes": ("max_request_bytes", int, "request size limit (default 64 MiB)"),
     "--max-clock-skew": ("max_clock_skew", float, "seconds of future skew allowed (default 10)"),

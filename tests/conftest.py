@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import Collector, InProcessCollector
+from tests.helpers import Collector, InProcessCollector, PostgresServer
 
 
 @pytest.fixture(autouse=True)
@@ -41,3 +42,28 @@ def lastactive_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LASTACTIVE_"))}
     env["OTEL_METRIC_EXPORT_INTERVAL"] = "300"
     return env
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the whole run (started on first use). Skipped where
+    PostgreSQL is not installed, except under CI (``.ci/run`` installs it), where that fails."""
+    try:
+        server = PostgresServer()
+    except FileNotFoundError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresServer, request: pytest.FixtureRequest) -> str:
+    """The URL of a new empty database for this test on the shared server."""
+    name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[-50:]
+    return postgres.create_database(f"{name}_{next(_databases)}")
+
+
+_databases = itertools.count()

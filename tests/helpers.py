@@ -7,7 +7,8 @@
   stopping third-party servers, reading a real terminal (:func:`read_until`);
 * OTLP requests built by hand with explicit timestamps (ns): :func:`metrics_request`,
   :func:`otlp_json`, :func:`last_input`;
-* the dashboards the generator renders (:func:`generated`, :func:`boards`, :func:`targets`).
+* the dashboards the generator renders (:func:`generated`, :func:`boards`, :func:`targets`);
+* a real PostgreSQL server in a temp dir (:class:`PostgresServer`).
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ import os
 import pty
 import re
 import select
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -466,3 +469,93 @@ class FlakyStore(SqliteStore):
             self.fail -= 1
             raise OSError("disk full")
         return super().save(records, streams)
+
+
+# --- a real PostgreSQL ------------------------------------------------------------------
+
+
+def _postgres_bin() -> Path | None:
+    """The directory of the newest installed PostgreSQL's server programs (Debian keeps them
+    under /usr/lib/postgresql/VERSION/bin), or ``None``."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"), key=lambda p: p.parts)
+    if found:
+        return found[-1].parent
+    initdb = shutil.which("initdb")
+    return None if initdb is None else Path(initdb).resolve().parent
+
+
+class PostgresServer:
+    """A throwaway PostgreSQL server: ``initdb`` in a temp dir, listening on a free loopback
+    port and a Unix socket in that dir, run as the ``postgres`` user when the test runs as root
+    (the server refuses root; the Debian package creates that user). ``fsync=off``: the tests
+    kill lastactive, never the database.
+
+    Raises:
+        FileNotFoundError: PostgreSQL is not installed (``.ci/run`` installs it).
+    """
+
+    def __init__(self) -> None:
+        bindir = _postgres_bin()
+        if bindir is None:
+            raise FileNotFoundError("PostgreSQL is not installed (Debian package postgresql)")
+        self.bindir = bindir
+        self.dir = Path(tempfile.mkdtemp(prefix="lastactive-pg-"))
+        self.port = free_port()
+        self.user = "lastactive"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._as: dict[str, Any] = {}
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "postgres", "postgres")
+            self._as = {"user": "postgres", "group": "postgres", "extra_groups": []}
+
+    def start(self) -> PostgresServer:
+        data = self.dir / "data"
+        log = (self.dir / "server.log").open("wb")
+        subprocess.run(
+            [self.bindir / "initdb", "-D", data, "-U", self.user, "-A", "trust", "-E", "UTF8",
+             "--locale=C", "--no-sync"],
+            check=True, capture_output=True, cwd=self.dir, **self._as,
+        )  # fmt: skip
+        self.proc = subprocess.Popen(
+            [self.bindir / "postgres", "-D", data, "-p", str(self.port), "-k", self.dir,
+             "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
+             "-c", "full_page_writes=off", "-c", "max_connections=200"],
+            stdout=subprocess.DEVNULL, stderr=log, cwd=self.dir, **self._as,
+        )  # fmt: skip
+        log.close()
+        import psycopg
+
+        def accepting() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"postgres exited: {(self.dir / 'server.log').read_text()}")
+            try:
+                psycopg.connect(self.url("postgres"), connect_timeout=2).close()
+            except psycopg.OperationalError:
+                return False
+            return True
+
+        wait_for(accepting, 30, "PostgreSQL accepting connections")
+        return self
+
+    def url(self, database: str, schema: str | None = None) -> str:
+        """A connection URL to ``database`` (its ``schema`` first on the search path)."""
+        options = "" if schema is None else f"?options=-csearch_path%3D{schema}"
+        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{database}{options}"
+
+    def create_database(self, name: str) -> str:
+        """A new empty database ``name``; returns its URL."""
+        import psycopg
+
+        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]  # a test's name
+        return self.url(name)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)  # fast shutdown: clients are cut
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -1,44 +1,55 @@
 """The store contract: every :class:`Store` merges records exactly as the pure
 :func:`~lastactive.collector._record.merge` says, whatever order batches arrive in.
 
-Parametrized over store implementations (a PostgreSQL store joins the list): random records of a
+Parametrized over the store implementations (SQLite in memory and in a file, PostgreSQL on a
+real server): random records of a
 few entities, saved in random batches, must load back as the fold of ``merge`` over the same
 sequence; and ``ActivityState.load`` gives the same state.
 """
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lastactive.collector._record import HOLD_GRACE_NS, RECORD_FIELDS, EntityRecord, merge
 from lastactive.collector._state import ActivityState
-from lastactive.collector.store import SqliteStore, Store
+from lastactive.collector.store import PostgresStore, SqliteStore, Store
 
 S = 1_000_000_000
 T0 = 1_800_000_000 * S
 
-StoreFactory = Callable[[Path], Store]
-STORES: dict[str, StoreFactory] = {
-    "sqlite-memory": lambda _: SqliteStore(":memory:"),
-    "sqlite-file": lambda tmp: SqliteStore(tmp / "contract.db"),
-}
+STORES = ("postgresql", "sqlite-file", "sqlite-memory")
 
 
-@pytest.fixture(params=sorted(STORES))
+@pytest.fixture(params=STORES)
 def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Store]]:
+    """Makes empty stores of one kind, closing the one made before: SQLite in memory, SQLite
+    files, PostgreSQL (a schema of its own in this test's database on the real server)."""
     made: list[Store] = []
-    counter = iter(range(1_000_000))
+    counter = itertools.count()
+    url = request.getfixturevalue("postgres_url") if request.param == "postgresql" else ""
 
-    def make() -> Store:
-        directory = tmp_path / str(next(counter))
-        directory.mkdir()
-        store = STORES[request.param](directory)
+    def make() -> Store:  # a new one for each example: the previous one is done with
+        while made:
+            made.pop().close()
+        n = next(counter)
+        store: Store
+        if request.param == "postgresql":
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(f"CREATE SCHEMA s{n}")  # type: ignore[arg-type]  # a number
+            store = PostgresStore(f"{url}?options=-csearch_path%3Ds{n}")
+        elif request.param == "sqlite-file":
+            store = SqliteStore(tmp_path / f"contract{n}.db")
+        else:
+            store = SqliteStore(":memory:")
         made.append(store)
         return store
 

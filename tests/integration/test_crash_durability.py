@@ -3,7 +3,7 @@ under real traffic, restarted on the same database each time, and afterwards eve
 fact a client was told OK about is there (exits, agent completions and errors, prompts, hold
 releases, hibernation records), and the byte total is at least what was acknowledged and at
 most what was sent (a restart neither loses nor double-counts bytes: the counter baseline
-is committed with the bytes it counted)."""
+is committed with the bytes it counted). On SQLite and on PostgreSQL (``--store``)."""
 
 from __future__ import annotations
 
@@ -121,9 +121,17 @@ def _run(target: Callable[..., None], *args: Any) -> threading.Thread:
     return thread
 
 
-def test_sigkill_loses_no_acknowledged_fact(tmp_path: Path) -> None:
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_sigkill_loses_no_acknowledged_fact(
+    tmp_path: Path, store: str, request: pytest.FixtureRequest
+) -> None:
     db = tmp_path / "state.db"
-    collector = Collector(db).start()
+    extra = ("--store", request.getfixturevalue("postgres_url")) if store == "postgresql" else ()
+
+    def launch() -> Collector:
+        return Collector(db, *extra).start()
+
+    collector = launch()
     start = time.time_ns()  # after the collector started: the stream's whole value counts
     traffic = Traffic(collector)
     threads = [_run(traffic.one_shots), _run(traffic.byte_counter, start)]
@@ -133,7 +141,7 @@ def test_sigkill_loses_no_acknowledged_fact(tmp_path: Path) -> None:
             assert collector.proc is not None
             collector.proc.kill()
             collector.proc.wait(10)
-            collector = Collector(db).start()
+            collector = launch()
             traffic.collector = collector
         time.sleep(0.5)
     finally:
@@ -142,7 +150,7 @@ def test_sigkill_loses_no_acknowledged_fact(tmp_path: Path) -> None:
             t.join(20)
     collector.proc.kill()  # type: ignore[union-attr]
     collector.proc.wait(10)  # type: ignore[union-attr]
-    after = Collector(db).start()
+    after = launch()
     try:
         acked = traffic.acked
         assert all(len(v) > 10 for v in acked.values()), {k: len(v) for k, v in acked.items()}
