@@ -142,7 +142,7 @@ def _identity(attrs: Attrs, base: Identity) -> Identity:
     """Point/record attributes override the resource's identity (semconv names).
 
     Raises:
-        RejectedError: an id longer than :data:`MAX_ID_CHARS`.
+        RejectedError: an id :func:`_checked` refuses.
     """
     ident = Identity(
         session_id=_str(attrs.get(ATTR_SESSION_ID)) or base.session_id,
@@ -151,11 +151,28 @@ def _identity(attrs: Attrs, base: Identity) -> Identity:
         host_id=_str(attrs.get(ATTR_HOST_ID) or attrs.get(ATTR_HOST_NAME)) or base.host_id,
         service_name=_cut(base.service_name, MAX_ID_CHARS),
     )
+    return _checked(ident)
+
+
+def _checked(ident: Identity) -> Identity:
+    """``ident``, its ids fit for every store.
+
+    Raises:
+        RejectedError: an id longer than :data:`MAX_ID_CHARS`, or holding a NUL character
+            (PostgreSQL text cannot hold one; an id is not changed behind a client's back).
+    """
     for what, v in (("session", ident.session_id), ("agent", ident.agent_id),
                     ("host", ident.host_id)):  # fmt: skip
-        if v is not None and len(v) > MAX_ID_CHARS:
-            raise RejectedError(f"a {what} id of {len(v)} characters is longer than {MAX_ID_CHARS}")
+        if v is not None:
+            _check_id(v, f"a {what} id")
     return ident
+
+
+def _check_id(v: str, what: str) -> None:
+    if len(v) > MAX_ID_CHARS:
+        raise RejectedError(f"{what} of {len(v)} characters is longer than {MAX_ID_CHARS}")
+    if "\x00" in v:
+        raise RejectedError(f"{what} {v!r} holds a NUL character (U+0000)")
 
 
 def _bind(ident: Identity, principal: Principal, state: ActivityState) -> Identity:
@@ -197,8 +214,13 @@ def _bind(ident: Identity, principal: Principal, state: ActivityState) -> Identi
 
 
 def _cut(text: str | None, limit: int) -> str | None:
-    """``text`` cut to ``limit`` characters (the last one "…")."""
-    if text is None or len(text) <= limit:
+    """Free text as state keeps it: ``text`` cut to ``limit`` characters (the last one "…"),
+    a NUL character replaced by U+FFFD (PostgreSQL text cannot hold one)."""
+    if text is None:
+        return None
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    if len(text) <= limit:
         return text
     return text[: limit - 1] + "\u2026"
 
@@ -229,7 +251,9 @@ class _Resolver:
         keys = self._state.attribute_keys
         if keys:
             self._described = tuple(
-                (k, str(v)) for k in sorted(keys) if (v := rattrs.get(k)) is not None
+                (k, _cut(str(v), MAX_RESULT_CHARS) or "")
+                for k in sorted(keys)
+                if (v := rattrs.get(k)) is not None
             )
 
     def __call__(self, attrs: Attrs, base: Identity, t: int) -> list[Entity]:
@@ -720,8 +744,7 @@ class Ingest:
                     f"{ATTR_HOLD_UNTIL} must be in [0, {_MAX_SECONDS}] seconds since the epoch "
                     f"(0 = until released), got {until!r}"
                 )
-            if len(hold_id) > MAX_ID_CHARS:
-                raise RejectedError(f"{ATTR_HOLD_ID} is longer than {MAX_ID_CHARS} characters")
+            _check_id(hold_id, ATTR_HOLD_ID)
             reason = _cut(_str(attrs.get(ATTR_HOLD_REASON)), MAX_RESULT_CHARS)
             # Corrected for the reporter's clock; one that ends before the epoch has ended.
             until_ns = min(max(int(until * NANOS) + off, 1), INT64_MAX) if until else 0
@@ -763,15 +786,17 @@ class Ingest:
             the session's host id as recorded ("" for none): a bound ``principal``'s host.
         Raises:
             KeyError: ``event_name`` is not an agent lifecycle event.
+            RejectedError: an id :func:`_checked` refuses.
             EntityLimitError: the session would be new beyond the state's ``max_entities``.
             ForbiddenItemError: ``principal`` may not report about this session (``_bind``).
         """
         status, source = AGENT_EVENTS[event_name]
         t = self.clock()
-        ident = Identity(session_id, agent, host_id, service_name="agent-webhook")
+        ident = _checked(Identity(session_id, agent, host_id, service_name="agent-webhook"))
         if principal.bound:
             ident = _bind(ident, principal, self.state)
         ents = self.state.resolve(ident, t)
+        task, result = _cut(task, MAX_TASK_CHARS), _cut(result, MAX_RESULT_CHARS)
         self.state.agent_event(
             ents, status, source, t, task, result, turn=turn or AgentTurn.WORKING
         )

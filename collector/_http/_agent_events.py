@@ -12,7 +12,7 @@ from lastactive.collector._auth import Credentials, Principal, Scope
 from lastactive.collector._flusher import StoreUnavailableError
 from lastactive.collector._http._auth import requires
 from lastactive.collector._http._query import EntityOut
-from lastactive.collector._ingest import ForbiddenItemError, Ingest
+from lastactive.collector._ingest import ForbiddenItemError, Ingest, RejectedError
 from lastactive.collector._record import MAX_ID_CHARS, MAX_RESULT_CHARS, MAX_TASK_CHARS
 from lastactive.collector._state import EntityLimitError, Kind
 from lastactive.collector.policy import Policy
@@ -111,6 +111,8 @@ def agent_router(
         except ForbiddenItemError as exc:
             credentials.refuse("http", exc)
             raise HTTPException(403, str(exc)) from None
+        except RejectedError as exc:
+            raise HTTPException(400, f"invalid agent event: {exc}") from None
         except EntityLimitError as exc:
             raise HTTPException(429, str(exc), headers={"Retry-After": "60"}) from None
         try:

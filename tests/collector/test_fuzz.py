@@ -14,8 +14,7 @@ import math
 import os
 import time
 import urllib.parse
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
@@ -29,10 +28,11 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from lastactive.collector import SqliteStore
+from lastactive.collector import SqliteStore, Store
 from lastactive.collector._state import Kind, view
 from lastactive.collector.policy import PolicyError, decide, load_policy
 from lastactive.collector.proto import query_pb2
+from lastactive.collector.store import PostgresStore
 from lastactive.conventions import (
     AGENT_EVENTS,
     ATTR_AGENT_TURN,
@@ -239,12 +239,24 @@ JUNK = [
 # --- the collector under fuzz -----------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[InProcessCollector, Path]]:
-    db = tmp_path_factory.mktemp("fuzz") / "state.db"
-    c = InProcessCollector(SqliteStore(db), flush_interval=0.05).start()
+Fuzzed = tuple[InProcessCollector, Callable[[], Store]]
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def fuzzed(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Fuzzed]:
+    """A collector on each store, and how to open that store again (for the restart)."""
+    reopen: Callable[[], Store]
+    if request.param == "postgresql":
+        url = request.getfixturevalue("postgres").create_database("fuzz")
+        reopen = lambda: PostgresStore(url)  # noqa: E731
+    else:
+        db = tmp_path_factory.mktemp("fuzz") / "state.db"
+        reopen = lambda: SqliteStore(db)  # noqa: E731
+    c = InProcessCollector(reopen(), flush_interval=0.05).start()
     last_input(c, SEED, 30)
-    yield c, db
+    yield c, reopen
     c.stop()
 
 
@@ -288,7 +300,7 @@ def _metrics(c: InProcessCollector) -> int:
 @pytest.mark.parametrize(("name", "strategy", "message", "method"), SIGNALS,
                          ids=[s[0] for s in SIGNALS])  # fmt: skip
 def test_otlp_never_fails_the_service(
-    fuzzed: tuple[InProcessCollector, Path],
+    fuzzed: Fuzzed,
     name: str,
     strategy: st.SearchStrategy[dict[str, Any]],
     message: type[Any],
@@ -339,7 +351,7 @@ webhook = st.fixed_dictionaries(
 )
 
 
-def test_webhook_never_fails_the_service(fuzzed: tuple[InProcessCollector, Path]) -> None:
+def test_webhook_never_fails_the_service(fuzzed: Fuzzed) -> None:
     c, _ = fuzzed
     before = _seed(c)
 
@@ -369,13 +381,13 @@ def _sessions(c: InProcessCollector) -> dict[str, tuple[Any, ...]]:
     }
 
 
-def test_state_survives_a_restart_after_the_fuzz(fuzzed: tuple[InProcessCollector, Path]) -> None:
+def test_state_survives_a_restart_after_the_fuzz(fuzzed: Fuzzed) -> None:
     """Whatever the fuzz left behind flushes, loads and answers the same after a restart."""
-    c, db = fuzzed
+    c, reopen = fuzzed
     before = _sessions(c)
     assert SEED in before and len(before) > 1
     c.stop()
-    again = InProcessCollector(SqliteStore(db)).start()
+    again = InProcessCollector(reopen()).start()
     try:
         _queries_answer(again)
         assert _sessions(again) == before

@@ -115,8 +115,13 @@ def test_a_huge_counter_is_rejected_or_saturates_and_never_breaks_a_flush(
          "process.exit.code=2147483648 is out"),
         (EVENT_PROCESS_EXIT, {ATTR_PROCESS_EXIT_CODE: 1, ATTR_SESSION_ID: "x" * 600},
          "a session id of 600 characters is longer than 512"),
+        (EVENT_PROCESS_EXIT, {ATTR_PROCESS_EXIT_CODE: 1, "host.id": "h\x00"},
+         "a host id 'h\\x00' holds a NUL character (U+0000)"),
+        (EVENT_HOLD, {ATTR_HOLD: "lease", ATTR_HOLD_ID: "\x00", ATTR_HOLD_UNTIL: 0},
+         "lastactive.hold.id '\\x00' holds a NUL character"),
     ],
-    ids=["hold until 1e18 s", "exit code 2**31", "a 600-character id"],
+    ids=["hold until 1e18 s", "exit code 2**31", "a 600-character id", "a NUL in an id",
+         "a NUL in a hold id"],
 )  # fmt: skip
 def test_an_out_of_range_event_is_rejected_by_name(
     served: Any, name: str, attrs: dict[str, Any], message: str
