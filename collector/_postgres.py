@@ -162,6 +162,9 @@ _DELETE: Final = (
     "DELETE FROM entities WHERE (kind, id) IN (SELECT * FROM unnest(%s::text[], %s::text[]))"
 )
 
+_CONNECTION_WAIT_S: Final = 3.0
+"""Seconds a save or load waits for a pooled connection before it fails."""
+
 _VALUE_ERRORS: Final = (psycopg.DataError, ValueError, UnicodeError, OverflowError, TypeError)
 """What a record's values (not the database) can make a write raise: a NUL character in text
 (PostgreSQL text cannot hold one), a number out of range, text that is not UTF-8."""
@@ -221,6 +224,10 @@ class PostgresStore:
             url,
             min_size=1,
             max_size=max_connections,
+            # A commit fails (exports are refused retryably) within this when the server is
+            # gone, instead of waiting the pool's default 30 s for it to come back.
+            timeout=_CONNECTION_WAIT_S,
+            kwargs={"connect_timeout": max(1, int(connect_timeout))},
             configure=_configure,
             check=ConnectionPool.check_connection,
             name="lastactive",

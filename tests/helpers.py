@@ -509,13 +509,15 @@ class PostgresServer:
             self._as = {"user": "postgres", "group": "postgres", "extra_groups": []}
 
     def start(self) -> PostgresServer:
+        """Start the server (after :meth:`halt`: again on the same data and port)."""
         data = self.dir / "data"
-        log = (self.dir / "server.log").open("wb")
-        subprocess.run(
-            [self.bindir / "initdb", "-D", data, "-U", self.user, "-A", "trust", "-E", "UTF8",
-             "--locale=C", "--no-sync"],
-            check=True, capture_output=True, cwd=self.dir, **self._as,
-        )  # fmt: skip
+        log = (self.dir / "server.log").open("ab")
+        if not data.exists():
+            subprocess.run(
+                [self.bindir / "initdb", "-D", data, "-U", self.user, "-A", "trust",
+                 "-E", "UTF8", "--locale=C", "--no-sync"],
+                check=True, capture_output=True, cwd=self.dir, **self._as,
+            )  # fmt: skip
         self.proc = subprocess.Popen(
             [self.bindir / "postgres", "-D", data, "-p", str(self.port), "-k", self.dir,
              "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
@@ -550,7 +552,8 @@ class PostgresServer:
             conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]  # a test's name
         return self.url(name)
 
-    def stop(self) -> None:
+    def halt(self) -> None:
+        """Stop the server, keeping its data (a database outage)."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)  # fast shutdown: clients are cut
             try:
@@ -558,4 +561,8 @@ class PostgresServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+    def stop(self) -> None:
+        """Stop the server and remove its files."""
+        self.halt()
         shutil.rmtree(self.dir, ignore_errors=True)
