@@ -487,14 +487,17 @@ def _postgres_bin() -> Path | None:
 class PostgresServer:
     """A throwaway PostgreSQL server: ``initdb`` in a temp dir, listening on a free loopback
     port and a Unix socket in that dir, run as the ``postgres`` user when the test runs as root
-    (the server refuses root; the Debian package creates that user). ``fsync=off``: the tests
-    kill lastactive, never the database.
+    (the server refuses root; the Debian package creates that user).
 
+    Args:
+        fsync: off by default: the tests kill lastactive, never the database (benchmarks turn
+            it on, to measure real commits).
     Raises:
         FileNotFoundError: PostgreSQL is not installed (``.ci/run`` installs it).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, fsync: bool = False) -> None:
+        self.fsync = fsync
         bindir = _postgres_bin()
         if bindir is None:
             raise FileNotFoundError("PostgreSQL is not installed (Debian package postgresql)")
@@ -520,8 +523,9 @@ class PostgresServer:
             )  # fmt: skip
         self.proc = subprocess.Popen(
             [self.bindir / "postgres", "-D", data, "-p", str(self.port), "-k", self.dir,
-             "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
-             "-c", "full_page_writes=off", "-c", "max_connections=200"],
+             "-c", "listen_addresses=127.0.0.1", "-c", f"fsync={'on' if self.fsync else 'off'}",
+             "-c", f"full_page_writes={'on' if self.fsync else 'off'}",
+             "-c", "max_connections=200"],
             stdout=subprocess.DEVNULL, stderr=log, cwd=self.dir, **self._as,
         )  # fmt: skip
         log.close()
