@@ -37,6 +37,7 @@ from lastactive.collector._watch import (
     KeepaliveEvent,
     ResyncEvent,
     SnapshotEvent,
+    TransitionEvent,
     WatchLimitError,
     open_watch,
 )
@@ -266,20 +267,24 @@ class ActivityQueryServicer(query_pb2_grpc.ActivityQueryServicer):  # type: igno
         await self._readable(context)
         try:
             events = await open_watch(
-                core.hub, core.engine, request.host_id or None, request.session_id or None
-            )
+                core.hub, core.engine, request.host_id or None, request.session_id or None,
+                after=request.after_event_id or None,
+            )  # fmt: skip
         except WatchLimitError as exc:
             await context.abort_with_status(unavailable(str(exc), 5.0))
         async for event in events:
             match event:
-                case SnapshotEvent(states, more):
+                case SnapshotEvent(states, more, event_id):
                     yield query_pb2.WatchEvent(
                         snapshot=query_pb2.Snapshot(
                             states=[state_message(s) for s in states], more=more
-                        )
+                        ),
+                        event_id=event_id or "",
                     )
-                case Transition():
-                    yield query_pb2.WatchEvent(transition=transition_message(event))
+                case TransitionEvent(transition, event_id):
+                    yield query_pb2.WatchEvent(
+                        transition=transition_message(transition), event_id=event_id
+                    )
                 case ResyncEvent():
                     yield query_pb2.WatchEvent(resync=query_pb2.Resync())
                 case KeepaliveEvent():

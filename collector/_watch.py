@@ -16,13 +16,24 @@ it is never silently wrong; until it reads the marker, a transition costs it O(1
 takes at most ``max_subscribers`` (:class:`WatchLimitError` beyond), and
 :meth:`WatchHub.close` ends every stream at shutdown. Both the gRPC ``Watch`` and the SSE
 ``/v1/watch`` stream :func:`watch_events`.
+
+**Resume** (issue 13): the hub numbers every transition it publishes and keeps the last
+:data:`RESUME_LOG` of them. A transition event and a snapshot's last page carry an event id
+(``<hub epoch>.<seq>``: SSE ``id:``, gRPC ``event_id``), a watermark: every transition numbered
+up to it is in what the watcher has been sent. A watcher that reconnects with that id
+(``Last-Event-ID`` / ``after_event_id``) gets the transitions after it that match its filter,
+coalesced as above, and no snapshot: no gap, and no duplicate unless a transition was coalesced
+while the watcher was behind (then it may come again). An id the hub cannot resume from (another
+process's, or older than the log) gets ``resync`` and a snapshot, as a watcher that fell behind.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections import OrderedDict
+import itertools
+import secrets
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Final
@@ -33,6 +44,9 @@ QUEUE_MAX: Final = 16384
 """Entity fields with an unread transition a subscriber may have before it is told to resync
 (~200 bytes each)."""
 
+RESUME_LOG: Final = 65536
+"""Transitions kept for watchers that reconnect (~200 bytes each; ~65 s at 1000/s)."""
+
 KEEPALIVE_S: Final = 15.0
 """Seconds of silence after which the stream sends a keepalive (proxies drop idle streams)."""
 
@@ -40,10 +54,20 @@ KEEPALIVE_S: Final = 15.0
 @dataclass(frozen=True, slots=True)
 class SnapshotEvent:
     """One page of the current condition of every entity the watcher's filter matches;
-    ``more``: further pages follow (the snapshot is whole at the first page without it)."""
+    ``more``: further pages follow (the snapshot is whole at the first page without it, which
+    carries the ``event_id`` to resume after)."""
 
     states: list[Snapshot]
     more: bool = False
+    event_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TransitionEvent:
+    """A transition as sent to one watcher, with the event id to resume after it."""
+
+    transition: Transition
+    event_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +80,7 @@ class KeepaliveEvent:
     """Nothing happened for :data:`KEEPALIVE_S` (proxies drop silent streams)."""
 
 
-WatchEvent = SnapshotEvent | Transition | ResyncEvent | KeepaliveEvent
+WatchEvent = SnapshotEvent | TransitionEvent | ResyncEvent | KeepaliveEvent
 """What :func:`watch_events` yields; the edges match on the type."""
 
 RESYNC: Final = ResyncEvent()
@@ -73,38 +97,56 @@ class WatchLimitError(Exception):
 class Subscriber:
     """One watcher: its filter and what it has not read, coalesced per entity and field."""
 
-    __slots__ = ("_wake", "behind", "host_id", "maxsize", "overflows", "pending", "session_id")
+    __slots__ = (
+        "_wake", "behind", "host_id", "maxsize", "overflows", "pending", "seen", "session_id",
+    )  # fmt: skip
 
-    def __init__(self, host_id: str | None, session_id: str | None, maxsize: int) -> None:
+    def __init__(
+        self, host_id: str | None, session_id: str | None, maxsize: int, seen: int = 0
+    ) -> None:
         self.host_id = host_id
         self.session_id = session_id
         self.maxsize = maxsize
-        self.pending: OrderedDict[object, Transition | ResyncEvent | object] = OrderedDict()
-        """(kind, id, field) -> the unread transition, oldest first; or one marker."""
+        self.pending: OrderedDict[object, tuple[int, Transition] | object] = OrderedDict()
+        """(kind, id, field) -> (seq of its first unread change, the unread transition), oldest
+        first; or one marker."""
+        self.seen = seen
+        """The seq of the last transition offered (matching or not)."""
         self._wake = asyncio.Event()
         self.overflows = 0
         self.behind = False
         """A resync marker (or the end) waits: nothing else goes in."""
 
-    def offer(self, t: Transition) -> None:
+    def offer(self, t: Transition, seq: int = 0) -> None:
+        """Take transition number ``seq`` if it matches the filter."""
+        self.seen = seq
         if self.behind or not matches(t.kind, t.id, t.host_id, self.host_id, self.session_id):
             return
         key = (t.kind, t.id, t.field)
         pending = self.pending
-        first = pending.get(key)
-        if first is None:
+        entry = pending.get(key)
+        if entry is None:
             if len(pending) >= self.maxsize:
                 self._replace(RESYNC)
                 self.overflows += 1
                 return
-            pending[key] = t
+            pending[key] = (seq, t)
         else:
-            assert isinstance(first, Transition)
+            assert isinstance(entry, tuple)
+            first_seq, first = entry
             if first.previous == t.current:
                 del pending[key]  # it came back before the subscriber saw it leave
             else:
-                pending[key] = dataclasses.replace(t, previous=first.previous)
+                pending[key] = (first_seq, dataclasses.replace(t, previous=first.previous))
         self._wake.set()
+
+    @property
+    def watermark(self) -> int:
+        """Every transition numbered up to this is read, coalesced away or not for this
+        subscriber (what it has not read is in seq order of its first change)."""
+        for entry in self.pending.values():
+            return entry[0] - 1 if isinstance(entry, tuple) else self.seen
+        return self.seen
 
     def _replace(self, marker: object) -> None:
         self.pending.clear()
@@ -121,20 +163,32 @@ class Subscriber:
                 await asyncio.wait_for(self._wake.wait(), timeout)
             except TimeoutError:
                 return None
-        return self.pending.popitem(last=False)[1]
+        item = self.pending.popitem(last=False)[1]
+        return item[1] if isinstance(item, tuple) else item
 
 
 class WatchHub:
     """The set of subscribers; :meth:`publish` fans transitions out (on the event loop)."""
 
-    def __init__(self, maxsize: int = QUEUE_MAX, max_subscribers: int = 256) -> None:
+    def __init__(
+        self,
+        maxsize: int = QUEUE_MAX,
+        max_subscribers: int = 256,
+        resume_log: int = RESUME_LOG,
+        epoch: str | None = None,
+    ) -> None:
         self._maxsize = maxsize
         self._max_subscribers = max_subscribers
         self._subscribers: set[Subscriber] = set()
         self._closed = False
+        self.epoch = secrets.token_hex(4) if epoch is None else epoch
+        """This hub's part of every event id: another process's ids are not resumed."""
+        self.seq = 0
+        """The number of the last transition published."""
+        self._log: deque[tuple[int, Transition]] = deque(maxlen=resume_log)
 
     def subscribe(self, host_id: str | None = None, session_id: str | None = None) -> Subscriber:
-        """A new subscriber.
+        """A new subscriber, which gets what is published from now on.
 
         Raises:
             WatchLimitError: the hub has its maximum of subscribers, or is closed.
@@ -145,9 +199,29 @@ class WatchHub:
                 if not self._closed
                 else "the collector is shutting down"
             )
-        sub = Subscriber(host_id, session_id, self._maxsize)
+        sub = Subscriber(host_id, session_id, self._maxsize, self.seq)
         self._subscribers.add(sub)
         return sub
+
+    def event_id(self, seq: int) -> str:
+        return f"{self.epoch}.{seq}"
+
+    def replay(self, sub: Subscriber, after: str | None) -> bool:
+        """Offer ``sub`` the logged transitions after event id ``after``; False (nothing
+        offered) when there is none or the hub cannot resume from it."""
+        epoch, _, number = (after or "").partition(".")
+        if epoch != self.epoch or not number.isdigit():
+            return False
+        seq = int(number)
+        log = self._log
+        oldest = log[0][0] if log else self.seq + 1
+        if not oldest - 1 <= seq <= self.seq:
+            return False  # transitions after it have left the log (or it is not ours)
+        sub.pending.clear()
+        for n, t in itertools.islice(log, max(0, seq - oldest + 1), None):
+            sub.offer(t, n)
+        sub.seen = self.seq
+        return True
 
     def close(self) -> None:
         """End every stream (shutdown): each one's next read returns."""
@@ -159,9 +233,13 @@ class WatchHub:
         self._subscribers.discard(sub)
 
     def publish(self, transitions: list[Transition]) -> None:
+        """Number and log ``transitions`` and offer them to every subscriber."""
+        first = self.seq + 1
+        self.seq += len(transitions)
+        self._log.extend(zip(range(first, self.seq + 1), transitions, strict=True))
         for sub in list(self._subscribers):
-            for t in transitions:
-                sub.offer(t)
+            for n, t in enumerate(transitions, first):
+                sub.offer(t, n)
 
     @property
     def subscribers(self) -> int:
@@ -183,17 +261,23 @@ async def watch_events(
     host_id: str | None = None,
     session_id: str | None = None,
     keepalive: float = KEEPALIVE_S,
+    after: str | None = None,
 ) -> AsyncIterator[WatchEvent]:
     """A snapshot, then matching transitions as they happen (see the module docstring); ends
-    when the hub closes.
+    when the hub closes. ``after``: the event id a reconnecting watcher last got (resume).
 
     Raises:
         WatchLimitError: at once, when the hub has its maximum of subscribers.
     """
     sub = hub.subscribe(host_id, session_id)  # before the snapshot: nothing falls between
     try:
-        async for page in _snapshot(engine, host_id, session_id):
-            yield page
+        if hub.replay(sub, after):
+            yield _KEEPALIVE  # resumed: the stream starts now, whether anything was missed
+        else:
+            if after is not None:
+                yield RESYNC  # cannot resume from it: start over, as a watcher behind would
+            async for page in _snapshot(hub, sub, engine, host_id, session_id):
+                yield page
         while True:
             item = await sub.read(keepalive)
             if item is None:
@@ -203,26 +287,33 @@ async def watch_events(
             elif item is RESYNC:
                 yield RESYNC
                 sub.behind = False  # transitions from here on follow the snapshot
-                async for page in _snapshot(engine, host_id, session_id):
+                async for page in _snapshot(hub, sub, engine, host_id, session_id):
                     yield page
             else:
                 assert isinstance(item, Transition)
-                yield item
+                yield TransitionEvent(item, hub.event_id(sub.watermark))
     finally:
         hub.unsubscribe(sub)
 
 
 async def _snapshot(
-    engine: TransitionEngine, host_id: str | None, session_id: str | None
+    hub: WatchHub,
+    sub: Subscriber,
+    engine: TransitionEngine,
+    host_id: str | None,
+    session_id: str | None,
 ) -> AsyncIterator[SnapshotEvent]:
-    """The snapshot's pages, ``more`` on all but the last; the loop runs between pages."""
+    """The snapshot's pages, ``more`` on all but the last; the loop runs between pages. The
+    last carries the event id of what the snapshot shows: every transition until the first
+    page (later ones wait in ``sub``)."""
+    seq = hub.seq
     pages = engine.snapshot_pages(host_id, session_id)
     page = next(pages)
     for following in pages:
         yield SnapshotEvent(page, more=True)
         await asyncio.sleep(0)
         page = following
-    yield SnapshotEvent(page)
+    yield SnapshotEvent(page, event_id=hub.event_id(seq))
 
 
 async def open_watch(
@@ -230,13 +321,14 @@ async def open_watch(
     engine: TransitionEngine,
     host_id: str | None = None,
     session_id: str | None = None,
+    after: str | None = None,
 ) -> AsyncIterator[WatchEvent]:
     """:func:`watch_events`, subscribed now: an edge learns of the limit before it answers.
 
     Raises:
         WatchLimitError: the hub has its maximum of subscribers.
     """
-    events = watch_events(hub, engine, host_id, session_id)
+    events = watch_events(hub, engine, host_id, session_id, after=after)
     first = await anext(events)
 
     async def chained() -> AsyncIterator[WatchEvent]:

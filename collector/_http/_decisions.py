@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Header, HTTPException, Query
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
@@ -21,6 +21,7 @@ from lastactive.collector._watch import (
     KeepaliveEvent,
     ResyncEvent,
     SnapshotEvent,
+    TransitionEvent,
     WatchLimitError,
     open_watch,
 )
@@ -108,8 +109,10 @@ def transition_json(t: Transition) -> dict[str, Any]:
     }
 
 
-def _sse(event: str, data: Any) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+def _sse(event: str, data: Any, event_id: str | None = None) -> bytes:
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    body = json.dumps(data, separators=(",", ":"))
+    return f"{head}event: {event}\ndata: {body}\n\n".encode()
 
 
 def decisions_router(core: Core) -> APIRouter:
@@ -128,25 +131,37 @@ def decisions_router(core: Core) -> APIRouter:
     async def watch(
         host: Annotated[str | None, Query(description="only this host.id")] = None,
         session: Annotated[str | None, Query(description="only this session.id")] = None,
+        after: Annotated[
+            str | None, Query(description="resume after this event id (as Last-Event-ID)")
+        ] = None,
+        last_event_id: Annotated[
+            str | None,
+            Header(alias="Last-Event-ID", description="resume after this event id"),
+        ] = None,
     ) -> StreamingResponse:
         """Server-Sent Events: ``snapshot`` (current states, in pages: ``"more": true`` on all
         but the last), then ``transition`` events as they happen (coalesced per entity while
         this subscriber is behind); ``resync`` (followed by a fresh snapshot) when it fell
-        far behind; a comment line as keepalive."""
+        far behind; a comment line as keepalive. Transitions and a snapshot's last page carry
+        an ``id:``; reconnecting with it (``Last-Event-ID``, as EventSource does, or
+        ``after=``) resumes with what happened since, no snapshot; an id the collector cannot
+        resume from gets ``resync`` and a snapshot."""
 
         try:
-            events = await open_watch(core.hub, core.engine, host, session)
+            events = await open_watch(
+                core.hub, core.engine, host, session, after=last_event_id or after
+            )
         except WatchLimitError as exc:
             raise HTTPException(503, str(exc), headers={"Retry-After": "5"}) from None
 
         async def stream() -> AsyncIterator[bytes]:
             async for event in events:
                 match event:
-                    case SnapshotEvent(states, more):
+                    case SnapshotEvent(states, more, event_id):
                         states_json = [state_json(s) for s in states]
-                        yield _sse("snapshot", {"states": states_json, "more": more})
-                    case Transition():
-                        yield _sse("transition", transition_json(event))
+                        yield _sse("snapshot", {"states": states_json, "more": more}, event_id)
+                    case TransitionEvent(transition, event_id):
+                        yield _sse("transition", transition_json(transition), event_id)
                     case ResyncEvent():
                         yield _sse("resync", {})
                     case KeepaliveEvent():

@@ -7,12 +7,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class WatchRequest(_message.Message):
-    __slots__ = ("host_id", "session_id")
+    __slots__ = ("host_id", "session_id", "after_event_id")
     HOST_ID_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    AFTER_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     host_id: str
     session_id: str
-    def __init__(self, host_id: _Optional[str] = ..., session_id: _Optional[str] = ...) -> None: ...
+    after_event_id: str
+    def __init__(self, host_id: _Optional[str] = ..., session_id: _Optional[str] = ..., after_event_id: _Optional[str] = ...) -> None: ...
 
 class EntityState(_message.Message):
     __slots__ = ("kind", "id", "host_id", "state", "runaway", "stuck", "hibernate", "hibernate_at_unix_nano", "idle_since_unix_nano", "reason", "runaway_reason", "stuck_reason", "held_by")
@@ -79,14 +81,16 @@ class Resync(_message.Message):
     def __init__(self) -> None: ...
 
 class WatchEvent(_message.Message):
-    __slots__ = ("snapshot", "transition", "resync")
+    __slots__ = ("snapshot", "transition", "resync", "event_id")
     SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
     TRANSITION_FIELD_NUMBER: _ClassVar[int]
     RESYNC_FIELD_NUMBER: _ClassVar[int]
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     snapshot: Snapshot
     transition: Transition
     resync: Resync
-    def __init__(self, snapshot: _Optional[_Union[Snapshot, _Mapping]] = ..., transition: _Optional[_Union[Transition, _Mapping]] = ..., resync: _Optional[_Union[Resync, _Mapping]] = ...) -> None: ...
+    event_id: str
+    def __init__(self, snapshot: _Optional[_Union[Snapshot, _Mapping]] = ..., transition: _Optional[_Union[Transition, _Mapping]] = ..., resync: _Optional[_Union[Resync, _Mapping]] = ..., event_id: _Optional[str] = ...) -> None: ...
 
 class DecisionsRequest(_message.Message):
     __slots__ = ("within_seconds", "limit")

@@ -1,17 +1,20 @@
 """``GET /v1/decisions`` and gRPC ``Decisions`` on the real servers (in this process) with a
-policy file."""
+policy file; a watch resumed after its last event id over SSE and gRPC."""
 
 from __future__ import annotations
 
 import json
+import time
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.logs.v1 import logs_pb2
 
 from lastactive.collector._http._decisions import DecisionList
 from lastactive.collector.proto import query_pb2
-from tests.helpers import InProcessCollector, kv, last_input
+from tests.helpers import InProcessCollector, S, kv, last_input, wait_for
 
 PROTO = {"Content-Type": "application/x-protobuf"}
 JSON = {"Content-Type": "application/json"}
@@ -136,5 +139,60 @@ def test_every_session_and_host_carries_its_decision(tmp_path: Path) -> None:
             resp = stub.Decisions(query_pb2.DecisionsRequest(within_seconds=0), timeout=10)
             assert sorted(d.id for d in resp.held) == ["busy", "h9"]
             assert all(d.held_by[0].id == "Bash/toolu_1" for d in resp.held)
+    finally:
+        c.stop()
+
+
+def _sse(url: str, headers: dict[str, str], count: int) -> list[tuple[str | None, str, Any]]:
+    """The first ``count`` events of an SSE stream: (id, event, data)."""
+    out: list[tuple[str | None, str, Any]] = []
+    req = urllib.request.Request(url, headers=headers)
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        event_id, name = None, ""
+        for raw in resp:
+            line = raw.decode().rstrip("\n")
+            if line.startswith("id: "):
+                event_id = line[4:]
+            elif line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("data: "):
+                out.append((event_id, name, json.loads(line[6:])))
+                event_id = None
+                if len(out) == count:
+                    return out
+    raise AssertionError(f"the stream ended after {out}")
+
+
+def test_a_watch_resumes_after_its_last_event_id_over_sse_and_grpc(tmp_path: Path) -> None:
+    """A watcher that reconnects with the id of the last event it got (SSE ``Last-Event-ID``,
+    gRPC ``after_event_id``) gets what happened while it was away, and no snapshot."""
+    policy = tmp_path / "policy.toml"
+    policy.write_text("[defaults]\nidle_after = 30\nhibernate_after = 60\n")
+    now = [time.time_ns()]
+    c = InProcessCollector(policy=policy, clock=lambda: now[0]).start()
+    try:
+        last_input(c, "r1", 0)
+        first = _sse(f"{c.http}/v1/watch?session=r1", {}, 1)
+        (snapshot_id, name, data), = first  # fmt: skip
+        assert name == "snapshot" and [s["state"] for s in data["states"]] == ["active"]
+        assert snapshot_id is not None
+        now[0] += 31 * S  # idle while nobody watches...
+        wait_for(lambda: c.session("r1")["state"] == "idle", 10, "idle")  # type: ignore[index]
+        now[0] += 30 * S  # ...then due for hibernation
+        wait_for(lambda: c.session("r1")["hibernate"], 10, "due")  # type: ignore[index]
+        missed = _sse(f"{c.http}/v1/watch?session=r1", {"Last-Event-ID": snapshot_id}, 2)
+        assert [(n, d["field"], d["current"]) for _, n, d in missed] == [
+            ("transition", "state", "idle"), ("transition", "hibernate", "true")
+        ]  # fmt: skip
+        assert all(event_id for event_id, _, _ in missed)
+        channel, stub = c.grpc_stub()
+        with channel:
+            call = stub.Watch(query_pb2.WatchRequest(session_id="r1", after_event_id=missed[0][0]))
+            event = next(call)
+            call.cancel()
+        assert event.WhichOneof("event") == "transition" and event.transition.field == "hibernate"
+        assert event.event_id == missed[1][0]
+        stale = _sse(f"{c.http}/v1/watch?session=r1&after=another-process.7", {}, 2)
+        assert [n for _, n, _ in stale] == ["resync", "snapshot"]
     finally:
         c.stop()

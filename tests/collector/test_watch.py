@@ -13,6 +13,7 @@ from lastactive.collector._watch import (
     KeepaliveEvent,
     ResyncEvent,
     SnapshotEvent,
+    TransitionEvent,
     WatchHub,
     watch_events,
 )
@@ -97,5 +98,99 @@ def test_a_snapshot_comes_in_pages() -> None:
         ]
         assert isinstance(await anext(events), KeepaliveEvent)
         await events.aclose()
+
+    asyncio.run(scenario())
+
+
+def _engine() -> TransitionEngine:
+    state = ActivityState()
+    state.activity(state.resolve(Identity(session_id="s1"), 5 * S), "input", 5 * S)
+    engine = TransitionEngine(state, Policy(), lambda: 6 * S)
+    engine.tick()
+    return engine
+
+
+def test_a_watcher_resuming_after_an_event_id_gets_what_it_missed_once() -> None:
+    async def scenario() -> None:
+        hub, engine = WatchHub(), _engine()
+        events = watch_events(hub, engine, keepalive=0.05)
+        snapshot = await anext(events)
+        assert isinstance(snapshot, SnapshotEvent) and snapshot.event_id == f"{hub.epoch}.0"
+        hub.publish([transition(i) for i in range(1, 6)])
+        got = [await anext(events) for _ in range(2)]
+        assert [(e.transition.id, e.event_id) for e in got] == [  # type: ignore[union-attr]
+            ("s1", f"{hub.epoch}.1"), ("s2", f"{hub.epoch}.2")
+        ]  # fmt: skip
+        await events.aclose()  # the watcher goes away after s2...
+        hub.publish([transition(i) for i in range(6, 9)])  # ...and misses these
+        resumed = watch_events(hub, engine, keepalive=0.05, after=got[-1].event_id)
+        assert isinstance(await anext(resumed), KeepaliveEvent)  # no snapshot
+        rest = [await anext(resumed) for _ in range(6)]
+        assert [e.transition.id for e in rest] == [f"s{i}" for i in range(3, 9)]  # type: ignore[union-attr]
+        assert [e.event_id for e in rest] == [f"{hub.epoch}.{i}" for i in range(3, 9)]  # type: ignore[union-attr]
+        assert isinstance(await anext(resumed), KeepaliveEvent)  # nothing twice
+        await resumed.aclose()
+        # from the snapshot's id: everything after the snapshot, filtered
+        picky = watch_events(hub, engine, session_id="s7", keepalive=0.05,
+                             after=snapshot.event_id)  # fmt: skip
+        assert isinstance(await anext(picky), KeepaliveEvent)
+        only = await anext(picky)
+        assert isinstance(only, TransitionEvent) and only.transition.id == "s7"
+        await picky.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_an_id_the_hub_cannot_resume_from_gets_resync_and_a_snapshot() -> None:
+    async def scenario() -> None:
+        hub, engine = WatchHub(resume_log=4), _engine()
+        hub.publish([transition(i) for i in range(1, 11)])  # the log keeps 7..10
+        for after in ("other.3", f"{hub.epoch}.5", f"{hub.epoch}.11", f"{hub.epoch}.x", "x"):
+            events = watch_events(hub, engine, keepalive=0.05, after=after)
+            kinds = [type(await anext(events)) for _ in range(2)]
+            assert kinds == [ResyncEvent, SnapshotEvent], after
+            await events.aclose()
+        events = watch_events(hub, engine, keepalive=0.05, after=f"{hub.epoch}.6")
+        assert isinstance(await anext(events), KeepaliveEvent)  # 7..10 are all there
+        assert [(await anext(events)).transition.id for _ in range(4)] == [  # type: ignore[union-attr]
+            "s7", "s8", "s9", "s10"
+        ]  # fmt: skip
+        await events.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_ids_of_a_watcher_behind_are_watermarks_so_a_resume_leaves_no_gap() -> None:
+    """Coalesced while behind, events come in the order of each entity's first unread change,
+    and each id is a watermark: everything numbered up to it was sent. Resuming after any of
+    them reaches every entity's latest condition (a coalesced one may come twice)."""
+
+    def change(i: int, previous: str, current: str) -> Transition:
+        return Transition(0, "session", f"s{i}", "h", TransitionField.STATE, previous, current,
+                          "r", None)  # fmt: skip
+
+    async def scenario() -> None:
+        hub, engine = WatchHub(), _engine()
+        events = watch_events(hub, engine, keepalive=0.05)
+        await anext(events)  # the snapshot
+        hub.publish([change(1, "active", "idle"), change(2, "active", "idle"),
+                     change(1, "idle", "hibernated"), change(3, "active", "idle")])  # fmt: skip
+        got = [await anext(events) for _ in range(3)]
+        assert [(e.transition.id, e.transition.current, e.event_id) for e in got] == [  # type: ignore[union-attr]
+            ("s1", "hibernated", f"{hub.epoch}.1"),  # s2 (seq 2) not sent yet
+            ("s2", "idle", f"{hub.epoch}.3"),  # s1's second change (3) went with the first
+            ("s3", "idle", f"{hub.epoch}.4"),
+        ]
+        await events.aclose()
+        for i, sent in enumerate(got):  # disconnected right after event i
+            resumed = watch_events(hub, engine, keepalive=0.05, after=sent.event_id)
+            assert isinstance(await anext(resumed), KeepaliveEvent)
+            latest = {}
+            for e in got[: i + 1]:
+                latest[e.transition.id] = e.transition.current  # type: ignore[union-attr]
+            while not isinstance(e := await anext(resumed), KeepaliveEvent):
+                latest[e.transition.id] = e.transition.current  # type: ignore[union-attr]
+            assert latest == {"s1": "hibernated", "s2": "idle", "s3": "idle"}, i
+            await resumed.aclose()
 
     asyncio.run(scenario())
