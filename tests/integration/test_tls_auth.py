@@ -237,6 +237,7 @@ def test_sighup_reloads_tokens_and_certificates_without_dropping_connections(
     watch = urllib.request.urlopen(urllib.request.Request(
         f"https://127.0.0.1:{c.http_port}/v1/watch", headers={"Authorization": f"Bearer {old}"}),
         timeout=20, context=pki.context())  # fmt: skip
+    assert watch.readline().startswith(b"id: ")  # the (one-page) snapshot's resume point
     assert watch.readline().startswith(b"event: snapshot")
     channel = secure_channel(c, pki)
     stub = query_pb2_grpc.ActivityQueryStub(channel)
