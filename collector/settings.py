@@ -24,7 +24,7 @@ from pydantic_settings import (
 
 from lastactive.collector._admission import DEFAULT_MAX_BYTES, DEFAULT_MAX_REQUESTS
 from lastactive.collector._logging import LogFormat, LogLevel
-from lastactive.collector.store import POSTGRES_SCHEMES
+from lastactive.collector.store import check_postgres_url
 
 __all__ = [
     "ConfigFileError",
@@ -184,9 +184,7 @@ class Settings(BaseSettings):
     @field_validator("store")
     @classmethod
     def _postgres_url(cls, url: str | None) -> str | None:
-        if url is not None and not url.startswith(POSTGRES_SCHEMES):
-            raise ValueError(f"expected a postgresql:// URL, got {url.split(':', 1)[0]!r}")
-        return url
+        return None if url is None else check_postgres_url(url)
 
     @model_validator(mode="after")
     def _tls_pair(self) -> Self:

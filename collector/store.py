@@ -34,6 +34,7 @@ __all__ = [
     "SqliteStore",
     "Store",
     "StoreError",
+    "check_postgres_url",
     "open_store",
     "without_password",
 ]
@@ -89,6 +90,17 @@ class Store(Protocol):
         ...
 
 
+def check_postgres_url(url: str) -> str:
+    """``url`` when it is a PostgreSQL connection URL (:data:`POSTGRES_SCHEMES`).
+
+    Raises:
+        ValueError: it is not (the settings report it as an invalid ``store``).
+    """
+    if not url.startswith(POSTGRES_SCHEMES):
+        raise ValueError(f"expected a postgresql:// URL, got {url.split(':', 1)[0]!r}")
+    return url
+
+
 def open_store(db: Path, url: str | None = None) -> Store:
     """The store to serve from: PostgreSQL at ``url`` when one is given, else SQLite at ``db``.
 
@@ -99,8 +111,10 @@ def open_store(db: Path, url: str | None = None) -> Store:
     """
     if url is None:
         return SqliteStore(db)
-    if not url.startswith(POSTGRES_SCHEMES):
-        raise StoreError(f"--store must be a postgresql:// URL, got {url.split(':', 1)[0]!r}")
+    try:
+        check_postgres_url(url)
+    except ValueError as exc:
+        raise StoreError(str(exc)) from None
     try:
         from lastactive.collector._postgres import PostgresStore
     except ImportError as exc:

@@ -44,6 +44,10 @@ def lastactive_env() -> dict[str, str]:
     return env
 
 
+_databases = itertools.count()
+"""Numbers the databases ``postgres_url`` creates (test names may repeat across modules)."""
+
+
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
     """One real PostgreSQL server for the whole run (started on first use). Skipped where
@@ -64,6 +68,3 @@ def postgres_url(postgres: PostgresServer, request: pytest.FixtureRequest) -> st
     """The URL of a new empty database for this test on the shared server."""
     name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[-50:]
     return postgres.create_database(f"{name}_{next(_databases)}")
-
-
-_databases = itertools.count()

@@ -150,7 +150,7 @@ def test_the_settings_select_postgresql(postgres_url: str) -> None:
     store.close()
     with pytest.raises(ValidationError, match="expected a postgresql:// URL, got 'mysql'"):
         Settings(store="mysql://x/y")
-    with pytest.raises(StoreError, match="postgresql:// URL"):
+    with pytest.raises(StoreError, match="expected a postgresql:// URL, got 'sqlite'"):
         open_store(settings.db, "sqlite:///x.db")
 
 
