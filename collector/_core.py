@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from lastactive.collector._admission import Admission
 from lastactive.collector._auth import Credentials
 from lastactive.collector._ingest import Ingest
-from lastactive.collector._state import ActivityState
+from lastactive.collector._state import ActivityState, Kind
 from lastactive.collector._stats import IngestStats
 from lastactive.collector._transitions import TransitionEngine
 from lastactive.collector._watch import WatchHub
@@ -21,6 +21,10 @@ async def _in_memory_only() -> None:
 
 def _ready() -> str | None:
     return None
+
+
+async def in_memory(kind: Kind, key: str) -> None:
+    """One process: every entity is in memory."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +48,10 @@ class Core:
     """Why the service cannot take work now (the store fails its commits, the state is still
     loading), ``None`` when it can (``/readyz``)."""
     loading: Callable[[], str | None] = _ready
+    fetch: Callable[[Kind, str], Awaitable[None]] = in_memory
+    """Bring one entity's committed record into memory before it is read (a replica on a
+    shared store holds only its own shards' entities and what it received:
+    :meth:`~lastactive.collector._replica.Replica.fetch`)."""
     """Why reads must wait (the stored state is still loading:
     :mod:`lastactive.collector._startup`), ``None`` when they can be answered."""
 

@@ -140,13 +140,17 @@ class Flusher:
             waiters, self._waiters = self._waiters, []
             records = await self._snapshot()
             streams = self._state.take_dirty_streams()
+            counted = self._state.take_io_counted()
             began = time.perf_counter()
             try:
-                if records or streams:
-                    self.skipped += await asyncio.to_thread(self._store.save, records, streams)
+                if records or streams or counted:
+                    self.skipped += await asyncio.to_thread(
+                        self._store.save, records, streams, counted
+                    )
             except Exception as exc:
                 _log.exception("commit of %d entities failed; retrying", len(records))
                 self._state.mark_dirty(records, streams)
+                self._state.restore_io_counted(counted)
                 self.failure = f"the state store failed: {exc}"
                 failure = StoreUnavailableError(self.failure)
                 for w in waiters:

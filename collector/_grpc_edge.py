@@ -340,6 +340,7 @@ class ActivityQueryServicer(query_pb2_grpc.ActivityQueryServicer):  # type: igno
         self, kind: Kind, request: query_pb2.GetRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> query_pb2.Entity:
         await self._readable(context)
+        await self._core.fetch(kind, request.id)
         now = self._clock()
         v = self._state.get(kind, request.id, now, request.trusted_only)
         if v is None:

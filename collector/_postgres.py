@@ -18,6 +18,7 @@ time).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable, Sequence
 from operator import attrgetter
@@ -28,18 +29,20 @@ from psycopg_pool import ConnectionPool
 
 from lastactive.collector._record import (
     HOLD_GRACE_NS,
+    INT64_MAX,
     RECORD_FIELDS,
     EntityRecord,
     StreamRecord,
 )
 from lastactive.collector._rows import JSON_FIELDS, ROW_ERRORS, record_of, row_of, stream_of
+from lastactive.collector._shards import SHARDS
 from lastactive.collector.store import StoreError
 
 __all__ = ["PostgresStore"]
 
 _log = logging.getLogger(__name__)
 
-_SCHEMA_VERSION: Final = 1
+_SCHEMA_VERSION: Final = 2
 _META: Final = "CREATE TABLE IF NOT EXISTS lastactive_schema (version integer NOT NULL)"
 _SCHEMA: Final = (
     """CREATE TABLE entities (
@@ -72,8 +75,53 @@ _SCHEMA: Final = (
         value numeric NOT NULL  -- as sent: an integer stays exact
     )""",
 )
-_MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {}
-"""From version: the statements that bring it to the next one (none yet)."""
+_MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
+    1: (  # replicas (lastactive.collector._pg_cluster): shards, leases, conditions, outbox
+        # Which of SHARDS an entity belongs to: _shards.shard_of, the same md5 in SQL.
+        f"""ALTER TABLE entities ADD COLUMN shard smallint GENERATED ALWAYS AS
+            ((('x' || substr(md5(kind || ':' || id), 1, 8))::bit(32)::int & {SHARDS - 1}))
+            STORED""",
+        # The transaction that last wrote the row: a shard's owner reads what changed since
+        # its last read behind the visibility horizon (_pg_cluster.PostgresCluster.changes).
+        "ALTER TABLE entities ADD COLUMN txid xid8 NOT NULL DEFAULT pg_current_xact_id()",
+        "CREATE INDEX entities_shard_txid ON entities (shard, txid)",
+        """CREATE TABLE emitted (  -- the condition last emitted per entity (by its owner)
+            kind text NOT NULL,
+            id text NOT NULL,
+            condition text NOT NULL,  -- _transitions.condition_text
+            PRIMARY KEY (kind, id)
+        )""",
+        """CREATE TABLE shards (  -- leases: who evaluates which entities' transitions
+            shard smallint PRIMARY KEY,
+            owner text,
+            epoch bigint NOT NULL DEFAULT 0,  -- +1 at each claim
+            expires timestamptz NOT NULL DEFAULT '-infinity'  -- the database's clock
+        )""",
+        f"INSERT INTO shards (shard) SELECT generate_series(0, {SHARDS - 1})",
+        """CREATE TABLE replicas (  -- heartbeats: the live replicas share the shards
+            name text PRIMARY KEY,
+            seen timestamptz NOT NULL
+        )""",
+        """CREATE TABLE outbox (  -- every transition, in the order watchers get them
+            seq bigint PRIMARY KEY,  -- from outbox_seq: commit order
+            at bigint NOT NULL,      -- ns
+            kind text NOT NULL,
+            id text NOT NULL,
+            host_id text,
+            field text NOT NULL,
+            previous text NOT NULL,
+            current text NOT NULL,
+            reason text NOT NULL,
+            hibernate_at bigint      -- ns
+        )""",
+        "CREATE TABLE outbox_seq (last bigint NOT NULL)",
+        "INSERT INTO outbox_seq VALUES (0)",
+        # The outbox's name in event ids: an id from another database is not resumed.
+        "ALTER TABLE lastactive_schema ADD COLUMN cluster text NOT NULL "
+        "DEFAULT substr(md5(random()::text), 1, 8)",
+    ),
+}
+"""From version: the statements that bring it to the next one."""
 _MIGRATION_LOCK: Final = 0x6C61_7374_6163_7476  # "lastactv": one advisory lock key
 
 _LATER: Final = (
@@ -127,23 +175,40 @@ _MERGE_SQL: Final = {
     "turn_time": "greatest(e.turn_time, excluded.turn_time)",
 }
 _COLUMNS: Final = ", ".join(RECORD_FIELDS)
-_ON_CONFLICT: Final = "ON CONFLICT (kind, id) DO UPDATE SET " + ", ".join(
-    f"{column} = {_MERGE_SQL[column]}" for column in RECORD_FIELDS[2:]
-)
 _INCOMING: Final = (
     "CREATE TEMPORARY TABLE incoming_entities (LIKE entities INCLUDING DEFAULTS) "
     "ON COMMIT DELETE ROWS"
 )
 _COPY: Final = f"COPY incoming_entities ({_COLUMNS}) FROM STDIN"
-_UPSERT_COPIED: Final = (
-    f"INSERT INTO entities AS e ({_COLUMNS}) "
-    f"SELECT {_COLUMNS} FROM incoming_entities ORDER BY kind, id {_ON_CONFLICT}"
-)
 _PLACEHOLDERS: Final = ", ".join(
     "%s::jsonb" if name in JSON_FIELDS else "%s" for name in RECORD_FIELDS
 )
-_UPSERT_ONE: Final = (
-    f"INSERT INTO entities AS e ({_COLUMNS}) VALUES ({_PLACEHOLDERS}) {_ON_CONFLICT}"
+_BYTES: Final = ("input_bytes", "output_bytes")
+_BYTES_AT: Final = tuple(RECORD_FIELDS.index(name) for name in _BYTES)
+
+
+def _upserts(additive: bool) -> tuple[str, str]:
+    """The upsert of the copied batch and of one record; ``additive``: byte totals are the
+    store's (replicas add what they counted: ``_ADD_COUNTED``), not merged."""
+    merged = {**_MERGE_SQL, **({name: f"e.{name}" for name in _BYTES} if additive else {})}
+    on_conflict = (
+        "ON CONFLICT (kind, id) DO UPDATE SET "
+        + ", ".join(f"{column} = {merged[column]}" for column in RECORD_FIELDS[2:])
+        + ", txid = pg_current_xact_id()"
+    )
+    return (
+        f"INSERT INTO entities AS e ({_COLUMNS}) "
+        f"SELECT {_COLUMNS} FROM incoming_entities ORDER BY kind, id {on_conflict}",
+        f"INSERT INTO entities AS e ({_COLUMNS}) VALUES ({_PLACEHOLDERS}) {on_conflict}",
+    )
+
+
+_UPSERTS: Final = {additive: _upserts(additive) for additive in (False, True)}
+_ADD_COUNTED: Final = (
+    "UPDATE entities AS e SET input_bytes = least(e.input_bytes + c.i, %s), "
+    "output_bytes = least(e.output_bytes + c.o, %s), txid = pg_current_xact_id() "
+    "FROM (SELECT * FROM unnest(%s::text[], %s::text[], %s::numeric[], %s::numeric[]) "
+    "AS u (kind, id, i, o) ORDER BY kind, id) AS c WHERE e.kind = c.kind AND e.id = c.id"
 )
 _UPSERT_STREAMS: Final = (
     "INSERT INTO streams AS s (key, start, time, value) "
@@ -158,9 +223,7 @@ _FIRST_PAGE: Final = f"SELECT {_SELECTED} FROM entities ORDER BY kind, id LIMIT 
 _NEXT_PAGE: Final = (
     f"SELECT {_SELECTED} FROM entities WHERE (kind, id) > (%s, %s) ORDER BY kind, id LIMIT %s"
 )
-_DELETE: Final = (
-    "DELETE FROM entities WHERE (kind, id) IN (SELECT * FROM unnest(%s::text[], %s::text[]))"
-)
+_DELETE: Final = "DELETE FROM {} WHERE (kind, id) IN (SELECT * FROM unnest(%s::text[], %s::text[]))"
 
 _CONNECTION_WAIT_S: Final = 3.0
 """Seconds a save or load waits for a pooled connection before it fails."""
@@ -239,11 +302,23 @@ class PostgresStore:
             self._pool.close()
             raise StoreError(f"PostgreSQL store: {exc}") from None
         self._closed = False
+        self.additive_io = False
+        """Replicas share this store (:mod:`lastactive.collector._replica`): a record's byte
+        totals are not merged (a new row starts at 0) and ``save``'s ``counted`` bytes are
+        added to the stored totals, so bytes counted by several replicas add up."""
+
+    def connection(self) -> contextlib.AbstractContextManager[psycopg.Connection[Any]]:
+        """A pooled connection, returned to the pool on exit (waits at most 3 s for one).
+
+        Raises:
+            psycopg_pool.PoolTimeout: none was free (the server is down), a ``psycopg.Error``.
+        """
+        return self._pool.connection()
 
     def load(self) -> list[EntityRecord]:
         with self._pool.connection() as conn:
             rows = conn.execute(f"SELECT {_SELECTED} FROM entities").fetchall()
-        return self._records(rows)
+        return self.records(rows)
 
     def load_page(
         self, after: tuple[str, str] | None, size: int
@@ -252,9 +327,11 @@ class PostgresStore:
         with self._pool.connection() as conn:
             rows = conn.execute(query, args).fetchall()
         following = (rows[-1][0], rows[-1][1]) if len(rows) == size else None
-        return self._records(rows), following
+        return self.records(rows), following
 
-    def _records(self, rows: Iterable[tuple[Any, ...]]) -> list[EntityRecord]:
+    def records(self, rows: Iterable[tuple[Any, ...]]) -> list[EntityRecord]:
+        """Rows read in :data:`RECORD_FIELDS` order as records; one that is not a valid record
+        is logged and skipped."""
         out = []
         for row in rows:
             try:
@@ -268,12 +345,18 @@ class PostgresStore:
             rows = conn.execute("SELECT key, start, time, value::text FROM streams").fetchall()
         return [stream_of(*row) for row in rows]
 
-    def save(self, records: Sequence[EntityRecord], streams: Sequence[StreamRecord] = ()) -> int:
-        if not records and not streams:
+    def save(
+        self,
+        records: Sequence[EntityRecord],
+        streams: Sequence[StreamRecord] = (),
+        counted: Sequence[tuple[str, str, int, int]] = (),
+    ) -> int:
+        if not records and not streams and not counted:
             return 0
         rounds = _rounds(records)
         latest = _latest_streams(streams)
-        with self._pool.connection() as conn:
+        copied, one = _UPSERTS[self.additive_io]
+        with self.connection() as conn:
             try:
                 with conn.transaction():
                     self._save_streams(conn, latest)
@@ -282,8 +365,9 @@ class PostgresStore:
                             conn.execute("TRUNCATE incoming_entities")
                         with conn.cursor().copy(_COPY) as copy:
                             for r in batch:
-                                copy.write_row(row_of(r))
-                        conn.execute(_UPSERT_COPIED)
+                                copy.write_row(self._row(r))
+                        conn.execute(copied)
+                    self._add_counted(conn, counted)
                 return 0
             except _VALUE_ERRORS:  # find the bad ones: the rest must not wait for them
                 pass
@@ -293,11 +377,29 @@ class PostgresStore:
                 for r in sorted(records, key=_KEY):  # stable: a key's records in their order
                     try:
                         with conn.transaction():  # a savepoint: an error undoes this row only
-                            conn.execute(_UPSERT_ONE, row_of(r))
+                            conn.execute(one, self._row(r))
                     except _VALUE_ERRORS as exc:
                         skipped += 1
                         _log.error("PostgreSQL: not saving %s %r: %s", r.kind, r.id, exc)
+                self._add_counted(conn, counted)
             return skipped
+
+    def _row(self, r: EntityRecord) -> tuple[Any, ...]:
+        row = row_of(r)
+        if not self.additive_io:
+            return row
+        values = list(row)  # a new row starts at 0 bytes: what was counted is added to it
+        for i in _BYTES_AT:
+            values[i] = 0
+        return tuple(values)
+
+    @staticmethod
+    def _add_counted(
+        conn: psycopg.Connection[Any], counted: Sequence[tuple[str, str, int, int]]
+    ) -> None:
+        if counted:
+            columns = list(zip(*counted, strict=True))
+            conn.execute(_ADD_COUNTED, (INT64_MAX, INT64_MAX, *map(list, columns)))
 
     @staticmethod
     def _save_streams(conn: psycopg.Connection[Any], streams: list[StreamRecord]) -> None:
@@ -318,7 +420,9 @@ class PostgresStore:
         ordered = sorted(keys)
         with self._pool.connection() as conn, conn.transaction():
             if ordered:
-                conn.execute(_DELETE, ([k for k, _ in ordered], [i for _, i in ordered]))
+                columns = ([k for k, _ in ordered], [i for _, i in ordered])
+                for table in ("entities", "emitted"):  # a record, its last emitted condition
+                    conn.execute(_DELETE.format(table), columns)
             if streams_before:
                 conn.execute("DELETE FROM streams WHERE time <= %s", (streams_before,))
 
@@ -350,11 +454,11 @@ def _migrate(conn: psycopg.Connection[Any]) -> None:
                 f"PostgreSQL store: schema version {version} is newer than this lastactive "
                 f"({_SCHEMA_VERSION})"
             )
-        if version == 0:
+        if version == 0:  # version 1, then the migrations as for an existing one
             for statement in _SCHEMA:
                 conn.execute(statement)
-            conn.execute("INSERT INTO lastactive_schema (version) VALUES (%s)", (_SCHEMA_VERSION,))
-            return
+            conn.execute("INSERT INTO lastactive_schema (version) VALUES (1)")
+            version = 1
         for v in range(version, _SCHEMA_VERSION):
             for statement in _MIGRATIONS[v]:
                 conn.execute(statement)

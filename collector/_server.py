@@ -23,7 +23,7 @@ import uvicorn
 from lastactive.collector._admission import Admission
 from lastactive.collector._auth import AuthFileError, Credentials
 from lastactive.collector._clocks import ReporterClocks
-from lastactive.collector._core import Core
+from lastactive.collector._core import Core, in_memory
 from lastactive.collector._flusher import Flusher
 from lastactive.collector._freeze import freezing
 from lastactive.collector._grpc_edge import start_grpc
@@ -32,6 +32,7 @@ from lastactive.collector._ingest import Ingest
 from lastactive.collector._lag import LoopLag
 from lastactive.collector._logging import configure_logging
 from lastactive.collector._metrics import registry_for
+from lastactive.collector._replica import Replica, default_name
 from lastactive.collector._startup import StateLoader
 from lastactive.collector._state import NANOS, ActivityState, Entity
 from lastactive.collector._tls import ServerTls, TlsFiles
@@ -220,7 +221,8 @@ async def _serve(
     )
     state.load_streams(store.load_streams())  # entities load once the ports are open
     ingest = Ingest(state, clock)
-    engine = TransitionEngine(state, policy, clock)
+    replica = _replica(store, settings, state, clock)
+    engine = TransitionEngine(state, policy, clock, None if replica is None else replica.owns)
     flusher = Flusher(
         state,
         store,
@@ -231,7 +233,7 @@ async def _serve(
         release=lambda budget: state.release(budget) | ingest.clocks.release(budget),
         synchronous=settings.synchronous_commit,
     )
-    loader = StateLoader(store, state, engine, clock)
+    loader = StateLoader(store, state, engine, clock) if replica is None else replica
     lag = LoopLag()
     tls = None
     if settings.tls_cert is not None and settings.tls_key is not None:
@@ -247,6 +249,7 @@ async def _serve(
         credentials=Credentials(settings.auth_file),
         unready=lambda: flusher.failure or loader.loading(),
         loading=loader.loading,
+        fetch=in_memory if replica is None else replica.fetch,
     )
     if stop is None:
         stop = asyncio.Event()
@@ -292,8 +295,13 @@ async def _serve(
     )
     http_task = asyncio.create_task(http.serve(sockets=[sock]), name="lastactive-http")
     flusher.start()
-    loading = asyncio.create_task(loader.run(), name="lastactive-load")
-    ticker = asyncio.create_task(_tick(core, stop), name="lastactive-transitions")
+    if isinstance(loader, StateLoader):
+        loading = asyncio.create_task(loader.run(), name="lastactive-load")
+        ticking = _tick(core, stop)
+    else:  # the replica takes its shards, then ticks over them
+        loading = asyncio.create_task(_loaded(loader), name="lastactive-load")
+        ticking = loader.run(engine, core.hub, stop)
+    ticker = asyncio.create_task(ticking, name="lastactive-transitions")
     stopping = asyncio.create_task(stop.wait(), name="lastactive-stop")
     probe = asyncio.create_task(lag.run(), name="lastactive-loop-lag")
     try:
@@ -315,6 +323,9 @@ async def _serve(
     finally:
         core.hub.close()  # ends every watch stream, so both servers stop at once
         http.should_exit = True
+        stop.set()
+        if replica is not None:
+            await _quietly(ticker)  # a replica emits what is left and releases its leases
         for task in (ticker, stopping, probe):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -326,6 +337,20 @@ async def _serve(
         await flusher.stop()
         store.close()
         sock.close()
+
+
+def _replica(
+    store: Store, settings: Settings, state: ActivityState, clock: Callable[[], int]
+) -> Replica | None:
+    """This process's part among replicas sharing ``store`` (a PostgreSQL one), else None."""
+    postgres = sys.modules.get("lastactive.collector._postgres")  # imported if store is one
+    if postgres is None or not isinstance(store, postgres.PostgresStore):
+        return None
+    from lastactive.collector._pg_cluster import PostgresCluster
+
+    cluster = PostgresCluster(store, settings.replica or default_name(), settings.lease)
+    store.additive_io = state.additive_io = True  # several replicas count bytes
+    return Replica(cluster, state, clock)
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -365,6 +390,10 @@ def _reload(credentials: Credentials, tls: ServerTls | None) -> None:
             _log.warning("SIGHUP: TLS certificate reloaded from %s", tls.files.cert)
         except (OSError, ssl.SSLError) as exc:
             _log.error("SIGHUP: keeping the TLS certificate in force: %s", exc)
+
+
+async def _loaded(replica: Replica) -> None:
+    await replica.loaded.wait()
 
 
 async def _quietly(task: asyncio.Task[Any]) -> None:

@@ -244,7 +244,14 @@ class SqliteStore:
             rows = self._db.execute("SELECT key, start, time, value FROM streams")
             return [StreamRecord(*row) for row in rows]
 
-    def save(self, records: Sequence[EntityRecord], streams: Sequence[StreamRecord] = ()) -> int:
+    def save(
+        self,
+        records: Sequence[EntityRecord],
+        streams: Sequence[StreamRecord] = (),
+        counted: Sequence[tuple[str, str, int, int]] = (),
+    ) -> int:
+        if counted:
+            raise ValueError("one process serves a SQLite store: its byte totals are merged")
         if not records and not streams:
             return 0
         with self._lock:

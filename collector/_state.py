@@ -471,6 +471,11 @@ class ActivityState:
         self.attribute_keys: frozenset[str] = frozenset()
         """Resource attribute keys kept per entity (set from the policy's
         ``match.attributes``; none by default, so ingest pays nothing for them)."""
+        self.additive_io = False
+        """Replicas on a shared store (:mod:`lastactive.collector._replica`): byte totals are
+        the store's, to which each replica adds what it counted (:meth:`take_io_counted`);
+        loaded records bring their totals as they are."""
+        self._io_counted: dict[Entity, list[int]] = {}
         self.touching: frozenset[str] = frozenset(SOURCES) - {Source.TELEMETRY}
         """Sources whose activity marks an entity touched (set by the transition engine to the
         sources its policy counts, so liveness alone costs no re-evaluation)."""
@@ -813,6 +818,7 @@ class ActivityState:
             self._recency.remove(e)
             self._dirty.discard(e)
             self._touched.discard(e)
+            self._io_counted.pop(e, None)
             gone.append(e)
         if self._rotate_at is None:
             self._rotate_at = now + retention_ns
@@ -847,8 +853,28 @@ class ActivityState:
                 e.rate_out.add(t, delta)
                 if e.kind is Kind.SESSION:
                     self.producing[e] = None
+            if self.additive_io:
+                counted = self._io_counted.get(e)
+                if counted is None:
+                    counted = self._io_counted[e] = [0, 0]
+                counted[not receive] += delta
             self._dirty.add(e)
             self._touched.add(e)
+
+    def take_io_counted(self) -> list[tuple[str, str, int, int]]:
+        """``(kind, id, input bytes, output bytes)`` counted since the last call (with
+        :attr:`additive_io`), for the store to add to its totals."""
+        counted, self._io_counted = self._io_counted, {}
+        return [(str(e.kind), e.id, i, o) for e, (i, o) in counted.items()]
+
+    def restore_io_counted(self, counted: Iterable[tuple[str, str, int, int]]) -> None:
+        """Put back what :meth:`take_io_counted` gave when the store did not take it."""
+        for kind, key, i, o in counted:
+            e = self.entities.get((Kind(kind), key))
+            if e is not None:
+                mine = self._io_counted.setdefault(e, [0, 0])
+                mine[0] += i
+                mine[1] += o
 
     # --- queries -------------------------------------------------------------------------
 
@@ -1003,6 +1029,12 @@ class ActivityState:
                     self._idle.add(idle_since(e.first_seen, e.last_activity), -1)
                     self._recency.remove(e)
                 e.restore(merge(e.record(), r))
+            if self.additive_io:  # the store's totals, plus what is not added to them yet
+                counted = self._io_counted.get(e)
+                e.input_bytes, e.output_bytes = r.input_bytes, r.output_bytes
+                if counted is not None:
+                    e.input_bytes += counted[0]
+                    e.output_bytes += counted[1]
             if kind is Kind.SESSION:
                 self._idle.add(idle_since(e.first_seen, e.last_activity))
                 self._recency.add(e)

@@ -94,6 +94,22 @@ _CONDITIONS: Final = {
     )
 }
 """Every condition once: entities share these instead of holding a tuple each."""
+_BY_TEXT: Final = {f"{c.state}:{c.runaway:d}{c.stuck:d}{c.hibernate:d}": c for c in _CONDITIONS}
+_TEXT: Final = {c: text for text, c in _BY_TEXT.items()}
+
+
+def condition_text(c: Condition) -> str:
+    """``c`` as stored (the ``emitted`` table): ``"<state>:<runaway><stuck><hibernate>"``,
+    flags as 0 or 1, e.g. ``"idle:001"``."""
+    return _TEXT[c]
+
+
+def condition_from_text(text: str | None) -> Condition | None:
+    """The shared condition :func:`condition_text` made ``text`` from; ``None`` for ``None``
+    or text that is none (a hand-edited row is treated as never emitted)."""
+    return None if text is None else _BY_TEXT.get(text)
+
+
 _PLAINLY_ACTIVE: Final = _CONDITIONS[Condition(IdleState.ACTIVE, False, False, False)]
 """The shared active condition (the tick compares with ``is``)."""
 _NOT_ENDED: Final = (None, str(AgentStatus.ACTIVE))
@@ -138,10 +154,21 @@ class TransitionEngine:
         state: the activity state (its touched set is drained every tick).
         policy: the idle policy.
         clock: ns since the epoch.
+        owns: which entities this engine evaluates (``None``: all). A replica on a shared
+            store evaluates the entities of the shards it holds (:mod:`lastactive.collector.
+            _replica`); the others' are skipped by the tick, and learnt with :meth:`adopt`
+            when their shard comes to it.
     """
 
-    def __init__(self, state: ActivityState, policy: Policy, clock: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        state: ActivityState,
+        policy: Policy,
+        clock: Callable[[], int],
+        owns: Callable[[Entity], bool] | None = None,
+    ) -> None:
         self._state = state
+        self._owns = owns
         self._policy = policy
         self._clock = clock
         self._heap: list[tuple[int, int, Entity]] = []
@@ -186,6 +213,18 @@ class TransitionEngine:
             if e.kind is not Kind.AGENT and e.condition is None:
                 self._check(e, now, None)
 
+    def adopt(self, e: Entity, emitted: Condition | None) -> None:
+        """Take over ``e`` from another evaluator (its shard came to this replica): what was
+        last emitted for it (``None``: nothing) becomes its condition, and the next tick
+        evaluates it, emitting what changed since (so a transition its previous owner did not
+        emit comes once, and one it did emit does not come again)."""
+        if e.condition is not None:
+            self.forget((e,))
+        if emitted is not None:
+            e.condition, e.counted_host = emitted, e.host_id
+            self._index(e, None, None, None)
+        self._pending.append(e)
+
     def _entities(self) -> list[Entity]:
         return [e for (k, _), e in self._state.entities.items() if k is not Kind.AGENT]
 
@@ -202,11 +241,13 @@ class TransitionEngine:
         pending = self._pending
         pending.extend(self._state.take_touched())
         left = len(pending) + len(self._heap) if budget is None else budget
-        entities = self._state.entities
+        entities, owns = self._state.entities, self._owns
         while pending and left > 0:
             e = pending.pop()
             if e.kind is Kind.AGENT or entities.get((e.kind, e.id)) is not e:
                 continue  # purged while it waited: forgotten, not evaluated again
+            if owns is not None and not owns(e):
+                continue  # another replica's
             if (
                 e.condition is _PLAINLY_ACTIVE
                 and e.counted_host == e.host_id  # else it moved: counted under its new host
@@ -225,7 +266,7 @@ class TransitionEngine:
             due, _, e = heapq.heappop(heap)
             if self._scheduled.get(e) == due:
                 del self._scheduled[e]
-            if entities.get((e.kind, e.id)) is e:
+            if entities.get((e.kind, e.id)) is e and (owns is None or owns(e)):
                 left -= 1
                 self._check(e, now, out)
         counts = self.transitions

@@ -30,12 +30,14 @@ process's, or older than the log) gets ``resync`` and a snapshot, as a watcher t
 from __future__ import annotations
 
 import asyncio
+import bisect
 import dataclasses
 import itertools
 import secrets
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Final
 
 from lastactive.collector._transitions import Snapshot, Transition, TransitionEngine, matches
@@ -185,6 +187,8 @@ class WatchHub:
         """This hub's part of every event id: another process's ids are not resumed."""
         self.seq = 0
         """The number of the last transition published."""
+        self.start = 0
+        """The number before the first transition this hub published (:meth:`begin_at`)."""
         self._log: deque[tuple[int, Transition]] = deque(maxlen=resume_log)
 
     def subscribe(self, host_id: str | None = None, session_id: str | None = None) -> Subscriber:
@@ -215,10 +219,11 @@ class WatchHub:
         seq = int(number)
         log = self._log
         oldest = log[0][0] if log else self.seq + 1
-        if not oldest - 1 <= seq <= self.seq:
+        if not self.start <= seq <= self.seq or seq < oldest - 1:
             return False  # transitions after it have left the log (or it is not ours)
         sub.pending.clear()
-        for n, t in itertools.islice(log, max(0, seq - oldest + 1), None):
+        first = bisect.bisect_right(log, seq, key=itemgetter(0))  # numbers may have gaps
+        for n, t in itertools.islice(log, first, None):
             sub.offer(t, n)
         sub.seen = self.seq
         return True
@@ -232,10 +237,17 @@ class WatchHub:
     def unsubscribe(self, sub: Subscriber) -> None:
         self._subscribers.discard(sub)
 
-    def publish(self, transitions: list[Transition]) -> None:
-        """Number and log ``transitions`` and offer them to every subscriber."""
-        first = self.seq + 1
-        self.seq += len(transitions)
+    def begin_at(self, seq: int, epoch: str) -> None:
+        """Number what is published from ``seq + 1``, in event ids named ``epoch`` (before the
+        first publish: a replica on a shared store takes the outbox's numbers and name)."""
+        self.start = self.seq = seq
+        self.epoch = epoch
+
+    def publish(self, transitions: list[Transition], first: int | None = None) -> None:
+        """Number (from ``first``, above :attr:`seq`; default the next number) and log
+        ``transitions``, and offer them to every subscriber."""
+        first = self.seq + 1 if first is None else first
+        self.seq = first + len(transitions) - 1
         self._log.extend(zip(range(first, self.seq + 1), transitions, strict=True))
         for sub in list(self._subscribers):
             for n, t in enumerate(transitions, first):

@@ -74,6 +74,19 @@ class Settings(BaseSettings):
         "password in PGPASSWORD or ~/.pgpass) to keep state in instead of the SQLite db; needs "
         "the extra lastactive[postgresql].",
     )
+    replica: str | None = Field(
+        None,
+        description="This replica's name among those sharing the PostgreSQL store (on "
+        "/metrics and in the shard leases); default: host name, process id and a random part.",
+    )
+    lease: float = Field(
+        5.0,
+        ge=1.0,
+        le=300.0,
+        description="Seconds a replica's shard leases last without renewal (renewed every "
+        "third of it): a dead or stalled replica's sessions are taken over by the others "
+        "within about this plus one renewal period.",
+    )
     flush_interval: float = Field(
         1.0,
         gt=0,

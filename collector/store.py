@@ -68,14 +68,22 @@ class Store(Protocol):
         """Every stored counter baseline."""
         ...
 
-    def save(self, records: Sequence[EntityRecord], streams: Sequence[StreamRecord] = ()) -> int:
+    def save(
+        self,
+        records: Sequence[EntityRecord],
+        streams: Sequence[StreamRecord] = (),
+        counted: Sequence[tuple[str, str, int, int]] = (),
+    ) -> int:
         """Merge ``records`` in by :func:`~lastactive.collector._record.merge` and ``streams``
         by their latest ``time``, in one transaction. A record the store cannot hold (a value
         out of its range) is logged and skipped, so one bad record never fails the others.
+        ``counted``: ``(kind, id, input bytes, output bytes)`` to add to the stored totals
+        (replicas sharing a store count bytes each: ``ActivityState.additive_io``).
 
         Returns:
             How many records were skipped.
         Raises:
+            ValueError: ``counted`` given to a store no replicas share (SQLite).
             Exception: the store failed (disk, connection); nothing of the batch is saved.
         """
         ...

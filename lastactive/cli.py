@@ -37,6 +37,8 @@ _SERVE_FLAGS = {
         str,
         "postgresql://USER@HOST:PORT/DB: state in PostgreSQL instead (LASTACTIVE_STORE)",
     ),
+    "--replica": ("replica", str, "this replica's name on a shared store (LASTACTIVE_REPLICA)"),
+    "--lease": ("lease", float, "seconds shard leases last on a shared store (default 5)"),
     "--flush-interval": ("flush_interval", float, "seconds between background commits (1)"),
     "--max-request-bytes": ("max_request_bytes", int, "request size limit (default 64 MiB)"),
     "--max-clock-skew": ("max_clock_skew", float, "seconds of future skew allowed (default 10)"),

@@ -464,11 +464,16 @@ class FlakyStore(SqliteStore):
         super().__init__(":memory:")
         self.fail = 0
 
-    def save(self, records: Sequence[EntityRecord], streams: Sequence[StreamRecord] = ()) -> int:
+    def save(
+        self,
+        records: Sequence[EntityRecord],
+        streams: Sequence[StreamRecord] = (),
+        counted: Sequence[tuple[str, str, int, int]] = (),
+    ) -> int:
         if self.fail:
             self.fail -= 1
             raise OSError("disk full")
-        return super().save(records, streams)
+        return super().save(records, streams, counted)
 
 
 # --- a real PostgreSQL ------------------------------------------------------------------

@@ -7,7 +7,7 @@ API's view of :class:`~lastactive.collector._state.EntityView` and the policy's
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -225,7 +225,11 @@ TrustedOnly = Annotated[
 
 
 def query_router(
-    state: ActivityState, policy: Policy, clocks: ReporterClocks, clock: Callable[[], int]
+    state: ActivityState,
+    policy: Policy,
+    clocks: ReporterClocks,
+    clock: Callable[[], int],
+    fetch: Callable[[Kind, str], Awaitable[None]],
 ) -> APIRouter:
     """``GET /v1/sessions``, ``/v1/sessions/{id}``, ``/v1/hosts/{id}``, each entity with the
     policy's evaluation; ``GET /v1/reporters``, each reporter's clock."""
@@ -278,7 +282,8 @@ def query_router(
             next_page_token=token,
         )
 
-    def get(kind: Kind, key: str, trusted_only: bool) -> EntityOut:
+    async def get(kind: Kind, key: str, trusted_only: bool) -> EntityOut:
+        await fetch(kind, key)
         now = clock()
         v = state.get(kind, key, now, trusted_only)
         if v is None:
@@ -292,7 +297,7 @@ def query_router(
     )
     async def get_session(session_id: str, trusted_only: TrustedOnly = False) -> EntityOut:
         """One session (its id percent-encoded); 404 if unknown."""
-        return get(Kind.SESSION, session_id, trusted_only)
+        return await get(Kind.SESSION, session_id, trusted_only)
 
     @router.get(
         "/v1/hosts/{host_id:id}",
@@ -302,6 +307,6 @@ def query_router(
     async def get_host(host_id: str, trusted_only: TrustedOnly = False) -> EntityOut:
         """One host, across its agents and sessions (its id percent-encoded); 404 if
         unknown."""
-        return get(Kind.HOST, host_id, trusted_only)
+        return await get(Kind.HOST, host_id, trusted_only)
 
     return router

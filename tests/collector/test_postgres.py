@@ -14,6 +14,7 @@ import psycopg
 import pytest
 from pydantic import ValidationError
 
+from lastactive.collector._postgres import _SCHEMA_VERSION
 from lastactive.collector._record import EntityRecord, StreamRecord
 from lastactive.collector.settings import Settings
 from lastactive.collector.store import PostgresStore, StoreError, open_store, without_password
@@ -96,7 +97,9 @@ def test_replicas_starting_together_create_the_schema_once(postgres_url: str) ->
         t.join(60)
     assert errors == [] and len(stores) == 6
     with psycopg.connect(postgres_url) as conn:
-        assert conn.execute("SELECT version FROM lastactive_schema").fetchall() == [(1,)]
+        assert conn.execute("SELECT version FROM lastactive_schema").fetchall() == [
+            (_SCHEMA_VERSION,)
+        ]
     for s in stores:
         s.close()
 

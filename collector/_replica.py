@@ -1,0 +1,306 @@
+"""One of several ``lastactive serve`` replicas on a PostgreSQL store (issue 13): which
+entities' transitions it evaluates, and how every replica's watchers get every transition.
+
+Any replica takes any telemetry and commits it (the store merges rows from several writers as
+one process would). Transitions are evaluated by one replica per entity, the holder of the
+entity's shard lease (:mod:`lastactive.collector._shards`). Every tick (:data:`~lastactive.
+collector._transitions.TICK_S`) a replica, in one task, in order:
+
+1. every third of the lease: renews its leases and claims or releases shards to hold its fair
+   share (:meth:`~lastactive.collector._pg_cluster.PostgresCluster.lease_shards`). A shard it
+   gains is loaded (its rows, each with the condition last emitted for it: :meth:`~lastactive.
+   collector._transitions.TransitionEngine.adopt`); one it lost is forgotten by the engine;
+2. reads the rows of its shards that any replica wrote since its last read (the change feed)
+   into memory, so it evaluates what arrived elsewhere;
+3. ticks the engine over its entities and emits the transitions, fenced by the leases, to the
+   outbox (what a lost lease's shards had is dropped: their new owner emits it).
+
+Separately, every replica reads the outbox in order, woken by ``NOTIFY``, and publishes it to
+its :class:`~lastactive.collector._watch.WatchHub` under the outbox's numbers, so a watcher gets
+the same transitions with the same event ids on every replica and resumes on any of them.
+
+**Bound** (stated in the README): a dead replica's shards are claimed within ``lease`` plus one
+renewal period (``lease / 3``) of its last renewal; their due transitions then fire within
+the load of the shard plus a tick. A stalled replica emits nothing after its lease expired,
+and a claimer waits for an emission already under way to commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Final
+
+from lastactive.collector._shards import shard_of
+from lastactive.collector._state import ActivityState, Entity, Kind
+from lastactive.collector._transitions import (
+    TICK_BUDGET,
+    TICK_S,
+    Transition,
+    TransitionEngine,
+    condition_from_text,
+    condition_text,
+)
+from lastactive.collector._watch import RESUME_LOG, WatchHub
+
+if TYPE_CHECKING:  # psycopg is an optional extra: imported only with a PostgreSQL store
+    from lastactive.collector._pg_cluster import PostgresCluster, Stored
+
+__all__ = ["OUTBOX_KEEP", "Replica", "default_name"]
+
+_log = logging.getLogger(__name__)
+
+LOAD_PAGE: Final = 5000
+"""Rows of a gained shard read per call."""
+ADOPT_SLICE: Final = 500
+"""Rows merged and adopted per turn of the event loop."""
+OUTBOX_PAGE: Final = 10_000
+"""Transitions read from the outbox per call."""
+OUTBOX_KEEP: Final = 4 * RESUME_LOG
+"""Transitions the outbox keeps (older ones are deleted every :data:`TRIM_EVERY_S`)."""
+TRIM_EVERY_S: Final = 60.0
+UNSENT_MAX: Final = 100_000
+"""Transitions kept for the next emission while the store fails; beyond, the oldest are
+dropped (logged): the shard's next owner re-derives them from the stored conditions."""
+
+
+def default_name() -> str:
+    """``<host name>-<pid>-<4 random hex digits>``: unique among replicas, new at each start
+    (a restarted replica's old leases simply expire)."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
+
+
+class Replica:
+    """This process's part in a set of replicas on ``cluster``'s store.
+
+    Args:
+        state: the process's activity state (telemetry from any shard; the owned shards'
+            rows are merged in).
+        clock: ns since the epoch.
+    """
+
+    def __init__(
+        self, cluster: PostgresCluster, state: ActivityState, clock: Callable[[], int]
+    ) -> None:
+        self.cluster = cluster
+        self._state = state
+        self._clock = clock
+        self.held: dict[int, int] = {}
+        """Shard -> epoch of the leases held."""
+        self.live = 0
+        """Live replicas at the last renewal (this one included)."""
+        self.loaded = asyncio.Event()
+        """Set once the first leases are taken and their shards loaded."""
+        self.gained = 0
+        """Shards taken over since start (metrics)."""
+        self.fenced = 0
+        """Shards found lost when emitting (their transitions dropped; metrics)."""
+        self._horizon = 0
+        self._unsent: list[Transition] = []
+        self._renew_at = 0.0
+        self._trim_at = 0.0
+
+    def owns(self, e: Entity) -> bool:
+        """Does this replica evaluate ``e``'s transitions (hold its shard's lease)?"""
+        return shard_of(e.kind, e.id) in self.held
+
+    async def fetch(self, kind: Kind, key: str) -> None:
+        """Merge the committed record of one entity into memory, so a read on this replica
+        answers what every replica committed (within a commit interval of each). While the
+        store fails, memory answers alone."""
+        try:
+            stored = await asyncio.to_thread(self.cluster.entity, str(kind), key)
+        except Exception as exc:  # the store is down: answer from memory (/readyz says why)
+            _log.debug("reading %s %r from the store failed: %s", kind, key, exc)
+            return
+        if stored is not None:
+            self._state.load((stored[0],), self._clock())
+
+    def loading(self) -> str | None:
+        """Why reads must wait (``None`` once the first shards are loaded)."""
+        if self.loaded.is_set():
+            return None
+        return "the replica is taking its share of the shards from the store"
+
+    async def run(self, engine: TransitionEngine, hub: WatchHub, stop: asyncio.Event) -> None:
+        """Lease, follow, tick and emit until ``stop`` (see the module docstring); then emit
+        what is left and release the leases. Store failures are logged and retried."""
+        head = await asyncio.to_thread(self.cluster.outbox_head)
+        hub.begin_at(max(0, head - RESUME_LOG), self.cluster.id)
+        delivering = asyncio.create_task(self._deliver(hub, stop), name="lastactive-outbox")
+        try:
+            _, self._horizon = await asyncio.to_thread(self.cluster.changes, (), 0)
+            while not self.loaded.is_set():
+                try:
+                    await self._lease(engine)
+                    self.loaded.set()
+                except Exception:  # the store is down: not ready until it is back
+                    _log.exception("taking shard leases failed; retrying")
+                    await asyncio.sleep(TICK_S)
+            while not stop.is_set():
+                await asyncio.sleep(TICK_S)
+                try:
+                    await self._turn(engine)
+                except Exception:  # a bug or the store: ingest and queries go on
+                    _log.exception("replica tick failed")
+            with contextlib.suppress(Exception):
+                await self._emit(engine, engine.tick())
+            await asyncio.to_thread(self.cluster.leave)
+        finally:
+            delivering.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await delivering
+
+    async def _turn(self, engine: TransitionEngine) -> None:
+        if time.monotonic() >= self._renew_at:
+            await self._lease(engine)
+        await self._follow(engine)
+        while True:  # slices of TICK_BUDGET evaluations, the loop free between them
+            await self._emit(engine, engine.tick(TICK_BUDGET))
+            if not engine.behind:
+                break
+            await asyncio.sleep(0)
+
+    async def _lease(self, engine: TransitionEngine) -> None:
+        held, self.live = await asyncio.to_thread(self.cluster.lease_shards, self.held)
+        self._renew_at = time.monotonic() + self.cluster.lease / 3
+        before = self.held
+        gained = sorted(s for s, epoch in held.items() if before.get(s) != epoch)
+        lost = {s for s, epoch in before.items() if held.get(s) != epoch}
+        self.held = held
+        if lost:
+            await self._forget(engine, lost)
+        if gained:
+            self.gained += len(gained)
+            await self._adopt_shards(engine, gained)
+        if time.monotonic() >= self._trim_at:
+            self._trim_at = time.monotonic() + TRIM_EVERY_S
+            await asyncio.to_thread(self.cluster.trim_outbox, OUTBOX_KEEP)
+
+    async def _forget(self, engine: TransitionEngine, lost: set[int]) -> None:
+        """The engine forgets what it evaluated in ``lost`` shards (a slice at a time)."""
+        entities = iter(list(self._state.entities.values()))
+        while chunk := list(itertools.islice(entities, ADOPT_SLICE * 10)):
+            engine.forget(
+                e for e in chunk if e.condition is not None and shard_of(e.kind, e.id) in lost
+            )
+            await asyncio.sleep(0)
+        self._unsent = [t for t in self._unsent if shard_of(t.kind, t.id) not in lost]
+
+    async def _adopt_shards(self, engine: TransitionEngine, shards: Sequence[int]) -> None:
+        after: tuple[str, str] | None = None
+        while True:
+            page, after = await asyncio.to_thread(
+                self.cluster.load_shards, shards, after, LOAD_PAGE
+            )
+            await self._merge(engine, page, every=True)
+            if after is None:
+                return
+
+    async def _follow(self, engine: TransitionEngine) -> None:
+        if self.held:
+            rows, self._horizon = await asyncio.to_thread(
+                self.cluster.changes, sorted(self.held), self._horizon
+            )
+            await self._merge(engine, rows, every=False)
+
+    async def _merge(self, engine: TransitionEngine, rows: list[Stored], *, every: bool) -> None:
+        """Merge stored rows into state; the engine adopts each with its emitted condition
+        (``every``) or only those it does not know yet (the others are touched by the merge
+        and re-evaluated)."""
+        for i in range(0, len(rows), ADOPT_SLICE):
+            chunk = rows[i : i + ADOPT_SLICE]
+            entities = self._state.load((r for r, _ in chunk), self._clock())
+            for e, (_, text) in zip(entities, chunk, strict=True):
+                if e.kind is not Kind.AGENT and (every or e.condition is None):
+                    engine.adopt(e, condition_from_text(text))
+            if len(rows) > ADOPT_SLICE:
+                await asyncio.sleep(0)
+
+    async def _emit(self, engine: TransitionEngine, transitions: Iterable[Transition]) -> None:
+        """Write the transitions (and those a failed write left) with the conditions their
+        entities are left in, fenced; forget the shards found lost."""
+        self._unsent.extend(transitions)
+        if not self._unsent:
+            return
+        entities = self._state.entities
+        left: dict[tuple[str, str], str] = {}
+        for t in self._unsent:
+            e = entities.get((Kind(t.kind), t.id))
+            if e is not None and e.condition is not None:
+                left[(str(t.kind), t.id)] = condition_text(e.condition)
+        try:
+            lost = await asyncio.to_thread(
+                self.cluster.emit,
+                dict(self.held),
+                self._unsent,
+                [(kind, id_, text) for (kind, id_), text in left.items()],
+            )
+        except Exception:
+            if len(self._unsent) > UNSENT_MAX:
+                _log.error("dropping %d transitions the store did not take",
+                           len(self._unsent) - UNSENT_MAX)  # fmt: skip
+                del self._unsent[:-UNSENT_MAX]
+            raise
+        self._unsent = []
+        if lost:
+            self.fenced += len(lost)
+            _log.warning("shards %s are no longer this replica's: their transitions are "
+                         "left to their new owner", sorted(lost))  # fmt: skip
+            for s in lost:
+                self.held.pop(s, None)
+            await self._forget(engine, lost)
+
+    async def _deliver(self, hub: WatchHub, stop: asyncio.Event) -> None:
+        """Publish the outbox to ``hub`` in order, woken by ``NOTIFY`` (or every second)."""
+        loop = asyncio.get_running_loop()
+        woken = asyncio.Event()
+
+        def wake() -> None:
+            with contextlib.suppress(RuntimeError):  # the loop closed
+                loop.call_soon_threadsafe(woken.set)
+
+        stopping = threading.Event()
+        listener = threading.Thread(
+            target=self.cluster.listen, args=(wake, stopping), name="lastactive-listen",
+            daemon=True,
+        )  # fmt: skip
+        listener.start()
+        try:
+            while not stop.is_set():
+                woken.clear()
+                try:
+                    rows = await asyncio.to_thread(self.cluster.outbox_after, hub.seq, OUTBOX_PAGE)
+                except Exception:
+                    _log.exception("reading the outbox failed; retrying")
+                    rows = []
+                _publish(hub, rows)
+                if len(rows) < OUTBOX_PAGE:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(woken.wait(), 1.0)
+        finally:
+            stopping.set()
+
+
+def _publish(hub: WatchHub, rows: list[tuple[int, Transition]]) -> None:
+    """Publish outbox rows, each run of consecutive numbers at once (numbers of transactions
+    that rolled back are missing)."""
+    run: list[Transition] = []
+    first = 0
+    for seq, t in rows:
+        if run and seq != first + len(run):
+            hub.publish(run, first)
+            run = []
+        if not run:
+            first = seq
+        run.append(t)
+    if run:
+        hub.publish(run, first)

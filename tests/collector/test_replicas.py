@@ -1,0 +1,160 @@
+"""Replicas on one PostgreSQL store (issue 13): shard leases, fenced emission, the outbox, the
+change feed, takeover; in-process replicas (``InProcessCollector``) on a real server. Killed
+and stalled replica processes are in ``tests/integration/test_replicas.py``."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from lastactive.collector._pg_cluster import PostgresCluster
+from lastactive.collector._shards import SHARDS, fair_share, shard_of
+from lastactive.collector._transitions import Transition, TransitionField
+from lastactive.collector.store import PostgresStore
+from tests.collector.test_decisions import _sse
+from tests.helpers import InProcessCollector, last_input, wait_for
+
+S = 1_000_000_000
+
+
+def test_shard_of_is_the_stores_sql(postgres_url: str) -> None:
+    """The store's generated ``shard`` column and :func:`shard_of` agree (a replica decides in
+    memory which entities it evaluates, and reads its shards' rows by that column)."""
+    store = PostgresStore(postgres_url)
+    try:
+        keys = [("session", f"s{i}") for i in range(300)] + [("host", "h/ü/€"), ("agent", "")]
+        with store.connection() as conn:
+            got = conn.execute(
+                "SELECT k, i, (('x' || substr(md5(k || ':' || i), 1, 8))::bit(32)::int & 63) "
+                "FROM unnest(%s::text[], %s::text[]) AS u (k, i)",
+                ([k for k, _ in keys], [i for _, i in keys]),
+            ).fetchall()
+        assert [s for _, _, s in got] == [shard_of(k, i) for k, i in keys]
+        assert len({s for _, _, s in got}) == SHARDS
+    finally:
+        store.close()
+
+
+def _owners(url: str) -> Counter[str | None]:
+    with psycopg.connect(url) as conn:
+        return Counter(r[0] for r in conn.execute("SELECT owner FROM shards"))
+
+
+def _outbox(url: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "SELECT seq, kind, id, field, previous, current FROM outbox ORDER BY seq"
+        ).fetchall()
+
+
+def test_leases_split_the_shards_and_fence_a_replica_past_its_lease(postgres_url: str) -> None:
+    store = PostgresStore(postgres_url)
+    x, y = PostgresCluster(store, "x", 2.0), PostgresCluster(store, "y", 2.0)
+    try:
+        held_x, live = x.lease_shards({})
+        assert (len(held_x), live) == (SHARDS, 1)
+        held_y, live = y.lease_shards({})
+        assert (held_y, live) == ({}, 2)  # all held: nothing to claim yet
+        held_x, _ = x.lease_shards(held_x)  # x sees two live replicas: releases its excess
+        assert len(held_x) == fair_share(2) == SHARDS // 2
+        held_y, _ = y.lease_shards(held_y)
+        assert len(held_y) == SHARDS // 2 and not set(held_x) & set(held_y)
+
+        mine = next(i for i in range(1000) if shard_of("session", f"s{i}") in held_x)
+        t = Transition(1, "session", f"s{mine}", None, TransitionField.STATE, "new", "active",
+                       "first seen", None)  # fmt: skip
+        assert x.emit(held_x, [t], [("session", f"s{mine}", "active:000")]) == set()
+        assert [r[2:] for r in _outbox(postgres_url)] == [(f"s{mine}", "state", "new", "active")]
+
+        # x stalls past its lease: y takes its shards; what x emits then is dropped.
+        with store.connection() as conn:
+            conn.execute("UPDATE shards SET expires = clock_timestamp() - interval '1 second' "
+                         "WHERE owner = 'x'")  # fmt: skip
+        late = Transition(2, "session", f"s{mine}", None, TransitionField.STATE, "active",
+                          "idle", "idle", None)  # fmt: skip
+        assert x.emit(held_x, [late], [("session", f"s{mine}", "idle:000")]) == set(held_x)
+        assert len(_outbox(postgres_url)) == 1
+        held_y, _ = y.lease_shards(held_y)
+        assert len(held_y) == fair_share(2)  # x's heartbeat is still fresh: a fair share
+        with store.connection() as conn:  # x is silent past its lease: no longer live
+            conn.execute("UPDATE replicas SET seen = clock_timestamp() - interval '1 hour' "
+                         "WHERE name = 'x'")  # fmt: skip
+        held_y, live = y.lease_shards(held_y)
+        assert (len(held_y), live) == (SHARDS, 1)
+        # x wakes, claims again: its old epochs are not the new ones, so the old lease's
+        # emission stays fenced even for a shard it holds again.
+        stale = dict(held_x)
+        with store.connection() as conn:
+            conn.execute("UPDATE shards SET owner = 'x', epoch = epoch + 1, expires = "
+                         "clock_timestamp() + interval '1 minute'")  # fmt: skip
+        assert x.emit(stale, [late], []) == set(stale)
+        assert len(_outbox(postgres_url)) == 1
+    finally:
+        store.close()
+
+
+def test_replicas_emit_each_transition_once_and_every_watcher_gets_it(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """Two replicas share the shards; sessions reported to either go idle and due to
+    hibernate: each transition is in the outbox once, and watchers on both replicas get all of
+    them, in the same order with the same event ids. One replica leaves: the other takes its
+    shards over and emits what comes due, without repeating what was emitted."""
+    policy = tmp_path / "policy.toml"
+    policy.write_text("[defaults]\nidle_after = 30\nhibernate_after = 60\n")
+    now = [time.time_ns()]
+    options: dict[str, Any] = {"policy": policy, "lease": 1.0, "flush_interval": 0.05}
+    a = InProcessCollector(PostgresStore(postgres_url), clock=lambda: now[0], replica="a",
+                           **options).start()  # fmt: skip
+    b = InProcessCollector(PostgresStore(postgres_url), clock=lambda: now[0], replica="b",
+                           **options).start()  # fmt: skip
+    stopped = False
+    try:
+        wait_for(lambda: _owners(postgres_url) == {"a": 32, "b": 32}, 20, "the shards split")
+        sessions = [f"s{i}" for i in range(12)]
+        expected = 2 * len(sessions) + 2  # session and host: new -> active, active -> idle
+        got: dict[str, list[tuple[str | None, str, Any]]] = {}
+
+        def watch(name: str, c: InProcessCollector) -> None:
+            got[name] = _sse(f"{c.http}/v1/watch", {}, 1 + expected)
+
+        watchers = [threading.Thread(target=watch, args=(n, c)) for n, c in (("a", a), ("b", b))]
+        for w in watchers:
+            w.start()
+        time.sleep(0.5)  # both subscribed
+        now[0] = time.time_ns()  # the reports' times are real ones
+        for i, sid in enumerate(sessions):
+            last_input(a if i % 2 else b, sid, 0, host="h")
+        wait_for(lambda: len(_outbox(postgres_url)) == len(sessions) + 1, 20, "new -> active")
+        now[0] += 45 * S  # past idle_after, whenever in the last seconds the reports were made
+        wait_for(lambda: len(_outbox(postgres_url)) == expected, 20, "idle")
+        for w in watchers:
+            w.join(20)
+        assert got["a"][0][1] == got["b"][0][1] == "snapshot"
+        assert got["a"][1:] == got["b"][1:]  # same transitions, same order, same event ids
+        assert Counter((d["kind"], d["id"], d["current"]) for _, _, d in got["a"][1:]) == {
+            **{("session", s, state): 1 for s in sessions for state in ("active", "idle")},
+            ("host", "h", "active"): 1, ("host", "h", "idle"): 1,
+        }  # fmt: skip
+
+        a.stop()  # leaves: its shards go to b at b's next renewal
+        stopped = True
+        wait_for(lambda: _owners(postgres_url) == {"b": SHARDS}, 10, "b holds every shard")
+        now[0] += 30 * S  # past hibernate_after
+        total = expected + len(sessions) + 1  # + session and host: hibernate false -> true
+        wait_for(lambda: len(_outbox(postgres_url)) >= total, 20, "hibernate due")
+        time.sleep(1)  # nothing more comes
+        rows = _outbox(postgres_url)
+        assert len(rows) == total
+        assert Counter(r[1:] for r in rows).most_common(1)[0][1] == 1  # none twice
+        assert {r[2] for r in rows[expected:]} == {*sessions, "h"}
+        assert {r[3:] for r in rows[expected:]} == {("hibernate", "false", "true")}
+    finally:
+        if not stopped:
+            a.stop()
+        b.stop()
