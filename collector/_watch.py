@@ -4,11 +4,13 @@ The snapshot comes in pages (:data:`~lastactive.collector._transitions.SNAPSHOT_
 entities, ``more`` on all but the last), each evaluated as it is sent, so a fleet-wide watcher
 does not hold the event loop (issue 15).
 
-Each subscriber keeps what it has not read yet **coalesced per entity and field**: a second
-change of the same field before the first was read becomes one transition (from the first's
-``previous`` to the latest ``current``; none at all if it came back). So a subscriber that
-reads slower than transitions happen falls behind by at most the entities that changed, not by
-every transition, and catches up without a resync (issue 15: a 1024-transition queue
+Each subscriber gets every transition, in order, while fewer than :data:`QUEUE_MAX` wait for
+it (a watcher that was away a moment, or whose replica was stalled, misses none: issue 13).
+Beyond that, what it has not read is **coalesced per entity and field** until it has read
+everything: a second change of the same field before the first was read becomes one transition
+(from the first's ``previous`` to the latest ``current``; none at all if it came back). So a
+subscriber that reads slower than transitions happen falls behind by at most the entities that
+changed, not by every transition, and catches up without a resync (issue 15: a 1024-transition queue
 overflowed at 400 transitions/s over 100k sessions and every resync re-evaluated the fleet).
 Only when more than :data:`QUEUE_MAX` entity fields wait (or it never reads) is what it has not
 read dropped for a resync marker, and the stream then sends ``resync`` and a fresh snapshot, so
@@ -100,7 +102,8 @@ class Subscriber:
     """One watcher: its filter and what it has not read, coalesced per entity and field."""
 
     __slots__ = (
-        "_wake", "behind", "host_id", "maxsize", "overflows", "pending", "seen", "session_id",
+        "_wake", "behind", "coalescing", "host_id", "maxsize", "overflows", "pending", "seen",
+        "session_id", "skip_to",
     )  # fmt: skip
 
     def __init__(
@@ -110,22 +113,38 @@ class Subscriber:
         self.session_id = session_id
         self.maxsize = maxsize
         self.pending: OrderedDict[object, tuple[int, Transition] | object] = OrderedDict()
-        """(kind, id, field) -> (seq of its first unread change, the unread transition), oldest
-        first; or one marker."""
+        """Unread transitions, oldest first, as ``(seq, transition)``: keyed ``((kind, id,
+        field), seq)`` each, or, :attr:`coalescing`, ``(kind, id, field)`` with the seq of its
+        first unread change; or one marker."""
         self.seen = seen
         """The seq of the last transition offered (matching or not)."""
         self._wake = asyncio.Event()
         self.overflows = 0
+        self.skip_to = 0
+        """Transitions numbered up to this were sent on another replica (a resume)."""
+        self.coalescing = False
+        """More than ``maxsize`` waited: what waits is coalesced until all is read."""
         self.behind = False
         """A resync marker (or the end) waits: nothing else goes in."""
 
     def offer(self, t: Transition, seq: int = 0) -> None:
-        """Take transition number ``seq`` if it matches the filter."""
-        self.seen = seq
-        if self.behind or not matches(t.kind, t.id, t.host_id, self.host_id, self.session_id):
+        """Take transition number ``seq`` if it matches the filter: as it is while fewer than
+        ``maxsize`` wait, else coalesced with what waits for the same entity field."""
+        self.seen = max(seq, self.seen)
+        if (
+            seq <= self.skip_to
+            or self.behind
+            or not matches(t.kind, t.id, t.host_id, self.host_id, self.session_id)
+        ):
             return
         key = (t.kind, t.id, t.field)
         pending = self.pending
+        if not self.coalescing:
+            if len(pending) < self.maxsize:
+                pending[(key, seq)] = (seq, t)  # every transition, in order
+                self._wake.set()
+                return
+            self._coalesce()
         entry = pending.get(key)
         if entry is None:
             if len(pending) >= self.maxsize:
@@ -141,6 +160,18 @@ class Subscriber:
             else:
                 pending[key] = (first_seq, dataclasses.replace(t, previous=first.previous))
         self._wake.set()
+
+    def _coalesce(self) -> None:
+        """Fold what waits per entity and field (at the place of its first change) and
+        coalesce from now on, until the subscriber has read everything."""
+        waiting, seen = list(self.pending.values()), self.seen
+        self.pending.clear()
+        self.coalescing = True
+        for entry in waiting:
+            assert isinstance(entry, tuple)
+            seq, t = entry
+            self.offer(t, seq)
+        self.seen = seen
 
     @property
     def watermark(self) -> int:
@@ -166,6 +197,8 @@ class Subscriber:
             except TimeoutError:
                 return None
         item = self.pending.popitem(last=False)[1]
+        if not self.pending:
+            self.coalescing = False
         return item[1] if isinstance(item, tuple) else item
 
 
@@ -189,6 +222,9 @@ class WatchHub:
         """The number of the last transition published."""
         self.start = 0
         """The number before the first transition this hub published (:meth:`begin_at`)."""
+        self.shared = False
+        """Numbers come from a shared outbox (:meth:`begin_at`): an id from another replica
+        may be ahead of this hub, which then resumes once it gets there."""
         self._log: deque[tuple[int, Transition]] = deque(maxlen=resume_log)
 
     def subscribe(self, host_id: str | None = None, session_id: str | None = None) -> Subscriber:
@@ -219,6 +255,10 @@ class WatchHub:
         seq = int(number)
         log = self._log
         oldest = log[0][0] if log else self.seq + 1
+        if seq > self.seq and self.shared:  # another replica has published further already
+            sub.pending.clear()
+            sub.seen = sub.skip_to = seq
+            return True
         if not self.start <= seq <= self.seq or seq < oldest - 1:
             return False  # transitions after it have left the log (or it is not ours)
         sub.pending.clear()
@@ -242,6 +282,7 @@ class WatchHub:
         first publish: a replica on a shared store takes the outbox's numbers and name)."""
         self.start = self.seq = seq
         self.epoch = epoch
+        self.shared = True
 
     def publish(self, transitions: list[Transition], first: int | None = None) -> None:
         """Number (from ``first``, above :attr:`seq`; default the next number) and log

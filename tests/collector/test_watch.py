@@ -81,6 +81,22 @@ def test_a_subscriber_behind_gets_each_entity_once_with_its_latest_change() -> N
     asyncio.run(scenario())
 
 
+def test_a_subscriber_a_little_behind_gets_every_transition_in_order() -> None:
+    def change(previous: str, current: str, at: int) -> Transition:
+        return Transition(at, "session", "s1", "h", TransitionField.STATE, previous, current,
+                          "r", None)  # fmt: skip
+
+    async def scenario() -> None:
+        hub = WatchHub(maxsize=10)
+        sub = hub.subscribe()
+        flaps = [change("active", "idle", 1), change("idle", "active", 2),
+                 change("active", "idle", 3)]  # fmt: skip
+        hub.publish(flaps)
+        assert [await sub.read(0) for _ in range(3)] == flaps and not sub.coalescing
+
+    asyncio.run(scenario())
+
+
 def test_a_snapshot_comes_in_pages() -> None:
     async def scenario() -> None:
         state = ActivityState()
@@ -161,16 +177,17 @@ def test_an_id_the_hub_cannot_resume_from_gets_resync_and_a_snapshot() -> None:
 
 
 def test_ids_of_a_watcher_behind_are_watermarks_so_a_resume_leaves_no_gap() -> None:
-    """Coalesced while behind, events come in the order of each entity's first unread change,
-    and each id is a watermark: everything numbered up to it was sent. Resuming after any of
-    them reaches every entity's latest condition (a coalesced one may come twice)."""
+    """Coalesced while far behind (here: 3 waiting), events come in the order of each entity's
+    first unread change, and each id is a watermark: everything numbered up to it was sent.
+    Resuming after any of them reaches every entity's latest condition (a coalesced one may
+    come twice)."""
 
     def change(i: int, previous: str, current: str) -> Transition:
         return Transition(0, "session", f"s{i}", "h", TransitionField.STATE, previous, current,
                           "r", None)  # fmt: skip
 
     async def scenario() -> None:
-        hub, engine = WatchHub(), _engine()
+        hub, engine = WatchHub(maxsize=3), _engine()
         events = watch_events(hub, engine, keepalive=0.05)
         await anext(events)  # the snapshot
         hub.publish([change(1, "active", "idle"), change(2, "active", "idle"),
@@ -192,5 +209,25 @@ def test_ids_of_a_watcher_behind_are_watermarks_so_a_resume_leaves_no_gap() -> N
                 latest[e.transition.id] = e.transition.current  # type: ignore[union-attr]
             assert latest == {"s1": "hibernated", "s2": "idle", "s3": "idle"}, i
             await resumed.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_shared_hub_resumes_an_id_it_has_not_reached_yet() -> None:
+    """Replicas publish one outbox, each at its own pace: a watcher resuming on a replica that
+    is behind the one it came from gets what follows its id once this one gets there."""
+
+    async def scenario() -> None:
+        hub, engine = WatchHub(), _engine()
+        hub.begin_at(0, "outbox")
+        events = watch_events(hub, engine, keepalive=0.05, after="outbox.3")
+        assert isinstance(await anext(events), KeepaliveEvent)  # resumed, no snapshot
+        hub.publish([transition(i) for i in range(1, 6)], 1)
+        got = [await anext(events) for _ in range(2)]
+        assert [(e.transition.id, e.event_id) for e in got] == [  # type: ignore[union-attr]
+            ("s4", "outbox.4"), ("s5", "outbox.5")
+        ]  # fmt: skip
+        assert isinstance(await anext(events), KeepaliveEvent)
+        await events.aclose()
 
     asyncio.run(scenario())
