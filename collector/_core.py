@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from lastactive.collector._admission import Admission
 from lastactive.collector._auth import Credentials
 from lastactive.collector._ingest import Ingest
+from lastactive.collector._replica import Replica
 from lastactive.collector._state import ActivityState, Kind
 from lastactive.collector._stats import IngestStats
 from lastactive.collector._transitions import TransitionEngine
@@ -48,6 +49,8 @@ class Core:
     """Why the service cannot take work now (the store fails its commits, the state is still
     loading), ``None`` when it can (``/readyz``)."""
     loading: Callable[[], str | None] = _ready
+    replica: Replica | None = None
+    """This process's part among replicas on a shared store (``None``: it is alone)."""
     fetch: Callable[[Kind, str], Awaitable[None]] = in_memory
     """Bring one entity's committed record into memory before it is read (a replica on a
     shared store holds only its own shards' entities and what it received:

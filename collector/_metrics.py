@@ -50,6 +50,8 @@ from lastactive.conventions import (
     PROM_OTLP_FORBIDDEN,
     PROM_OTLP_REJECTED,
     PROM_OTLP_REQUESTS,
+    PROM_REPLICA_SHARDS,
+    PROM_REPLICAS_LIVE,
     PROM_REPORTER_CLOCK_OFFSET,
     PROM_REPORTERS,
     PROM_RUNAWAY_SECONDS,
@@ -63,6 +65,7 @@ from lastactive.conventions import (
     PROM_SESSIONS,
     PROM_SESSIONS_IDLE,
     PROM_SESSIONS_RECENT,
+    PROM_SHARD_TAKEOVERS,
     PROM_STORE_SKIPPED,
     PROM_TRANSITIONS,
     PROM_WATCH_QUEUED,
@@ -110,8 +113,30 @@ class CoreCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         yield from self._health()
+        yield from self._replica()
         yield from self._security()
         yield from self._fleet()
+
+    def _replica(self) -> Iterator[Metric]:
+        replica = self._core.replica
+        if replica is None:
+            return
+        name = [replica.cluster.name]
+        shards = GaugeMetricFamily(
+            PROM_REPLICA_SHARDS,
+            "shards whose transitions this replica evaluates",
+            labels=["replica"],
+        )
+        shards.add_metric(name, len(replica.held))
+        yield shards
+        yield GaugeMetricFamily(
+            PROM_REPLICAS_LIVE, "replicas live at the last lease renewal", value=replica.live
+        )
+        takeovers = CounterMetricFamily(
+            PROM_SHARD_TAKEOVERS, "shards this replica took a lease on", labels=["replica"]
+        )
+        takeovers.add_metric(name, replica.gained)
+        yield takeovers
 
     def _security(self) -> Iterator[Metric]:
         credentials = self._core.credentials

@@ -249,6 +249,7 @@ async def _serve(
         credentials=Credentials(settings.auth_file),
         unready=lambda: flusher.failure or loader.loading(),
         loading=loader.loading,
+        replica=replica,
         fetch=in_memory if replica is None else replica.fetch,
     )
     if stop is None:

@@ -91,6 +91,8 @@ __all__ = [
     "PROM_OTLP_FORBIDDEN",
     "PROM_OTLP_REJECTED",
     "PROM_OTLP_REQUESTS",
+    "PROM_REPLICAS_LIVE",
+    "PROM_REPLICA_SHARDS",
     "PROM_REPORTERS",
     "PROM_REPORTER_CLOCK_OFFSET",
     "PROM_RUNAWAY_SECONDS",
@@ -104,6 +106,7 @@ __all__ = [
     "PROM_SESSION_RUNAWAY_SECONDS",
     "PROM_SESSION_STATE",
     "PROM_SESSION_STUCK",
+    "PROM_SHARD_TAKEOVERS",
     "PROM_STORE_SKIPPED",
     "PROM_TRANSITIONS",
     "PROM_WATCH_QUEUED",
@@ -362,6 +365,16 @@ PROM_CREDENTIALS: Final = "lastactive_credentials"
 
 PROM_INSECURE: Final = "lastactive_insecure"
 """gauge: 1 when serving beyond loopback without credentials or TLS (``--insecure``), else 0."""
+
+PROM_REPLICA_SHARDS: Final = "lastactive_replica_shards"
+"""gauge, label replica: the shards whose transitions this replica evaluates (its leases);
+only on a shared PostgreSQL store. Summed over replicas: 64 when every shard is held."""
+
+PROM_REPLICAS_LIVE: Final = "lastactive_replicas_live"
+"""gauge: replicas with a fresh heartbeat at this replica's last lease renewal."""
+
+PROM_SHARD_TAKEOVERS: Final = "lastactive_shard_takeovers"
+"""counter, label replica: shards this replica took a lease on since it started."""
 
 PROM_FLUSH_ROWS: Final = "lastactive_flush_rows"
 """gauge: rows written by the last flush."""

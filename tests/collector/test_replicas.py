@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,10 @@ def test_replicas_emit_each_transition_once_and_every_watcher_gets_it(
     stopped = False
     try:
         wait_for(lambda: _owners(postgres_url) == {"a": 32, "b": 32}, 20, "the shards split")
+        with urllib.request.urlopen(f"{a.http}/metrics", timeout=10) as resp:
+            metrics = resp.read().decode()
+        assert 'lastactive_replica_shards{replica="a"} 32.0' in metrics
+        assert "lastactive_replicas_live 2.0" in metrics
         sessions = [f"s{i}" for i in range(12)]
         expected = 2 * len(sessions) + 2  # session and host: new -> active, active -> idle
         got: dict[str, list[tuple[str | None, str, Any]]] = {}
