@@ -31,7 +31,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -211,6 +211,20 @@ class InProcessCollector(CollectorClient):
             self._thread.join(30)
             assert not self._thread.is_alive(), "the in-process collector did not stop"
             self._thread = None
+
+
+def sse_events(lines: Iterable[bytes]) -> Iterator[tuple[str | None, str, Any]]:
+    """Server-Sent Events read from a response's lines: ``(id, event, data as JSON)``."""
+    event_id, name = None, ""
+    for raw in lines:
+        line = raw.decode().rstrip("\n")
+        if line.startswith("id: "):
+            event_id = line[4:]
+        elif line.startswith("event: "):
+            name = line[7:]
+        elif line.startswith("data: "):
+            yield event_id, name, json.loads(line[6:])
+            event_id = None
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:

@@ -14,7 +14,7 @@ from opentelemetry.proto.logs.v1 import logs_pb2
 
 from lastactive.collector._http._decisions import DecisionList
 from lastactive.collector.proto import query_pb2
-from tests.helpers import InProcessCollector, S, kv, last_input, wait_for
+from tests.helpers import InProcessCollector, S, kv, last_input, sse_events, wait_for
 
 PROTO = {"Content-Type": "application/x-protobuf"}
 JSON = {"Content-Type": "application/json"}
@@ -148,18 +148,10 @@ def _sse(url: str, headers: dict[str, str], count: int) -> list[tuple[str | None
     out: list[tuple[str | None, str, Any]] = []
     req = urllib.request.Request(url, headers=headers)
     with urllib.request.urlopen(req, timeout=10) as resp:
-        event_id, name = None, ""
-        for raw in resp:
-            line = raw.decode().rstrip("\n")
-            if line.startswith("id: "):
-                event_id = line[4:]
-            elif line.startswith("event: "):
-                name = line[7:]
-            elif line.startswith("data: "):
-                out.append((event_id, name, json.loads(line[6:])))
-                event_id = None
-                if len(out) == count:
-                    return out
+        for event in sse_events(resp):
+            out.append(event)
+            if len(out) == count:
+                return out
     raise AssertionError(f"the stream ended after {out}")
 
 

@@ -7,7 +7,6 @@ with its last event id sees no gap."""
 from __future__ import annotations
 
 import contextlib
-import json
 import signal
 import threading
 import time
@@ -20,7 +19,7 @@ import grpc
 import psycopg
 
 from lastactive.collector.proto import query_pb2
-from tests.helpers import Collector, last_input, wait_for
+from tests.helpers import Collector, last_input, sse_events, wait_for
 
 LEASE_S = 2.0
 SESSIONS = [f"s{i}" for i in range(24)]
@@ -44,15 +43,9 @@ class SseWatcher:
     def _run(self) -> None:
         try:
             with urllib.request.urlopen(self._req, timeout=60) as resp:
-                event_id, name = "", ""
-                for raw in resp:
-                    line = raw.decode().rstrip("\n")
-                    if line.startswith("id: "):
-                        event_id = line[4:]
-                    elif line.startswith("event: "):
-                        name = line[7:]
-                    elif line.startswith("data: ") and name == "transition":
-                        d = json.loads(line[6:])
+                for event_id, name, d in sse_events(resp):
+                    if name == "transition":
+                        assert event_id is not None
                         self.got.append((event_id, (d["kind"], d["id"], d["field"], d["current"])))
                         if len(self.got) == self._stop_after:
                             return
