@@ -213,6 +213,19 @@ class InProcessCollector(CollectorClient):
             self._thread = None
 
 
+def metric(c: CollectorClient, name: str) -> float:
+    """The value of the unlabelled series ``name`` on the collector's ``/metrics``.
+
+    Raises:
+        AssertionError: it is not exposed.
+    """
+    with urllib.request.urlopen(f"{c.http}/metrics", timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    raise AssertionError(f"{name} not exposed")
+
+
 def sse_events(lines: Iterable[bytes]) -> Iterator[tuple[str | None, str, Any]]:
     """Server-Sent Events read from a response's lines: ``(id, event, data as JSON)``."""
     event_id, name = None, ""

@@ -18,7 +18,7 @@ from lastactive.collector._shards import SHARDS, fair_share, shard_of
 from lastactive.collector._transitions import Transition, TransitionField
 from lastactive.collector.store import PostgresStore
 from tests.collector.test_decisions import _sse
-from tests.helpers import InProcessCollector, last_input, wait_for
+from tests.helpers import InProcessCollector, last_input, metric, wait_for
 
 S = 1_000_000_000
 
@@ -120,7 +120,7 @@ def test_replicas_emit_each_transition_once_and_every_watcher_gets_it(
         with urllib.request.urlopen(f"{a.http}/metrics", timeout=10) as resp:
             metrics = resp.read().decode()
         assert 'lastactive_replica_shards{replica="a"} 32.0' in metrics
-        assert "lastactive_replicas_live 2.0" in metrics
+        assert metric(a, "lastactive_replicas_live") == 2
         sessions = [f"s{i}" for i in range(12)]
         expected = 2 * len(sessions) + 2  # session and host: new -> active, active -> idle
         got: dict[str, list[tuple[str | None, str, Any]]] = {}
@@ -131,7 +131,8 @@ def test_replicas_emit_each_transition_once_and_every_watcher_gets_it(
         watchers = [threading.Thread(target=watch, args=(n, c)) for n, c in (("a", a), ("b", b))]
         for w in watchers:
             w.start()
-        time.sleep(0.5)  # both subscribed
+        for c in (a, b):
+            wait_for(lambda c=c: metric(c, "lastactive_watch_subscribers") == 1, 10, "a watcher")
         now[0] = time.time_ns()  # the reports' times are real ones
         for i, sid in enumerate(sessions):
             last_input(a if i % 2 else b, sid, 0, host="h")

@@ -19,7 +19,7 @@ import grpc
 import psycopg
 
 from lastactive.collector.proto import query_pb2
-from tests.helpers import Collector, last_input, sse_events, wait_for
+from tests.helpers import Collector, last_input, metric, sse_events, wait_for
 
 LEASE_S = 2.0
 SESSIONS = [f"s{i}" for i in range(24)]
@@ -102,7 +102,8 @@ def test_a_killed_and_a_stalled_replica_lose_and_repeat_nothing(
         wait_for(lambda: _split(_owners(postgres_url)), 30, "the shards split three ways")
         sse = SseWatcher(f"{r1.http}/v1/watch", stop_after=len(SESSIONS))  # hangs up midway
         grpc_watcher = GrpcWatcher(r2)
-        time.sleep(0.5)
+        for c in (r1, r2):
+            wait_for(lambda c=c: metric(c, "lastactive_watch_subscribers") == 1, 10, "a watcher")
         for i, sid in enumerate(SESSIONS):  # acknowledged by each replica in turn
             last_input(replicas[i % 3], sid, 0, host="h")
         reported = time.time()

@@ -4,7 +4,6 @@ bounded (its own RSS, hence a separate process) and it keeps serving."""
 from __future__ import annotations
 
 import time
-import urllib.request
 from pathlib import Path
 
 import psutil
@@ -15,7 +14,7 @@ from opentelemetry.proto.metrics.v1 import metrics_pb2
 
 from lastactive.collector._watch import QUEUE_MAX
 from lastactive.collector.proto import query_pb2
-from tests.helpers import Collector, S, kv, wait_for
+from tests.helpers import Collector, S, kv, metric, wait_for
 
 
 def many_sessions(n: int, t: int) -> bytes:
@@ -32,15 +31,6 @@ def many_sessions(n: int, t: int) -> bytes:
         scope_metrics=[metrics_pb2.ScopeMetrics(metrics=[metrics_pb2.Metric(
             name="lastactive.source.last_time", gauge=metrics_pb2.Gauge(data_points=points))])],
     )]).SerializeToString()  # fmt: skip
-
-
-def metric(c: Collector, name: str) -> float:
-
-    with urllib.request.urlopen(f"{c.http}/metrics", timeout=10) as r:
-        for line in r.read().decode().splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-    raise AssertionError(f"{name} not exposed")
 
 
 def test_server_memory_is_bounded_with_a_subscriber_that_never_reads(tmp_path: Path) -> None:
