@@ -616,9 +616,11 @@ class Ingest:
         if rose is None:  # stale or replayed: changes nothing, not even liveness
             return
         self.state.seen(ents, t)
+        if io is not None and cumulative and self.state.additive_io:
+            self.state.rise_point(key, ents, io, int(rose))
         if rose > 0:
             if io is not None:
-                self.state.io(ents, io, int(rose), t)
+                self.state.io(ents, io, int(rose), t, cumulative)
                 # The bytes moved after the stream's previous point (the first point: at some
                 # unknown time; the SDK starts an observable counter at its first collection).
                 # A reporter that also reports the source's exact time (lastactive's own,

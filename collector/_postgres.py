@@ -31,8 +31,12 @@ from lastactive.collector._record import (
     HOLD_GRACE_NS,
     INT64_MAX,
     RECORD_FIELDS,
+    Counted,
     EntityRecord,
+    Heads,
     StreamRecord,
+    StreamRise,
+    count_rises,
 )
 from lastactive.collector._rows import JSON_FIELDS, ROW_ERRORS, record_of, row_of, stream_of
 from lastactive.collector._shards import SHARDS
@@ -42,7 +46,7 @@ __all__ = ["PostgresStore"]
 
 _log = logging.getLogger(__name__)
 
-_SCHEMA_VERSION: Final = 2
+_SCHEMA_VERSION: Final = 3
 _META: Final = "CREATE TABLE IF NOT EXISTS lastactive_schema (version integer NOT NULL)"
 _SCHEMA: Final = (
     """CREATE TABLE entities (
@@ -119,6 +123,10 @@ _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
         # The outbox's name in event ids: an id from another database is not resumed.
         "ALTER TABLE lastactive_schema ADD COLUMN cluster text NOT NULL "
         "DEFAULT substr(md5(random()::text), 1, 8)",
+    ),
+    2: (  # a stream's last point of the run before its last reset (_record.count_rises)
+        "ALTER TABLE streams ADD COLUMN prev_start bigint, ADD COLUMN prev_time bigint, "
+        "ADD COLUMN prev_value numeric",
     ),
 }
 """From version: the statements that bring it to the next one."""
@@ -216,6 +224,20 @@ _UPSERT_STREAMS: Final = (
     "ON CONFLICT (key) DO UPDATE SET start = excluded.start, time = excluded.time, "
     "value = excluded.value WHERE excluded.time >= s.time"
 )
+_LOCK_STREAMS: Final = (
+    # Every stream of the commit, locked in key order (new ones inserted as placeholders, time
+    # -1, so two replicas counting a new stream take turns too): replicas counting the same
+    # streams neither deadlock nor count a point twice. Returns the stored last points.
+    "INSERT INTO streams AS s (key, start, time, value) "
+    "SELECT k, 0, -1, 0 FROM unnest(%s::text[]) AS k ORDER BY k "
+    "ON CONFLICT (key) DO UPDATE SET time = s.time "
+    "RETURNING key, start, time, value::text, prev_start, prev_time, prev_value::text"
+)
+_SAVE_BEFORE: Final = (
+    "UPDATE streams AS s SET prev_start = u.start, prev_time = u.time, prev_value = u.value "
+    "FROM unnest(%s::text[], %s::bigint[], %s::bigint[], %s::numeric[]) "
+    "AS u (key, start, time, value) WHERE s.key = u.key"
+)
 _SELECTED: Final = ", ".join(
     f"{name}::text" if name in JSON_FIELDS else name for name in RECORD_FIELDS
 )
@@ -304,8 +326,10 @@ class PostgresStore:
         self._closed = False
         self.additive_io = False
         """Replicas share this store (:mod:`lastactive.collector._replica`): a record's byte
-        totals are not merged (a new row starts at 0) and ``save``'s ``counted`` bytes are
-        added to the stored totals, so bytes counted by several replicas add up."""
+        totals are not merged (a new row starts at 0); ``save``'s ``counted`` delta bytes are
+        added to the stored totals, and its cumulative streams' points counted against the
+        streams' stored last points (:func:`~lastactive.collector._record.count_rises`), so
+        bytes counted by several replicas add up to what one process would count."""
 
     def connection(self) -> contextlib.AbstractContextManager[psycopg.Connection[Any]]:
         """A pooled connection, returned to the pool on exit (waits at most 3 s for one).
@@ -342,15 +366,19 @@ class PostgresStore:
 
     def load_streams(self) -> list[StreamRecord]:
         with self._pool.connection() as conn:
-            rows = conn.execute("SELECT key, start, time, value::text FROM streams").fetchall()
+            rows = conn.execute(
+                "SELECT key, start, time, value::text FROM streams WHERE time >= 0"
+            ).fetchall()
         return [stream_of(*row) for row in rows]
 
     def save(
         self,
         records: Sequence[EntityRecord],
         streams: Sequence[StreamRecord] = (),
-        counted: Sequence[tuple[str, str, int, int]] = (),
+        counted: Counted | None = None,
     ) -> int:
+        if counted and not self.additive_io:
+            raise ValueError("counted bytes are for a store replicas share (additive_io)")
         if not records and not streams and not counted:
             return 0
         rounds = _rounds(records)
@@ -359,6 +387,7 @@ class PostgresStore:
         with self.connection() as conn:
             try:
                 with conn.transaction():
+                    adds = self._count(conn, latest, counted)
                     self._save_streams(conn, latest)
                     for n, batch in enumerate(rounds):  # one, unless a key comes twice
                         if n:
@@ -367,12 +396,13 @@ class PostgresStore:
                             for r in batch:
                                 copy.write_row(self._row(r))
                         conn.execute(copied)
-                    self._add_counted(conn, counted)
+                    self._add_counted(conn, adds)
                 return 0
             except _VALUE_ERRORS:  # find the bad ones: the rest must not wait for them
                 pass
             skipped = 0
             with conn.transaction():
+                adds = self._count(conn, latest, counted)
                 self._save_streams(conn, latest)
                 for r in sorted(records, key=_KEY):  # stable: a key's records in their order
                     try:
@@ -381,7 +411,7 @@ class PostgresStore:
                     except _VALUE_ERRORS as exc:
                         skipped += 1
                         _log.error("PostgreSQL: not saving %s %r: %s", r.kind, r.id, exc)
-                self._add_counted(conn, counted)
+                self._add_counted(conn, adds)
             return skipped
 
     def _row(self, r: EntityRecord) -> tuple[Any, ...]:
@@ -392,6 +422,37 @@ class PostgresStore:
         for i in _BYTES_AT:
             values[i] = 0
         return tuple(values)
+
+    def _count(
+        self, conn: psycopg.Connection[Any], latest: list[StreamRecord], counted: Counted | None
+    ) -> list[tuple[str, str, int, int]]:
+        """With :attr:`additive_io`: lock the commit's streams and count the cumulative ones'
+        points against their stored last points; the bytes to add, per entity."""
+        if not self.additive_io:
+            return []
+        rises: Sequence[StreamRise] = counted.streams if counted else ()
+        keys = sorted({s.key for s in latest} | {r.key for r in rises})
+        stored: Heads = {}
+        if keys:
+            for key, start, time, value, *before in conn.execute(_LOCK_STREAMS, (keys,)):
+                stored[key] = (
+                    stream_of(key, start, time, value) if time >= 0 else None,
+                    stream_of(key, *before) if before[0] is not None else None,
+                )
+        added = count_rises(rises, stored)
+        befores = [b for r in rises if (b := stored[r.key][1]) is not None]
+        if befores:
+            columns = ([b.key for b in befores], [b.start for b in befores])
+            conn.execute(
+                _SAVE_BEFORE,
+                (*columns, [b.time for b in befores], [repr(b.value) for b in befores]),
+            )
+        totals: dict[tuple[str, str], list[int]] = {}
+        for kind, key, i, o in (*(counted.bytes if counted else ()), *added):
+            mine = totals.setdefault((kind, key), [0, 0])
+            mine[0] += i
+            mine[1] += o
+        return [(kind, key, i, o) for (kind, key), (i, o) in sorted(totals.items())]
 
     @staticmethod
     def _add_counted(

@@ -29,7 +29,7 @@ parts arrived in.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Final, NamedTuple, TypeVar
 
 __all__ = [
@@ -40,8 +40,12 @@ __all__ = [
     "MAX_RESULT_CHARS",
     "MAX_TASK_CHARS",
     "RECORD_FIELDS",
+    "Counted",
     "EntityRecord",
+    "Heads",
     "StreamRecord",
+    "StreamRise",
+    "count_rises",
     "merge",
     "prune_holds",
 ]
@@ -125,6 +129,92 @@ class StreamRecord(NamedTuple):
     """The point's ``time_unix_nano`` (ns, the reporter's clock)."""
     value: float
     """The cumulative value at ``time``."""
+
+
+class StreamRise(NamedTuple):
+    """The points of one cumulative byte stream a replica received since its last commit, for
+    a shared store to count against the stream's stored last point (issue 13: a stream whose
+    points alternate between replicas counts each byte once, as one process would).
+
+    ``runs``: ``(start, time, value, counted)`` per run of the stream (a new run at a reset:
+    another ``start`` or a lower value), oldest first: the run's last point (``start`` and
+    ``time`` in ns on the reporter's clock, the cumulative ``value``) and the bytes this
+    replica counted from it (what the store adds when it has no point of the stream yet)."""
+
+    key: str
+    """The stream (:attr:`StreamRecord.key`)."""
+    receive: bool
+    """Bytes received (input) or sent (output)."""
+    targets: tuple[tuple[str, str], ...]
+    """The ``(kind, id)`` of the entities the bytes count into."""
+    runs: tuple[tuple[int, int, float, int], ...]
+
+
+@dataclass(slots=True)
+class Counted:
+    """Bytes a replica on a shared store counted since its last commit, which the store adds
+    to its totals (``ActivityState.additive_io``): ``bytes`` ``(kind, id, input, output)`` from
+    delta streams, ``streams`` the cumulative ones' points (:class:`StreamRise`)."""
+
+    bytes: list[tuple[str, str, int, int]] = field(default_factory=list)
+    streams: list[StreamRise] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.bytes or self.streams)
+
+
+Heads = dict[str, tuple[StreamRecord | None, StreamRecord | None]]
+"""Stream key -> its stored last point and the last point of the run before it (a reset
+moved the last point to a new run), ``None`` when there is none."""
+
+
+def count_rises(rises: Iterable[StreamRise], stored: Heads) -> list[tuple[str, str, int, int]]:
+    """The bytes ``rises`` add to their targets, ``(kind, id, input, output)``, counted
+    against each stream's stored last points (``stored``, updated in place): the rule of
+    ``ActivityState.counter`` (a rise, or the whole value after a reset), applied to the
+    stream's points in their reporter's order whichever replica received them and whenever it
+    commits. A point not later than the stored last one adds nothing (the replica that stored
+    that counted up to it) unless it is of the run before (a reset: the two runs' points went
+    to two replicas): then it adds its rise over that run's stored last point, or its value
+    when its run is newer than that (a reset nobody stored), or what the replica counted from
+    it when the store has no run before; so does a stream with nothing stored. The last point
+    of the run before moves with it. (A run older than the run before is not counted.)"""
+    out: dict[tuple[str, str], list[int]] = {}
+    for rise in rises:
+        head, before = stored.get(rise.key, (None, None))
+        added = 0
+        for start, time, value, counted in rise.runs:
+            point = StreamRecord(rise.key, start, time, value)
+            if head is None:
+                added += counted
+                head = point
+            elif time > head.time:
+                if start == head.start and value >= head.value:
+                    added += int(value - head.value)
+                else:  # reset
+                    added += int(value)
+                    before = head
+                head = point
+            elif start == head.start:
+                continue
+            elif before is None:  # a run before the only one stored: nobody counted it
+                added += counted
+                before = point
+            elif time <= before.time:
+                continue
+            elif start == before.start:
+                if value >= before.value:
+                    added += int(value - before.value)
+                    before = point
+            else:  # a run between the two stored ones, reset from the earlier
+                added += int(value)
+                before = point
+        stored[rise.key] = (head, before)
+        if added:
+            for target in rise.targets:
+                totals = out.setdefault(target, [0, 0])
+                totals[not rise.receive] += added
+    return [(kind, key, i, o) for (kind, key), (i, o) in sorted(out.items())]
 
 
 def prune_holds(holds: Iterable[tuple[str, int, int]]) -> Holds:

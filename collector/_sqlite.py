@@ -15,7 +15,13 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from lastactive.collector._record import HOLD_GRACE_NS, RECORD_FIELDS, EntityRecord, StreamRecord
+from lastactive.collector._record import (
+    HOLD_GRACE_NS,
+    RECORD_FIELDS,
+    Counted,
+    EntityRecord,
+    StreamRecord,
+)
 from lastactive.collector._rows import ROW_ERRORS, record_of, row_of
 
 __all__ = ["SqliteStore"]
@@ -248,7 +254,7 @@ class SqliteStore:
         self,
         records: Sequence[EntityRecord],
         streams: Sequence[StreamRecord] = (),
-        counted: Sequence[tuple[str, str, int, int]] = (),
+        counted: Counted | None = None,
     ) -> int:
         if counted:
             raise ValueError("one process serves a SQLite store: its byte totals are merged")

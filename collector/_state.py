@@ -33,8 +33,10 @@ from lastactive.collector._recency import RecencyIndex
 from lastactive.collector._record import (
     HOLD_GRACE_NS,
     INT64_MAX,
+    Counted,
     EntityRecord,
     StreamRecord,
+    StreamRise,
     merge,
 )
 from lastactive.conventions import (
@@ -421,6 +423,28 @@ class _Stream:
         """The key as text (a :class:`StreamRecord`'s), made once when first saved."""
 
 
+class _Rise:
+    """A cumulative byte stream's points since the last commit (:class:`StreamRise`)."""
+
+    __slots__ = ("receive", "runs", "targets")
+
+    def __init__(self, targets: tuple[tuple[str, str], ...], receive: bool) -> None:
+        self.targets, self.receive = targets, receive
+        self.runs: list[tuple[int, int, float, int]] = []
+        """``(start, time, value, counted)`` per run, oldest first."""
+
+    def add(self, start: int, time: int, value: float, counted: int) -> None:
+        """The stream's point at ``time`` and the bytes counted from it; a new run when the
+        stream reset (another ``start`` or a lower value)."""
+        runs = self.runs
+        if runs:
+            last = runs[-1]
+            if last[0] == start and value >= last[2]:
+                runs[-1] = (start, time, value, last[3] + counted)
+                return
+        runs.append((start, time, value, counted))
+
+
 class ActivityState:
     """All entities, their counter streams, and the set changed since the last flush.
 
@@ -476,6 +500,11 @@ class ActivityState:
         the store's, to which each replica adds what it counted (:meth:`take_io_counted`);
         loaded records bring their totals as they are."""
         self._io_counted: dict[Entity, list[int]] = {}
+        """Bytes counted per entity since the last commit (with :attr:`additive_io`): input
+        and output from delta streams (the store adds them), then input and output from
+        cumulative ones (the store counts those from :attr:`_rises`)."""
+        self._rises: dict[str, _Rise] = {}
+        """Cumulative byte streams' points since the last commit, by stream key text."""
         self.touching: frozenset[str] = frozenset(SOURCES) - {Source.TELEMETRY}
         """Sources whose activity marks an entity touched (set by the transition engine to the
         sources its policy counts, so liveness alone costs no re-evaluation)."""
@@ -837,8 +866,13 @@ class ActivityState:
         caller yields to the event loop between slices)."""
         return self._streams.release(budget)
 
-    def io(self, entities: list[Entity], receive: bool, delta: int, t: int) -> None:
-        """``delta`` bytes moved at ``t``, into (``receive``) or out of the session."""
+    def io(
+        self, entities: list[Entity], receive: bool, delta: int, t: int, cumulative: bool = False
+    ) -> None:
+        """``delta`` bytes moved at ``t``, into (``receive``) or out of the session; counted
+        from a ``cumulative`` stream's rise (on a shared store, :meth:`rise_point` then tells
+        the store the stream's points, from which it counts them itself) or a delta point."""
+        slot = 2 * cumulative + (not receive)
         for e in entities:
             # Totals saturate at INT64_MAX (what a store holds) rather than overflow it.
             if receive:
@@ -856,25 +890,57 @@ class ActivityState:
             if self.additive_io:
                 counted = self._io_counted.get(e)
                 if counted is None:
-                    counted = self._io_counted[e] = [0, 0]
-                counted[not receive] += delta
+                    counted = self._io_counted[e] = [0, 0, 0, 0]
+                counted[slot] += delta
             self._dirty.add(e)
             self._touched.add(e)
 
-    def take_io_counted(self) -> list[tuple[str, str, int, int]]:
-        """``(kind, id, input bytes, output bytes)`` counted since the last call (with
-        :attr:`additive_io`), for the store to add to its totals."""
-        counted, self._io_counted = self._io_counted, {}
-        return [(str(e.kind), e.id, i, o) for e, (i, o) in counted.items()]
+    def rise_point(
+        self, key: tuple[object, ...], entities: list[Entity], receive: bool, rose: int
+    ) -> None:
+        """With :attr:`additive_io`: the point of the cumulative byte stream ``key`` just fed
+        to :meth:`counter` (not stale), from which this replica counted ``rose`` bytes into
+        ``entities``. Kept for the store, which counts the stream's points against the last
+        one any replica stored (issue 13: a stream moving between replicas counts each byte
+        once)."""
+        head = self._streams.current[key]
+        if not head.text:
+            head.text = repr(key)
+        rise = self._rises.get(head.text)
+        if rise is None:
+            targets = tuple((str(e.kind), e.id) for e in entities)
+            rise = self._rises[head.text] = _Rise(targets, receive)
+        rise.add(head.start, head.time, head.value, rose)
 
-    def restore_io_counted(self, counted: Iterable[tuple[str, str, int, int]]) -> None:
-        """Put back what :meth:`take_io_counted` gave when the store did not take it."""
-        for kind, key, i, o in counted:
+    def take_io_counted(self) -> Counted:
+        """What was counted since the last call (with :attr:`additive_io`), for the store to
+        add to its totals."""
+        counted, self._io_counted = self._io_counted, {}
+        rises, self._rises = self._rises, {}
+        return Counted(
+            [(str(e.kind), e.id, c[0], c[1]) for e, c in counted.items() if c[0] or c[1]],
+            [StreamRise(key, r.receive, r.targets, tuple(r.runs)) for key, r in rises.items()],
+        )
+
+    def restore_io_counted(self, counted: Counted) -> None:
+        """Put back what :meth:`take_io_counted` gave when the store did not take it (before
+        what was counted since)."""
+        for kind, key, i, o in counted.bytes:
             e = self.entities.get((Kind(kind), key))
             if e is not None:
-                mine = self._io_counted.setdefault(e, [0, 0])
+                mine = self._io_counted.setdefault(e, [0, 0, 0, 0])
                 mine[0] += i
                 mine[1] += o
+        for stream in counted.streams:
+            later = self._rises.get(stream.key)
+            rise = self._rises[stream.key] = _Rise(stream.targets, stream.receive)
+            for run in (*stream.runs, *(later.runs if later is not None else ())):
+                rise.add(*run)
+            for kind, key in stream.targets:
+                e = self.entities.get((Kind(kind), key))
+                if e is not None:
+                    mine = self._io_counted.setdefault(e, [0, 0, 0, 0])
+                    mine[2 + (not stream.receive)] += sum(run[3] for run in stream.runs)
 
     # --- queries -------------------------------------------------------------------------
 
@@ -1033,8 +1099,8 @@ class ActivityState:
                 counted = self._io_counted.get(e)
                 e.input_bytes, e.output_bytes = r.input_bytes, r.output_bytes
                 if counted is not None:
-                    e.input_bytes += counted[0]
-                    e.output_bytes += counted[1]
+                    e.input_bytes += counted[0] + counted[2]
+                    e.output_bytes += counted[1] + counted[3]
             if kind is Kind.SESSION:
                 self._idle.add(idle_since(e.first_seen, e.last_activity))
                 self._recency.add(e)

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from lastactive.collector._record import EntityRecord, StreamRecord
+from lastactive.collector._record import Counted, EntityRecord, StreamRecord
 from lastactive.collector._sqlite import SqliteStore
 
 if TYPE_CHECKING:
@@ -72,13 +72,14 @@ class Store(Protocol):
         self,
         records: Sequence[EntityRecord],
         streams: Sequence[StreamRecord] = (),
-        counted: Sequence[tuple[str, str, int, int]] = (),
+        counted: Counted | None = None,
     ) -> int:
         """Merge ``records`` in by :func:`~lastactive.collector._record.merge` and ``streams``
         by their latest ``time``, in one transaction. A record the store cannot hold (a value
         out of its range) is logged and skipped, so one bad record never fails the others.
-        ``counted``: ``(kind, id, input bytes, output bytes)`` to add to the stored totals
-        (replicas sharing a store count bytes each: ``ActivityState.additive_io``).
+        ``counted``: what a replica sharing the store counted since its last commit, added to
+        the stored totals (``ActivityState.additive_io``; :class:`~lastactive.collector.
+        _record.Counted`).
 
         Returns:
             How many records were skipped.

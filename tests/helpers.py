@@ -43,7 +43,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
 from lastactive.collector import Bound, Settings, SqliteStore, Store, serve
-from lastactive.collector._record import EntityRecord, StreamRecord
+from lastactive.collector._record import Counted, EntityRecord, StreamRecord
 from lastactive.collector.proto import query_pb2, query_pb2_grpc
 
 RUN = [sys.executable, "-m", "lastactive", "run"]
@@ -495,7 +495,7 @@ class FlakyStore(SqliteStore):
         self,
         records: Sequence[EntityRecord],
         streams: Sequence[StreamRecord] = (),
-        counted: Sequence[tuple[str, str, int, int]] = (),
+        counted: Counted | None = None,
     ) -> int:
         if self.fail:
             self.fail -= 1

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from pydantic import ValidationError
 
-from lastactive.collector._postgres import _SCHEMA_VERSION
+from lastactive.collector._postgres import _SCHEMA, _SCHEMA_VERSION
 from lastactive.collector._record import EntityRecord, StreamRecord
 from lastactive.collector.settings import Settings
 from lastactive.collector.store import PostgresStore, StoreError, open_store, without_password
@@ -78,6 +78,31 @@ def test_an_unreachable_server_is_a_store_error(postgres_url: str) -> None:
     url = postgres_url.replace(f":{port}/", ":1/")
     with pytest.raises(StoreError, match="PostgreSQL store"):
         PostgresStore(url, connect_timeout=2)
+
+
+def test_a_version_1_database_is_migrated_with_its_rows(postgres_url: str) -> None:
+    """A database made by the first PostgreSQL store (schema version 1) is brought to the
+    current version on start, its sessions and counter baselines kept."""
+    with psycopg.connect(postgres_url) as conn:
+        conn.execute("CREATE TABLE lastactive_schema (version integer NOT NULL)")
+        for statement in _SCHEMA:
+            conn.execute(statement)
+        conn.execute("INSERT INTO lastactive_schema VALUES (1)")
+        conn.execute("INSERT INTO entities (kind, id, first_seen, last_seen, input_bytes) "
+                     "VALUES ('session', 'old', 1, 2, 42)")  # fmt: skip
+        conn.execute("INSERT INTO streams VALUES ('k', 1, 2, 12345678901234567890)")
+    store = PostgresStore(postgres_url)
+    try:
+        assert [(r.id, r.input_bytes) for r in store.load()] == [("old", 42)]
+        assert store.load_streams() == [StreamRecord("k", 1, 2, 12345678901234567890)]
+        with store.connection() as conn:
+            assert conn.execute("SELECT version FROM lastactive_schema").fetchone() == (
+                _SCHEMA_VERSION,
+            )
+            row = conn.execute("SELECT shard, prev_time FROM entities, streams").fetchone()
+        assert row is not None and 0 <= row[0] < 64 and row[1] is None
+    finally:
+        store.close()
 
 
 def test_replicas_starting_together_create_the_schema_once(postgres_url: str) -> None:
