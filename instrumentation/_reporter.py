@@ -17,12 +17,16 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
 from opentelemetry.sdk.environment_variables import (
+    OTEL_EXPORTER_OTLP_HEADERS,
+    OTEL_EXPORTER_OTLP_LOGS_HEADERS,
     OTEL_EXPORTER_OTLP_LOGS_PROTOCOL,
     OTEL_EXPORTER_OTLP_LOGS_TIMEOUT,
+    OTEL_EXPORTER_OTLP_METRICS_HEADERS,
     OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
     OTEL_EXPORTER_OTLP_METRICS_TIMEOUT,
     OTEL_EXPORTER_OTLP_PROTOCOL,
     OTEL_EXPORTER_OTLP_TIMEOUT,
+    OTEL_EXPORTER_OTLP_TRACES_HEADERS,
     OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
     OTEL_EXPORTER_OTLP_TRACES_TIMEOUT,
     OTEL_METRIC_EXPORT_INTERVAL,
@@ -33,6 +37,7 @@ from opentelemetry.sdk.metrics.export import MetricExporter, PeriodicExportingMe
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.util.re import parse_env_headers
 
 from lastactive.client import otlp_endpoint
 from lastactive.conventions import (
@@ -54,6 +59,7 @@ from lastactive.conventions import (
     EVENT_ACTIVITY,
     EVENT_AGENT_SPAWN,
     EVENT_HOLD,
+    HEADER_HOST_ID,
     METRIC_IO,
     METRIC_SOURCE_LAST_TIME,
     SCOPE_NAME,
@@ -127,34 +133,49 @@ def _timeout_kwargs(signal_var: str) -> dict[str, float]:
 
 
 _EXPORTERS: Final = {
-    # signal: (exporter module, class, protocol variable, timeout variable)
+    # signal: (exporter module, class, protocol variable, timeout variable, headers variable)
     "metrics": (
         "metric_exporter",
         "OTLPMetricExporter",
         OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
         OTEL_EXPORTER_OTLP_METRICS_TIMEOUT,
+        OTEL_EXPORTER_OTLP_METRICS_HEADERS,
     ),
     "logs": (
         "_log_exporter",
         "OTLPLogExporter",
         OTEL_EXPORTER_OTLP_LOGS_PROTOCOL,
         OTEL_EXPORTER_OTLP_LOGS_TIMEOUT,
+        OTEL_EXPORTER_OTLP_LOGS_HEADERS,
     ),
     "traces": (
         "trace_exporter",
         "OTLPSpanExporter",
         OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
         OTEL_EXPORTER_OTLP_TRACES_TIMEOUT,
+        OTEL_EXPORTER_OTLP_TRACES_HEADERS,
     ),
 }
 
 
-def _otlp_exporter(signal: str, endpoint: str | None) -> Any:
+def export_headers(signal_var: str, host_id: str) -> dict[str, str]:
+    """The headers of a signal's exports: the SDK's (``signal_var``, e.g.
+    ``OTEL_EXPORTER_OTLP_METRICS_HEADERS``, else ``OTEL_EXPORTER_OTLP_HEADERS``; W3C Baggage
+    format, keys lower-cased as the SDK does) and ``lastactive-host-id: host_id``
+    (:data:`~lastactive.conventions.HEADER_HOST_ID`, for a balancer in front of replicas)
+    unless those set it. Passed explicitly, they replace the SDK's reading of the variables."""
+    raw = os.environ.get(signal_var) or os.environ.get(OTEL_EXPORTER_OTLP_HEADERS) or ""
+    return {HEADER_HOST_ID: host_id, **parse_env_headers(raw, liberal=True)}
+
+
+def _otlp_exporter(signal: str, endpoint: str | None, host_id: str) -> Any:
     """The SDK's OTLP exporter for ``signal`` over the configured protocol (imported lazily:
     a wrapper only loads the transport it uses). ``endpoint`` is the collector's base URL, or
-    ``None`` for :func:`lastactive.client.otlp_endpoint`'s rule."""
-    module, cls, protocol_var, timeout_var = _EXPORTERS[signal]
+    ``None`` for :func:`lastactive.client.otlp_endpoint`'s rule; ``host_id`` goes in the
+    routing header (:func:`export_headers`)."""
+    module, cls, protocol_var, timeout_var, headers_var = _EXPORTERS[signal]
     kwargs: dict[str, Any] = _timeout_kwargs(timeout_var)
+    kwargs["headers"] = export_headers(headers_var, host_id)
     transport = "http" if _protocol(protocol_var) == PROTOCOL_HTTP else "grpc"
     endpoint = otlp_endpoint(endpoint, signal, transport)
     if endpoint:
@@ -250,7 +271,7 @@ class Reporter:
         }
         self.resource = Resource.create(attrs)
         reader = PeriodicExportingMetricReader(
-            metric_exporter or _otlp_exporter("metrics", endpoint),
+            metric_exporter or _otlp_exporter("metrics", endpoint, host_id),
             export_interval_millis=export_interval * 1000,
         )
         # No atexit shutdown: ours is bounded (see shutdown), the SDK's would block the exit.
@@ -272,12 +293,12 @@ class Reporter:
         )
         self._logger_provider = LoggerProvider(resource=self.resource, shutdown_on_exit=False)
         self._logger_provider.add_log_record_processor(
-            BatchLogRecordProcessor(log_exporter or _otlp_exporter("logs", endpoint))
+            BatchLogRecordProcessor(log_exporter or _otlp_exporter("logs", endpoint, host_id))
         )
         self._logger = self._logger_provider.get_logger(SCOPE_NAME)
         self._tracer_provider = TracerProvider(resource=self.resource, shutdown_on_exit=False)
         self._tracer_provider.add_span_processor(
-            BatchSpanProcessor(span_exporter or _otlp_exporter("traces", endpoint))
+            BatchSpanProcessor(span_exporter or _otlp_exporter("traces", endpoint, host_id))
         )
         self._tracer = self._tracer_provider.get_tracer(SCOPE_NAME)
         self._wake = threading.Event()

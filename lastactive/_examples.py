@@ -1,6 +1,7 @@
 """``lastactive examples DIR``: write out the deployment files the package carries: Grafana
 dashboards and provisioning, Prometheus alert rules and scrape configuration, an OpenTelemetry
-Collector configuration, systemd units, a container image definition and a compose file."""
+Collector configuration, systemd units, a container image definition, a compose file and an
+HAProxy configuration for replicas."""
 
 from __future__ import annotations
 

@@ -47,12 +47,14 @@ from typing import Any, Final, Literal
 
 from lastactive._spool import Spool
 from lastactive.conventions import (
+    ATTR_HOST_ID,
     ENV_GRPC_PORT,
     ENV_HOOK_TIMEOUT,
     ENV_HOST,
     ENV_HTTP_PORT,
     ENV_TOKEN,
     ENV_URL,
+    HEADER_HOST_ID,
     SCOPE_NAME,
 )
 
@@ -263,6 +265,16 @@ def logs_request(
     }
 
 
+def _routing(body: dict[str, Any]) -> dict[str, str]:
+    """The routing header (:data:`~lastactive.conventions.HEADER_HOST_ID`) of an OTLP/JSON
+    logs request: its first resource's ``host.id``, if it has one."""
+    for resource_logs in body.get("resourceLogs", ())[:1]:
+        for kv in resource_logs.get("resource", {}).get("attributes", ()):
+            if kv.get("key") == ATTR_HOST_ID and "stringValue" in kv.get("value", {}):
+                return {HEADER_HOST_ID: kv["value"]["stringValue"]}
+    return {}
+
+
 def post_logs(
     url: str,
     body: dict[str, Any],
@@ -271,7 +283,7 @@ def post_logs(
     credential: Credential = "otlp",
 ) -> None:
     """POST an OTLP/JSON logs request to ``{url}/v1/logs`` within ``timeout`` seconds, with
-    ``credential`` (:func:`headers_for`).
+    ``credential`` (:func:`headers_for`) and the routing header of its ``host.id``.
 
     With a ``spool``, a request the collector could take later (no answer, connection refused,
     429 or 5xx) is kept in it before the error is raised, and after a success the spooled ones
@@ -281,7 +293,7 @@ def post_logs(
         OSError: as :func:`get_json`.
     """
     deadline = time.monotonic() + timeout
-    headers = headers_for(credential)
+    headers = {**_routing(body), **headers_for(credential)}
     try:
         post_json(f"{url}/v1/logs", body, timeout, headers)
     except urllib.error.HTTPError as exc:

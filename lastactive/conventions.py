@@ -70,6 +70,7 @@ __all__ = [
     "EVENT_AGENT_SPAWN",
     "EVENT_HOLD",
     "EVENT_PROCESS_EXIT",
+    "HEADER_HOST_ID",
     "IDLE_CLASSES",
     "METRIC_IO",
     "METRIC_SOURCE_LAST_TIME",
@@ -223,6 +224,12 @@ hibernation records); exporters send ``OTEL_EXPORTER_OTLP_HEADERS``."""
 
 ENV_AUTH_FILE: Final = "LASTACTIVE_AUTH_FILE"
 """Environment variable: the collector's credentials file (``serve --auth-file``, ``token``)."""
+
+HEADER_HOST_ID: Final = "lastactive-host-id"
+"""Request header (HTTP) and metadata key (gRPC) every lastactive reporter sends with its
+exports: its ``host.id``, the key a balancer in front of replicas hashes on, so a host's
+sessions and the host's aggregate land on one replica (``packaging/haproxy/haproxy.cfg``;
+issue 13). Set by hand for other SDKs: ``OTEL_EXPORTER_OTLP_HEADERS=lastactive-host-id=web-1``."""
 
 # --- lastactive's own names ----------------------------------------------------------------
 

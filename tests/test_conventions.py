@@ -12,7 +12,9 @@ DOC = (Path(__file__).parents[1] / "docs" / "conventions.md").read_text()
 
 def test_every_defined_name_is_documented() -> None:
     names = [
-        getattr(c, n) for n in c.__all__ if n.startswith(("ATTR_", "METRIC_", "EVENT_", "ENV_"))
+        getattr(c, n)
+        for n in c.__all__
+        if n.startswith(("ATTR_", "METRIC_", "EVENT_", "ENV_", "HEADER_"))
     ] + [
         c.SCOPE_NAME,
         c.DIRECTION_RECEIVE,

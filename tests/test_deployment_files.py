@@ -102,7 +102,8 @@ def test_the_collector_config_binds_localhost_and_limits_its_memory() -> None:
 def test_the_package_carries_every_deployment_file() -> None:
     carried = examples()
     for name in ("dashboards/alerts.yaml", "dashboards/runaway.json", "otel-config.yaml",
-                 "packaging/Dockerfile", "packaging/systemd/lastactive.service"):  # fmt: skip
+                 "packaging/Dockerfile", "packaging/systemd/lastactive.service",
+                 "packaging/haproxy/haproxy.cfg"):  # fmt: skip
         assert carried[name] == (ROOT / name).read_bytes()
 
 
