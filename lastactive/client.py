@@ -267,11 +267,14 @@ def logs_request(
 
 def _routing(body: dict[str, Any]) -> dict[str, str]:
     """The routing header (:data:`~lastactive.conventions.HEADER_HOST_ID`) of an OTLP/JSON
-    logs request: its first resource's ``host.id``, if it has one."""
-    for resource_logs in body.get("resourceLogs", ())[:1]:
-        for kv in resource_logs.get("resource", {}).get("attributes", ()):
-            if kv.get("key") == ATTR_HOST_ID and "stringValue" in kv.get("value", {}):
+    logs request: its first resource's ``host.id``, if it has one (none for a body that is no
+    such request: the collector says what is wrong with it)."""
+    try:
+        for kv in body["resourceLogs"][0]["resource"]["attributes"]:
+            if kv["key"] == ATTR_HOST_ID and isinstance(kv["value"]["stringValue"], str):
                 return {HEADER_HOST_ID: kv["value"]["stringValue"]}
+    except (LookupError, TypeError):
+        pass
     return {}
 
 

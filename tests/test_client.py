@@ -11,6 +11,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 
 from lastactive.client import (
     HOOK_TIMEOUT_S,
+    _routing,
     headers_for,
     hook_timeout,
     http_url,
@@ -84,3 +85,13 @@ def test_tls_context_only_for_https_and_from_the_otel_certificate(tmp_path: Path
     assert ctx is not None and ctx.cert_store_stats()["x509_ca"] == 1
     with pytest.raises(OSError):
         tls_context("https://collector:4318", {"OTEL_EXPORTER_OTLP_CERTIFICATE": "/nonexistent"})
+
+
+def test_one_shot_posts_carry_the_routing_header_of_their_host() -> None:
+    """``post_logs`` sends ``lastactive-host-id`` (a balancer in front of replicas hashes on
+    it); a body that is no logs request gets none and is the collector's to refuse."""
+    body = logs_request({"host.id": "web-1", "session.id": "s"}, [("e", {}, 1)])
+    assert _routing(body) == {"lastactive-host-id": "web-1"}
+    assert _routing(logs_request({"session.id": "s"}, [("e", {}, 1)])) == {}
+    for bad in ({"resourceLogs": 5}, {}, {"resourceLogs": [{"resource": None}]}):
+        assert _routing(bad) == {}
