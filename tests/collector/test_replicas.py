@@ -180,7 +180,7 @@ def test_replicas_emit_each_transition_once_and_every_watcher_gets_it(
         b.stop()
 
 
-def _replica_ingest(store: PostgresStore, clock: Any) -> Ingest:
+def _replica_ingest(clock: Any) -> Ingest:
     state = ActivityState(started_at=T0 - 60 * S)
     state.additive_io = True
     return Ingest(state, clock)
@@ -214,7 +214,7 @@ def test_byte_streams_alternating_between_replicas_count_as_through_one(postgres
     store = PostgresStore(postgres_url)
     store.additive_io = True
     now = [T0]
-    replicas = [_replica_ingest(store, lambda: now[0]) for _ in range(2)]
+    replicas = [_replica_ingest(lambda: now[0]) for _ in range(2)]
     one = Ingest(ActivityState(started_at=T0 - 60 * S), lambda: now[0])
     sessions = [f"bytes-{i}" for i in range(40)]
     value = dict.fromkeys(sessions, 0)
