@@ -538,10 +538,15 @@ class PostgresServer:
         self.port = free_port()
         self.user = "lastactive"
         self.proc: subprocess.Popen[bytes] | None = None
-        self._as: dict[str, Any] = {}
+        # As root, the server runs as ``postgres`` through setpriv rather than Popen's user=:
+        # changing ids makes subprocess fork() instead of vfork(), which runs gRPC's fork
+        # handlers in the child; a poller they restart dies on the descriptors close_fds
+        # closes, and the child with it, before exec (seen in CI restarting a halted server
+        # under an in-process collector).
+        self._as: list[str] = []
         if os.geteuid() == 0:
             shutil.chown(self.dir, "postgres", "postgres")
-            self._as = {"user": "postgres", "group": "postgres", "extra_groups": []}
+            self._as = ["setpriv", "--reuid=postgres", "--regid=postgres", "--clear-groups"]
 
     def start(self) -> PostgresServer:
         """Start the server (after :meth:`halt`: again on the same data and port)."""
@@ -549,16 +554,16 @@ class PostgresServer:
         log = (self.dir / "server.log").open("ab")
         if not data.exists():
             subprocess.run(
-                [self.bindir / "initdb", "-D", data, "-U", self.user, "-A", "trust",
+                [*self._as, self.bindir / "initdb", "-D", data, "-U", self.user, "-A", "trust",
                  "-E", "UTF8", "--locale=C", "--no-sync"],
-                check=True, capture_output=True, cwd=self.dir, **self._as,
+                check=True, capture_output=True, cwd=self.dir,
             )  # fmt: skip
         self.proc = subprocess.Popen(
-            [self.bindir / "postgres", "-D", data, "-p", str(self.port), "-k", self.dir,
+            [*self._as, self.bindir / "postgres", "-D", data, "-p", str(self.port), "-k", self.dir,
              "-c", "listen_addresses=127.0.0.1", "-c", f"fsync={'on' if self.fsync else 'off'}",
              "-c", f"full_page_writes={'on' if self.fsync else 'off'}",
              "-c", "max_connections=200"],
-            stdout=subprocess.DEVNULL, stderr=log, cwd=self.dir, **self._as,
+            stdout=subprocess.DEVNULL, stderr=log, cwd=self.dir,
         )  # fmt: skip
         log.close()
         import psycopg
