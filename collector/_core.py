@@ -13,7 +13,7 @@ from lastactive.collector._state import ActivityState, Kind
 from lastactive.collector._stats import IngestStats
 from lastactive.collector._transitions import TransitionEngine
 from lastactive.collector._watch import WatchHub
-from lastactive.collector.policy import Policy
+from lastactive.collector.policy import Decisions, Policy
 
 
 async def _in_memory_only() -> None:
@@ -49,15 +49,27 @@ class Core:
     """Why the service cannot take work now (the store fails its commits, the state is still
     loading), ``None`` when it can (``/readyz``)."""
     loading: Callable[[], str | None] = _ready
+    """Why reads must wait (the stored state is still loading:
+    :mod:`lastactive.collector._startup`), ``None`` when they can be answered."""
     replica: Replica | None = None
     """This process's part among replicas on a shared store (``None``: it is alone)."""
     fetch: Callable[[Kind, str], Awaitable[None]] = in_memory
     """Bring one entity's committed record into memory before it is read (a replica on a
     shared store holds only its own shards' entities and what it received:
     :meth:`~lastactive.collector._replica.Replica.fetch`)."""
-    """Why reads must wait (the stored state is still loading:
-    :mod:`lastactive.collector._startup`), ``None`` when they can be answered."""
 
     @property
     def state(self) -> ActivityState:
         return self.ingest.state
+
+    async def decisions(self, now: int, within_ns: int, limit: int | None) -> Decisions:
+        """:func:`~lastactive.collector.policy.decide` at ``now`` (ns) over every entity
+        (``/v1/decisions``, gRPC ``Decisions``): this process's engine, or on a replica the
+        shared index (:meth:`~lastactive.collector._replica.Replica.decisions`).
+
+        Raises:
+            StoreUnavailableError: a replica could not read the store.
+        """
+        if self.replica is None:
+            return self.engine.decisions(now, within_ns, limit)
+        return await self.replica.decisions(self.policy, now, within_ns, limit)

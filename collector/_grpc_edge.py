@@ -301,7 +301,12 @@ class ActivityQueryServicer(query_pb2_grpc.ActivityQueryServicer):  # type: igno
             )
         now = self._clock()
         within = int(request.within_seconds * NANOS)
-        out = self._core.engine.decisions(now, within, page_size(request.limit))
+        try:
+            out = await self._core.decisions(now, within, page_size(request.limit))
+        except StoreUnavailableError as exc:
+            await context.abort_with_status(
+                unavailable(str(exc), self._core.admission.retry_delay())
+            )
         return query_pb2.DecisionsResponse(
             hibernate=[decision_message(d) for d in out.hibernate],
             due_soon=[decision_message(d) for d in out.due_soon],

@@ -49,8 +49,10 @@ CHANNEL: Final = "lastactive_outbox"
 
 Stored = tuple[EntityRecord, str | None]
 """A stored entity and the condition last emitted for it (``condition_text``; ``None``: none)."""
-Emitted = tuple[str, str, str]
-"""``(kind, id, condition_text)``: the condition an entity is left in by a tick."""
+Emitted = tuple[str, str, str, int | None, bool]
+"""``(kind, id, condition_text, deadline, held)``: what a tick leaves an entity in: its
+condition, its deadline (ns; ``None``: none) and whether a hold holds it up (the index every
+replica's decisions walk)."""
 
 _COLUMNS: Final = (
     "e.kind, e.id, e.host_id, e.agent_id, e.service_name, e.first_seen, e.last_seen, "
@@ -91,10 +93,17 @@ _FENCE: Final = (
     "ORDER BY shard FOR SHARE"
 )
 _EMITTED: Final = (
-    "INSERT INTO emitted (kind, id, condition) "
-    "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]) AS u (kind, id, condition) "
-    "ORDER BY kind, id ON CONFLICT (kind, id) DO UPDATE SET condition = excluded.condition"
+    "INSERT INTO emitted (kind, id, condition, deadline, held) SELECT * FROM unnest(%s::text[], "
+    "%s::text[], %s::text[], %s::bigint[], %s::boolean[]) AS u (kind, id, condition, deadline, "
+    "held) ORDER BY kind, id ON CONFLICT (kind, id) DO UPDATE SET condition = "
+    "excluded.condition, deadline = excluded.deadline, held = excluded.held"
 )
+_INDEXED: Final = "FROM emitted c JOIN entities e ON e.kind = c.kind AND e.id = c.id"
+_BY_DEADLINE: Final = (
+    f"SELECT {_COLUMNS}, c.deadline {_INDEXED} WHERE c.deadline >= %s AND c.deadline <= %s "
+    "AND (c.deadline, c.kind, c.id) > (%s, %s, %s) ORDER BY c.deadline, c.kind, c.id LIMIT %s"
+)
+_HELD_UP: Final = f"SELECT {_COLUMNS} {_INDEXED} WHERE c.held"
 _NUMBER: Final = "UPDATE outbox_seq SET last = last + %s RETURNING last"
 _OUTBOX_COLUMNS: Final = "at, kind, id, host_id, field, previous, current, reason, hibernate_at"
 _OUTBOX: Final = (
@@ -189,6 +198,23 @@ class PostgresCluster:
             following = int(conn.execute(_HORIZON).fetchone()[0])  # type: ignore[index]
             rows = conn.execute(_CHANGES, (list(shards), str(horizon))).fetchall()
         return self._stored(rows), following
+
+    def by_deadline(
+        self, lowest: int, highest: int, after: tuple[int, str, str] | None, size: int
+    ) -> list[tuple[int, EntityRecord]]:
+        """Up to ``size`` stored entities whose indexed deadline (ns, as their owner last
+        evaluated it: never later than their own) is within ``[lowest, highest]``, in order of
+        ``(deadline, kind, id)`` after ``after`` (``None``: from the first), each with it."""
+        start = after or (lowest, "", "")
+        with self._store.connection() as conn:
+            rows = conn.execute(_BY_DEADLINE, (lowest, highest, *start, size)).fetchall()
+        return [(row[-1], r) for row in rows for r, _ in self._stored((row[:-1],))]
+
+    def held_up(self) -> list[EntityRecord]:
+        """The stored entities their owner last found held up (by a hold that counts)."""
+        with self._store.connection() as conn:
+            rows = conn.execute(_HELD_UP).fetchall()
+        return [r for r, _ in self._stored(rows)]
 
     def _stored(self, rows: Iterable[tuple[Any, ...]]) -> list[Stored]:
         out: list[Stored] = []

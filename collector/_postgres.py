@@ -46,7 +46,7 @@ __all__ = ["PostgresStore"]
 
 _log = logging.getLogger(__name__)
 
-_SCHEMA_VERSION: Final = 3
+_SCHEMA_VERSION: Final = 4
 _META: Final = "CREATE TABLE IF NOT EXISTS lastactive_schema (version integer NOT NULL)"
 _SCHEMA: Final = (
     """CREATE TABLE entities (
@@ -127,6 +127,13 @@ _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
     2: (  # a stream's last point of the run before its last reset (_record.count_rises)
         "ALTER TABLE streams ADD COLUMN prev_start bigint, ADD COLUMN prev_time bigint, "
         "ADD COLUMN prev_value numeric",
+    ),
+    3: (  # the owner's deadline and held flag per entity: decisions on any replica
+        # (_pg_cluster.PostgresCluster.by_deadline, .held)
+        "ALTER TABLE emitted ADD COLUMN deadline bigint, "  # ns, never later than its own
+        "ADD COLUMN held boolean NOT NULL DEFAULT false",
+        "CREATE INDEX emitted_deadline ON emitted (deadline, kind, id) WHERE deadline IS NOT NULL",
+        "CREATE INDEX emitted_held ON emitted (kind, id) WHERE held",
     ),
 }
 """From version: the statements that bring it to the next one."""

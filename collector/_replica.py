@@ -39,8 +39,10 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Final
 
+from lastactive.collector._flusher import StoreUnavailableError
+from lastactive.collector._record import EntityRecord, merge
 from lastactive.collector._shards import shard_of
-from lastactive.collector._state import ActivityState, Entity, Kind
+from lastactive.collector._state import ActivityState, Entity, Kind, view
 from lastactive.collector._transitions import (
     TICK_BUDGET,
     TICK_S,
@@ -50,9 +52,10 @@ from lastactive.collector._transitions import (
     condition_text,
 )
 from lastactive.collector._watch import RESUME_LOG, WatchHub
+from lastactive.collector.policy import Decisions, DecisionsBuilder, Policy
 
 if TYPE_CHECKING:  # psycopg is an optional extra: imported only with a PostgreSQL store
-    from lastactive.collector._pg_cluster import PostgresCluster, Stored
+    from lastactive.collector._pg_cluster import Emitted, PostgresCluster, Stored
 
 __all__ = ["OUTBOX_KEEP", "Replica", "default_name"]
 
@@ -67,6 +70,9 @@ OUTBOX_PAGE: Final = 10_000
 OUTBOX_KEEP: Final = 4 * RESUME_LOG
 """Transitions the outbox keeps (older ones are deleted every :data:`TRIM_EVERY_S`)."""
 TRIM_EVERY_S: Final = 60.0
+DECISIONS_PAGE: Final = 1000
+"""Rows of the shared deadline index read per call, at most."""
+INT64_MIN: Final = -(2**63)
 UNSENT_MAX: Final = 100_000
 """Transitions kept for the next emission while the store fails; beyond, the oldest are
 dropped (logged): the shard's next owner re-derives them from the stored conditions."""
@@ -105,6 +111,7 @@ class Replica:
         """Shards found lost when emitting (their transitions dropped; metrics)."""
         self._horizon = 0
         self._unsent: list[Transition] = []
+        self._moved: dict[Entity, None] = {}  # deadline or held flag to write (emit failed)
         self._renew_at = 0.0
         self._trim_at = 0.0
 
@@ -123,6 +130,65 @@ class Replica:
             return
         if stored is not None:
             self._state.load((stored[0],), self._clock())
+
+    async def decisions(
+        self, policy: Policy, now: int, within_ns: int, limit: int | None
+    ) -> Decisions:
+        """:func:`~lastactive.collector.policy.decide` over the entities of every replica, the
+        same answer on each (within a commit interval and a tick of their owners): the
+        entities their owners last found held up, then the owners' deadline index walked as
+        :meth:`~lastactive.collector._transitions.TransitionEngine.decisions` walks its own
+        (an indexed deadline is never later than the entity's own; activity only moves it
+        later), each candidate evaluated afresh from its stored row merged with what this
+        replica has not committed yet. Costs the held entities and about ``2 * limit`` rows.
+
+        Raises:
+            StoreUnavailableError: the store failed (503 / UNAVAILABLE).
+        """
+        builder = DecisionsBuilder(policy, now, within_ns)
+        done: set[tuple[str, str]] = set()
+
+        def add(r: EntityRecord) -> None:
+            if (r.kind, r.id) not in done:
+                done.add((r.kind, r.id))
+                builder.add(view(self._current(r), now))
+
+        size = DECISIONS_PAGE if limit is None else min(limit + 1, DECISIONS_PAGE)
+        try:
+            for r in await asyncio.to_thread(self.cluster.held_up):
+                add(r)
+            walks = ((False, INT64_MIN, now), (True, now + 1, now + within_ns))
+            for soon, lowest, highest in walks:
+                after: tuple[int, str, str] | None = None
+                walking = True
+                while walking:
+                    page = await asyncio.to_thread(
+                        self.cluster.by_deadline, lowest, highest, after, size
+                    )
+                    walking = len(page) == size
+                    for indexed_at, r in page:
+                        if not builder.wants(indexed_at, soon, limit):
+                            walking = False
+                            break
+                        add(r)
+                    if walking:
+                        after = (page[-1][0], page[-1][1].kind, page[-1][1].id)
+        except Exception as exc:  # the store (a bug would show in the log)
+            _log.warning("reading decisions from the store failed: %s", exc)
+            raise StoreUnavailableError(f"the state store failed: {exc}") from exc
+        return builder.result(limit)
+
+    def _current(self, r: EntityRecord) -> Entity:
+        """The entity ``r`` stores, with what this replica holds of it and has not committed
+        (its rates too), without adding it to memory."""
+        local = self._state.entities.get((Kind(r.kind), r.id))
+        e = Entity(Kind(r.kind), r.id, r.first_seen, r.last_seen)
+        if local is None:
+            e.restore(r)
+        else:
+            e.restore(merge(local.record(), r))
+            e.rate_in, e.rate_out = local.rate_in, local.rate_out
+        return e
 
     def loading(self) -> str | None:
         """Why reads must wait (``None`` once the first shards are loaded)."""
@@ -226,23 +292,24 @@ class Replica:
                 await asyncio.sleep(0)
 
     async def _emit(self, engine: TransitionEngine, transitions: Iterable[Transition]) -> None:
-        """Write the transitions (and those a failed write left) with the conditions their
-        entities are left in, fenced; forget the shards found lost."""
+        """Write the transitions (and those a failed write left) with what their entities,
+        and those whose deadline or held flag moved, are left in, fenced; forget the shards
+        found lost."""
         self._unsent.extend(transitions)
-        if not self._unsent:
+        self._moved.update(dict.fromkeys(engine.take_moved()))
+        if not self._unsent and not self._moved:
             return
         entities = self._state.entities
-        left: dict[tuple[str, str], str] = {}
-        for t in self._unsent:
-            e = entities.get((Kind(t.kind), t.id))
+        left: dict[tuple[str, str], Emitted] = {}
+        for e in itertools.chain(
+            (entities.get((Kind(t.kind), t.id)) for t in self._unsent), self._moved
+        ):
             if e is not None and e.condition is not None:
-                left[(str(t.kind), t.id)] = condition_text(e.condition)
+                key = (str(e.kind), e.id)
+                left[key] = (*key, condition_text(e.condition), e.deadline, engine.is_held(e))
         try:
             lost = await asyncio.to_thread(
-                self.cluster.emit,
-                dict(self.held),
-                self._unsent,
-                [(kind, id_, text) for (kind, id_), text in left.items()],
+                self.cluster.emit, dict(self.held), self._unsent, list(left.values())
             )
         except Exception:
             if len(self._unsent) > UNSENT_MAX:
@@ -251,6 +318,7 @@ class Replica:
                 del self._unsent[:-UNSENT_MAX]
             raise
         self._unsent = []
+        self._moved.clear()
         if lost:
             self.fenced += len(lost)
             _log.warning("shards %s are no longer this replica's: their transitions are "

@@ -189,6 +189,9 @@ class TransitionEngine:
         self._pending: list[Entity] = []  # touched, not yet evaluated (a tick ran out)
         self._deadlines: SortedList = SortedList()  # (hibernate_at, id, entity)
         self._held: dict[Entity, None] = {}  # held up by a hold that counts, not due
+        # Evaluated entities whose deadline or held flag changed since take_moved (a replica
+        # writes them for the other replicas' decisions; None: alone, nothing to write).
+        self._moved: dict[Entity, None] | None = None if owns is None else {}
         self.sessions_by_state: dict[IdleState, int] = dict.fromkeys(IdleState, 0)
         """Sessions per state as last evaluated (read by metrics)."""
         self.sessions_flagged: dict[str, int] = {"runaway": 0, "stuck": 0, "hibernate_due": 0}
@@ -291,31 +294,37 @@ class TransitionEngine:
         builder = DecisionsBuilder(self._policy, now, within_ns)
         entities = self._state.entities
         done: set[Entity] = set()
-        listed: tuple[list[int], list[int]] = ([], [])  # deadlines (ns): due now, due soon
 
         def add(e: Entity) -> None:
             if e.kind is not Kind.AGENT and e not in done and entities.get((e.kind, e.id)) is e:
                 done.add(e)
-                at = builder.add(view(e, now))
-                if at is not None:
-                    heapq.heappush(listed[at > now], at)
+                builder.add(view(e, now))
 
         for e in itertools.chain(
             self._held, self._pending, self._state.touched(), _due(self._heap, now)
         ):
             add(e)
-        walks = ((None, now, listed[0]), ((now + 1,), now + within_ns, listed[1]))
-        for lowest, highest, heap in walks:
-            first = 0  # listed deadlines earlier than every one still unwalked
+        for soon, lowest, highest in ((False, None, now), (True, (now + 1,), now + within_ns)):
             for at_index, _, e in self._deadlines.irange(lowest, (highest, INT64_MAX)):
-                if limit is not None:
-                    while heap and heap[0] < at_index:
-                        heapq.heappop(heap)
-                        first += 1
-                    if first > limit:
-                        break
+                if not builder.wants(at_index, soon, limit):
+                    break
                 add(e)
         return builder.result(limit)
+
+    def is_held(self, e: Entity) -> bool:
+        """Was ``e`` held up (a hold that counts, not due) at its last evaluation?"""
+        return e in self._held
+
+    def take_moved(self) -> list[Entity]:
+        """The entities (of this engine's, ``owns`` given) whose deadline or held flag changed
+        at an evaluation since the last call: what a replica writes to the shared index
+        (:meth:`~lastactive.collector._pg_cluster.PostgresCluster.emit`)."""
+        moved = self._moved
+        if not moved:
+            return []
+        out = list(moved)
+        moved.clear()
+        return out
 
     def on_host(self, host_id: str) -> list[Entity]:
         """The sessions on ``host_id`` (the state's host index)."""
@@ -333,6 +342,8 @@ class TransitionEngine:
                 e.condition = e.rules = e.counted_host = e.deadline = None
                 self._index(e, before, host, deadline)
             self._scheduled.pop(e, None)
+            if self._moved is not None:
+                self._moved.pop(e, None)
             self._runaway_spell(e, False, now)  # its spell ends in the fleet's total
             self._runaway_ns.pop(e, None)
 
@@ -403,10 +414,15 @@ class TransitionEngine:
             ev.hibernate_at,
         )
         self._index(e, before, host, deadline)
+        held = self._held
+        was_held = e in held
         if ev.held_by and not ev.hibernate:
-            self._held[e] = None
+            held[e] = None
         else:
-            self._held.pop(e, None)
+            held.pop(e, None)
+        moved = self._moved
+        if moved is not None and (deadline != ev.hibernate_at or was_held != (e in held)):
+            moved[e] = None
         if current.runaway != (before is not None and before.runaway):
             self._runaway_spell(e, current.runaway, now)
         if out is not None:

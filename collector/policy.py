@@ -37,6 +37,7 @@ rules and ``now`` in, a :class:`Evaluation` with its state, deadline and reason 
 from __future__ import annotations
 
 import enum
+import heapq
 import time
 import tomllib
 from collections.abc import Iterable
@@ -481,6 +482,8 @@ class DecisionsBuilder:
         self._now = now
         self._within_ns = within_ns
         self._out = Decisions([], [], [])
+        self._listed: tuple[list[int], list[int]] = ([], [])  # deadlines: due now, due soon
+        self._earlier = [0, 0]  # per list: listed deadlines earlier than the walk's position
 
     def add(self, v: EntityView) -> int | None:
         """Evaluate ``v`` and file it; return its deadline (ns) when it went to ``hibernate`` or
@@ -500,7 +503,24 @@ class DecisionsBuilder:
             out.due_soon.append(Decision(v, e))
         else:
             return None
+        heapq.heappush(self._listed[at > now], at)
         return at
+
+    def wants(self, indexed_at: int, soon: bool, limit: int | None) -> bool:
+        """Walking an index of deadlines in order (ns; those due now from the earliest, or
+        ``soon``: from ``now``), may the entity indexed at ``indexed_at`` still be among its
+        list's first ``limit``? No once ``limit + 1`` deadlines already listed are earlier.
+
+        Correct for an index whose deadlines are never later than the entities' own (each
+        candidate is evaluated afresh with :meth:`add`): every entity the walk has not reached
+        has a deadline at or after ``indexed_at``. (A tie at ``indexed_at`` is walked.)"""
+        if limit is None:
+            return True
+        heap, i = self._listed[soon], int(soon)
+        while heap and heap[0] < indexed_at:
+            heapq.heappop(heap)
+            self._earlier[i] += 1
+        return self._earlier[i] <= limit
 
     def result(self, limit: int | None = None) -> Decisions:
         """The lists in their order (ties by kind, then id: the same answer whatever order the

@@ -436,12 +436,18 @@ def otlp_json(session_id: str, t_ns: int) -> dict[str, Any]:
 
 
 def last_input(
-    collector: CollectorClient, sid: str, seconds_ago: float, host: str | None = None
+    collector: CollectorClient,
+    sid: str,
+    seconds_ago: float,
+    host: str | None = None,
+    now: int | None = None,
 ) -> None:
-    """Session ``sid`` (on ``host``, default ``h-<sid>``) had input ``seconds_ago``."""
-    t = time.time_ns() - int(seconds_ago * S)
+    """Session ``sid`` (on ``host``, default ``h-<sid>``) had input ``seconds_ago`` before
+    ``now`` (ns; default: the real time)."""
+    now = time.time_ns() if now is None else now
+    t = now - int(seconds_ago * S)
     req = metrics_request(sid, host_id=host or f"h-{sid}", gauges={"lastactive.source.last_time": [
-        sum_point(0, time.time_ns(), 0, **{"lastactive.source": "input"})]})  # fmt: skip
+        sum_point(0, now, 0, **{"lastactive.source": "input"})]})  # fmt: skip
     req.resource_metrics[0].scope_metrics[0].metrics[0].gauge.data_points[0].as_double = t / S
     assert collector.post("/v1/metrics", req.SerializeToString(), PROTO)[0] == 200
 

@@ -13,6 +13,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from lastactive.collector._core import Core
+from lastactive.collector._flusher import StoreUnavailableError
 from lastactive.collector._http._query import EvaluationOut, HoldOut
 from lastactive.collector._paging import DEFAULT_PAGE, MAX_PAGE, page_size
 from lastactive.collector._state import NANOS, EntityView, Kind
@@ -171,7 +172,11 @@ def decisions_router(core: Core) -> APIRouter:
             stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
         )
 
-    @router.get("/v1/decisions", response_model=DecisionList)
+    @router.get(
+        "/v1/decisions",
+        response_model=DecisionList,
+        responses={503: {"description": "a replica could not read the store (Retry-After)"}},
+    )
     async def decisions(
         within: Annotated[
             float, Query(ge=0, le=MAX_DURATION_S, description="also list those due within (s)")
@@ -185,7 +190,10 @@ def decisions_router(core: Core) -> APIRouter:
         the reason in words, and those held up, with their holds; each list its first
         ``limit`` (the most urgent: act on them and ask again)."""
         now = clock()
-        out = core.engine.decisions(now, int(within * NANOS), page_size(limit))
+        try:
+            out = await core.decisions(now, int(within * NANOS), page_size(limit))
+        except StoreUnavailableError as exc:  # a replica reads the shared index
+            raise HTTPException(503, str(exc), headers={"Retry-After": "1"}) from None
         body = {
             "hibernate": [decision_json(d) for d in out.hibernate],
             "due_soon": [decision_json(d) for d in out.due_soon],

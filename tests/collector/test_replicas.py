@@ -22,8 +22,9 @@ from lastactive.collector._pg_cluster import PostgresCluster
 from lastactive.collector._shards import SHARDS, fair_share, shard_of
 from lastactive.collector._state import ActivityState, Kind
 from lastactive.collector._transitions import Transition, TransitionField
+from lastactive.collector.proto import query_pb2
 from lastactive.collector.store import PostgresStore
-from tests.collector.test_decisions import _sse
+from tests.collector.test_decisions import _sse, hold_request
 from tests.helpers import (
     InProcessCollector,
     last_input,
@@ -83,7 +84,7 @@ def test_leases_split_the_shards_and_fence_a_replica_past_its_lease(postgres_url
         mine = next(i for i in range(1000) if shard_of("session", f"s{i}") in held_x)
         t = Transition(1, "session", f"s{mine}", None, TransitionField.STATE, "new", "active",
                        "first seen", None)  # fmt: skip
-        assert x.emit(held_x, [t], [("session", f"s{mine}", "active:000")]) == set()
+        assert x.emit(held_x, [t], [("session", f"s{mine}", "active:000", T0, False)]) == set()
         assert [r[2:] for r in _outbox(postgres_url)] == [(f"s{mine}", "state", "new", "active")]
 
         # x stalls past its lease: y takes its shards; what x emits then is dropped.
@@ -92,7 +93,7 @@ def test_leases_split_the_shards_and_fence_a_replica_past_its_lease(postgres_url
                          "WHERE owner = 'x'")  # fmt: skip
         late = Transition(2, "session", f"s{mine}", None, TransitionField.STATE, "active",
                           "idle", "idle", None)  # fmt: skip
-        assert x.emit(held_x, [late], [("session", f"s{mine}", "idle:000")]) == set(held_x)
+        assert x.emit(held_x, [late], [("session", f"s{mine}", "idle:000", T0, False)]) == set(held_x)
         assert len(_outbox(postgres_url)) == 1
         held_y, _ = y.lease_shards(held_y)
         assert len(held_y) == fair_share(2)  # x's heartbeat is still fresh: a fair share
@@ -267,3 +268,66 @@ def test_byte_streams_alternating_between_replicas_count_as_through_one(postgres
         assert sum(expected.values()) > 100_000
     finally:
         store.close()
+
+
+def _indexed(url: str) -> dict[str, tuple[int | None, bool]]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT id, deadline, held FROM emitted").fetchall()
+    return {r[0]: (r[1], r[2]) for r in rows}
+
+
+def test_every_replica_decides_as_one_process_that_got_every_report(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """Issue 13: ``/v1/decisions`` (HTTP and gRPC) on either replica equals one process's
+    that got every report, while each replica got half of them and evaluates half of the
+    shards: the shared deadline index and held flags, each candidate evaluated from its row."""
+    policy = tmp_path / "policy.toml"
+    policy.write_text(
+        "[defaults]\nidle_after = 30\nhibernate_after = 60\n"
+        "[[overrides]]\nmatch = { session_prefix = 'keep-' }\nhibernate_after = 3600\n"
+    )
+    now = [time.time_ns()]
+    options: dict[str, Any] = {"policy": policy, "clock": lambda: now[0], "flush_interval": 0.05}
+    one = InProcessCollector(**options).start()
+    a = InProcessCollector(PostgresStore(postgres_url), replica="a", lease=1.0, **options).start()
+    b = InProcessCollector(PostgresStore(postgres_url), replica="b", lease=1.0, **options).start()
+    try:
+        wait_for(lambda: _owners(postgres_url) == {"a": 32, "b": 32}, 20, "the shards split")
+        now[0] = time.time_ns()  # the reports' times are real ones
+        sessions = [f"{'keep-' if i % 7 == 3 else 's'}{i}" for i in range(24)]
+        for i, sid in enumerate(sessions):  # a host's sessions go to both replicas
+            for c in (one, a if i % 2 else b):
+                last_input(c, sid, 5 * i, host=f"h{i % 5}", now=now[0])
+        until = now[0] / S + 200
+        for c in (one, a):
+            hold = hold_request("s4", "lease", "l1", until).SerializeToString()
+            assert c.post("/v1/logs", hold, {"Content-Type": "application/x-protobuf"})[0] == 200
+        entities = len(sessions) + 5 + 1  # + the hosts, + h9 (the hold's)
+        wait_for(lambda: len(_indexed(postgres_url)) == entities, 20, "every entity indexed")
+        wait_for(lambda: _indexed(postgres_url)["s4"][1], 20, "the hold indexed")
+        whole: list[dict[str, Any]] = []
+        for step in (0, 40, 30, 100, 150):  # idle, due, the hold ends, everything due
+            now[0] += step * S
+            for query in ("?within=0", "?within=3600&limit=3", "?limit=1", ""):
+                expected = one.get(f"/v1/decisions{query}")
+                assert expected[0] == 200
+                assert a.get(f"/v1/decisions{query}") == expected, (step, query)
+                assert b.get(f"/v1/decisions{query}") == expected, (step, query)
+            whole.append(expected[1])
+            for c in (a, b):
+                channel, stub = c.grpc_stub()
+                with channel:
+                    resp = stub.Decisions(query_pb2.DecisionsRequest(limit=1), timeout=10)
+                assert [d.id for d in resp.hibernate] == [d["id"] for d in whole[-1]["hibernate"]][
+                    :1
+                ]
+                assert [d.id for d in resp.held] == [d["id"] for d in whole[-1]["held"]][:1]
+        ids = [{d["id"] for d in body["hibernate"]} for body in whole]
+        assert "s4" in {d["id"] for d in whole[0]["held"]}
+        assert "s20" in ids[0] and "s2" not in ids[0]  # input 100 s ago, 10 s ago
+        assert "s2" in ids[2] and "s4" not in ids[2]  # 80 s; s4 still held
+        assert "s4" in ids[4] and not any(i.startswith("keep-") for i in ids[4])
+    finally:
+        for c in (a, b, one):
+            c.stop()
