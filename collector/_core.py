@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from lastactive.collector._admission import Admission
 from lastactive.collector._auth import Credentials
 from lastactive.collector._ingest import Ingest
+from lastactive.collector._paging import sessions_page, stored_sessions_page
 from lastactive.collector._replica import Replica
-from lastactive.collector._state import ActivityState, Kind
+from lastactive.collector._state import ActivityState, EntityView, Kind, PageKey
 from lastactive.collector._stats import IngestStats
 from lastactive.collector._transitions import TransitionEngine
 from lastactive.collector._watch import WatchHub
@@ -73,3 +74,23 @@ class Core:
         if self.replica is None:
             return self.engine.decisions(now, within_ns, limit)
         return await self.replica.decisions(self.policy, now, within_ns, limit)
+
+    async def sessions_page(
+        self, now: int, host_id: str | None, limit: int, trusted_only: bool, page_token: str
+    ) -> tuple[list[EntityView], str]:
+        """A page of sessions, most recent first, and the next page's token ("" on the last):
+        from memory (:func:`~lastactive.collector._paging.sessions_page`), or on a replica
+        from the store (:meth:`~lastactive.collector._replica.Replica.sessions`).
+
+        Raises:
+            PageTokenError: ``page_token`` is not one this collector made.
+            StoreUnavailableError: a replica could not read the store.
+        """
+        replica = self.replica
+        if replica is None:
+            return sessions_page(self.state, now, host_id, limit, trusted_only, page_token)
+
+        def find(n: int, after: PageKey | None) -> Awaitable[list[EntityView]]:
+            return replica.sessions(now, host_id, n, trusted_only, after)
+
+        return await stored_sessions_page(find, limit, page_token)

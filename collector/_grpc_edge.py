@@ -28,7 +28,7 @@ from lastactive.collector._auth import (
 from lastactive.collector._core import Core
 from lastactive.collector._flusher import StoreUnavailableError
 from lastactive.collector._otlp_signals import SIGNALS, OtlpSignal, export_response
-from lastactive.collector._paging import PageTokenError, page_size, sessions_page
+from lastactive.collector._paging import PageTokenError, page_size
 from lastactive.collector._startup import LOADING_RETRY_S
 from lastactive.collector._state import NANOS, EntityView, Hold, Kind
 from lastactive.collector._tls import grpc_identity
@@ -320,12 +320,16 @@ class ActivityQueryServicer(query_pb2_grpc.ActivityQueryServicer):  # type: igno
         await self._readable(context)
         now = self._clock()
         try:
-            views, token = sessions_page(
-                self._state, now, request.host_id or None, request.limit,
-                request.trusted_only, request.page_token,
+            views, token = await self._core.sessions_page(
+                now, request.host_id or None, request.limit, request.trusted_only,
+                request.page_token,
             )  # fmt: skip
         except PageTokenError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except StoreUnavailableError as exc:
+            await context.abort_with_status(
+                unavailable(str(exc), self._core.admission.retry_delay())
+            )
         evaluate = self._policy.evaluate
         return query_pb2.ListSessionsResponse(
             sessions=[entity_message(v, evaluate(v, now)) for v in views], next_page_token=token

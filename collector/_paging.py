@@ -12,11 +12,19 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 from lastactive.collector._state import ActivityState, EntityView, PageKey, page_key
 
-__all__ = ["DEFAULT_PAGE", "MAX_PAGE", "PageTokenError", "page_size", "sessions_page"]
+__all__ = [
+    "DEFAULT_PAGE",
+    "MAX_PAGE",
+    "PageTokenError",
+    "page_size",
+    "sessions_page",
+    "stored_sessions_page",
+]
 
 DEFAULT_PAGE: Final = 1000
 """Sessions per page when the client asks for 0."""
@@ -43,7 +51,27 @@ def sessions_page(
         PageTokenError: ``page_token`` is not one this collector made.
     """
     size = page_size(limit)
-    views = state.sessions(now, host_id, size + 1, trusted_only, _after(page_token))
+    return _cut(state.sessions(now, host_id, size + 1, trusted_only, _after(page_token)), size)
+
+
+async def stored_sessions_page(
+    find: Callable[[int, PageKey | None], Awaitable[list[EntityView]]],
+    limit: int,
+    page_token: str,
+) -> tuple[list[EntityView], str]:
+    """:func:`sessions_page` from ``find(n, after)``: the first ``n`` sessions after a key
+    (a replica's walk of the store:
+    :meth:`~lastactive.collector._replica.Replica.sessions`).
+
+    Raises:
+        PageTokenError: ``page_token`` is not one this collector made.
+    """
+    size = page_size(limit)
+    return _cut(await find(size + 1, _after(page_token)), size)
+
+
+def _cut(views: list[EntityView], size: int) -> tuple[list[EntityView], str]:
+    """``size + 1`` views asked for: the page and the next one's token."""
     if len(views) > size:
         return views[:size], _token_after(views[size - 1])
     return views, ""

@@ -38,6 +38,7 @@ import psycopg
 from lastactive.collector._postgres import PostgresStore
 from lastactive.collector._record import EntityRecord
 from lastactive.collector._shards import fair_share, shard_of
+from lastactive.collector._state import PageKey
 from lastactive.collector._transitions import Transition, TransitionField
 
 __all__ = ["CHANNEL", "Emitted", "PostgresCluster", "Stored"]
@@ -104,6 +105,15 @@ _BY_DEADLINE: Final = (
     "AND (c.deadline, c.kind, c.id) > (%s, %s, %s) ORDER BY c.deadline, c.kind, c.id LIMIT %s"
 )
 _HELD_UP: Final = f"SELECT {_COLUMNS} {_INDEXED} WHERE c.held"
+# _state.page_key, as the store's entities_recent and entities_host_recent index it.
+_PAGE_KEY: Final = "(-COALESCE(e.last_active, 0)), (-e.last_seen), (-e.first_seen), e.id"
+_RECENT: Final = (
+    f"SELECT {_COLUMNS}, {_PAGE_KEY} {_FROM} WHERE e.kind = 'session' {{}}"
+    f"AND ({_PAGE_KEY}) > (%s, %s, %s, %s) ORDER BY {_PAGE_KEY} LIMIT %s"
+)
+_RECENT_ALL: Final = _RECENT.format("")
+_RECENT_ON_HOST: Final = _RECENT.format("AND e.host_id = %s ")
+_FIRST_KEY: Final = (-(2**63), -(2**63), -(2**63), "")  # before every session's
 _NUMBER: Final = "UPDATE outbox_seq SET last = last + %s RETURNING last"
 _OUTBOX_COLUMNS: Final = "at, kind, id, host_id, field, previous, current, reason, hibernate_at"
 _OUTBOX: Final = (
@@ -209,6 +219,20 @@ class PostgresCluster:
         with self._store.connection() as conn:
             rows = conn.execute(_BY_DEADLINE, (lowest, highest, *start, size)).fetchall()
         return [(row[-1], r) for row in rows for r, _ in self._stored((row[:-1],))]
+
+    def recent(
+        self, host_id: str | None, after: PageKey | None, size: int
+    ) -> list[tuple[PageKey, EntityRecord]]:
+        """Up to ``size`` stored sessions (on ``host_id``; ``None``: any) after ``after``
+        (``None``: from the first) in the "most recent first" order of
+        :func:`~lastactive.collector._state.page_key`, each with its key (an index walk)."""
+        key = after or _FIRST_KEY
+        with self._store.connection() as conn:
+            if host_id is None:
+                rows = conn.execute(_RECENT_ALL, (*key, size)).fetchall()
+            else:
+                rows = conn.execute(_RECENT_ON_HOST, (host_id, *key, size)).fetchall()
+        return [(tuple(row[-4:]), r) for row in rows for r, _ in self._stored((row[:-4],))]
 
     def held_up(self) -> list[EntityRecord]:
         """The stored entities their owner last found held up (by a hold that counts)."""

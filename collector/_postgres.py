@@ -27,6 +27,7 @@ from typing import Any, Final
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from lastactive.collector._activity import sources_of
 from lastactive.collector._record import (
     HOLD_GRACE_NS,
     INT64_MAX,
@@ -41,12 +42,16 @@ from lastactive.collector._record import (
 from lastactive.collector._rows import JSON_FIELDS, ROW_ERRORS, record_of, row_of, stream_of
 from lastactive.collector._shards import SHARDS
 from lastactive.collector.store import StoreError
+from lastactive.conventions import ActivityClass
 
 __all__ = ["PostgresStore"]
 
 _log = logging.getLogger(__name__)
 
 _SCHEMA_VERSION: Final = 4
+_ENGAGING: Final = sources_of(frozenset({ActivityClass.ENGAGEMENT}))
+# A session's _state.page_key in SQL (times are positive: ingest clamps them).
+_RECENCY: Final = "(-COALESCE(last_active, 0)), (-last_seen), (-first_seen), id"
 _META: Final = "CREATE TABLE IF NOT EXISTS lastactive_schema (version integer NOT NULL)"
 _SCHEMA: Final = (
     """CREATE TABLE entities (
@@ -134,6 +139,15 @@ _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
         "ADD COLUMN held boolean NOT NULL DEFAULT false",
         "CREATE INDEX emitted_deadline ON emitted (deadline, kind, id) WHERE deadline IS NOT NULL",
         "CREATE INDEX emitted_held ON emitted (kind, id) WHERE held",
+        # Sessions most recent first (_state.page_key) on any replica (PostgresCluster.recent):
+        # last_active is the latest engagement source (the conventions' engagement sources
+        # when this migration was written; a change to them needs a migration).
+        "ALTER TABLE entities ADD COLUMN last_active bigint GENERATED ALWAYS AS (GREATEST("
+        + ", ".join(f"(sources->>'{s}')::bigint" for s in sorted(_ENGAGING))
+        + ")) STORED",
+        f"CREATE INDEX entities_recent ON entities ({_RECENCY}) WHERE kind = 'session'",
+        f"CREATE INDEX entities_host_recent ON entities (host_id, {_RECENCY}) "
+        "WHERE kind = 'session'",
     ),
 }
 """From version: the statements that bring it to the next one."""

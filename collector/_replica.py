@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import itertools
 import logging
 import os
@@ -42,7 +43,15 @@ from typing import TYPE_CHECKING, Final
 from lastactive.collector._flusher import StoreUnavailableError
 from lastactive.collector._record import EntityRecord, merge
 from lastactive.collector._shards import shard_of
-from lastactive.collector._state import ActivityState, Entity, Kind, view
+from lastactive.collector._state import (
+    ActivityState,
+    Entity,
+    EntityView,
+    Kind,
+    PageKey,
+    page_key,
+    view,
+)
 from lastactive.collector._transitions import (
     TICK_BUDGET,
     TICK_S,
@@ -178,16 +187,64 @@ class Replica:
             raise StoreUnavailableError(f"the state store failed: {exc}") from exc
         return builder.result(limit)
 
-    def _current(self, r: EntityRecord) -> Entity:
-        """The entity ``r`` stores, with what this replica holds of it and has not committed
-        (its rates too), without adding it to memory."""
+    async def sessions(
+        self,
+        now: int,
+        host_id: str | None,
+        limit: int,
+        trusted_only: bool,
+        after: PageKey | None,
+    ) -> list[EntityView]:
+        """:meth:`~lastactive.collector._state.ActivityState.sessions` over every replica's
+        committed sessions, the same on each (within a commit interval): the first ``limit``
+        (> 0) after ``after`` in :func:`~lastactive.collector._state.page_key` order, found by
+        a walk of the store's recency index from ``after``.
+
+        With ``trusted_only`` the key is the trusted engagement, never later than the indexed
+        one, so a session is placed once the walk has passed its key; the walk starts at the
+        first session and, when fewer than ``limit`` sessions have trusted engagement, walks
+        every engaged one (as in memory).
+
+        Raises:
+            StoreUnavailableError: the store failed (503 / UNAVAILABLE).
+        """
+        placed: list[tuple[PageKey, int, EntityView]] = []  # a heap by key
+        out: list[EntityView] = []
+        cursor = None if trusted_only else after
+        size = max(limit, DECISIONS_PAGE) if trusted_only else limit
+        order = itertools.count()
+        try:
+            while True:
+                page = await asyncio.to_thread(self.cluster.recent, host_id, cursor, size)
+                for indexed, r in page:
+                    while placed and placed[0][0] < indexed:  # nothing unwalked precedes it
+                        out.append(heapq.heappop(placed)[2])
+                        if len(out) == limit:
+                            return out
+                    v = view(self._current(r, uncommitted=False), now, trusted_only)
+                    key = page_key(v)
+                    if after is None or key > after:
+                        heapq.heappush(placed, (key, next(order), v))
+                if len(page) < size:
+                    break
+                cursor = page[-1][0]
+        except Exception as exc:  # the store (a bug would show in the log)
+            _log.warning("reading sessions from the store failed: %s", exc)
+            raise StoreUnavailableError(f"the state store failed: {exc}") from exc
+        while placed and len(out) < limit:
+            out.append(heapq.heappop(placed)[2])
+        return out
+
+    def _current(self, r: EntityRecord, *, uncommitted: bool = True) -> Entity:
+        """The entity ``r`` stores, with this replica's rates of it and (``uncommitted``) what
+        it holds of it and has not committed, without adding it to memory."""
         local = self._state.entities.get((Kind(r.kind), r.id))
         e = Entity(Kind(r.kind), r.id, r.first_seen, r.last_seen)
         if local is None:
             e.restore(r)
-        else:
-            e.restore(merge(local.record(), r))
-            e.rate_in, e.rate_out = local.rate_in, local.rate_out
+            return e
+        e.restore(merge(local.record(), r) if uncommitted else r)
+        e.rate_in, e.rate_out = local.rate_in, local.rate_out
         return e
 
     def loading(self) -> str | None:

@@ -67,7 +67,14 @@ def create_app(
     read = [Depends(requires(core.credentials, Scope.READ)), Depends(loaded(core.loading))]
     app.include_router(otlp_router(core, max_request_bytes), responses=_REFUSALS)
     app.include_router(
-        query_router(core.state, core.policy, core.ingest.clocks, core.clock, core.fetch),
+        query_router(
+            core.state,
+            core.policy,
+            core.ingest.clocks,
+            core.clock,
+            core.fetch,
+            core.sessions_page,
+        ),
         dependencies=read,
         responses=_REFUSALS,
     )

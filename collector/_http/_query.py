@@ -16,7 +16,8 @@ from pydantic import BaseModel, Field
 from starlette.convertors import Convertor, register_url_convertor
 
 from lastactive.collector._clocks import ReporterClocks
-from lastactive.collector._paging import DEFAULT_PAGE, MAX_PAGE, PageTokenError, sessions_page
+from lastactive.collector._flusher import StoreUnavailableError
+from lastactive.collector._paging import DEFAULT_PAGE, MAX_PAGE, PageTokenError
 from lastactive.collector._state import (
     NANOS,
     ActivityState,
@@ -230,9 +231,11 @@ def query_router(
     clocks: ReporterClocks,
     clock: Callable[[], int],
     fetch: Callable[[Kind, str], Awaitable[None]],
+    page: Callable[[int, str | None, int, bool, str], Awaitable[tuple[list[EntityView], str]]],
 ) -> APIRouter:
-    """``GET /v1/sessions``, ``/v1/sessions/{id}``, ``/v1/hosts/{id}``, each entity with the
-    policy's evaluation; ``GET /v1/reporters``, each reporter's clock."""
+    """``GET /v1/sessions`` (pages from ``page``: :meth:`~lastactive.collector._core.Core.
+    sessions_page`), ``/v1/sessions/{id}``, ``/v1/hosts/{id}``, each entity with the policy's
+    evaluation; ``GET /v1/reporters``, each reporter's clock."""
     router = APIRouter(tags=["query"])
 
     @router.get("/v1/reporters", response_model=ReporterList)
@@ -260,7 +263,10 @@ def query_router(
     @router.get(
         "/v1/sessions",
         response_model=SessionList,
-        responses={400: {"description": "page_token is not one this collector made"}},
+        responses={
+            400: {"description": "page_token is not one this collector made"},
+            503: {"description": "a replica could not read the store (Retry-After)"},
+        },
     )
     async def list_sessions(
         host: Annotated[str | None, Query(description="only sessions on this host.id")] = None,
@@ -274,9 +280,11 @@ def query_router(
         id), a page at a time."""
         now = clock()
         try:
-            views, token = sessions_page(state, now, host, limit, trusted_only, page_token)
+            views, token = await page(now, host, limit, trusted_only, page_token)
         except PageTokenError as exc:
             raise HTTPException(400, str(exc)) from None
+        except StoreUnavailableError as exc:
+            raise HTTPException(503, str(exc), headers={"Retry-After": "1"}) from None
         return SessionList(
             sessions=[EntityOut.of(v, policy.evaluate(v, now)) for v in views],
             next_page_token=token,

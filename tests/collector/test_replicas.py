@@ -4,6 +4,7 @@ and stalled replica processes are in ``tests/integration/test_replicas.py``."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 import time
@@ -19,8 +20,10 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 
 from lastactive.collector._ingest import Ingest
 from lastactive.collector._pg_cluster import PostgresCluster
+from lastactive.collector._record import EntityRecord
+from lastactive.collector._replica import Replica
 from lastactive.collector._shards import SHARDS, fair_share, shard_of
-from lastactive.collector._state import ActivityState, Kind
+from lastactive.collector._state import ActivityState, Kind, page_key
 from lastactive.collector._transitions import Transition, TransitionField
 from lastactive.collector.proto import query_pb2
 from lastactive.collector.store import PostgresStore
@@ -93,7 +96,8 @@ def test_leases_split_the_shards_and_fence_a_replica_past_its_lease(postgres_url
                          "WHERE owner = 'x'")  # fmt: skip
         late = Transition(2, "session", f"s{mine}", None, TransitionField.STATE, "active",
                           "idle", "idle", None)  # fmt: skip
-        assert x.emit(held_x, [late], [("session", f"s{mine}", "idle:000", T0, False)]) == set(held_x)
+        idle = ("session", f"s{mine}", "idle:000", T0, False)
+        assert x.emit(held_x, [late], [idle]) == set(held_x)
         assert len(_outbox(postgres_url)) == 1
         held_y, _ = y.lease_shards(held_y)
         assert len(held_y) == fair_share(2)  # x's heartbeat is still fresh: a fair share
@@ -276,12 +280,25 @@ def _indexed(url: str) -> dict[str, tuple[int | None, bool]]:
     return {r[0]: (r[1], r[2]) for r in rows}
 
 
-def test_every_replica_decides_as_one_process_that_got_every_report(
+def _pages(c: InProcessCollector, query: str) -> list[Any]:
+    """Every page of ``/v1/sessions?{query}``, following the tokens."""
+    pages, token = [], ""
+    while True:
+        status, body = c.get(f"/v1/sessions?{query}&page_token={token}")
+        assert status == 200, body
+        pages.append(body["sessions"])
+        token = body["next_page_token"]
+        if not token:
+            return pages
+
+
+def test_every_replica_answers_as_one_process_that_got_every_report(
     postgres_url: str, tmp_path: Path
 ) -> None:
-    """Issue 13: ``/v1/decisions`` (HTTP and gRPC) on either replica equals one process's
-    that got every report, while each replica got half of them and evaluates half of the
-    shards: the shared deadline index and held flags, each candidate evaluated from its row."""
+    """Issue 13: ``/v1/decisions`` and session lists (HTTP and gRPC) on either replica equal
+    one process's that got every report, while each replica got half of them and evaluates
+    half of the shards: the shared deadline index and held flags, each candidate evaluated
+    from its row; lists are walks of the store's recency index."""
     policy = tmp_path / "policy.toml"
     policy.write_text(
         "[defaults]\nidle_after = 30\nhibernate_after = 60\n"
@@ -306,6 +323,17 @@ def test_every_replica_decides_as_one_process_that_got_every_report(
         entities = len(sessions) + 5 + 1  # + the hosts, + h9 (the hold's)
         wait_for(lambda: len(_indexed(postgres_url)) == entities, 20, "every entity indexed")
         wait_for(lambda: _indexed(postgres_url)["s4"][1], 20, "the hold indexed")
+        for query in ("limit=5", "limit=4&host=h2", "limit=3&trusted_only=true", "limit=0"):
+            expected_pages = _pages(one, query)
+            assert _pages(a, query) == _pages(b, query) == expected_pages, query
+        assert len(_pages(one, "limit=5")) == 5  # 24 sessions
+        for c in (a, b):
+            channel, stub = c.grpc_stub()
+            with channel:
+                resp = stub.ListSessions(query_pb2.ListSessionsRequest(limit=7), timeout=10)
+            assert [s.id for s in resp.sessions] == [s["id"] for s in one.get(
+                "/v1/sessions?limit=7")[1]["sessions"]]  # fmt: skip
+            assert c.get("/v1/sessions?page_token=bad")[0] == 400
         whole: list[dict[str, Any]] = []
         for step in (0, 40, 30, 100, 150):  # idle, due, the hold ends, everything due
             now[0] += step * S
@@ -331,3 +359,50 @@ def test_every_replica_decides_as_one_process_that_got_every_report(
     finally:
         for c in (a, b, one):
             c.stop()
+
+
+def test_session_pages_from_the_store_are_those_of_memory(postgres_url: str) -> None:
+    """A replica's walk of the store's recency index (``Replica.sessions``) gives the pages the
+    in-memory index gives, on random sessions: engagement from trusted and untrusted sources
+    or none, tied times, several hosts; every page size, trusted or not, paged by key."""
+    rng = random.Random(13)
+    records = []
+    for i in range(300):
+        sources = {}
+        for source in rng.sample(
+            ["input", "prompt", "user", "output", "process"], rng.randint(0, 3)
+        ):
+            sources[source] = T0 + rng.choice([0, 1, 2, rng.randint(0, 10**6)]) * S
+        first = T0 - rng.choice([0, 5, rng.randint(0, 100)]) * S
+        records.append(EntityRecord(
+            kind="session", id=f"s{i:03}", host_id=f"h{i % 4}", first_seen=first,
+            last_seen=first + rng.choice([0, 7, rng.randint(0, 10**6)]) * S,
+            sources=tuple(sorted(sources.items())),
+        ))  # fmt: skip
+    store = PostgresStore(postgres_url)
+    try:
+        assert store.save(records, []) == 0
+        memory = ActivityState()
+        memory.load(records)
+        replica = Replica(PostgresCluster(store, "r", 1.0), ActivityState(), lambda: T0)
+        now = T0 + 2 * 10**6 * S
+
+        async def walk(host: str | None, trusted: bool, size: int) -> None:
+            after = None
+            while True:
+                expected = memory.sessions(now, host, size, trusted, after)
+                got = await replica.sessions(now, host, size, trusted, after)
+                assert [v.id for v in got] == [v.id for v in expected], (host, trusted, size)
+                if len(expected) < size:
+                    return
+                after = page_key(expected[-1])
+
+        async def main() -> None:
+            for host in (None, "h1"):
+                for trusted in (False, True):
+                    for size in (1, 7, 64, 1000):
+                        await walk(host, trusted, size)
+
+        asyncio.run(main())
+    finally:
+        store.close()
