@@ -312,9 +312,9 @@ class Replica:
         """The engine forgets what it evaluated in ``lost`` shards (a slice at a time)."""
         entities = iter(list(self._state.entities.values()))
         while chunk := list(itertools.islice(entities, ADOPT_SLICE * 10)):
-            engine.forget(
-                e for e in chunk if e.condition is not None and shard_of(e.kind, e.id) in lost
-            )
+            gone = [e for e in chunk if shard_of(e.kind, e.id) in lost]
+            engine.forget(e for e in gone if e.condition is not None)
+            self._state.unfollow(gone)
             await asyncio.sleep(0)
         self._unsent = [t for t in self._unsent if shard_of(t.kind, t.id) not in lost]
 
@@ -341,7 +341,7 @@ class Replica:
         and re-evaluated)."""
         for i in range(0, len(rows), ADOPT_SLICE):
             chunk = rows[i : i + ADOPT_SLICE]
-            entities = self._state.load((r for r, _ in chunk), self._clock())
+            entities = self._state.load((r for r, _ in chunk), self._clock(), follow=True)
             for e, (_, text) in zip(entities, chunk, strict=True):
                 if e.kind is not Kind.AGENT and (every or e.condition is None):
                     engine.adopt(e, condition_from_text(text))

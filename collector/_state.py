@@ -505,6 +505,9 @@ class ActivityState:
         cumulative ones (the store counts those from :attr:`_rises`)."""
         self._rises: dict[str, _Rise] = {}
         """Cumulative byte streams' points since the last commit, by stream key text."""
+        self._followed: dict[Entity, tuple[int, int]] = {}
+        """(input, output) byte totals of the stored row last followed (with
+        :attr:`additive_io`): their rises feed the rate windows (:meth:`load`)."""
         self.touching: frozenset[str] = frozenset(SOURCES) - {Source.TELEMETRY}
         """Sources whose activity marks an entity touched (set by the transition engine to the
         sources its policy counts, so liveness alone costs no re-evaluation)."""
@@ -848,6 +851,7 @@ class ActivityState:
             self._dirty.discard(e)
             self._touched.discard(e)
             self._io_counted.pop(e, None)
+            self._followed.pop(e, None)
             gone.append(e)
         if self._rotate_at is None:
             self._rotate_at = now + retention_ns
@@ -873,27 +877,35 @@ class ActivityState:
         from a ``cumulative`` stream's rise (on a shared store, :meth:`rise_point` then tells
         the store the stream's points, from which it counts them itself) or a delta point."""
         slot = 2 * cumulative + (not receive)
+        additive = self.additive_io
         for e in entities:
             # Totals saturate at INT64_MAX (what a store holds) rather than overflow it.
             if receive:
                 e.input_bytes = min(e.input_bytes + delta, INT64_MAX)
-                if e.rate_in is _NO_RATE:
-                    e.rate_in = _RateWindow()
-                e.rate_in.add(t, delta)
             else:
                 e.output_bytes = min(e.output_bytes + delta, INT64_MAX)
-                if e.rate_out is _NO_RATE:
-                    e.rate_out = _RateWindow()
-                e.rate_out.add(t, delta)
-                if e.kind is Kind.SESSION:
-                    self.producing[e] = None
-            if self.additive_io:
+            if additive:  # rates follow the store's totals (load), whoever received them
                 counted = self._io_counted.get(e)
                 if counted is None:
                     counted = self._io_counted[e] = [0, 0, 0, 0]
                 counted[slot] += delta
+            else:
+                self._rate(e, receive, t, delta)
             self._dirty.add(e)
             self._touched.add(e)
+
+    def _rate(self, e: Entity, receive: bool, t: int, delta: int) -> None:
+        """``delta`` bytes into (``receive``) or out of ``e`` at ``t`` (ns) in its rate window."""
+        if receive:
+            if e.rate_in is _NO_RATE:
+                e.rate_in = _RateWindow()
+            e.rate_in.add(t, delta)
+            return
+        if e.rate_out is _NO_RATE:
+            e.rate_out = _RateWindow()
+        e.rate_out.add(t, delta)
+        if e.kind is Kind.SESSION:
+            self.producing[e] = None
 
     def rise_point(
         self, key: tuple[object, ...], entities: list[Entity], receive: bool, rose: int
@@ -1065,6 +1077,23 @@ class ActivityState:
                 self._dirty.add(e)
         self._retry_streams.extend(streams)
 
+    def unfollow(self, entities: Iterable[Entity]) -> None:
+        """Forget the rows last followed for ``entities`` (their shard went to another
+        replica: when it comes back, its first row sets a new base, not a rise)."""
+        for e in entities:
+            self._followed.pop(e, None)
+
+    def _follow_rates(self, e: Entity, r: EntityRecord, now: int) -> None:
+        before = self._followed.get(e)
+        self._followed[e] = (r.input_bytes, r.output_bytes)
+        if before is not None:
+            for receive, rose in (
+                (True, r.input_bytes - before[0]),
+                (False, r.output_bytes - before[1]),
+            ):
+                if rose > 0:
+                    self._rate(e, receive, now, rose)
+
     def load_streams(self, streams: Iterable[StreamRecord]) -> None:
         """Counter baselines saved before a restart: each stream's next point counts from
         its baseline (not from zero, not as a new stream)."""
@@ -1073,10 +1102,17 @@ class ActivityState:
             if prev is None or r.time >= prev.time:
                 self._stored_streams[r.key] = r
 
-    def load(self, records: Iterable[EntityRecord], now: int | None = None) -> list[Entity]:
+    def load(
+        self, records: Iterable[EntityRecord], now: int | None = None, *, follow: bool = False
+    ) -> list[Entity]:
         """Merge persisted records in, by :func:`~lastactive.collector._record.merge` (so
         loading twice is harmless); return the entities they made or changed. ``now`` (ns),
         when given, spares the recent-activity checks of sessions with nothing recent.
+
+        With :attr:`additive_io` and ``follow`` (a replica's change feed of the shards it
+        evaluates, read every tick), what the byte totals rose by since the row was last
+        followed goes into the rate windows at ``now``: the bytes any replica received, so
+        the owner's runaway verdict is the fleet's (issue 13).
 
         An entity that already existed (telemetry about it arrived while the state was still
         loading, or a second load) is marked touched: the transition engine re-evaluates it."""
@@ -1096,6 +1132,8 @@ class ActivityState:
                     self._recency.remove(e)
                 e.restore(merge(e.record(), r))
             if self.additive_io:  # the store's totals, plus what is not added to them yet
+                if follow and now is not None:
+                    self._follow_rates(e, r, now)
                 counted = self._io_counted.get(e)
                 e.input_bytes, e.output_bytes = r.input_bytes, r.output_bytes
                 if counted is not None:

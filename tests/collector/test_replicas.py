@@ -29,6 +29,7 @@ from lastactive.collector.proto import query_pb2
 from lastactive.collector.store import PostgresStore
 from tests.collector.test_decisions import _sse, hold_request
 from tests.helpers import (
+    PROTO,
     InProcessCollector,
     last_input,
     metric,
@@ -319,7 +320,7 @@ def test_every_replica_answers_as_one_process_that_got_every_report(
         until = now[0] / S + 200
         for c in (one, a):
             hold = hold_request("s4", "lease", "l1", until).SerializeToString()
-            assert c.post("/v1/logs", hold, {"Content-Type": "application/x-protobuf"})[0] == 200
+            assert c.post("/v1/logs", hold, PROTO)[0] == 200
         entities = len(sessions) + 5 + 1  # + the hosts, + h9 (the hold's)
         wait_for(lambda: len(_indexed(postgres_url)) == entities, 20, "every entity indexed")
         wait_for(lambda: _indexed(postgres_url)["s4"][1], 20, "the hold indexed")
@@ -406,3 +407,35 @@ def test_session_pages_from_the_store_are_those_of_memory(postgres_url: str) -> 
         asyncio.run(main())
     finally:
         store.close()
+
+
+def test_the_owner_sees_the_bytes_another_replica_received(postgres_url: str) -> None:
+    """A session's output arrives at the replica that does not evaluate it: the owner's rate
+    window follows the stored totals, so the runaway transition is emitted (by the owner,
+    once) as one process would emit it."""
+    now = [time.time_ns()]
+    options: dict[str, Any] = {"clock": lambda: now[0], "flush_interval": 0.05, "lease": 1.0}
+    a = InProcessCollector(PostgresStore(postgres_url), replica="a", **options).start()
+    b = InProcessCollector(PostgresStore(postgres_url), replica="b", **options).start()
+    try:
+        wait_for(lambda: _owners(postgres_url) == {"a": 32, "b": 32}, 20, "the shards split")
+        with psycopg.connect(postgres_url) as conn:
+            owned_by_a = {r[0] for r in conn.execute("SELECT shard FROM shards WHERE owner = 'a'")}
+        sid = next(f"s{i}" for i in range(1000) if shard_of("session", f"s{i}") in owned_by_a)
+        start, value = now[0], 0
+        for _ in range(12):  # 40 MiB a second, for 12 s of the collectors' clock
+            now[0] += S
+            value += 40 << 20
+            point = sum_point(value, now[0], start, **{"network.io.direction": "transmit"})
+            req = metrics_request(sid, host_id="h", sums={"lastactive.session.io": [point]})
+            assert b.post("/v1/metrics", req.SerializeToString(), PROTO)[0] == 200
+            time.sleep(0.3)  # a tick of a's change feed (real time)
+
+        def runaway() -> list[Any]:
+            return [r for r in _outbox(postgres_url) if r[2:] == (sid, "runaway", "false", "true")]
+
+        wait_for(runaway, 20, "the owner finds the session runaway")
+        assert len(runaway()) == 1
+    finally:
+        a.stop()
+        b.stop()
