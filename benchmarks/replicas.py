@@ -13,8 +13,9 @@ transitions flow too. Printed per configuration:
 * acknowledged data points per second, and per CPU-second of the servers (every ``serve``
   process plus the PostgreSQL server's processes): what one more core buys;
 * transitions emitted per second (PostgreSQL: the outbox; SQLite: ``/metrics``);
-* RSS of each replica after the run, and ``GET /v1/sessions/{id}`` p50 / p99 on each replica
-  (a replica reads the committed row through).
+* RSS of each replica after the run, and p50 / p99 on each replica of ``GET
+  /v1/sessions/{id}`` (a replica reads the committed row through), ``/v1/decisions?limit=100``
+  and ``/v1/sessions?limit=100`` (on PostgreSQL: walks of the store's indexes).
 
 The machine has 2 cores: with 3 replicas, PostgreSQL and the senders on it, the points/s show
 contention, not scale-out; the per-CPU-second figure is the one to extrapolate from. Nothing
@@ -140,16 +141,26 @@ def _start(
     return proc, int(match[2])
 
 
-def _get_p(port: int, n: int = 200) -> tuple[float, float]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+def _latency(port: int, paths: list[str]) -> tuple[float, float]:
+    """p50 and p99 (ms) of GETs of ``paths``, one after another on one connection."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     times = []
-    for i in range(n):
+    for path in paths:
         began = time.perf_counter()
-        conn.request("GET", f"/v1/sessions/s{i * 7}")
-        conn.getresponse().read()
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        resp.read()
+        assert resp.status == 200, (path, resp.status)
         times.append(time.perf_counter() - began)
     times.sort()
-    return statistics.median(times) * 1000, times[int(len(times) * 0.99) - 1] * 1000
+    return statistics.median(times) * 1000, times[max(0, int(len(times) * 0.99) - 1)] * 1000
+
+
+_QUERIES = {  # what each replica is asked after the run
+    "GET one session": [f"/v1/sessions/s{i * 7}" for i in range(200)],
+    "decisions?limit=100": ["/v1/decisions?within=3600&limit=100"] * 50,
+    "sessions?limit=100": ["/v1/sessions?limit=100"] * 50,
+}
 
 
 def _transitions_sqlite(port: int) -> float:
@@ -195,14 +206,17 @@ def run(
     else:
         transitions = _transitions_sqlite(servers[0][1])
     rss = [psutil.Process(p.pid).memory_info().rss / 2**20 for p, _ in servers]
-    gets = [_get_p(port) for _, port in servers]
+    queries = {name: [_latency(port, paths) for _, port in servers]
+               for name, paths in _QUERIES.items()}  # fmt: skip
     for p, _ in servers:
         p.terminate()
         p.wait(30)
     print(f"{label:<22} {points / elapsed:>10,.0f} points/s {points / max(cpu, 1e-9):>10,.0f} "
           f"points/CPU-s {transitions / (elapsed + 3):>8,.1f} transitions/s  RSS MiB "
-          + "/".join(f"{r:.0f}" for r in rss) + "  GET p50/p99 ms "
-          + " ".join(f"{a:.2f}/{b:.2f}" for a, b in gets), flush=True)  # fmt: skip
+          + "/".join(f"{r:.0f}" for r in rss), flush=True)  # fmt: skip
+    for name, figures in queries.items():
+        print(f"    {name:<20} p50/p99 ms per replica: "
+              + "  ".join(f"{a:.2f}/{b:.2f}" for a, b in figures), flush=True)  # fmt: skip
 
 
 def main() -> None:
