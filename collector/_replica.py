@@ -38,7 +38,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, ParamSpec, TypeVar
 
 from lastactive.collector._flusher import StoreUnavailableError
 from lastactive.collector._record import EntityRecord, merge
@@ -69,6 +69,8 @@ if TYPE_CHECKING:  # psycopg is an optional extra: imported only with a PostgreS
 __all__ = ["OUTBOX_KEEP", "Replica", "default_name"]
 
 _log = logging.getLogger(__name__)
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 LOAD_PAGE: Final = 5000
 """Rows of a gained shard read per call."""
@@ -163,28 +165,21 @@ class Replica:
                 builder.add(view(self._current(r), now))
 
         size = DECISIONS_PAGE if limit is None else min(limit + 1, DECISIONS_PAGE)
-        try:
-            for r in await asyncio.to_thread(self.cluster.held_up):
-                add(r)
-            walks = ((False, INT64_MIN, now), (True, now + 1, now + within_ns))
-            for soon, lowest, highest in walks:
-                after: tuple[int, str, str] | None = None
-                walking = True
-                while walking:
-                    page = await asyncio.to_thread(
-                        self.cluster.by_deadline, lowest, highest, after, size
-                    )
-                    walking = len(page) == size
-                    for indexed_at, r in page:
-                        if not builder.wants(indexed_at, soon, limit):
-                            walking = False
-                            break
-                        add(r)
-                    if walking:
-                        after = (page[-1][0], page[-1][1].kind, page[-1][1].id)
-        except Exception as exc:  # the store (a bug would show in the log)
-            _log.warning("reading decisions from the store failed: %s", exc)
-            raise StoreUnavailableError(f"the state store failed: {exc}") from exc
+        for r in await _read(self.cluster.held_up):
+            add(r)
+        for soon, lowest, highest in ((False, INT64_MIN, now), (True, now + 1, now + within_ns)):
+            after: tuple[int, str, str] | None = None
+            walking = True
+            while walking:
+                page = await _read(self.cluster.by_deadline, lowest, highest, after, size)
+                walking = len(page) == size
+                for indexed_at, r in page:
+                    if not builder.wants(indexed_at, soon, limit):
+                        walking = False
+                        break
+                    add(r)
+                if walking:
+                    after = (page[-1][0], page[-1][1].kind, page[-1][1].id)
         return builder.result(limit)
 
     async def sessions(
@@ -213,24 +208,20 @@ class Replica:
         cursor = None if trusted_only else after
         size = max(limit, DECISIONS_PAGE) if trusted_only else limit
         order = itertools.count()
-        try:
-            while True:
-                page = await asyncio.to_thread(self.cluster.recent, host_id, cursor, size)
-                for indexed, r in page:
-                    while placed and placed[0][0] < indexed:  # nothing unwalked precedes it
-                        out.append(heapq.heappop(placed)[2])
-                        if len(out) == limit:
-                            return out
-                    v = view(self._current(r, uncommitted=False), now, trusted_only)
-                    key = page_key(v)
-                    if after is None or key > after:
-                        heapq.heappush(placed, (key, next(order), v))
-                if len(page) < size:
-                    break
-                cursor = page[-1][0]
-        except Exception as exc:  # the store (a bug would show in the log)
-            _log.warning("reading sessions from the store failed: %s", exc)
-            raise StoreUnavailableError(f"the state store failed: {exc}") from exc
+        while True:
+            page = await _read(self.cluster.recent, host_id, cursor, size)
+            for indexed, r in page:
+                while placed and placed[0][0] < indexed:  # nothing unwalked precedes it
+                    out.append(heapq.heappop(placed)[2])
+                    if len(out) == limit:
+                        return out
+                v = view(self._current(r, uncommitted=False), now, trusted_only)
+                key = page_key(v)
+                if after is None or key > after:
+                    heapq.heappush(placed, (key, next(order), v))
+            if len(page) < size:
+                break
+            cursor = page[-1][0]
         while placed and len(out) < limit:
             out.append(heapq.heappop(placed)[2])
         return out
@@ -413,6 +404,19 @@ class Replica:
                         await asyncio.wait_for(woken.wait(), 1.0)
         finally:
             stopping.set()
+
+
+async def _read(read: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+    """``read`` (a query of the store) in a worker thread.
+
+    Raises:
+        StoreUnavailableError: it failed (503 / UNAVAILABLE; the reason is logged).
+    """
+    try:
+        return await asyncio.to_thread(read, *args, **kwargs)
+    except Exception as exc:  # psycopg's errors (an optional extra: not imported here)
+        _log.warning("reading the store failed: %s", exc)
+        raise StoreUnavailableError(f"the state store failed: {exc}") from exc
 
 
 def _publish(hub: WatchHub, rows: list[tuple[int, Transition]]) -> None:
