@@ -485,26 +485,25 @@ class DecisionsBuilder:
         self._listed: tuple[list[int], list[int]] = ([], [])  # deadlines: due now, due soon
         self._earlier = [0, 0]  # per list: listed deadlines earlier than the walk's position
 
-    def add(self, v: EntityView) -> int | None:
-        """Evaluate ``v`` and file it; return its deadline (ns) when it went to ``hibernate`` or
-        ``due_soon``, else ``None``. Ended sessions (completed, error) are never listed."""
+    def add(self, v: EntityView) -> None:
+        """Evaluate ``v`` and file it (its deadline, when listed, is what :meth:`wants`
+        compares with). Ended sessions (completed, error) are never listed."""
         if v.status != AgentStatus.ACTIVE:
-            return None
+            return
         now, out = self._now, self._out
         e = self._policy.evaluate(v, now)
         if e.held_by and not e.hibernate:
             out.held.append(Decision(v, e))
         at = e.hibernate_at
         if at is None:
-            return None
+            return
         if e.hibernate:
             out.hibernate.append(Decision(v, e))
         elif at - now <= self._within_ns:
             out.due_soon.append(Decision(v, e))
         else:
-            return None
+            return
         heapq.heappush(self._listed[at > now], at)
-        return at
 
     def wants(self, indexed_at: int, soon: bool, limit: int | None) -> bool:
         """Walking an index of deadlines in order (ns; those due now from the earliest, or
