@@ -302,6 +302,9 @@ class Reporter:
         )
         self._tracer = self._tracer_provider.get_tracer(SCOPE_NAME)
         self._wake = threading.Event()
+        self._flushing = threading.Lock()
+        """Held by a flush (:meth:`flush` or the wake-up one): one at a time, so :meth:`flush`
+        returns only once a wake-up export already begun is answered too."""
         self._worker = threading.Thread(
             target=self._flush_on_wake, name="lastactive-wake", daemon=True
         )
@@ -440,11 +443,16 @@ class Reporter:
         return self._tracer.start_span(name, attributes=dict(attributes))
 
     def flush(self, timeout: float = 5.0) -> None:
-        """Export everything now (blocking up to about ``timeout`` seconds per signal)."""
+        """Export everything now (blocking up to about ``timeout`` seconds per signal), after
+        an export woken by activity after a quiet spell if one is under way (it is not repeated
+        after this one): once this returns, no export of what was recorded before it is still
+        on its way."""
         millis = int(timeout * 1000)
-        self._tracer_provider.force_flush(millis)
-        self._logger_provider.force_flush(millis)
-        self._meter_provider.force_flush(millis)
+        with self._flushing:
+            self._wake.clear()  # this flush exports what the wake-up was for
+            self._tracer_provider.force_flush(millis)
+            self._logger_provider.force_flush(millis)
+            self._meter_provider.force_flush(millis)
 
     def shutdown(self, timeout: float = 2.0) -> None:
         """Export what is left and stop, within about ``timeout`` seconds. Idempotent.
@@ -474,13 +482,16 @@ class Reporter:
             self._wake.wait()
             if self._closed:
                 return
-            self._wake.clear()
-            try:
-                millis = int(self.export_interval * 1000)
-                self._logger_provider.force_flush(millis)  # events first: they carry details
-                self._meter_provider.force_flush(millis)
-            except Exception:  # export never raises into the host application
-                _log.exception("lastactive: export after a quiet spell failed")
+            with self._flushing:
+                if not self._wake.is_set():  # a flush() since has exported it
+                    continue
+                self._wake.clear()
+                try:
+                    millis = int(self.export_interval * 1000)
+                    self._logger_provider.force_flush(millis)  # events first: they carry details
+                    self._meter_provider.force_flush(millis)
+                except Exception:  # export never raises into the host application
+                    _log.exception("lastactive: export after a quiet spell failed")
 
     def _observe_times(self, options: CallbackOptions) -> Iterable[Observation]:
         for tracker in list(self._sessions.values()):

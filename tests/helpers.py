@@ -109,6 +109,9 @@ class Collector(CollectorClient):
         self.extra = extra
         self.proc: subprocess.Popen[str] | None = None
         self.grpc_port = self.http_port = 0
+        # Its log goes to a file, not a pipe nobody reads while it runs: a full pipe would
+        # block the server's logging, and with it its event loop.
+        self._log = tempfile.TemporaryFile("a+")  # noqa: SIM115 (appended: the offset is shared)
 
     def start(self) -> Collector:
         self.proc = subprocess.Popen(
@@ -129,7 +132,7 @@ class Collector(CollectorClient):
                 *self.extra,
             ],
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=self._log,
             text=True,
         )
         assert self.proc.stdout is not None
@@ -137,7 +140,8 @@ class Collector(CollectorClient):
         match = _READY.search(line)
         if not match:
             self.proc.kill()
-            raise AssertionError(f"no ready line: {line!r} {self.proc.stderr.read()!r}")  # type: ignore[union-attr]
+            self.proc.wait()
+            raise AssertionError(f"no ready line: {line!r} {self.log()!r}")
         self.grpc_port, self.http_port = int(match[1]), int(match[2])
         return self
 
@@ -146,8 +150,12 @@ class Collector(CollectorClient):
         self.proc.send_signal(signal.SIGTERM)
         code = self.proc.wait(timeout=20)
         self.proc.stdout.close()  # type: ignore[union-attr]
-        self.proc.stderr.close()  # type: ignore[union-attr]
         return code
+
+    def log(self) -> str:
+        """What the process wrote to stderr so far (its log)."""
+        self._log.seek(0)
+        return self._log.read()
 
 
 class InProcessCollector(CollectorClient):

@@ -124,12 +124,12 @@ def test_json_logs_one_object_per_line_and_the_access_log_only_when_asked(
         extra = ["--log-format", "json", "--auth-file", str(auth)]
         c = Collector(tmp_path / f"{access}.db", *extra, *(["--access-log"] if access else []))
         c.start()
-        assert c.proc is not None and c.proc.stderr is not None
+        assert c.proc is not None
         assert c.get("/healthz")[0] == 200
         c.proc.send_signal(signal.SIGHUP)  # logs a warning: the credentials reloaded
         c.proc.send_signal(signal.SIGTERM)  # handled after it, in order, on the loop
-        _, err = c.proc.communicate(timeout=20)
-        lines = [json.loads(line) for line in err.splitlines()]
+        c.proc.communicate(timeout=20)
+        lines = [json.loads(line) for line in c.log().splitlines()]
         reload = [x for x in lines if "SIGHUP" in x["message"]]
         assert reload and {"time", "level", "logger", "message"} <= set(reload[0])
         assert reload[0]["level"] == "WARNING" and reload[0]["time"].endswith("+00:00")
