@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from lastactive.collector._admission import Admission
@@ -12,8 +12,8 @@ from lastactive.collector._paging import sessions_page, stored_sessions_page
 from lastactive.collector._replica import Replica
 from lastactive.collector._state import ActivityState, EntityView, Kind, PageKey
 from lastactive.collector._stats import IngestStats
-from lastactive.collector._transitions import TransitionEngine
-from lastactive.collector._watch import WatchHub
+from lastactive.collector._transitions import Snapshot, TransitionEngine
+from lastactive.collector._watch import WatchHub, engine_pages
 from lastactive.collector.policy import Decisions, Policy
 
 
@@ -94,3 +94,17 @@ class Core:
             return replica.sessions(now, host_id, n, trusted_only, after)
 
         return await stored_sessions_page(find, limit, page_token)
+
+    def snapshot_pages(
+        self, host_id: str | None, session_id: str | None
+    ) -> AsyncIterator[list[Snapshot]]:
+        """A watch snapshot's pages (:data:`~lastactive.collector._watch.SnapshotPages`):
+        from this process's engine, or on a replica from the store
+        (:meth:`~lastactive.collector._replica.Replica.snapshot_pages`).
+
+        Raises:
+            StoreUnavailableError: (iterating) a replica could not read the store.
+        """
+        if self.replica is None:
+            return engine_pages(self.engine)(host_id, session_id)
+        return self.replica.snapshot_pages(self.policy, host_id, session_id)

@@ -267,28 +267,33 @@ class ActivityQueryServicer(query_pb2_grpc.ActivityQueryServicer):  # type: igno
         await self._readable(context)
         try:
             events = await open_watch(
-                core.hub, core.engine, request.host_id or None, request.session_id or None,
+                core.hub, core.snapshot_pages, request.host_id or None, request.session_id or None,
                 after=request.after_event_id or None,
             )  # fmt: skip
         except WatchLimitError as exc:
             await context.abort_with_status(unavailable(str(exc), 5.0))
-        async for event in events:
-            match event:
-                case SnapshotEvent(states, more, event_id):
-                    yield query_pb2.WatchEvent(
-                        snapshot=query_pb2.Snapshot(
-                            states=[state_message(s) for s in states], more=more
-                        ),
-                        event_id=event_id or "",
-                    )
-                case TransitionEvent(transition, event_id):
-                    yield query_pb2.WatchEvent(
-                        transition=transition_message(transition), event_id=event_id
-                    )
-                case ResyncEvent():
-                    yield query_pb2.WatchEvent(resync=query_pb2.Resync())
-                case KeepaliveEvent():
-                    pass  # HTTP/2 pings keep a gRPC stream alive
+        except StoreUnavailableError as exc:  # a replica reads the snapshot from the store
+            await context.abort_with_status(unavailable(str(exc), 1.0))
+        try:
+            async for event in events:
+                match event:
+                    case SnapshotEvent(states, more, event_id):
+                        yield query_pb2.WatchEvent(
+                            snapshot=query_pb2.Snapshot(
+                                states=[state_message(s) for s in states], more=more
+                            ),
+                            event_id=event_id or "",
+                        )
+                    case TransitionEvent(transition, event_id):
+                        yield query_pb2.WatchEvent(
+                            transition=transition_message(transition), event_id=event_id
+                        )
+                    case ResyncEvent():
+                        yield query_pb2.WatchEvent(resync=query_pb2.Resync())
+                    case KeepaliveEvent():
+                        pass  # HTTP/2 pings keep a gRPC stream alive
+        except StoreUnavailableError as exc:  # a later snapshot page: the client retries
+            await context.abort_with_status(unavailable(str(exc), 1.0))
 
     async def Decisions(
         self, request: query_pb2.DecisionsRequest, context: grpc.aio.ServicerContext[Any, Any]

@@ -114,6 +114,15 @@ _RECENT: Final = (
 _RECENT_ALL: Final = _RECENT.format("")
 _RECENT_ON_HOST: Final = _RECENT.format("AND e.host_id = %s ")
 _FIRST_KEY: Final = (-(2**63), -(2**63), -(2**63), "")  # before every session's
+_WATCHED: Final = (
+    f"SELECT {_COLUMNS} {_FROM} WHERE {{}} AND (e.kind, e.id) > (%s, %s) "
+    "ORDER BY e.kind, e.id LIMIT %s"
+)
+_WATCHED_ALL: Final = _WATCHED.format("e.kind IN ('host', 'session')")
+_WATCHED_HOST: Final = _WATCHED.format(
+    "((e.kind = 'host' AND e.id = %s) OR (e.kind = 'session' AND e.host_id = %s))"
+)
+_WATCHED_SESSION: Final = _WATCHED.format("e.kind = 'session' AND e.id = %s")
 _NUMBER: Final = "UPDATE outbox_seq SET last = last + %s RETURNING last"
 _OUTBOX_COLUMNS: Final = "at, kind, id, host_id, field, previous, current, reason, hibernate_at"
 _OUTBOX: Final = (
@@ -233,6 +242,30 @@ class PostgresCluster:
             else:
                 rows = conn.execute(_RECENT_ON_HOST, (host_id, *key, size)).fetchall()
         return [(tuple(row[-4:]), r) for row in rows for r, _ in self._stored((row[:-4],))]
+
+    def watched(
+        self,
+        host_id: str | None,
+        session_id: str | None,
+        after: tuple[str, str] | None,
+        size: int,
+    ) -> list[EntityRecord]:
+        """Up to ``size`` stored entities a watch's snapshot shows, in ``(kind, id)`` order
+        after ``after`` (``None``: from the first): the session ``session_id`` (on
+        ``host_id`` if given), else the host ``host_id`` and its sessions, else every session
+        and host (a walk of the primary key)."""
+        start = after or ("", "")
+        with self._store.connection() as conn:
+            if session_id is not None:
+                rows = conn.execute(_WATCHED_SESSION, (session_id, *start, size)).fetchall()
+            elif host_id is not None:
+                rows = conn.execute(_WATCHED_HOST, (host_id, host_id, *start, size)).fetchall()
+            else:
+                rows = conn.execute(_WATCHED_ALL, (*start, size)).fetchall()
+        stored = [r for r, _ in self._stored(rows)]
+        if session_id is not None and host_id is not None:
+            return [r for r in stored if r.host_id == host_id]
+        return stored
 
     def held_up(self) -> list[EntityRecord]:
         """The stored entities their owner last found held up (by a hold that counts)."""

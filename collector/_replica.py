@@ -37,7 +37,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Final, ParamSpec, TypeVar
 
 from lastactive.collector._flusher import StoreUnavailableError
@@ -53,12 +53,15 @@ from lastactive.collector._state import (
     view,
 )
 from lastactive.collector._transitions import (
+    SNAPSHOT_PAGE,
     TICK_BUDGET,
     TICK_S,
+    Snapshot,
     Transition,
     TransitionEngine,
     condition_from_text,
     condition_text,
+    snapshot_of,
 )
 from lastactive.collector._watch import RESUME_LOG, WatchHub
 from lastactive.collector.policy import Decisions, DecisionsBuilder, Policy
@@ -225,6 +228,32 @@ class Replica:
         while placed and len(out) < limit:
             out.append(heapq.heappop(placed)[2])
         return out
+
+    async def snapshot_pages(
+        self,
+        policy: Policy,
+        host_id: str | None,
+        session_id: str | None,
+        size: int = SNAPSHOT_PAGE,
+    ) -> AsyncIterator[list[Snapshot]]:
+        """A watch snapshot of every replica's entities (the filter as :meth:`~lastactive.
+        collector._transitions.TransitionEngine.snapshot_pages` reads it), in pages of
+        :data:`~lastactive.collector._transitions.SNAPSHOT_PAGE` read from the store in key
+        order as they are asked for (``size`` entities each), each entity evaluated afresh
+        from its stored row merged with what this replica has not committed; at least one
+        page, maybe empty.
+
+        Raises:
+            StoreUnavailableError: the store failed (503 / UNAVAILABLE).
+        """
+        after: tuple[str, str] | None = None
+        while True:
+            rows = await _read(self.cluster.watched, host_id, session_id, after, size)
+            now = self._clock()
+            yield [snapshot_of(self._current(r), policy, now) for r in rows]
+            if len(rows) < size:
+                return
+            after = (rows[-1].kind, rows[-1].id)
 
     def _current(self, r: EntityRecord, *, uncommitted: bool = True) -> Entity:
         """The entity ``r`` stores, with this replica's rates of it and (``uncommitted``) what

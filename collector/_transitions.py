@@ -140,6 +140,13 @@ class Snapshot:
     evaluation: Evaluation
 
 
+def snapshot_of(e: Entity, policy: Policy, now: int) -> Snapshot:
+    """``e`` as a watcher's snapshot shows it at ``now`` (ns): its view and the policy's
+    evaluation."""
+    v = view(e, now)
+    return Snapshot(v, evaluate(v, policy.rules_for(v), now))
+
+
 def _shown(value: object) -> str:
     """A condition field's value as the APIs show it."""
     if value is None:
@@ -387,8 +394,7 @@ class TransitionEngine:
             page = []
             for e in chosen[i : i + size]:
                 if e.kind is not Kind.AGENT and entities.get((e.kind, e.id)) is e:
-                    v = view(e, now)
-                    page.append(Snapshot(v, evaluate(v, self._policy.rules_for(v), now)))
+                    page.append(snapshot_of(e, self._policy, now))
             yield page
 
     def _runaway_spell(self, e: Entity, runaway: bool, now: int) -> None:

@@ -17,7 +17,9 @@ read dropped for a resync marker, and the stream then sends ``resync`` and a fre
 it is never silently wrong; until it reads the marker, a transition costs it O(1). The hub
 takes at most ``max_subscribers`` (:class:`WatchLimitError` beyond), and
 :meth:`WatchHub.close` ends every stream at shutdown. Both the gRPC ``Watch`` and the SSE
-``/v1/watch`` stream :func:`watch_events`.
+``/v1/watch`` stream :func:`watch_events`. The snapshot's pages come from a
+:data:`SnapshotPages` source: this process's engine (:func:`engine_pages`), or on a replica the
+store, so a watcher on any replica is shown every replica's entities (issue 13).
 
 **Resume** (issue 13): the hub numbers every transition it publishes and keeps the last
 :data:`RESUME_LOG` of them. A transition event and a snapshot's last page carry an event id
@@ -37,12 +39,28 @@ import dataclasses
 import itertools
 import secrets
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Final
 
 from lastactive.collector._transitions import Snapshot, Transition, TransitionEngine, matches
+
+SnapshotPages = Callable[[str | None, str | None], AsyncIterator[list[Snapshot]]]
+"""``(host_id, session_id)`` -> a watch snapshot's pages (at least one, maybe empty), each
+evaluated when it is asked for: what :func:`watch_events` shows a new or resynced watcher."""
+
+
+def engine_pages(engine: TransitionEngine) -> SnapshotPages:
+    """The snapshot pages of this process's ``engine``
+    (:meth:`~lastactive.collector._transitions.TransitionEngine.snapshot_pages`)."""
+
+    async def pages(host_id: str | None, session_id: str | None) -> AsyncIterator[list[Snapshot]]:
+        for page in engine.snapshot_pages(host_id, session_id):
+            yield page
+
+    return pages
+
 
 QUEUE_MAX: Final = 16384
 """Entity fields with an unread transition a subscriber may have before it is told to resync
@@ -310,7 +328,7 @@ class WatchHub:
 
 async def watch_events(
     hub: WatchHub,
-    engine: TransitionEngine,
+    pages: SnapshotPages,
     host_id: str | None = None,
     session_id: str | None = None,
     keepalive: float = KEEPALIVE_S,
@@ -321,6 +339,7 @@ async def watch_events(
 
     Raises:
         WatchLimitError: at once, when the hub has its maximum of subscribers.
+        StoreUnavailableError: a snapshot's page could not be read (a replica's store failed).
     """
     sub = hub.subscribe(host_id, session_id)  # before the snapshot: nothing falls between
     try:
@@ -329,7 +348,7 @@ async def watch_events(
         else:
             if after is not None:
                 yield RESYNC  # cannot resume from it: start over, as a watcher behind would
-            async for page in _snapshot(hub, sub, engine, host_id, session_id):
+            async for page in _snapshot(hub, sub, pages, host_id, session_id):
                 yield page
         while True:
             item = await sub.read(keepalive)
@@ -340,7 +359,7 @@ async def watch_events(
             elif item is RESYNC:
                 yield RESYNC
                 sub.behind = False  # transitions from here on follow the snapshot
-                async for page in _snapshot(hub, sub, engine, host_id, session_id):
+                async for page in _snapshot(hub, sub, pages, host_id, session_id):
                     yield page
             else:
                 assert isinstance(item, Transition)
@@ -352,7 +371,7 @@ async def watch_events(
 async def _snapshot(
     hub: WatchHub,
     sub: Subscriber,
-    engine: TransitionEngine,
+    pages: SnapshotPages,
     host_id: str | None,
     session_id: str | None,
 ) -> AsyncIterator[SnapshotEvent]:
@@ -360,9 +379,9 @@ async def _snapshot(
     last carries the event id of what the snapshot shows: every transition until the first
     page (later ones wait in ``sub``)."""
     seq = hub.seq
-    pages = engine.snapshot_pages(host_id, session_id)
-    page = next(pages)
-    for following in pages:
+    source = pages(host_id, session_id)
+    page = await anext(source)
+    async for following in source:
         yield SnapshotEvent(page, more=True)
         await asyncio.sleep(0)
         page = following
@@ -371,7 +390,7 @@ async def _snapshot(
 
 async def open_watch(
     hub: WatchHub,
-    engine: TransitionEngine,
+    pages: SnapshotPages,
     host_id: str | None = None,
     session_id: str | None = None,
     after: str | None = None,
@@ -380,8 +399,9 @@ async def open_watch(
 
     Raises:
         WatchLimitError: the hub has its maximum of subscribers.
+        StoreUnavailableError: the snapshot's first page could not be read.
     """
-    events = watch_events(hub, engine, host_id, session_id, after=after)
+    events = watch_events(hub, pages, host_id, session_id, after=after)
     first = await anext(events)
 
     async def chained() -> AsyncIterator[WatchEvent]:

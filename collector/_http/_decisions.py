@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -27,6 +28,8 @@ from lastactive.collector._watch import (
     open_watch,
 )
 from lastactive.collector.policy import MAX_DURATION_S, Decision, Evaluation
+
+_log = logging.getLogger(__name__)
 
 
 class DecisionOut(EvaluationOut):
@@ -150,23 +153,29 @@ def decisions_router(core: Core) -> APIRouter:
 
         try:
             events = await open_watch(
-                core.hub, core.engine, host, session, after=last_event_id or after
+                core.hub, core.snapshot_pages, host, session, after=last_event_id or after
             )
         except WatchLimitError as exc:
             raise HTTPException(503, str(exc), headers={"Retry-After": "5"}) from None
+        except StoreUnavailableError as exc:  # a replica reads the snapshot from the store
+            raise HTTPException(503, str(exc), headers={"Retry-After": "1"}) from None
 
         async def stream() -> AsyncIterator[bytes]:
-            async for event in events:
-                match event:
-                    case SnapshotEvent(states, more, event_id):
-                        states_json = [state_json(s) for s in states]
-                        yield _sse("snapshot", {"states": states_json, "more": more}, event_id)
-                    case TransitionEvent(transition, event_id):
-                        yield _sse("transition", transition_json(transition), event_id)
-                    case ResyncEvent():
-                        yield _sse("resync", {})
-                    case KeepaliveEvent():
-                        yield b": keepalive\n\n"
+            try:
+                async for event in events:
+                    match event:
+                        case SnapshotEvent(states, more, event_id):
+                            states_json = [state_json(s) for s in states]
+                            body = {"states": states_json, "more": more}
+                            yield _sse("snapshot", body, event_id)
+                        case TransitionEvent(transition, event_id):
+                            yield _sse("transition", transition_json(transition), event_id)
+                        case ResyncEvent():
+                            yield _sse("resync", {})
+                        case KeepaliveEvent():
+                            yield b": keepalive\n\n"
+            except StoreUnavailableError as exc:  # a later snapshot page: the client retries
+                _log.warning("watch stream ended: %s", exc)
 
         return StreamingResponse(
             stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}

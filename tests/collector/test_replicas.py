@@ -25,6 +25,7 @@ from lastactive.collector._replica import Replica
 from lastactive.collector._shards import SHARDS, fair_share, shard_of
 from lastactive.collector._state import ActivityState, Kind, page_key
 from lastactive.collector._transitions import Transition, TransitionField
+from lastactive.collector.policy import Policy
 from lastactive.collector.proto import query_pb2
 from lastactive.collector.store import PostgresStore
 from tests.collector.test_decisions import _sse, hold_request
@@ -34,6 +35,7 @@ from tests.helpers import (
     last_input,
     metric,
     metrics_request,
+    sse_events,
     sum_point,
     wait_for,
 )
@@ -293,13 +295,41 @@ def _pages(c: InProcessCollector, query: str) -> list[Any]:
             return pages
 
 
+def _watch_snapshot(c: InProcessCollector, query: str) -> list[Any]:
+    """The snapshot a new SSE watcher of ``/v1/watch?{query}`` gets (its pages joined), in
+    ``(kind, id)`` order."""
+    states: list[Any] = []
+    req = urllib.request.Request(f"{c.http}/v1/watch?{query}")
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        for _, event, data in sse_events(resp):
+            assert event == "snapshot", (event, data)
+            states += data["states"]
+            if not data["more"]:
+                return sorted(states, key=lambda s: (s["kind"], s["id"]))
+    raise AssertionError(f"the stream ended after {states}")
+
+
+def _grpc_snapshot_ids(c: InProcessCollector, host_id: str) -> list[str]:
+    channel, stub = c.grpc_stub()
+    with channel:
+        stream = stub.Watch(query_pb2.WatchRequest(host_id=host_id), timeout=10)
+        ids: list[str] = []
+        for event in stream:
+            ids += [s.id for s in event.snapshot.states]
+            if not event.snapshot.more:
+                stream.cancel()
+                return sorted(ids)
+    raise AssertionError(f"the stream ended after {ids}")
+
+
 def test_every_replica_answers_as_one_process_that_got_every_report(
     postgres_url: str, tmp_path: Path
 ) -> None:
-    """Issue 13: ``/v1/decisions`` and session lists (HTTP and gRPC) on either replica equal
-    one process's that got every report, while each replica got half of them and evaluates
-    half of the shards: the shared deadline index and held flags, each candidate evaluated
-    from its row; lists are walks of the store's recency index."""
+    """Issue 13: ``/v1/decisions``, session lists and watch snapshots (HTTP and gRPC) on either
+    replica equal one process's that got every report, while each replica got half of them
+    and evaluates half of the shards: the shared deadline index and held flags, each candidate
+    evaluated from its row; lists are walks of the store's recency index, snapshots of its
+    primary key."""
     policy = tmp_path / "policy.toml"
     policy.write_text(
         "[defaults]\nidle_after = 30\nhibernate_after = 60\n"
@@ -344,6 +374,13 @@ def test_every_replica_answers_as_one_process_that_got_every_report(
                 assert a.get(f"/v1/decisions{query}") == expected, (step, query)
                 assert b.get(f"/v1/decisions{query}") == expected, (step, query)
             whole.append(expected[1])
+            for query in ("", "host=h2", "session=s4", "session=s4&host=h1", "host=nope"):
+                expected_states = _watch_snapshot(one, query)
+                assert _watch_snapshot(a, query) == expected_states, (step, query)
+                assert _watch_snapshot(b, query) == expected_states, (step, query)
+            assert len(expected_states) == 0 and len(_watch_snapshot(one, "")) == entities
+            assert _grpc_snapshot_ids(a, "h2") == _grpc_snapshot_ids(one, "h2") == [
+                "h2", "keep-17", "s12", "s2", "s22", "s7"]  # fmt: skip
             for c in (a, b):
                 channel, stub = c.grpc_stub()
                 with channel:
@@ -398,11 +435,22 @@ def test_session_pages_from_the_store_are_those_of_memory(postgres_url: str) -> 
                     return
                 after = page_key(expected[-1])
 
+        async def snapshot(host: str | None, session: str | None) -> list[list[str]]:
+            pages = replica.snapshot_pages(Policy(), host, session, size=7)
+            return [[s.view.id for s in page] async for page in pages]
+
         async def main() -> None:
             for host in (None, "h1"):
                 for trusted in (False, True):
                     for size in (1, 7, 64, 1000):
                         await walk(host, trusted, size)
+            for host in (None, "h1"):  # watch snapshots: each entity once, in pages
+                pages = await snapshot(host, None)
+                ids = sorted(r.id for r in records if host in (None, r.host_id))
+                assert [i for p in pages for i in p] == ids
+                assert [len(p) for p in pages] == [7] * (len(ids) // 7) + [len(ids) % 7]
+            assert await snapshot("h1", "s005") == [["s005"]]
+            assert await snapshot("h2", "s005") == await snapshot(None, "nope") == [[]]
 
         asyncio.run(main())
     finally:

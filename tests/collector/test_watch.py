@@ -15,6 +15,7 @@ from lastactive.collector._watch import (
     SnapshotEvent,
     TransitionEvent,
     WatchHub,
+    engine_pages,
     watch_events,
 )
 from lastactive.collector.policy import Policy
@@ -41,7 +42,7 @@ def test_a_subscriber_that_never_reads_is_bounded_and_told_to_resync() -> None:
         state.activity(state.resolve(Identity(session_id="s1"), 5 * S), "input", 5 * S)
         engine = TransitionEngine(state, Policy(), lambda: 6 * S)
         engine.tick()
-        events = watch_events(hub, engine, keepalive=0.05)
+        events = watch_events(hub, engine_pages(engine), keepalive=0.05)
         first = await anext(events)
         assert isinstance(first, SnapshotEvent) and [s.view.id for s in first.states] == ["s1"]
         hub.publish([transition(i) for i in range(QUEUE_MAX + 1)])  # one too many
@@ -104,7 +105,7 @@ def test_a_snapshot_comes_in_pages() -> None:
             state.resolve(Identity(session_id=f"s{i}"), 5 * S)
         engine = TransitionEngine(state, Policy(), lambda: 6 * S)
         engine.tick()
-        events = watch_events(WatchHub(), engine, keepalive=0.05)
+        events = watch_events(WatchHub(), engine_pages(engine), keepalive=0.05)
         pages = [await anext(events) for _ in range(3)]
         assert all(isinstance(p, SnapshotEvent) for p in pages)
         assert [(len(p.states), p.more) for p in pages] == [  # type: ignore[union-attr]
@@ -129,7 +130,7 @@ def _engine() -> TransitionEngine:
 def test_a_watcher_resuming_after_an_event_id_gets_what_it_missed_once() -> None:
     async def scenario() -> None:
         hub, engine = WatchHub(), _engine()
-        events = watch_events(hub, engine, keepalive=0.05)
+        events = watch_events(hub, engine_pages(engine), keepalive=0.05)
         snapshot = await anext(events)
         assert isinstance(snapshot, SnapshotEvent) and snapshot.event_id == f"{hub.epoch}.0"
         hub.publish([transition(i) for i in range(1, 6)])
@@ -139,7 +140,7 @@ def test_a_watcher_resuming_after_an_event_id_gets_what_it_missed_once() -> None
         ]  # fmt: skip
         await events.aclose()  # the watcher goes away after s2...
         hub.publish([transition(i) for i in range(6, 9)])  # ...and misses these
-        resumed = watch_events(hub, engine, keepalive=0.05, after=got[-1].event_id)
+        resumed = watch_events(hub, engine_pages(engine), keepalive=0.05, after=got[-1].event_id)
         assert isinstance(await anext(resumed), KeepaliveEvent)  # no snapshot
         rest = [await anext(resumed) for _ in range(6)]
         assert [e.transition.id for e in rest] == [f"s{i}" for i in range(3, 9)]  # type: ignore[union-attr]
@@ -147,7 +148,7 @@ def test_a_watcher_resuming_after_an_event_id_gets_what_it_missed_once() -> None
         assert isinstance(await anext(resumed), KeepaliveEvent)  # nothing twice
         await resumed.aclose()
         # from the snapshot's id: everything after the snapshot, filtered
-        picky = watch_events(hub, engine, session_id="s7", keepalive=0.05,
+        picky = watch_events(hub, engine_pages(engine), session_id="s7", keepalive=0.05,
                              after=snapshot.event_id)  # fmt: skip
         assert isinstance(await anext(picky), KeepaliveEvent)
         only = await anext(picky)
@@ -162,11 +163,11 @@ def test_an_id_the_hub_cannot_resume_from_gets_resync_and_a_snapshot() -> None:
         hub, engine = WatchHub(resume_log=4), _engine()
         hub.publish([transition(i) for i in range(1, 11)])  # the log keeps 7..10
         for after in ("other.3", f"{hub.epoch}.5", f"{hub.epoch}.11", f"{hub.epoch}.x", "x"):
-            events = watch_events(hub, engine, keepalive=0.05, after=after)
+            events = watch_events(hub, engine_pages(engine), keepalive=0.05, after=after)
             kinds = [type(await anext(events)) for _ in range(2)]
             assert kinds == [ResyncEvent, SnapshotEvent], after
             await events.aclose()
-        events = watch_events(hub, engine, keepalive=0.05, after=f"{hub.epoch}.6")
+        events = watch_events(hub, engine_pages(engine), keepalive=0.05, after=f"{hub.epoch}.6")
         assert isinstance(await anext(events), KeepaliveEvent)  # 7..10 are all there
         assert [(await anext(events)).transition.id for _ in range(4)] == [  # type: ignore[union-attr]
             "s7", "s8", "s9", "s10"
@@ -188,7 +189,7 @@ def test_ids_of_a_watcher_behind_are_watermarks_so_a_resume_leaves_no_gap() -> N
 
     async def scenario() -> None:
         hub, engine = WatchHub(maxsize=3), _engine()
-        events = watch_events(hub, engine, keepalive=0.05)
+        events = watch_events(hub, engine_pages(engine), keepalive=0.05)
         await anext(events)  # the snapshot
         hub.publish([change(1, "active", "idle"), change(2, "active", "idle"),
                      change(1, "idle", "hibernated"), change(3, "active", "idle")])  # fmt: skip
@@ -200,7 +201,7 @@ def test_ids_of_a_watcher_behind_are_watermarks_so_a_resume_leaves_no_gap() -> N
         ]
         await events.aclose()
         for i, sent in enumerate(got):  # disconnected right after event i
-            resumed = watch_events(hub, engine, keepalive=0.05, after=sent.event_id)
+            resumed = watch_events(hub, engine_pages(engine), keepalive=0.05, after=sent.event_id)
             assert isinstance(await anext(resumed), KeepaliveEvent)
             latest = {}
             for e in got[: i + 1]:
@@ -220,7 +221,7 @@ def test_a_shared_hub_resumes_an_id_it_has_not_reached_yet() -> None:
     async def scenario() -> None:
         hub, engine = WatchHub(), _engine()
         hub.begin_at(0, "outbox")
-        events = watch_events(hub, engine, keepalive=0.05, after="outbox.3")
+        events = watch_events(hub, engine_pages(engine), keepalive=0.05, after="outbox.3")
         assert isinstance(await anext(events), KeepaliveEvent)  # resumed, no snapshot
         hub.publish([transition(i) for i in range(1, 6)], 1)
         got = [await anext(events) for _ in range(2)]

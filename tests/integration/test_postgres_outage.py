@@ -59,7 +59,7 @@ def test_an_outage_refuses_retryably_and_loses_nothing(own_postgres: PostgresSer
         wait_for(lambda: c.get("/readyz")[0] == 503, 10, "/readyz 503 during the outage")
         assert "the state store failed" in str(c.get("/readyz")[1])
         assert c.session("during") is not None  # kept in memory, answered from it
-        for query in ("/v1/decisions", "/v1/sessions"):  # read from the store: retry later
+        for query in ("/v1/decisions", "/v1/sessions", "/v1/watch"):  # from the store: retry
             status, body = c.get(query)
             assert status == 503 and "the state store failed" in str(body), query
         own_postgres.start()
