@@ -50,6 +50,7 @@ from lastactive.conventions import (
     PROM_OTLP_FORBIDDEN,
     PROM_OTLP_REJECTED,
     PROM_OTLP_REQUESTS,
+    PROM_REPLICA_ENTITIES,
     PROM_REPLICA_SHARDS,
     PROM_REPLICAS_LIVE,
     PROM_REPORTER_CLOCK_OFFSET,
@@ -129,6 +130,13 @@ class CoreCollector(Collector):
         )
         shards.add_metric(name, len(replica.held))
         yield shards
+        entities = GaugeMetricFamily(
+            PROM_REPLICA_ENTITIES,
+            "sessions, agents and hosts in memory: its shards', and others while in use",
+            labels=["replica"],
+        )
+        entities.add_metric(name, len(self._core.state.entities))
+        yield entities
         yield GaugeMetricFamily(
             PROM_REPLICAS_LIVE, "replicas live at the last lease renewal", value=replica.live
         )

@@ -37,6 +37,7 @@ import secrets
 import socket
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Final, ParamSpec, TypeVar
 
@@ -44,6 +45,7 @@ from lastactive.collector._flusher import StoreUnavailableError
 from lastactive.collector._record import EntityRecord, merge
 from lastactive.collector._shards import shard_of
 from lastactive.collector._state import (
+    NANOS,
     ActivityState,
     Entity,
     EntityView,
@@ -87,6 +89,9 @@ TRIM_EVERY_S: Final = 60.0
 DECISIONS_PAGE: Final = 1000
 """Rows of the shared deadline index read per call, at most."""
 INT64_MIN: Final = -(2**63)
+KEEP_FOREIGN_S: Final = 60.0
+"""Seconds an entity this replica does not own stays in memory after its last report or
+read here (then it is evicted, once committed: the store has it)."""
 UNSENT_MAX: Final = 100_000
 """Transitions kept for the next emission while the store fails; beyond, the oldest are
 dropped (logged): the shard's next owner re-derives them from the stored conditions."""
@@ -126,6 +131,9 @@ class Replica:
         self._horizon = 0
         self._unsent: list[Transition] = []
         self._moved: dict[Entity, None] = {}  # deadline or held flag to write (emit failed)
+        self._foreign: OrderedDict[Entity, int] = OrderedDict()
+        """Entities in memory this replica does not own -> when last reported or read here
+        (ns), oldest first: evicted :data:`KEEP_FOREIGN_S` later."""
         self._renew_at = 0.0
         self._trim_at = 0.0
 
@@ -143,7 +151,8 @@ class Replica:
             _log.debug("reading %s %r from the store failed: %s", kind, key, exc)
             return
         if stored is not None:
-            self._state.load((stored[0],), self._clock())
+            now = self._clock()
+            self._keep_foreign(self._state.load((stored[0],), now), now)
 
     async def decisions(
         self, policy: Policy, now: int, within_ns: int, limit: int | None
@@ -306,11 +315,37 @@ class Replica:
         if time.monotonic() >= self._renew_at:
             await self._lease(engine)
         await self._follow(engine)
+        now = self._clock()
+        self._keep_foreign(self._state.touched(), now)  # before the engine takes them
         while True:  # slices of TICK_BUDGET evaluations, the loop free between them
             await self._emit(engine, engine.tick(TICK_BUDGET))
             if not engine.behind:
                 break
             await asyncio.sleep(0)
+        self._evict(now)
+
+    def _keep_foreign(self, entities: Iterable[Entity], now: int) -> None:
+        """Note the entities this replica does not own among ``entities`` (reported or read
+        at ``now``, ns), to evict them :data:`KEEP_FOREIGN_S` later."""
+        foreign, held = self._foreign, self.held
+        for e in entities:
+            if shard_of(e.kind, e.id) not in held:
+                foreign[e] = now
+                foreign.move_to_end(e)
+
+    def _evict(self, now: int) -> None:
+        """Forget the entities not owned here and unused for :data:`KEEP_FOREIGN_S` (memory
+        bounded by what this replica owns and what it is sent, not by the fleet); one not
+        committed yet, or held by a hold, is tried again a period later."""
+        horizon = now - int(KEEP_FOREIGN_S * NANOS)
+        foreign = self._foreign
+        while foreign:
+            e, at = next(iter(foreign.items()))
+            if at > horizon:
+                return
+            del foreign[e]
+            if not self.owns(e) and not self._state.evict(e, now):
+                foreign[e] = now
 
     async def _lease(self, engine: TransitionEngine) -> None:
         held, self.live = await asyncio.to_thread(self.cluster.lease_shards, self.held)
@@ -335,6 +370,7 @@ class Replica:
             gone = [e for e in chunk if shard_of(e.kind, e.id) in lost]
             engine.forget(e for e in gone if e.condition is not None)
             self._state.unfollow(gone)
+            self._keep_foreign(gone, self._clock())
             await asyncio.sleep(0)
         self._unsent = [t for t in self._unsent if shard_of(t.kind, t.id) not in lost]
 

@@ -219,9 +219,10 @@ async def _serve(
         started_at=clock(),
         max_entities=settings.max_entities,
     )
-    state.load_streams(store.load_streams())  # entities load once the ports are open
     ingest = Ingest(state, clock)
     replica = _replica(store, settings, state, clock)
+    if replica is None:  # replicas' stores count byte streams against their stored points
+        state.load_streams(store.load_streams())  # entities load once the ports are open
     engine = TransitionEngine(state, policy, clock, None if replica is None else replica.owns)
     flusher = Flusher(
         state,

@@ -843,15 +843,7 @@ class ActivityState:
             ended = ended_at(e)
             if ended is None or ended > horizon or entities.get((e.kind, e.id)) is not e:
                 continue  # active again, ended again later, or already gone
-            del entities[(e.kind, e.id)]
-            self._move_host(e, e.host_id, None)
-            self._idle.add(idle_since(e.first_seen, e.last_activity), -1)
-            self._recent.forget(e)
-            self._recency.remove(e)
-            self._dirty.discard(e)
-            self._touched.discard(e)
-            self._io_counted.pop(e, None)
-            self._followed.pop(e, None)
+            self._remove(e)
             gone.append(e)
         if self._rotate_at is None:
             self._rotate_at = now + retention_ns
@@ -864,6 +856,36 @@ class ActivityState:
             self._stored_streams = {}
             self._dirty_streams &= streams.old.keys()
         return gone, rotated
+
+    def evict(self, e: Entity, now: int) -> bool:
+        """Forget ``e`` from memory unless something of it is not committed yet (changed,
+        bytes counted, or not yet seen by the transition engine) or a hold still stands on it
+        (a session's end releases its holds from what memory holds of them); ``True`` when it
+        is gone. For a replica on a shared store, which keeps what it does not own only while
+        it is in use (the store has the rest; a later report makes it anew and the store
+        merges)."""
+        if self.entities.get((e.kind, e.id)) is not e:
+            return True
+        if e in self._dirty or e in self._touched or e in self._io_counted:
+            return False
+        if any(until == 0 or until > now for _, until in e.holds.values()):
+            return False
+        self._remove(e)
+        return True
+
+    def _remove(self, e: Entity) -> None:
+        """Forget ``e`` (in memory) and every index it is in."""
+        del self.entities[(e.kind, e.id)]
+        if e.kind is Kind.SESSION:
+            self._move_host(e, e.host_id, None)
+            self._idle.add(idle_since(e.first_seen, e.last_activity), -1)
+            self._recent.forget(e)
+            self._recency.remove(e)
+        self._dirty.discard(e)
+        self._touched.discard(e)
+        self._io_counted.pop(e, None)
+        self._followed.pop(e, None)
+        self.producing.pop(e, None)
 
     def release(self, budget: int) -> bool:
         """Free up to ``budget`` dropped counter streams; ``True`` while more remain (the

@@ -93,6 +93,7 @@ __all__ = [
     "PROM_OTLP_REJECTED",
     "PROM_OTLP_REQUESTS",
     "PROM_REPLICAS_LIVE",
+    "PROM_REPLICA_ENTITIES",
     "PROM_REPLICA_SHARDS",
     "PROM_REPORTERS",
     "PROM_REPORTER_CLOCK_OFFSET",
@@ -376,6 +377,10 @@ PROM_INSECURE: Final = "lastactive_insecure"
 PROM_REPLICA_SHARDS: Final = "lastactive_replica_shards"
 """gauge, label replica: the shards whose transitions this replica evaluates (its leases);
 only on a shared PostgreSQL store. Summed over replicas: 64 when every shard is held."""
+
+PROM_REPLICA_ENTITIES: Final = "lastactive_replica_entities"
+"""gauge, label replica: sessions, agents and hosts this replica holds in memory: those of its
+shards, and others while it is sent or asked about them (evicted a minute after)."""
 
 PROM_REPLICAS_LIVE: Final = "lastactive_replicas_live"
 """gauge: replicas with a fresh heartbeat at this replica's last lease renewal."""

@@ -17,6 +17,7 @@ import psycopg
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
+from prometheus_client.parser import text_string_to_metric_families
 
 from lastactive.collector._ingest import Ingest
 from lastactive.collector._pg_cluster import PostgresCluster
@@ -28,6 +29,7 @@ from lastactive.collector._transitions import Transition, TransitionField
 from lastactive.collector.policy import Policy
 from lastactive.collector.proto import query_pb2
 from lastactive.collector.store import PostgresStore
+from lastactive.conventions import PROM_REPLICA_ENTITIES
 from tests.collector.test_decisions import _sse, hold_request
 from tests.helpers import (
     PROTO,
@@ -488,3 +490,73 @@ def test_the_owner_sees_the_bytes_another_replica_received(postgres_url: str) ->
     finally:
         a.stop()
         b.stop()
+
+
+def _in_memory(c: InProcessCollector) -> int:
+    """The replica's ``lastactive_replica_entities``."""
+    with urllib.request.urlopen(f"{c.http}/metrics", timeout=10) as resp:
+        for family in text_string_to_metric_families(resp.read().decode()):
+            if family.name == PROM_REPLICA_ENTITIES:
+                return int(family.samples[0].value)
+    raise AssertionError(f"{PROM_REPLICA_ENTITIES} not exposed")
+
+
+def _shards_of(url: str, owner: str) -> set[int]:
+    with psycopg.connect(url) as conn:
+        return {r[0] for r in conn.execute("SELECT shard FROM shards WHERE owner = %s", (owner,))}
+
+
+def _stored_of(url: str, owner: str) -> set[str]:
+    """The ids of the stored entities whose shard ``owner`` holds."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT e.id FROM entities e JOIN shards s ON s.shard = e.shard WHERE s.owner = %s",
+            (owner,),
+        ).fetchall()
+    return {r[0] for r in rows}
+
+
+def test_a_replica_keeps_what_it_owns_and_what_it_is_sent_lately(postgres_url: str) -> None:
+    """Issue 13, "memory per replica bounded by what it owns": what a replica is sent (or asked
+    about) and does not own is evicted a minute after its last use, once committed, unless a
+    hold stands on it; a later report makes it anew, and the store merges it as before."""
+    now = [time.time_ns()]
+    options: dict[str, Any] = {"clock": lambda: now[0], "flush_interval": 0.05}
+    a = InProcessCollector(PostgresStore(postgres_url), replica="a", lease=1.0, **options).start()
+    b = InProcessCollector(PostgresStore(postgres_url), replica="b", lease=1.0, **options).start()
+    try:
+        wait_for(lambda: _owners(postgres_url) == {"a": 32, "b": 32}, 20, "the shards split")
+        now[0] = time.time_ns()
+        sessions = [f"m{i}" for i in range(40)]
+        for sid in sessions:  # all to a, as a balancer sends a host's exports to one replica
+            last_input(a, sid, 0, host="mh", now=now[0])
+        held = next(s for s in sessions if shard_of("session", s) not in _shards_of(
+            postgres_url, "a"))  # fmt: skip
+        hold = hold_request(held, "lease", "l1", 0).SerializeToString()
+        assert a.post("/v1/logs", hold, PROTO)[0] == 200  # until released
+        wait_for(lambda: len(_stored_of(postgres_url, "a") | _stored_of(postgres_url, "b")) == 42,
+                 20, "every entity committed")  # fmt: skip
+        assert _in_memory(a) == 42  # 40 sessions, mh, h9 (the hold's host)
+        owned = _stored_of(postgres_url, "a")
+        assert 0 < len(owned) < 42
+        kept = {held, "h9"}  # the hold stands on the session and its host
+
+        def a_minute_later() -> bool:  # noted at a's next tick: a minute after that
+            now[0] += 61 * S
+            return _in_memory(a) == len(owned | kept)
+
+        wait_for(a_minute_later, 10, "the others evicted")  # a keeps its own and the held
+        assert _in_memory(b) == len(_stored_of(postgres_url, "b"))  # loaded its shards only
+
+        other = next(s for s in sessions if s not in owned and s != held)
+        assert a.session(other)["sources"]["input"] == b.session(other)["sources"]["input"]  # type: ignore[index]
+        assert _in_memory(a) == len(owned | kept) + 1  # read: in memory for a minute
+        first_seen = b.session(other)["first_seen"]  # type: ignore[index]
+        last_input(a, other, 0, host="mh", now=now[0])  # made anew on a; merged in the store
+        wait_for(lambda: b.session(other)["last_active"] == a.session(other)["last_active"],  # type: ignore[index]
+                 10, "the new report committed")  # fmt: skip
+        assert b.session(other)["first_seen"] == first_seen  # type: ignore[index]
+        wait_for(a_minute_later, 10, "evicted again")
+    finally:
+        for c in (a, b):
+            c.stop()
