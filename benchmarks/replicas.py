@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import json
 import multiprocessing
 import random
 import re
@@ -156,11 +157,16 @@ def _latency(port: int, paths: list[str]) -> tuple[float, float]:
     return statistics.median(times) * 1000, times[max(0, int(len(times) * 0.99) - 1)] * 1000
 
 
-_QUERIES = {  # what each replica is asked after the run
-    "GET one session": [f"/v1/sessions/s{i * 7}" for i in range(200)],
-    "decisions?limit=100": ["/v1/decisions?within=3600&limit=100"] * 50,
-    "sessions?limit=100": ["/v1/sessions?limit=100"] * 50,
-}
+def _queries(port: int) -> dict[str, list[str]]:
+    """What each replica is asked after the run: 200 of the sessions sent (random hosts were
+    sent, so not every session exists), decisions, a page of the session list."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/sessions?limit=200", timeout=30) as r:
+        ids = [s["id"] for s in json.load(r)["sessions"]]
+    return {
+        "GET one session": [f"/v1/sessions/{sid}" for sid in ids],
+        "decisions?limit=100": ["/v1/decisions?within=3600&limit=100"] * 50,
+        "sessions?limit=100": ["/v1/sessions?limit=100"] * 50,
+    }
 
 
 def _transitions_sqlite(port: int) -> float:
@@ -207,7 +213,7 @@ def run(
         transitions = _transitions_sqlite(servers[0][1])
     rss = [psutil.Process(p.pid).memory_info().rss / 2**20 for p, _ in servers]
     queries = {name: [_latency(port, paths) for _, port in servers]
-               for name, paths in _QUERIES.items()}  # fmt: skip
+               for name, paths in _queries(servers[0][1]).items()}  # fmt: skip
     for p, _ in servers:
         p.terminate()
         p.wait(30)
