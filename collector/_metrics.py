@@ -7,6 +7,10 @@ counters, units in the name (``_seconds``, ``_bytes_per_second``).
 Cardinality: fleet series cover every session (by state, by host); per-session series
 (``lastactive_session_*``) exist only for the sessions worth looking at: runaway, stuck, and the
 ``top`` busiest by output bytes/s, so 100,000 sessions stay a few dozen series.
+
+Replicas on one PostgreSQL store (:mod:`lastactive.collector._replica`): each counts the
+sessions of its shards only in the fleet and per-session series (``ActivityState.tallies``,
+the engine's ``owns``), so a ``sum`` over the replicas is the fleet's (issue 13).
 """
 
 from __future__ import annotations

@@ -117,6 +117,7 @@ class Replica:
     ) -> None:
         self.cluster = cluster
         self._state = state
+        state.tallies = self.owns  # /metrics counts this replica's sessions: replicas sum
         self._clock = clock
         self.held: dict[int, int] = {}
         """Shard -> epoch of the leases held."""
@@ -370,6 +371,7 @@ class Replica:
             gone = [e for e in chunk if shard_of(e.kind, e.id) in lost]
             engine.forget(e for e in gone if e.condition is not None)
             self._state.unfollow(gone)
+            self._state.retally(gone, self._clock())
             self._keep_foreign(gone, self._clock())
             await asyncio.sleep(0)
         self._unsent = [t for t in self._unsent if shard_of(t.kind, t.id) not in lost]

@@ -21,7 +21,7 @@ import enum
 import heapq
 import itertools
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import TYPE_CHECKING, Final, NamedTuple
@@ -183,6 +183,9 @@ class Entity:
     last_activity: int | None = None
     """The latest time (ns) among ``sources`` of the classes that end idleness (any trust),
     kept as they move: the fleet's idle histogram follows it. Derived, not persisted."""
+    tallied: bool = False
+    """A session counted in the fleet aggregates (idle histogram, recent classes, producers):
+    every session, or on a replica those of its shards (:attr:`ActivityState.tallies`)."""
     recent: int = 0
     """A session's bit per activity class counted as recent (:mod:`lastactive.collector.
     _ages`)."""
@@ -508,6 +511,11 @@ class ActivityState:
         self._followed: dict[Entity, tuple[int, int]] = {}
         """(input, output) byte totals of the stored row last followed (with
         :attr:`additive_io`): their rises feed the rate windows (:meth:`load`)."""
+        self.tallies: Callable[[Entity], bool] | None = None
+        """Which sessions the fleet aggregates count (:attr:`Entity.tallied`): ``None``, every
+        one; a replica on a shared store counts those of its shards, so the replicas'
+        ``/metrics`` sum to the fleet's (issue 13). Asked when a session is made or loaded and
+        at :meth:`retally`."""
         self.touching: frozenset[str] = frozenset(SOURCES) - {Source.TELEMETRY}
         """Sources whose activity marks an entity touched (set by the transition engine to the
         sources its policy counts, so liveness alone costs no re-evaluation)."""
@@ -542,8 +550,10 @@ class ActivityState:
             e = Entity(kind, key, first_seen=t, last_seen=t)
             self.entities[(kind, key)] = e
             if kind is Kind.SESSION:
-                self._idle.add(t)
                 self._recency.add(e)
+                if self.tallies is None or self.tallies(e):
+                    e.tallied = True
+                    self._idle.add(t)
             self._dirty.add(e)
             self._touched.add(e)
         # A new host or agent may select other policy rules and moves the session in the
@@ -611,7 +621,7 @@ class ActivityState:
                 e.last_seen = t
                 self._dirty.add(e)
             if t < e.first_seen:
-                if e.last_activity is None and e.kind is Kind.SESSION:
+                if e.last_activity is None and e.tallied:
                     self._idle.move(e.first_seen, t)
                 e.first_seen = t
                 self._dirty.add(e)
@@ -631,10 +641,10 @@ class ActivityState:
                     self._touched.add(e)
                 last = e.last_activity
                 if counted and (last is None or t > last):
-                    if e.kind is Kind.SESSION:
+                    if e.tallied:
                         self._idle.move(e.first_seen if last is None else last, t)
                     e.last_activity = t
-                if bit and not e.recent & bit and e.kind is Kind.SESSION:
+                if bit and not e.recent & bit and e.tallied:
                     self._recent.saw(e, bit, t)
                 if engaging and (e.last_active is None or t > e.last_active):
                     if e.kind is Kind.SESSION:
@@ -878,14 +888,45 @@ class ActivityState:
         del self.entities[(e.kind, e.id)]
         if e.kind is Kind.SESSION:
             self._move_host(e, e.host_id, None)
-            self._idle.add(idle_since(e.first_seen, e.last_activity), -1)
-            self._recent.forget(e)
+            self._untally(e)
             self._recency.remove(e)
         self._dirty.discard(e)
         self._touched.discard(e)
         self._io_counted.pop(e, None)
         self._followed.pop(e, None)
         self.producing.pop(e, None)
+
+    def retally(self, entities: Iterable[Entity], now: int) -> None:
+        """Ask :attr:`tallies` again about ``entities`` (a replica's shards moved) and count
+        them in the fleet aggregates, or not, accordingly (``now``: ns)."""
+        horizon = (now // NANOS - RECENT_S) * NANOS
+        for e in entities:
+            if e.kind is Kind.SESSION:
+                if e.tallied:
+                    self._idle.add(idle_since(e.first_seen, e.last_activity), -1)
+                self._tally(e, horizon)
+
+    def _tally(self, e: Entity, horizon: int) -> None:
+        """Count session ``e``, whose idle base is not counted, in the fleet aggregates if
+        :attr:`tallies` says so (with its classes active since ``horizon``, ns), else forget
+        it from them."""
+        if self.tallies is not None and not self.tallies(e):
+            self._untally(e, idle=False)
+            return
+        e.tallied = True
+        self._idle.add(idle_since(e.first_seen, e.last_activity))
+        for cls, t in latest_by_class(e.sources).items():
+            bit = CLASS_BITS[cls]
+            if t >= horizon and not e.recent & bit:
+                self._recent.saw(e, bit, t)
+
+    def _untally(self, e: Entity, *, idle: bool = True) -> None:
+        """Stop counting ``e`` in the fleet aggregates (its idle base too, with ``idle``)."""
+        if e.tallied:
+            e.tallied = False
+            if idle:
+                self._idle.add(idle_since(e.first_seen, e.last_activity), -1)
+            self._recent.forget(e)
 
     def release(self, budget: int) -> bool:
         """Free up to ``budget`` dropped counter streams; ``True`` while more remain (the
@@ -979,23 +1020,24 @@ class ActivityState:
     # --- queries -------------------------------------------------------------------------
 
     def idle_histogram(self, now: int) -> tuple[list[int], int]:
-        """Sessions by whole seconds idle at ``now`` (ns): counts per
+        """Sessions (those tallied: :attr:`tallies`) by whole seconds idle at ``now`` (ns):
+        counts per
         :data:`~lastactive.collector._ages.IDLE_BUCKETS` bound and +Inf (not cumulative), and
         the sum of idle seconds (:class:`~lastactive.collector._ages.IdleHistogram`)."""
         return self._idle.histogram(now)
 
     def recent(self, now: int) -> dict[ActivityClass, int]:
-        """Sessions with activity of each class in the last
+        """Sessions (those tallied) with activity of each class in the last
         :data:`~lastactive.collector._ages.RECENT_S` seconds at ``now`` (ns)
         (:class:`~lastactive.collector._ages.RecentClasses`)."""
         return self._recent.counts(now)
 
     def producers(self, now: int) -> list[Entity]:
-        """Sessions with output in their rate window at ``now`` (ns); costs the sessions that
-        produced lately, not the fleet."""
+        """Sessions (those tallied) with output in their rate window at ``now`` (ns); costs
+        the sessions that produced lately, not the fleet."""
         entities, out = self.entities, []
         for e in list(self.producing):
-            if e.rate_out.per_second(now) > 0 and entities.get((e.kind, e.id)) is e:
+            if e.tallied and e.rate_out.per_second(now) > 0 and entities.get((e.kind, e.id)) is e:
                 out.append(e)
             else:
                 del self.producing[e]
@@ -1150,7 +1192,8 @@ class ActivityState:
             else:
                 self._touched.add(e)
                 if kind is Kind.SESSION:
-                    self._idle.add(idle_since(e.first_seen, e.last_activity), -1)
+                    if e.tallied:
+                        self._idle.add(idle_since(e.first_seen, e.last_activity), -1)
                     self._recency.remove(e)
                 e.restore(merge(e.record(), r))
             if self.additive_io:  # the store's totals, plus what is not added to them yet
@@ -1162,12 +1205,8 @@ class ActivityState:
                     e.input_bytes += counted[0] + counted[2]
                     e.output_bytes += counted[1] + counted[3]
             if kind is Kind.SESSION:
-                self._idle.add(idle_since(e.first_seen, e.last_activity))
+                self._tally(e, horizon)
                 self._recency.add(e)
-                for cls, t in latest_by_class(e.sources).items():
-                    bit = CLASS_BITS[cls]
-                    if t >= horizon and not e.recent & bit:
-                        self._recent.saw(e, bit, t)
                 if e.host_id != before:
                     self._move_host(e, before, e.host_id)
             self._may_end(e)

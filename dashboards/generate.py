@@ -226,7 +226,11 @@ def fleet() -> dict[str, Any]:
     )
     b.add(
         _timeseries("Hibernation: due now and hibernated").with_target(
-            _query('lastactive_sessions{state=~"hibernate_due|hibernated"}', "A", "{{state}}")
+            _query(
+                'sum by (state) (lastactive_sessions{state=~"hibernate_due|hibernated"})',
+                "A",
+                "{{state}}",
+            )
         ),
     )
     b.add(
@@ -251,7 +255,7 @@ def fleet() -> dict[str, Any]:
     )
     b.add(
         _timeseries("Presence vs engagement vs work (sessions, last 5 min)").with_target(
-            _query("lastactive_sessions_recent", "A", "{{class}}")
+            _query("sum by (class) (lastactive_sessions_recent)", "A", "{{class}}")
         ),
     )
     b.add(
@@ -324,14 +328,16 @@ def collector_health() -> dict[str, Any]:
     )
     b.add(
         _timeseries("Write-behind: last flush duration and rows")
-        .with_target(_query("lastactive_flush_duration_seconds", "A", "seconds"))
-        .with_target(_query("lastactive_flush_rows", "B", "rows")),
+        .with_target(_query("lastactive_flush_duration_seconds", "A", "seconds {{instance}}"))
+        .with_target(_query("lastactive_flush_rows", "B", "rows {{instance}}")),
     )
     b.add(
         _timeseries("Watchers: subscribers, queued transitions, resyncs/s")
-        .with_target(_query("lastactive_watch_subscribers", "A", "subscribers"))
-        .with_target(_query("lastactive_watch_queued_transitions", "B", "queued"))
-        .with_target(_query(f"rate(lastactive_watch_resyncs_total{rate})", "C", "resyncs/s")),
+        .with_target(_query("lastactive_watch_subscribers", "A", "subscribers {{instance}}"))
+        .with_target(_query("lastactive_watch_queued_transitions", "B", "queued {{instance}}"))
+        .with_target(
+            _query(f"rate(lastactive_watch_resyncs_total{rate})", "C", "resyncs/s {{instance}}")
+        ),
     )
     b.add(
         _timeseries("Transitions/s by kind").with_target(
@@ -341,6 +347,12 @@ def collector_health() -> dict[str, Any]:
                 "{{field}} → {{to}}",
             )
         ),
+    )
+    b.add(  # replicas on PostgreSQL only (README, "Replicas"); empty for one process
+        _timeseries("Replicas: shards evaluated and entities in memory, each")
+        .with_target(_query("lastactive_replica_shards", "A", "shards {{replica}}"))
+        .with_target(_query("lastactive_replica_entities", "B", "in memory {{replica}}"))
+        .with_target(_query("max(lastactive_replicas_live)", "C", "live replicas")),
     )
     return b.json()
 

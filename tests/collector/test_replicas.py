@@ -29,7 +29,13 @@ from lastactive.collector._transitions import Transition, TransitionField
 from lastactive.collector.policy import Policy
 from lastactive.collector.proto import query_pb2
 from lastactive.collector.store import PostgresStore
-from lastactive.conventions import PROM_REPLICA_ENTITIES
+from lastactive.conventions import (
+    PROM_HOST_SESSIONS,
+    PROM_REPLICA_ENTITIES,
+    PROM_SESSIONS,
+    PROM_SESSIONS_IDLE,
+    PROM_SESSIONS_RECENT,
+)
 from tests.collector.test_decisions import _sse, hold_request
 from tests.helpers import (
     PROTO,
@@ -559,4 +565,60 @@ def test_a_replica_keeps_what_it_owns_and_what_it_is_sent_lately(postgres_url: s
         wait_for(a_minute_later, 10, "evicted again")
     finally:
         for c in (a, b):
+            c.stop()
+
+
+FLEET_SERIES = (PROM_SESSIONS, PROM_HOST_SESSIONS, PROM_SESSIONS_RECENT, PROM_SESSIONS_IDLE)
+
+
+def _fleet_series(*collectors: InProcessCollector) -> Counter[tuple[Any, ...]]:
+    """The fleet series of ``collectors``' ``/metrics`` (by sample name and labels), summed
+    over them as a dashboard's ``sum by`` sums replicas."""
+    total: Counter[tuple[Any, ...]] = Counter()
+    for c in collectors:
+        with urllib.request.urlopen(f"{c.http}/metrics", timeout=10) as resp:
+            for family in text_string_to_metric_families(resp.read().decode()):
+                if family.name in FLEET_SERIES:
+                    for sample in family.samples:
+                        total[(sample.name, *sorted(sample.labels.items()))] += sample.value
+    return +total  # without the zeros
+
+
+def test_the_replicas_fleet_series_sum_to_one_processs(postgres_url: str, tmp_path: Path) -> None:
+    """Issue 13, "the Grafana fleet dashboard sums replicas": each replica's ``/metrics``
+    counts the sessions of its shards only (also those another replica was sent), so the
+    replicas' sessions by state, per host, recent per class and the idle histogram sum to
+    what one process that got every report shows; still so after a third replica joins and
+    the shards move."""
+    policy = tmp_path / "policy.toml"
+    policy.write_text("[defaults]\nidle_after = 30\nhibernate_after = 600\n")
+    now = [time.time_ns()]
+    options: dict[str, Any] = {"policy": policy, "clock": lambda: now[0], "flush_interval": 0.05}
+    one = InProcessCollector(**options).start()
+    replicas = [
+        InProcessCollector(PostgresStore(postgres_url), replica=name, lease=1.0, **options).start()
+        for name in ("a", "b")
+    ]
+    try:
+        wait_for(lambda: _owners(postgres_url) == {"a": 32, "b": 32}, 20, "the shards split")
+        now[0] = time.time_ns()
+        for i in range(30):  # each to one replica, whatever its shard; idle from 0 to 10 min
+            for c in (one, replicas[i % 2]):
+                last_input(c, f"s{i}", 20 * i, host=f"h{i % 4}", now=now[0])
+        expected = wait_for(
+            lambda: (f := _fleet_series(one))[("lastactive_sessions", ("state", "idle"))] == 28
+            and f,
+            20, "one process evaluated them",
+        )  # fmt: skip
+        assert expected[("lastactive_sessions_idle_seconds_count",)] == 30
+        wait_for(lambda: _fleet_series(*replicas) == expected, 20, "the replicas sum to one")
+        replicas.append(
+            InProcessCollector(PostgresStore(postgres_url), replica="c", lease=1.0, **options)
+        )
+        replicas[-1].start()
+        wait_for(lambda: (o := _owners(postgres_url)).keys() == {"a", "b", "c"}
+                 and max(o.values()) == fair_share(3), 20, "the shards split 3 ways")  # fmt: skip
+        wait_for(lambda: _fleet_series(*replicas) == expected, 20, "the three sum to one")
+    finally:
+        for c in (*replicas, one):
             c.stop()

@@ -18,7 +18,15 @@ import pytest
 import trustme
 
 from lastactive.collector._auth import Scope, create_credential
-from tests.helpers import DASHBOARDS, Collector, free_port, stop_process, targets, wait_for
+from tests.helpers import (
+    DASHBOARDS,
+    Collector,
+    free_port,
+    last_input,
+    stop_process,
+    targets,
+    wait_for,
+)
 
 PROMETHEUS = shutil.which("prometheus")
 PROMTOOL = shutil.which("promtool")
@@ -112,6 +120,10 @@ EXPECTED: dict[tuple[str, str], Check] = {
         _value(r) == 0
     ),
     ("collector.json", "Transitions/s by kind"): lambda r: "runaway" in _labels(r, "field"),
+    # One process has no replica series (replicas: test_the_fleet_board_sums_replicas_...).
+    ("collector.json", "Replicas: shards evaluated and entities in memory, each"): lambda r: (
+        r == []
+    ),
 }
 
 
@@ -151,21 +163,7 @@ def test_every_panel_shows_what_it_should_and_the_alerts_fire(
         assert c.post("/v1/agent-events", body, {"Content-Type": "application/json"})[0] == 200
         assert c.post("/v1/metrics", b"x", {"Content-Type": "text/plain"})[0] == 415
 
-        port = free_port()
-        config = tmp_path / "prometheus.yml"
-        config.write_text(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-            f"rule_files: ['{DASHBOARDS / 'alerts.yaml'}']\n"
-            "scrape_configs:\n  - job_name: lastactive\n    static_configs:\n"
-            f"      - targets: ['127.0.0.1:{c.http_port}', '127.0.0.1:{free_port()}']\n"
-        )
-        prom = subprocess.Popen(
-            [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        url = f"http://127.0.0.1:{port}"
-        wait_for(lambda: _ready(url), timeout=60, what="prometheus ready")
+        prom, url = _prometheus(tmp_path / "prom", [c.http_port, free_port()])
         for expr in (
             "lastactive_session_runaway == 1",
             "lastactive_session_stuck_seconds",
@@ -266,6 +264,102 @@ def test_the_shipped_prometheus_config_scrapes_a_collector_with_tls_and_a_token(
     finally:
         stop_process(prom)
         c.stop()
+
+
+def _prometheus(
+    workdir: Path, ports: list[int], *, rules: bool = True
+) -> tuple[subprocess.Popen[bytes], str]:
+    """A real Prometheus scraping ``127.0.0.1:{port}`` for each of ``ports`` every second
+    (job ``lastactive``, with the shipped alert rules), ready; and its URL."""
+    assert PROMETHEUS is not None
+    workdir.mkdir()
+    config = workdir / "prometheus.yml"
+    config.write_text(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+        + (f"rule_files: ['{DASHBOARDS / 'alerts.yaml'}']\n" if rules else "")
+        + "scrape_configs:\n  - job_name: lastactive\n    static_configs:\n"
+        f"      - targets: {[f'127.0.0.1:{p}' for p in ports]}\n"
+    )
+    port = free_port()
+    prom = subprocess.Popen(
+        [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'tsdb'}",
+         f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _ready(url), timeout=60, what="prometheus ready")
+    except BaseException:
+        stop_process(prom)
+        raise
+    return prom, url
+
+
+def _without_instance(result: list[Any]) -> dict[tuple[tuple[str, str], ...], float]:
+    """An instant query's result by its labels other than ``instance`` and ``job``."""
+    return {
+        tuple(sorted((k, v) for k, v in r["metric"].items() if k not in ("instance", "job"))): (
+            float(r["value"][1])
+        )
+        for r in result
+    }
+
+
+@needs_prometheus
+def test_the_fleet_board_sums_replicas_as_it_shows_one_process(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """Issue 13, "the Grafana fleet dashboard sums replicas": one Prometheus scrapes two
+    ``lastactive serve`` replicas on PostgreSQL, another a SQLite process; each got the same
+    sessions (the replicas half each, whatever their shards). Every fleet panel's query gives
+    the same series on both, and the replica panel shows the 64 shards split."""
+    policy = tmp_path / "policy.toml"
+    policy.write_text("[defaults]\nidle_after = 30\nhibernate_after = 600\n")
+    one = Collector(tmp_path / "one.db", "--policy", str(policy)).start()
+    replicas = [
+        Collector(tmp_path / f"{name}.db", "--store", postgres_url, "--replica", name,
+                  "--lease", "2", "--policy", str(policy)).start()
+        for name in ("r1", "r2")
+    ]  # fmt: skip
+    proms: list[subprocess.Popen[bytes]] = []
+    try:
+        for i in range(12):  # idle 10 s to 1110 s: away from the histogram's bounds
+            for c in (one, replicas[i % 2]):
+                last_input(c, f"s{i}", 10 + 100 * i, host=f"h{i % 3}")
+        prom, alone = _prometheus(tmp_path / "prom-one", [one.http_port], rules=False)
+        proms.append(prom)
+        prom, fleet = _prometheus(
+            tmp_path / "prom-replicas", [c.http_port for c in replicas], rules=False
+        )
+        proms.append(prom)
+        queries = {
+            title: substitute(expr) for name, title, expr in targets() if name == "fleet.json"
+        }
+
+        def same() -> dict[str, Any]:
+            differ = {}
+            for title, expr in queries.items():
+                expected = _without_instance(prom_query(alone, expr))
+                got = _without_instance(prom_query(fleet, expr))
+                if "rate(" in expr:  # a rate depends on when each was scraped: the series
+                    expected, got = dict.fromkeys(expected), dict.fromkeys(got)
+                if not expected or got != expected:
+                    differ[title] = (expected, got)
+            return differ
+
+        wait_for(lambda: not same(), 60, "the replicas' fleet series summed equal one's")
+        expected_states = _without_instance(
+            prom_query(alone, queries["Sessions active, idle, hibernated"])
+        )
+        assert expected_states == {(("state", "active"),): 1, (("state", "idle"),): 11}
+        shards = prom_query(fleet, "sum(lastactive_replica_shards)")
+        assert _value(shards) == 64
+        assert _value(prom_query(fleet, "max(lastactive_replicas_live)")) == 2
+    finally:
+        for p in proms:
+            stop_process(p)
+        for c in (*replicas, one):
+            c.stop()
 
 
 def _ready(url: str) -> bool:
