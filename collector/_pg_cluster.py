@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import psycopg
 
@@ -48,18 +48,32 @@ _log = logging.getLogger(__name__)
 CHANNEL: Final = "lastactive_outbox"
 """The ``LISTEN``/``NOTIFY`` channel an emitting transaction notifies once."""
 
-Stored = tuple[EntityRecord, str | None]
-"""A stored entity and the condition last emitted for it (``condition_text``; ``None``: none)."""
-Emitted = tuple[str, str, str, int | None, bool]
-"""``(kind, id, condition_text, deadline, held)``: what a tick leaves an entity in: its
-condition, its deadline (ns; ``None``: none) and whether a hold holds it up (the index every
-replica's decisions walk)."""
+
+class Stored(NamedTuple):
+    """A stored entity with what its owner last emitted for it."""
+
+    record: EntityRecord
+    condition: str | None
+    """The condition last emitted (``condition_text``; ``None``: none)."""
+    rate_in: float
+    """Input bytes/s its owner last measured (its rate window's; 0 for none)."""
+    rate_out: float
+    """Output bytes/s, likewise."""
+    rated_at: int
+    """When the owner measured them (ns; 0: never)."""
+
+
+Emitted = tuple[str, str, str, int | None, bool, float, float, int]
+"""``(kind, id, condition_text, deadline, held, rate_in, rate_out, rated_at)``: what a tick
+leaves an entity in: its condition, its deadline (ns; ``None``: none), whether a hold holds it
+up (the index every replica's decisions walk) and its byte rates (bytes/s) at ``rated_at``
+(ns)."""
 
 _COLUMNS: Final = (
     "e.kind, e.id, e.host_id, e.agent_id, e.service_name, e.first_seen, e.last_seen, "
     "e.sources::text, e.input_bytes, e.output_bytes, e.pid, e.exit_code, e.holds::text, "
     "e.status, e.status_time, e.task, e.result, e.attributes::text, e.turn, e.turn_time, "
-    "c.condition"
+    "c.condition, COALESCE(c.rate_in, 0), COALESCE(c.rate_out, 0), COALESCE(c.rated_at, 0)"
 )
 _FROM: Final = "FROM entities e LEFT JOIN emitted c ON c.kind = e.kind AND c.id = e.id"
 _SHARD_PAGE: Final = (
@@ -94,10 +108,12 @@ _FENCE: Final = (
     "ORDER BY shard FOR SHARE"
 )
 _EMITTED: Final = (
-    "INSERT INTO emitted (kind, id, condition, deadline, held) SELECT * FROM unnest(%s::text[], "
-    "%s::text[], %s::text[], %s::bigint[], %s::boolean[]) AS u (kind, id, condition, deadline, "
-    "held) ORDER BY kind, id ON CONFLICT (kind, id) DO UPDATE SET condition = "
-    "excluded.condition, deadline = excluded.deadline, held = excluded.held"
+    "INSERT INTO emitted (kind, id, condition, deadline, held, rate_in, rate_out, rated_at) "
+    "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[], %s::boolean[], "
+    "%s::float8[], %s::float8[], %s::bigint[]) AS u (kind, id, condition, deadline, held, "
+    "rate_in, rate_out, rated_at) ORDER BY kind, id ON CONFLICT (kind, id) DO UPDATE SET "
+    "condition = excluded.condition, deadline = excluded.deadline, held = excluded.held, "
+    "rate_in = excluded.rate_in, rate_out = excluded.rate_out, rated_at = excluded.rated_at"
 )
 _INDEXED: Final = "FROM emitted c JOIN entities e ON e.kind = c.kind AND e.id = c.id"
 _BY_DEADLINE: Final = (
@@ -220,18 +236,18 @@ class PostgresCluster:
 
     def by_deadline(
         self, lowest: int, highest: int, after: tuple[int, str, str] | None, size: int
-    ) -> list[tuple[int, EntityRecord]]:
+    ) -> list[tuple[int, Stored]]:
         """Up to ``size`` stored entities whose indexed deadline (ns, as their owner last
         evaluated it: never later than their own) is within ``[lowest, highest]``, in order of
         ``(deadline, kind, id)`` after ``after`` (``None``: from the first), each with it."""
         start = after or (lowest, "", "")
         with self._store.connection() as conn:
             rows = conn.execute(_BY_DEADLINE, (lowest, highest, *start, size)).fetchall()
-        return [(row[-1], r) for row in rows for r, _ in self._stored((row[:-1],))]
+        return [(row[-1], r) for row in rows for r in self._stored((row[:-1],))]
 
     def recent(
         self, host_id: str | None, after: PageKey | None, size: int
-    ) -> list[tuple[PageKey, EntityRecord]]:
+    ) -> list[tuple[PageKey, Stored]]:
         """Up to ``size`` stored sessions (on ``host_id``; ``None``: any) after ``after``
         (``None``: from the first) in the "most recent first" order of
         :func:`~lastactive.collector._state.page_key`, each with its key (an index walk)."""
@@ -241,7 +257,7 @@ class PostgresCluster:
                 rows = conn.execute(_RECENT_ALL, (*key, size)).fetchall()
             else:
                 rows = conn.execute(_RECENT_ON_HOST, (host_id, *key, size)).fetchall()
-        return [(tuple(row[-4:]), r) for row in rows for r, _ in self._stored((row[:-4],))]
+        return [(tuple(row[-4:]), r) for row in rows for r in self._stored((row[:-4],))]
 
     def watched(
         self,
@@ -249,7 +265,7 @@ class PostgresCluster:
         session_id: str | None,
         after: tuple[str, str] | None,
         size: int,
-    ) -> list[EntityRecord]:
+    ) -> list[Stored]:
         """Up to ``size`` stored entities a watch's snapshot shows, in ``(kind, id)`` order
         after ``after`` (``None``: from the first): the session ``session_id`` (on
         ``host_id`` if given), else the host ``host_id`` and its sessions, else every session
@@ -262,23 +278,23 @@ class PostgresCluster:
                 rows = conn.execute(_WATCHED_HOST, (host_id, host_id, *start, size)).fetchall()
             else:
                 rows = conn.execute(_WATCHED_ALL, (*start, size)).fetchall()
-        stored = [r for r, _ in self._stored(rows)]
+        stored = self._stored(rows)
         if session_id is not None and host_id is not None:
-            return [r for r in stored if r.host_id == host_id]
+            return [s for s in stored if s.record.host_id == host_id]
         return stored
 
-    def held_up(self) -> list[EntityRecord]:
+    def held_up(self) -> list[Stored]:
         """The stored entities their owner last found held up (by a hold that counts)."""
         with self._store.connection() as conn:
             rows = conn.execute(_HELD_UP).fetchall()
-        return [r for r, _ in self._stored(rows)]
+        return self._stored(rows)
 
     def _stored(self, rows: Iterable[tuple[Any, ...]]) -> list[Stored]:
         out: list[Stored] = []
         for row in rows:
-            records = self._store.records((row[:-1],))
+            records = self._store.records((row[:-4],))
             if records:
-                out.append((records[0], row[-1]))
+                out.append(Stored(records[0], *row[-4:]))
         return out
 
     def emit(

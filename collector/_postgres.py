@@ -48,7 +48,7 @@ __all__ = ["PostgresStore"]
 
 _log = logging.getLogger(__name__)
 
-_SCHEMA_VERSION: Final = 4
+_SCHEMA_VERSION: Final = 5
 _ENGAGING: Final = sources_of(frozenset({ActivityClass.ENGAGEMENT}))
 # A session's _state.page_key in SQL (times are positive: ingest clamps them).
 _RECENCY: Final = "(-COALESCE(last_active, 0)), (-last_seen), (-first_seen), id"
@@ -148,6 +148,12 @@ _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
         f"CREATE INDEX entities_recent ON entities ({_RECENCY}) WHERE kind = 'session'",
         f"CREATE INDEX entities_host_recent ON entities (host_id, {_RECENCY}) "
         "WHERE kind = 'session'",
+    ),
+    4: (  # the owner's byte rates per entity: the same rates and runaway on any replica
+        # (_replica.Replica publishes them as they move; _state.PublishedRate reads them)
+        "ALTER TABLE emitted ADD COLUMN rate_in double precision NOT NULL DEFAULT 0, "  # B/s
+        "ADD COLUMN rate_out double precision NOT NULL DEFAULT 0, "
+        "ADD COLUMN rated_at bigint NOT NULL DEFAULT 0",  # ns; 0: never measured
     ),
 }
 """From version: the statements that bring it to the next one."""

@@ -42,7 +42,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Final, ParamSpec, TypeVar
 
 from lastactive.collector._flusher import StoreUnavailableError
-from lastactive.collector._record import EntityRecord, merge
+from lastactive.collector._record import merge
 from lastactive.collector._shards import shard_of
 from lastactive.collector._state import (
     NANOS,
@@ -51,6 +51,7 @@ from lastactive.collector._state import (
     EntityView,
     Kind,
     PageKey,
+    PublishedRate,
     page_key,
     view,
 )
@@ -92,6 +93,9 @@ INT64_MIN: Final = -(2**63)
 KEEP_FOREIGN_S: Final = 60.0
 """Seconds an entity this replica does not own stays in memory after its last report or
 read here (then it is evicted, once committed: the store has it)."""
+RATE_SLACK: Final = 0.1
+"""An owner publishes an entity's byte rates again once either moved by more than this
+fraction of the larger of the published and the current rate (or to or from 0)."""
 UNSENT_MAX: Final = 100_000
 """Transitions kept for the next emission while the store fails; beyond, the oldest are
 dropped (logged): the shard's next owner re-derives them from the stored conditions."""
@@ -131,7 +135,9 @@ class Replica:
         """Shards found lost when emitting (their transitions dropped; metrics)."""
         self._horizon = 0
         self._unsent: list[Transition] = []
-        self._moved: dict[Entity, None] = {}  # deadline or held flag to write (emit failed)
+        self._moved: dict[Entity, None] = {}  # deadline, held flag or rates to write
+        self._rated: dict[Entity, tuple[float, float]] = {}
+        """Owned entities -> the (input, output) bytes/s last published for them, if not 0."""
         self._foreign: OrderedDict[Entity, int] = OrderedDict()
         """Entities in memory this replica does not own -> when last reported or read here
         (ns), oldest first: evicted :data:`KEEP_FOREIGN_S` later."""
@@ -153,7 +159,12 @@ class Replica:
             return
         if stored is not None:
             now = self._clock()
-            self._keep_foreign(self._state.load((stored[0],), now), now)
+            loaded = self._state.load((stored.record,), now)
+            for e in loaded:
+                if stored.rated_at and not self.owns(e):  # its owner's rates
+                    e.rate_in = PublishedRate(stored.rate_in, stored.rated_at)
+                    e.rate_out = PublishedRate(stored.rate_out, stored.rated_at)
+            self._keep_foreign(loaded, now)
 
     async def decisions(
         self, policy: Policy, now: int, within_ns: int, limit: int | None
@@ -172,10 +183,10 @@ class Replica:
         builder = DecisionsBuilder(policy, now, within_ns)
         done: set[tuple[str, str]] = set()
 
-        def add(r: EntityRecord) -> None:
-            if (r.kind, r.id) not in done:
-                done.add((r.kind, r.id))
-                builder.add(view(self._current(r), now))
+        def add(s: Stored) -> None:
+            if (s.record.kind, s.record.id) not in done:
+                done.add((s.record.kind, s.record.id))
+                builder.add(view(self._current(s), now))
 
         size = DECISIONS_PAGE if limit is None else min(limit + 1, DECISIONS_PAGE)
         for r in await _read(self.cluster.held_up):
@@ -192,7 +203,7 @@ class Replica:
                         break
                     add(r)
                 if walking:
-                    after = (page[-1][0], page[-1][1].kind, page[-1][1].id)
+                    after = (page[-1][0], page[-1][1].record.kind, page[-1][1].record.id)
         return builder.result(limit)
 
     async def sessions(
@@ -263,18 +274,21 @@ class Replica:
             yield [snapshot_of(self._current(r), policy, now) for r in rows]
             if len(rows) < size:
                 return
-            after = (rows[-1].kind, rows[-1].id)
+            after = (rows[-1].record.kind, rows[-1].record.id)
 
-    def _current(self, r: EntityRecord, *, uncommitted: bool = True) -> Entity:
-        """The entity ``r`` stores, with this replica's rates of it and (``uncommitted``) what
-        it holds of it and has not committed, without adding it to memory."""
+    def _current(self, s: Stored, *, uncommitted: bool = True) -> Entity:
+        """The entity ``s`` stores, with (``uncommitted``) what this replica holds of it and
+        has not committed, and its owner's byte rates (this replica's own windows when it is
+        the owner, else those the owner published), without adding it to memory."""
+        r = s.record
         local = self._state.entities.get((Kind(r.kind), r.id))
         e = Entity(Kind(r.kind), r.id, r.first_seen, r.last_seen)
-        if local is None:
-            e.restore(r)
-            return e
-        e.restore(merge(local.record(), r) if uncommitted else r)
-        e.rate_in, e.rate_out = local.rate_in, local.rate_out
+        e.restore(r if local is None or not uncommitted else merge(local.record(), r))
+        if local is not None and self.owns(local):
+            e.rate_in, e.rate_out = local.rate_in, local.rate_out
+        elif s.rated_at:
+            e.rate_in = PublishedRate(s.rate_in, s.rated_at)
+            e.rate_out = PublishedRate(s.rate_out, s.rated_at)
         return e
 
     def loading(self) -> str | None:
@@ -315,8 +329,9 @@ class Replica:
     async def _turn(self, engine: TransitionEngine) -> None:
         if time.monotonic() >= self._renew_at:
             await self._lease(engine)
-        await self._follow(engine)
+        followed = await self._follow(engine)
         now = self._clock()
+        self._rates_moved(followed, now)
         self._keep_foreign(self._state.touched(), now)  # before the engine takes them
         while True:  # slices of TICK_BUDGET evaluations, the loop free between them
             await self._emit(engine, engine.tick(TICK_BUDGET))
@@ -324,6 +339,22 @@ class Replica:
                 break
             await asyncio.sleep(0)
         self._evict(now)
+
+    def _rates_moved(self, followed: Iterable[Entity], now: int) -> None:
+        """Mark for publishing (with the next emission) the owned entities whose byte rates
+        at ``now`` (ns) moved by more than :data:`RATE_SLACK` from those last published: of
+        ``followed`` (their stored totals just rose, or not) those measuring a rate, and
+        those published with a rate (which decays once their bytes stop)."""
+        rated, entities = self._rated, self._state.entities
+        for e in itertools.chain([e for e in followed if e.rate_in or e.rate_out], list(rated)):
+            if entities.get((e.kind, e.id)) is not e:
+                rated.pop(e, None)  # purged
+                continue
+            was_in, was_out = rated.get(e, (0.0, 0.0))
+            if _rate_moved(was_in, e.rate_in.per_second(now)) or _rate_moved(
+                was_out, e.rate_out.per_second(now)
+            ):
+                self._moved[e] = None
 
     def _keep_foreign(self, entities: Iterable[Entity], now: int) -> None:
         """Note the entities this replica does not own among ``entities`` (reported or read
@@ -371,6 +402,8 @@ class Replica:
             gone = [e for e in chunk if shard_of(e.kind, e.id) in lost]
             engine.forget(e for e in gone if e.condition is not None)
             self._state.unfollow(gone)
+            for e in gone:
+                self._rated.pop(e, None)
             self._state.retally(gone, self._clock())
             self._keep_foreign(gone, self._clock())
             await asyncio.sleep(0)
@@ -386,25 +419,33 @@ class Replica:
             if after is None:
                 return
 
-    async def _follow(self, engine: TransitionEngine) -> None:
-        if self.held:
-            rows, self._horizon = await asyncio.to_thread(
-                self.cluster.changes, sorted(self.held), self._horizon
-            )
-            await self._merge(engine, rows, every=False)
+    async def _follow(self, engine: TransitionEngine) -> list[Entity]:
+        """Merge the rows of this replica's shards written since the last call; the entities
+        they made or changed."""
+        if not self.held:
+            return []
+        rows, self._horizon = await asyncio.to_thread(
+            self.cluster.changes, sorted(self.held), self._horizon
+        )
+        return await self._merge(engine, rows, every=False)
 
-    async def _merge(self, engine: TransitionEngine, rows: list[Stored], *, every: bool) -> None:
+    async def _merge(
+        self, engine: TransitionEngine, rows: list[Stored], *, every: bool
+    ) -> list[Entity]:
         """Merge stored rows into state; the engine adopts each with its emitted condition
         (``every``) or only those it does not know yet (the others are touched by the merge
-        and re-evaluated)."""
+        and re-evaluated). Returns the entities merged."""
+        merged: list[Entity] = []
         for i in range(0, len(rows), ADOPT_SLICE):
             chunk = rows[i : i + ADOPT_SLICE]
-            entities = self._state.load((r for r, _ in chunk), self._clock(), follow=True)
-            for e, (_, text) in zip(entities, chunk, strict=True):
+            entities = self._state.load((s.record for s in chunk), self._clock(), follow=True)
+            for e, s in zip(entities, chunk, strict=True):
                 if e.kind is not Kind.AGENT and (every or e.condition is None):
-                    engine.adopt(e, condition_from_text(text))
+                    engine.adopt(e, condition_from_text(s.condition))
+            merged += entities
             if len(rows) > ADOPT_SLICE:
                 await asyncio.sleep(0)
+        return merged
 
     async def _emit(self, engine: TransitionEngine, transitions: Iterable[Transition]) -> None:
         """Write the transitions (and those a failed write left) with what their entities,
@@ -414,14 +455,18 @@ class Replica:
         self._moved.update(dict.fromkeys(engine.take_moved()))
         if not self._unsent and not self._moved:
             return
-        entities = self._state.entities
+        entities, now = self._state.entities, self._clock()
         left: dict[tuple[str, str], Emitted] = {}
+        rates: dict[Entity, tuple[float, float]] = {}
         for e in itertools.chain(
             (entities.get((Kind(t.kind), t.id)) for t in self._unsent), self._moved
         ):
             if e is not None and e.condition is not None:
                 key = (str(e.kind), e.id)
-                left[key] = (*key, condition_text(e.condition), e.deadline, engine.is_held(e))
+                rate = rates[e] = (e.rate_in.per_second(now), e.rate_out.per_second(now))
+                left[key] = (
+                    *key, condition_text(e.condition), e.deadline, engine.is_held(e), *rate, now
+                )  # fmt: skip
         try:
             lost = await asyncio.to_thread(
                 self.cluster.emit, dict(self.held), self._unsent, list(left.values())
@@ -434,6 +479,11 @@ class Replica:
             raise
         self._unsent = []
         self._moved.clear()
+        for e, rate in rates.items():
+            if rate[0] or rate[1]:
+                self._rated[e] = rate
+            else:
+                self._rated.pop(e, None)
         if lost:
             self.fenced += len(lost)
             _log.warning("shards %s are no longer this replica's: their transitions are "
@@ -471,6 +521,12 @@ class Replica:
                         await asyncio.wait_for(woken.wait(), 1.0)
         finally:
             stopping.set()
+
+
+def _rate_moved(published: float, now: float) -> bool:
+    """Has a rate moved from ``published`` to ``now`` enough to publish (:data:`RATE_SLACK`;
+    to or from 0 always is)?"""
+    return abs(now - published) > RATE_SLACK * max(now, published)
 
 
 async def _read(read: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:

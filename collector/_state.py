@@ -133,6 +133,25 @@ class _RateWindow:
         return total * NANOS / RATE_WINDOW_NS
 
 
+class PublishedRate(_RateWindow):
+    """A rate measured by another replica (the owner of the entity's shard: issue 13):
+    ``value`` bytes/s from ``since`` (ns), for one window; 0 after it (the owner publishes
+    again as its rate moves, so a newer one replaces it well before)."""
+
+    __slots__ = ("_until", "_value")
+
+    def __init__(self, value: float, since: int) -> None:
+        super().__init__()
+        self._value = value
+        self._until = since + RATE_WINDOW_NS
+
+    def __bool__(self) -> bool:
+        return self._value > 0
+
+    def per_second(self, now: int) -> float:
+        return self._value if now < self._until else 0.0
+
+
 _NO_RATE: Final = _RateWindow()
 """The rate window of every entity that never moved bytes (a deque costs ~650 bytes, and most
 sessions never report I/O): shared, always empty; :meth:`ActivityState.io` gives an entity its
@@ -959,12 +978,13 @@ class ActivityState:
 
     def _rate(self, e: Entity, receive: bool, t: int, delta: int) -> None:
         """``delta`` bytes into (``receive``) or out of ``e`` at ``t`` (ns) in its rate window."""
+        # A published rate is replaced by this replica's own window once it measures one.
         if receive:
-            if e.rate_in is _NO_RATE:
+            if e.rate_in is _NO_RATE or type(e.rate_in) is PublishedRate:
                 e.rate_in = _RateWindow()
             e.rate_in.add(t, delta)
             return
-        if e.rate_out is _NO_RATE:
+        if e.rate_out is _NO_RATE or type(e.rate_out) is PublishedRate:
             e.rate_out = _RateWindow()
         e.rate_out.add(t, delta)
         if e.kind is Kind.SESSION:

@@ -98,7 +98,8 @@ def test_leases_split_the_shards_and_fence_a_replica_past_its_lease(postgres_url
         mine = next(i for i in range(1000) if shard_of("session", f"s{i}") in held_x)
         t = Transition(1, "session", f"s{mine}", None, TransitionField.STATE, "new", "active",
                        "first seen", None)  # fmt: skip
-        assert x.emit(held_x, [t], [("session", f"s{mine}", "active:000", T0, False)]) == set()
+        active = ("session", f"s{mine}", "active:000", T0, False, 0.0, 0.0, 0)
+        assert x.emit(held_x, [t], [active]) == set()
         assert [r[2:] for r in _outbox(postgres_url)] == [(f"s{mine}", "state", "new", "active")]
 
         # x stalls past its lease: y takes its shards; what x emits then is dropped.
@@ -107,7 +108,7 @@ def test_leases_split_the_shards_and_fence_a_replica_past_its_lease(postgres_url
                          "WHERE owner = 'x'")  # fmt: skip
         late = Transition(2, "session", f"s{mine}", None, TransitionField.STATE, "active",
                           "idle", "idle", None)  # fmt: skip
-        idle = ("session", f"s{mine}", "idle:000", T0, False)
+        idle = ("session", f"s{mine}", "idle:000", T0, False, 0.0, 0.0, 0)
         assert x.emit(held_x, [late], [idle]) == set(held_x)
         assert len(_outbox(postgres_url)) == 1
         held_y, _ = y.lease_shards(held_y)
@@ -468,7 +469,9 @@ def test_session_pages_from_the_store_are_those_of_memory(postgres_url: str) -> 
 def test_the_owner_sees_the_bytes_another_replica_received(postgres_url: str) -> None:
     """A session's output arrives at the replica that does not evaluate it: the owner's rate
     window follows the stored totals, so the runaway transition is emitted (by the owner,
-    once) as one process would emit it."""
+    once) as one process would emit it; the owner publishes its rates as they move, so the
+    other replica answers the same rate (within ``RATE_SLACK``) and runaway, and both see the
+    rate fall to 0 once the bytes stop."""
     now = [time.time_ns()]
     options: dict[str, Any] = {"clock": lambda: now[0], "flush_interval": 0.05, "lease": 1.0}
     a = InProcessCollector(PostgresStore(postgres_url), replica="a", **options).start()
@@ -493,6 +496,23 @@ def test_the_owner_sees_the_bytes_another_replica_received(postgres_url: str) ->
 
         wait_for(runaway, 20, "the owner finds the session runaway")
         assert len(runaway()) == 1
+        # The owner publishes its rates: b answers as a does (runaway, within RATE_SLACK).
+        owner, other = a.session(sid), b.session(sid)
+        assert owner is not None and other is not None
+        assert owner["runaway"] and other["runaway"], other["runaway_reason"]
+        rate = owner["output_bytes_per_second"]
+        assert 0.9 * rate <= other["output_bytes_per_second"] <= rate / 0.9 and rate > 10 << 20
+        assert _watch_snapshot(b, f"session={sid}")[0]["runaway"]
+        now[0] += 31 * S  # the bytes stopped: the rate decays to 0, on every replica
+
+        def calm(c: InProcessCollector) -> bool:
+            got = c.session(sid)
+            return got is not None and not got["runaway"] and got["output_bytes_per_second"] == 0
+
+        wait_for(lambda: calm(a) and calm(b), 20, "both find the rate 0")
+        wait_for(lambda: [r for r in _outbox(postgres_url) if r[2:4] == (sid, "runaway")][-1][
+            4:] == ("true", "false"), 20, "the owner emits runaway true -> false")  # fmt: skip
+        assert not _watch_snapshot(b, f"session={sid}")[0]["runaway"]
     finally:
         a.stop()
         b.stop()
