@@ -161,9 +161,8 @@ class Replica:
             now = self._clock()
             loaded = self._state.load((stored.record,), now)
             for e in loaded:
-                if stored.rated_at and not self.owns(e):  # its owner's rates
-                    e.rate_in = PublishedRate(stored.rate_in, stored.rated_at)
-                    e.rate_out = PublishedRate(stored.rate_out, stored.rated_at)
+                if not self.owns(e):
+                    _owners_rates(e, stored)
             self._keep_foreign(loaded, now)
 
     async def decisions(
@@ -286,9 +285,8 @@ class Replica:
         e.restore(r if local is None or not uncommitted else merge(local.record(), r))
         if local is not None and self.owns(local):
             e.rate_in, e.rate_out = local.rate_in, local.rate_out
-        elif s.rated_at:
-            e.rate_in = PublishedRate(s.rate_in, s.rated_at)
-            e.rate_out = PublishedRate(s.rate_out, s.rated_at)
+        else:
+            _owners_rates(e, s)
         return e
 
     def loading(self) -> str | None:
@@ -404,8 +402,9 @@ class Replica:
             self._state.unfollow(gone)
             for e in gone:
                 self._rated.pop(e, None)
-            self._state.retally(gone, self._clock())
-            self._keep_foreign(gone, self._clock())
+            now = self._clock()
+            self._state.retally(gone, now)
+            self._keep_foreign(gone, now)
             await asyncio.sleep(0)
         self._unsent = [t for t in self._unsent if shard_of(t.kind, t.id) not in lost]
 
@@ -521,6 +520,13 @@ class Replica:
                         await asyncio.wait_for(woken.wait(), 1.0)
         finally:
             stopping.set()
+
+
+def _owners_rates(e: Entity, s: Stored) -> None:
+    """Give ``e`` the byte rates its owner published in ``s``, if it published any."""
+    if s.rated_at:
+        e.rate_in = PublishedRate(s.rate_in, s.rated_at)
+        e.rate_out = PublishedRate(s.rate_out, s.rated_at)
 
 
 def _rate_moved(published: float, now: float) -> bool:
