@@ -11,7 +11,8 @@ configuration keeps a host on one replica). The policy makes sessions idle after
 transitions flow too. Printed per configuration:
 
 * acknowledged data points per second, and per CPU-second of the servers (every ``serve``
-  process plus the PostgreSQL server's processes): what one more core buys;
+  process plus the PostgreSQL server's processes): what one more core buys; then the CPU of
+  each part and the points per CPU-second of each (what sizes the replicas and the primary);
 * transitions emitted per second (PostgreSQL: the outbox; SQLite: ``/metrics``);
 * RSS of each replica after the run, and p50 / p99 on each replica of ``GET
   /v1/sessions/{id}`` (a replica reads the committed row through), ``/v1/decisions?limit=100``
@@ -189,11 +190,12 @@ def run(
     store = ["--store", url] if url else []
     servers = [_start(store, tmp / f"{label}.db", f"r{n}", policy) for n in range(replicas)]
     procs = [psutil.Process(p.pid) for p, _ in servers]
+    database: list[psutil.Process] = []
     if pg is not None and pg.proc is not None:
         root = psutil.Process(pg.proc.pid)
-        procs += [root, *root.children(recursive=True)]
+        database = [root, *root.children(recursive=True)]
     time.sleep(1 + 2 * bool(url))  # leases settle
-    cpu0, t0 = _cpu(procs), time.monotonic()
+    cpu0, db0, t0 = _cpu(procs), _cpu(database), time.monotonic()
     out: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
     senders = [multiprocessing.Process(target=_send, args=([p for _, p in servers], args.sessions,
                                                            args.seconds, n, out))
@@ -203,7 +205,8 @@ def run(
     points = sum(out.get() for _ in senders)
     for s in senders:
         s.join()
-    elapsed, cpu = time.monotonic() - t0, _cpu(procs) - cpu0
+    elapsed, serving, db = time.monotonic() - t0, _cpu(procs) - cpu0, _cpu(database) - db0
+    cpu = serving + db
     time.sleep(3)  # the last idle transitions
     if url:
         with psycopg.connect(url) as conn:
@@ -220,6 +223,9 @@ def run(
     print(f"{label:<22} {points / elapsed:>10,.0f} points/s {points / max(cpu, 1e-9):>10,.0f} "
           f"points/CPU-s {transitions / (elapsed + 3):>8,.1f} transitions/s  RSS MiB "
           + "/".join(f"{r:.0f}" for r in rss), flush=True)  # fmt: skip
+    print(f"    CPU-s: serve {serving:.1f}, PostgreSQL {db:.1f}; points per CPU-s of serve "
+          f"{points / max(serving, 1e-9):,.0f}"
+          + (f", of PostgreSQL {points / db:,.0f}" if db else ""), flush=True)  # fmt: skip
     for name, figures in queries.items():
         print(f"    {name:<20} p50/p99 ms per replica: "
               + "  ".join(f"{a:.2f}/{b:.2f}" for a, b in figures), flush=True)  # fmt: skip
