@@ -11,7 +11,8 @@ never reaches state.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+import sys
+from collections.abc import Callable, Sequence
 from operator import attrgetter
 from typing import Any, Final
 
@@ -24,39 +25,104 @@ def _pairs(text: str) -> tuple[tuple[str, Any], ...]:
     return tuple(sorted(json.loads(text).items()))
 
 
+def _sources(text: str) -> tuple[tuple[str, int], ...]:
+    # Source names are few and shared by every entity: interned, a name costs its bytes once
+    # rather than once per entity (issue 15: ~50 bytes each, 2-4 per session).
+    pairs = []
+    for src, t in json.loads(text).items():
+        if type(t) is not int:
+            raise ValueError(f"the time of source {src!r} is not an integer: {t!r}")
+        pairs.append((_intern(src), t))
+    pairs.sort()
+    return tuple(pairs)
+
+
 def _holds(text: str) -> tuple[tuple[str, int, int], ...]:
     return tuple(sorted((str(k), int(t), int(u)) for k, t, u in json.loads(text)))
 
 
-_KINDS: Final = frozenset({"session", "agent", "host"})
-_INTS: Final = frozenset(
-    {"first_seen", "last_seen", "input_bytes", "output_bytes", "status_time", "turn_time"}
-)
-_OPTIONAL_INTS: Final = frozenset({"pid", "exit_code"})
+_KINDS: Final = {"session": "session", "agent": "agent", "host": "host"}
+_intern: Final = sys.intern
 
 ROW_ERRORS: Final = (ValueError, TypeError, RecursionError)
 """What :func:`record_of` raises for a row that is not a valid record."""
 
+_ROW: Final = (
+    "kind", "id", "host_id", "agent_id", "service_name", "first_seen", "last_seen", "sources",
+    "input_bytes", "output_bytes", "pid", "exit_code", "holds", "status", "status_time", "task",
+    "result", "attributes", "turn", "turn_time",
+)  # fmt: skip
+assert _ROW == RECORD_FIELDS, "record_of unpacks rows in RECORD_FIELDS order"
 
-def record_of(row: Iterable[Any]) -> EntityRecord:
+
+def record_of(row: Sequence[Any]) -> EntityRecord:
     """A stored row (values in :data:`RECORD_FIELDS` order) as a record, its types checked.
+    Ids of hosts and agents, service names and other repeated texts are interned (shared by
+    every record that has them: the load of a million sessions keeps each once).
 
     Raises:
         ValueError: a field of the wrong type, or JSON that does not decode.
         TypeError, RecursionError: JSON of the wrong shape, or nested too deep.
     """
-    fields = dict(zip(RECORD_FIELDS, row, strict=True))
-    if fields["kind"] not in _KINDS or not isinstance(fields["id"], str):
-        raise ValueError(f"not an entity key: {fields['kind']!r}, {fields['id']!r}")
-    for name, value in fields.items():
-        if name in _INTS or (name in _OPTIONAL_INTS and value is not None):
-            if not isinstance(value, int):
-                raise ValueError(f"{name} is not an integer: {value!r}")
-        elif name in _DECODE:
-            fields[name] = _DECODE[name](value)
-        elif value is not None and not isinstance(value, str):
-            raise ValueError(f"{name} is not text: {value!r}")
-    return EntityRecord(**fields)
+    (
+        kind, id_, host_id, agent_id, service_name, first_seen, last_seen, sources, input_bytes,
+        output_bytes, pid, exit_code, holds, status, status_time, task, result, attributes,
+        turn, turn_time,
+    ) = row  # fmt: skip
+    if kind not in _KINDS or type(id_) is not str:
+        raise ValueError(f"not an entity key: {kind!r}, {id_!r}")
+    ints = (first_seen, last_seen, input_bytes, output_bytes, status_time, turn_time)
+    if any(type(v) is not int for v in ints) or any(
+        v is not None and type(v) is not int for v in (pid, exit_code)
+    ):
+        raise ValueError(f"not an integer: {_first_wrong(row, _INT_AT, int)}")
+    texts = (host_id, agent_id, service_name, status, task, result, turn)
+    if any(v is not None and type(v) is not str for v in texts):
+        raise ValueError(f"not text: {_first_wrong(row, _TEXT_AT, str)}")
+    return EntityRecord(
+        kind=_KINDS[kind],
+        id=id_,
+        host_id=None if host_id is None else _intern(host_id),
+        agent_id=None if agent_id is None else _intern(agent_id),
+        service_name=None if service_name is None else _intern(service_name),
+        first_seen=first_seen,
+        last_seen=last_seen,
+        sources=_sources(sources),
+        input_bytes=input_bytes,
+        output_bytes=output_bytes,
+        pid=pid,
+        exit_code=exit_code,
+        holds=_holds(holds) if holds != "[]" else (),
+        status=None if status is None else _intern(status),
+        status_time=status_time,
+        task=task,
+        result=result,
+        attributes=_pairs(attributes) if attributes != "{}" else (),
+        turn=None if turn is None else _intern(turn),
+        turn_time=turn_time,
+    )
+
+
+_INT_AT: Final = tuple(
+    (i, name in ("pid", "exit_code"))
+    for i, name in enumerate(RECORD_FIELDS)
+    if name in ("first_seen", "last_seen", "input_bytes", "output_bytes", "status_time",
+                "turn_time", "pid", "exit_code")
+)  # fmt: skip
+_TEXT_AT: Final = tuple(
+    (i, True)
+    for i, name in enumerate(RECORD_FIELDS)
+    if name in ("host_id", "agent_id", "service_name", "status", "task", "result", "turn")
+)
+
+
+def _first_wrong(row: Sequence[Any], at: tuple[tuple[int, bool], ...], kind: type) -> str:
+    """The first field of ``row`` among ``at`` (index, may be None) not of type ``kind``."""
+    for i, optional in at:
+        value = row[i]
+        if not (optional and value is None) and type(value) is not kind:
+            return f"{RECORD_FIELDS[i]} = {value!r}"
+    return "?"
 
 
 def _compact(value: Any) -> str:
@@ -77,18 +143,15 @@ def _array_json(items: tuple[Any, ...]) -> str:
     return _compact(items) if items else "[]"
 
 
-_JSON: Final[dict[str, tuple[Callable[[Any], str], Callable[[str], Any]]]] = {
-    "sources": (_sources_json, _pairs),
-    "holds": (_array_json, _holds),
-    "attributes": (_object_json, _pairs),
+_ENCODERS: Final[dict[str, Callable[[Any], str]]] = {
+    "sources": _sources_json,
+    "holds": _array_json,
+    "attributes": _object_json,
 }
-JSON_FIELDS: Final = tuple(_JSON)
+JSON_FIELDS: Final = tuple(_ENCODERS)
 """The record fields stored as JSON text."""
-_DECODE: Final = {name: decode for name, (_, decode) in _JSON.items()}
 _FIELDS_OF: Final = attrgetter(*RECORD_FIELDS)
-_ENCODE_AT: Final = tuple(
-    (RECORD_FIELDS.index(name), encode) for name, (encode, _) in _JSON.items()
-)
+_ENCODE_AT: Final = tuple((RECORD_FIELDS.index(name), encode) for name, encode in _ENCODERS.items())
 
 
 def row_of(r: EntityRecord) -> tuple[Any, ...]:

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import enum
 import heapq
-import itertools
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from operator import itemgetter
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Final, NamedTuple
 
 from lastactive.collector._activity import CLASS_OF, idle_since, latest, latest_by_class, sources_of
@@ -62,6 +62,7 @@ _SOURCE_BITS: Final = {src: CLASS_BITS[cls] for src, cls in CLASS_OF.items()}
 NANOS: Final = 1_000_000_000
 RATE_WINDOW_NS: Final = 30 * NANOS
 """Bytes/second are averaged over this rolling window (seed 003: "last 30s window")."""
+_RATE_WINDOW_S: Final = RATE_WINDOW_NS // NANOS
 
 
 Kind = Level
@@ -109,28 +110,51 @@ class Hold(NamedTuple):
 
 
 class _RateWindow:
-    """Bytes over the last :data:`RATE_WINDOW_NS`: (time, delta) pairs, pruned on append."""
+    """Bytes over the last :data:`RATE_WINDOW_NS`, in one bucket per second (of the time a
+    delta is reported at; a delta older than the newest bucket joins it). At most
+    ``RATE_WINDOW_NS`` / 1 s + 1 buckets, however many streams report into it (a host's
+    window takes every one of its sessions' bytes: issue 15), and a running total, so
+    :meth:`per_second` costs no more than the buckets at the window's two edges."""
 
-    __slots__ = ("_items",)
+    __slots__ = ("_items", "_total")
 
     def __init__(self) -> None:
-        self._items: deque[tuple[int, int]] = deque()
+        self._items: deque[tuple[int, int]] = deque()  # (second since the epoch, bytes)
+        self._total = 0
 
     def add(self, t: int, delta: int) -> None:
+        second = t // NANOS
         items = self._items
-        items.append((t, delta))
-        horizon = t - RATE_WINDOW_NS
+        self._total += delta
+        if items and items[-1][0] >= second:
+            items[-1] = (items[-1][0], items[-1][1] + delta)
+            return
+        items.append((second, delta))
+        horizon = second - _RATE_WINDOW_S
         while items[0][0] <= horizon:
-            items.popleft()
+            self._total -= items.popleft()[1]
 
     def __bool__(self) -> bool:
         """False when nothing moved in the window as of the last append (a cheap filter)."""
         return bool(self._items)
 
     def per_second(self, now: int) -> float:
-        horizon = now - RATE_WINDOW_NS
-        total = sum(d for t, d in self._items if horizon < t <= now)
-        return total * NANOS / RATE_WINDOW_NS
+        """Bytes per second over the window's seconds in ``(now - window, now]``."""
+        items = self._items
+        if not items:
+            return 0.0
+        second = now // NANOS
+        horizon = second - _RATE_WINDOW_S
+        total = self._total
+        for s, d in items:  # older than the window: not counted
+            if s > horizon:
+                break
+            total -= d
+        for s, d in reversed(items):  # after now (a query of an earlier time)
+            if s <= second:
+                break
+            total -= d
+        return max(total, 0) * NANOS / RATE_WINDOW_NS
 
 
 class PublishedRate(_RateWindow):
@@ -150,6 +174,18 @@ class PublishedRate(_RateWindow):
 
     def per_second(self, now: int) -> float:
         return self._value if now < self._until else 0.0
+
+
+_NO_HOLDS: Final[Mapping[str, tuple[int, int]]] = MappingProxyType({})
+"""The holds of every entity that never had one (an empty dict costs 64 bytes a session)."""
+
+
+def _own_holds(e: Entity) -> dict[str, tuple[int, int]]:
+    """``e``'s holds as a dict of its own, to write to."""
+    holds = e.holds
+    if not isinstance(holds, dict):
+        holds = e.holds = dict(holds)
+    return holds
 
 
 _NO_RATE: Final = _RateWindow()
@@ -176,8 +212,9 @@ class Entity:
     exit_code: int | None = None
     rate_in: _RateWindow = _NO_RATE
     rate_out: _RateWindow = _NO_RATE
-    holds: dict[str, tuple[int, int]] = field(default_factory=dict)
-    """"kind:id" -> (time of the latest report, until), ns; until 0 = until released."""
+    holds: Mapping[str, tuple[int, int]] = field(default_factory=lambda: _NO_HOLDS)
+    """"kind:id" -> (time of the latest report, until), ns; until 0 = until released. Most
+    entities never have one: they share an empty read-only mapping until :func:`_own_holds`."""
     status: str | None = None
     """Explicit status from agent lifecycle events (seed 004), as of ``status_time``."""
     status_time: int = 0
@@ -220,6 +257,14 @@ class Entity:
     """The engine's: the host it was counted under at its last evaluation."""
     deadline: int | None = None
     """The engine's: its entry in the deadline index (hibernate_at, ns), if any."""
+    check_at: int | None = None
+    """The engine's: when its earliest scheduled check is due (ns), if any (the timer heap
+    may also hold later entries for it: each is skipped unless it is this one)."""
+
+    def __lt__(self, other: Entity) -> bool:
+        """An arbitrary but fixed order (by identity): ties of the engine's timer heap and
+        deadline index, whose entries are ``(ns, entity)``, are broken by it."""
+        return id(self) < id(other)
 
     def record(self) -> EntityRecord:
         """This entity's persisted snapshot (container fields sorted by key)."""
@@ -259,7 +304,7 @@ class Entity:
         self.sources = dict(r.sources)
         self.input_bytes, self.output_bytes = r.input_bytes, r.output_bytes
         self.pid, self.exit_code = r.pid, r.exit_code
-        self.holds = {key: (t, until) for key, t, until in r.holds}
+        self.holds = {key: (t, until) for key, t, until in r.holds} if r.holds else _NO_HOLDS
         self.status, self.status_time, self.task, self.result = (
             r.status, r.status_time, r.task, r.result
         )  # fmt: skip
@@ -495,10 +540,9 @@ class ActivityState:
         """Counter baselines loaded from the store, by text key, until their stream's first
         point after the restart claims them."""
         self._rotate_at: int | None = None
-        self._ended: list[tuple[int, int, Entity]] = []
-        """Heap of (ended at, seq, session): the retention purge's candidates, oldest first;
+        self._ended: list[tuple[int, Entity]] = []
+        """Heap of (ended at, session): the retention purge's candidates, oldest first;
         an entry whose session is active again (or ended again later) is stale."""
-        self._ended_seq = itertools.count()
         self._dirty_streams: set[tuple[object, ...]] = set()
         self._retry_streams: list[StreamRecord] = []
         self._dirty: set[Entity] = set()
@@ -767,9 +811,10 @@ class ActivityState:
                 # Forget holds that ended long before this report: the dict stays small (the
                 # same rule as the stores', collector._record.prune_holds).
                 horizon = t - HOLD_GRACE_NS
-                for old in [k for k, (_, u) in e.holds.items() if 0 < u < horizon]:
-                    del e.holds[old]
-                e.holds[key] = (t, until)
+                holds = _own_holds(e)
+                for old in [k for k, (_, u) in holds.items() if 0 < u < horizon]:
+                    del holds[old]
+                holds[key] = (t, until)
                 if reason is not None or e.hold_reasons:
                     reasons = e.hold_reasons = e.hold_reasons or {}
                     if reason is None:
@@ -798,7 +843,7 @@ class ActivityState:
             for key in keys:
                 prev = e.holds.get(key)
                 if prev is not None and prev[0] <= t:
-                    e.holds[key] = (t, t)
+                    _own_holds(e)[key] = (t, t)
                     self._dirty.add(e)
                     self._touched.add(e)
 
@@ -848,7 +893,7 @@ class ActivityState:
         """``e`` may have ended: if it did, it becomes a retention candidate."""
         ended = ended_at(e)
         if ended is not None:
-            heapq.heappush(self._ended, (ended, next(self._ended_seq), e))
+            heapq.heappush(self._ended, (ended, e))
 
     def purge(self, now: int, retention_ns: int) -> tuple[list[Entity], bool]:
         """Forget sessions completed or failed more than ``retention_ns`` before ``now`` (never
@@ -868,7 +913,7 @@ class ActivityState:
         gone = []
         heap, entities = self._ended, self.entities
         while heap and heap[0][0] <= horizon:
-            _, _, e = heapq.heappop(heap)
+            _, e = heapq.heappop(heap)
             ended = ended_at(e)
             if ended is None or ended > horizon or entities.get((e.kind, e.id)) is not e:
                 continue  # active again, ended again later, or already gone

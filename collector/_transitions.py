@@ -36,7 +36,6 @@ from typing import Final, NamedTuple
 from sortedcontainers import SortedList
 
 from lastactive.collector._activity import sources_of
-from lastactive.collector._record import INT64_MAX
 from lastactive.collector._state import ActivityState, Entity, EntityView, Kind, view
 from lastactive.collector.policy import (
     Decisions,
@@ -178,15 +177,13 @@ class TransitionEngine:
         self._owns = owns
         self._policy = policy
         self._clock = clock
-        self._heap: list[tuple[int, int, Entity]] = []
-        self._scheduled: dict[Entity, int] = {}  # earliest pending check per entity
+        self._heap: list[tuple[int, Entity]] = []  # (due, entity); its check_at is the earliest
         counted = set(policy.defaults.count)
         for _, rules, fields in policy.overrides:
             if "count" in fields:
                 counted |= rules.count
         state.attribute_keys = policy.attribute_keys
         state.touching = sources_of(counted | {ActivityClass.LIFECYCLE})
-        self._seq = itertools.count()
         self.transitions: dict[tuple[str, str], int] = {}
         """(field, current) -> transitions emitted since start (read by metrics)."""
         self.evaluations = 0
@@ -194,7 +191,7 @@ class TransitionEngine:
         self._runaway_ns: dict[Entity, int] = {}  # finished runaway spells, per session
         self._runaway_closed_ns = 0  # finished spells over the fleet, forgotten ones included
         self._pending: list[Entity] = []  # touched, not yet evaluated (a tick ran out)
-        self._deadlines: SortedList = SortedList()  # (hibernate_at, id, entity)
+        self._deadlines: SortedList = SortedList()  # (hibernate_at, entity)
         self._held: dict[Entity, None] = {}  # held up by a hold that counts, not due
         # Evaluated entities whose deadline or held flag changed since take_moved (a replica
         # writes them for the other replicas' decisions; None: alone, nothing to write).
@@ -273,9 +270,9 @@ class TransitionEngine:
             self._check(e, now, out)
         heap = self._heap
         while heap and heap[0][0] <= now and left > 0:
-            due, _, e = heapq.heappop(heap)
-            if self._scheduled.get(e) == due:
-                del self._scheduled[e]
+            due, e = heapq.heappop(heap)
+            if e.check_at == due:
+                e.check_at = None
             if entities.get((e.kind, e.id)) is e and (owns is None or owns(e)):
                 left -= 1
                 self._check(e, now, out)
@@ -312,7 +309,7 @@ class TransitionEngine:
         ):
             add(e)
         for soon, lowest, highest in ((False, None, now), (True, (now + 1,), now + within_ns)):
-            for at_index, _, e in self._deadlines.irange(lowest, (highest, INT64_MAX)):
+            for at_index, e in self._deadlines.irange(lowest, (highest + 1,), (True, False)):
                 if not builder.wants(at_index, soon, limit):
                     break
                 add(e)
@@ -348,7 +345,7 @@ class TransitionEngine:
                 host, deadline = e.counted_host, e.deadline
                 e.condition = e.rules = e.counted_host = e.deadline = None
                 self._index(e, before, host, deadline)
-            self._scheduled.pop(e, None)
+            e.check_at = None
             if self._moved is not None:
                 self._moved.pop(e, None)
             self._runaway_spell(e, False, now)  # its spell ends in the fleet's total
@@ -449,11 +446,11 @@ class TransitionEngine:
                         )
                     )
         due = ev.next_change
-        pending = self._scheduled.get(e)
+        pending = e.check_at
         if due is not None and (pending is None or due < pending):
             # A later change is found when the pending (earlier) check runs and reschedules.
-            self._scheduled[e] = due
-            heapq.heappush(self._heap, (due, next(self._seq), e))
+            e.check_at = due
+            heapq.heappush(self._heap, (due, e))
 
     def _index(
         self, e: Entity, before: Condition | None, host: str | None, deadline: int | None
@@ -465,9 +462,9 @@ class TransitionEngine:
         new = e.deadline if after is not None else None
         if deadline != new:
             if deadline is not None:
-                self._deadlines.remove((deadline, id(e), e))
+                self._deadlines.remove((deadline, e))
             if new is not None:
-                self._deadlines.add((new, id(e), e))
+                self._deadlines.add((new, e))
         if after is None:
             self._held.pop(e, None)
         if e.kind is not Kind.SESSION:
@@ -495,13 +492,13 @@ class TransitionEngine:
         flagged["hibernate_due"] += n * c.hibernate
 
 
-def _due(heap: list[tuple[int, int, Entity]], now: int) -> Iterator[Entity]:
+def _due(heap: list[tuple[int, Entity]], now: int) -> Iterator[Entity]:
     """The entities of a timer heap's entries due at ``now`` (ns), in no order: a walk of the
     heap's tree that stops below entries not due (costs what is due)."""
     stack = [0] if heap else []
     while stack:
         i = stack.pop()
-        due, _, e = heap[i]
+        due, e = heap[i]
         if due <= now:
             yield e
             stack.extend(j for j in (2 * i + 1, 2 * i + 2) if j < len(heap))

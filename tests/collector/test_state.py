@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 from lastactive.collector._state import (
     RATE_WINDOW_NS,
     ActivityState,
@@ -256,3 +258,24 @@ def test_sessions_without_io_share_one_empty_rate_window_until_they_move_bytes()
     assert view(busy, T0).input_bytes_per_second == 1.0
     assert view(quiet, T0).output_bytes_per_second == 0.0  # the shared one stayed empty
     assert not quiet.rate_out and not quiet.rate_in
+
+
+def test_a_hosts_rate_window_stays_one_bucket_a_second_and_exact() -> None:
+    # A host's window takes the bytes of every session on it: 1000 sessions each reporting
+    # every 5 s would be 6000 entries in 30 s, summed at every evaluation (issue 15).
+    state = ActivityState()
+    rng = random.Random(5)
+    sessions = [state.resolve(Identity(session_id=f"s{i}", host_id="h"), T0) for i in range(50)]
+    host = sessions[0][1]
+    sent: list[tuple[int, int]] = []
+    t = T0
+    for _ in range(3000):
+        t += rng.randrange(0, S // 10)
+        delta = rng.randrange(1, 5000)
+        state.io(rng.choice(sessions), False, delta, t)
+        sent.append((t // S, delta))
+        now = t + rng.randrange(-S, 40 * S)
+        second, newest = now // S, t // S
+        window = [d for s, d in sent if second - 30 < s <= second and s > newest - 30]
+        assert view(host, now).output_bytes_per_second == sum(window) / 30
+    assert len(host.rate_out._items) <= RATE_WINDOW_NS // S + 1
