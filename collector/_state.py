@@ -259,11 +259,11 @@ class Entity:
     """The engine's: its entry in the deadline index (hibernate_at, ns), if any."""
     check_at: int | None = None
     """The engine's: when its earliest scheduled check is due (ns), if any (the timer heap
-    may also hold later entries for it: each is skipped unless it is this one)."""
+    may also hold later entries for it, which do not clear it)."""
 
     def __lt__(self, other: Entity) -> bool:
-        """An arbitrary but fixed order (by identity): ties of the engine's timer heap and
-        deadline index, whose entries are ``(ns, entity)``, are broken by it."""
+        """An arbitrary but fixed order (by identity): ties of the engine's deadline index and
+        the retention heap, whose entries are ``(ns, entity)``, are broken by it."""
         return id(self) < id(other)
 
     def record(self) -> EntityRecord:

@@ -177,7 +177,11 @@ class TransitionEngine:
         self._owns = owns
         self._policy = policy
         self._clock = clock
-        self._heap: list[tuple[int, Entity]] = []  # (due, entity); its check_at is the earliest
+        # (due, seq, entity), its check_at the earliest: ties are many (a fleet's sessions go
+        # idle together) and popped in bulk, so they are broken by an int, not Entity.__lt__
+        # (2.4x slower pops measured with 60 distinct due times over 200k entries).
+        self._heap: list[tuple[int, int, Entity]] = []
+        self._seq = itertools.count()
         counted = set(policy.defaults.count)
         for _, rules, fields in policy.overrides:
             if "count" in fields:
@@ -270,7 +274,7 @@ class TransitionEngine:
             self._check(e, now, out)
         heap = self._heap
         while heap and heap[0][0] <= now and left > 0:
-            due, e = heapq.heappop(heap)
+            due, _, e = heapq.heappop(heap)
             if e.check_at == due:
                 e.check_at = None
             if entities.get((e.kind, e.id)) is e and (owns is None or owns(e)):
@@ -450,7 +454,7 @@ class TransitionEngine:
         if due is not None and (pending is None or due < pending):
             # A later change is found when the pending (earlier) check runs and reschedules.
             e.check_at = due
-            heapq.heappush(self._heap, (due, e))
+            heapq.heappush(self._heap, (due, next(self._seq), e))
 
     def _index(
         self, e: Entity, before: Condition | None, host: str | None, deadline: int | None
@@ -492,13 +496,13 @@ class TransitionEngine:
         flagged["hibernate_due"] += n * c.hibernate
 
 
-def _due(heap: list[tuple[int, Entity]], now: int) -> Iterator[Entity]:
+def _due(heap: list[tuple[int, int, Entity]], now: int) -> Iterator[Entity]:
     """The entities of a timer heap's entries due at ``now`` (ns), in no order: a walk of the
     heap's tree that stops below entries not due (costs what is due)."""
     stack = [0] if heap else []
     while stack:
         i = stack.pop()
-        due, e = heap[i]
+        due, _, e = heap[i]
         if due <= now:
             yield e
             stack.extend(j for j in (2 * i + 1, 2 * i + 2) if j < len(heap))
