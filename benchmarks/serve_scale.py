@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import psutil
@@ -103,7 +104,11 @@ def _kv(key: str, value: str) -> KeyValue:
     return KeyValue(key=key, value=AnyValue(string_value=value))
 
 
-def _request(sessions: list[int], t: int) -> bytes:
+def last_time_request(
+    sessions: Iterable[int], t: int, sources: tuple[str, ...] = ("input", "output", "process")
+) -> bytes:
+    """An OTLP metrics export: a ``lastactive.source.last_time`` point at ``t`` (ns) for each
+    of ``sources`` of each session ``session-{i:08d}`` in ``sessions``."""
     points = [
         metrics_pb2.NumberDataPoint(
             time_unix_nano=t,
@@ -111,7 +116,7 @@ def _request(sessions: list[int], t: int) -> bytes:
             attributes=[_kv("session.id", f"session-{i:08d}"), _kv("lastactive.source", src)],
         )
         for i in sessions
-        for src in ("input", "output", "process")
+        for src in sources
     ]
     metric = metrics_pb2.Metric(
         name="lastactive.source.last_time", gauge=metrics_pb2.Gauge(data_points=points)
@@ -135,7 +140,7 @@ def generate(port: int, n: int, rate: float, seconds: float) -> None:
     began = time.monotonic()
     sent = 0
     while time.monotonic() - began < seconds:
-        body = _request([rng.randrange(max(n, 1)) for _ in range(100)], time.time_ns())
+        body = last_time_request([rng.randrange(max(n, 1)) for _ in range(100)], time.time_ns())
         conn.request("POST", "/v1/metrics", body, PROTO)
         response = conn.getresponse()
         response.read()
@@ -230,7 +235,7 @@ def measure(n: int, seconds: float, rate: float) -> dict[str, float]:
             while client.get("/healthz")[0] != 200:
                 time.sleep(0.01)
             listening = time.perf_counter() - began
-            body = _request([0], time.time_ns())
+            body = last_time_request([0], time.time_ns())
             while client.post("/v1/metrics", body) != 200:
                 time.sleep(0.01)
             acknowledged = time.perf_counter() - began

@@ -34,11 +34,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
-    ExportMetricsServiceRequest,
-)
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
-from opentelemetry.proto.metrics.v1 import metrics_pb2
+from serve_scale import last_time_request  # benchmarks/serve_scale.py
 
 from lastactive.collector._record import EntityRecord
 from lastactive.collector.store import SqliteStore
@@ -76,32 +72,6 @@ def write_fleet(db: Path, n: int, now: int) -> None:
     store.close()
 
 
-def _kv(key: str, value: str) -> KeyValue:
-    return KeyValue(key=key, value=AnyValue(string_value=value))
-
-
-def _request(sessions: range, t: int) -> bytes:
-    points = [
-        metrics_pb2.NumberDataPoint(
-            time_unix_nano=t,
-            as_double=t / S,
-            attributes=[_kv("session.id", f"session-{i:08d}"), _kv("lastactive.source", "input")],
-        )
-        for i in sessions
-    ]
-    metric = metrics_pb2.Metric(
-        name="lastactive.source.last_time", gauge=metrics_pb2.Gauge(data_points=points)
-    )
-    return ExportMetricsServiceRequest(
-        resource_metrics=[
-            metrics_pb2.ResourceMetrics(
-                resource={"attributes": [_kv("service.name", "bench")]},
-                scope_metrics=[metrics_pb2.ScopeMetrics(metrics=[metric])],
-            )
-        ]
-    ).SerializeToString()
-
-
 def send(port: int, n: int, per_second: float, seconds: float) -> dict[str, int]:
     """Report input for ``per_second`` sessions a second (each once, in order) for ``seconds``;
     return session id -> the input's time (ns)."""
@@ -112,7 +82,12 @@ def send(port: int, n: int, per_second: float, seconds: float) -> dict[str, int]
     first = 0
     while time.monotonic() - began < seconds and first + PER_REQUEST <= n:
         t = time.time_ns()
-        conn.request("POST", "/v1/metrics", _request(range(first, first + PER_REQUEST), t), PROTO)
+        conn.request(
+            "POST",
+            "/v1/metrics",
+            last_time_request(range(first, first + PER_REQUEST), t, ("input",)),
+            PROTO,
+        )
         response = conn.getresponse()
         response.read()
         assert response.status == 200, response.status
