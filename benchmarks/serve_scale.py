@@ -152,7 +152,7 @@ def generate(port: int, n: int, rate: float, seconds: float) -> None:
     print(json.dumps({"points": sent * POINTS_PER_REQUEST, "seconds": time.monotonic() - began}))
 
 
-class _Http:
+class Http:
     """One keep-alive connection; ``get`` returns (status, body, seconds)."""
 
     def __init__(self, port: int) -> None:
@@ -178,7 +178,7 @@ class _Http:
         return r.status
 
 
-def _lag(client: _Http) -> tuple[float, dict[float, float]]:
+def _lag(client: Http) -> tuple[float, dict[float, float]]:
     """The collector's longest loop lag of the last minute (seconds), and its lag histogram
     (bucket bound -> cumulative probes)."""
     status, body, _ = client.get("/metrics")
@@ -208,7 +208,8 @@ def _over(before: dict[float, float], after: dict[float, float], bound: float) -
     return total - (after[bound] - before.get(bound, 0.0))
 
 
-def _p(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: float) -> float:
+    """The ``q`` quantile (0-1) of ``values`` (nan when empty)."""
     if not values:
         return float("nan")
     values = sorted(values)
@@ -231,7 +232,7 @@ def measure(n: int, seconds: float, rate: float) -> dict[str, float]:
             stdout=subprocess.DEVNULL,
         )  # fmt: skip
         try:
-            client = _Http(http_port)
+            client = Http(http_port)
             while client.get("/healthz")[0] != 200:
                 time.sleep(0.01)
             listening = time.perf_counter() - began
@@ -293,14 +294,14 @@ def measure(n: int, seconds: float, rate: float) -> dict[str, float]:
         "ingest + GETs: lag worst bucket (ms)": _worst_bucket(quiet_from, quiet_to) * 1000,
         "ingest + GETs: lag probes > 50 ms": _over(quiet_from, quiet_to, 0.05),
         "ingest + GETs: lag probes": quiet_to[INF] - quiet_from[INF],
-        "ingest + GETs: GET one session p50 (ms)": _p(quiet_gets, 0.5) * 1000,
-        "ingest + GETs: GET one session p99 (ms)": _p(quiet_gets, 0.99) * 1000,
+        "ingest + GETs: GET one session p50 (ms)": percentile(quiet_gets, 0.5) * 1000,
+        "ingest + GETs: GET one session p99 (ms)": percentile(quiet_gets, 0.99) * 1000,
         "+ list/decisions/scrape 1/s: lag worst (ms)": _worst_bucket(quiet_to, steady) * 1000,
         "+ list/decisions/scrape 1/s: > 50 ms": _over(quiet_to, steady, 0.05),
-        "+ list/decisions/scrape 1/s: GET p99 (ms)": _p(gets, 0.99) * 1000,
-        "sessions?limit=10 p99 (ms)": _p(lists, 0.99) * 1000,
-        "decisions p99 (ms)": _p(decisions, 0.99) * 1000,
-        "/metrics scrape p99 (ms)": _p(scrapes, 0.99) * 1000,
+        "+ list/decisions/scrape 1/s: GET p99 (ms)": percentile(gets, 0.99) * 1000,
+        "sessions?limit=10 p99 (ms)": percentile(lists, 0.99) * 1000,
+        "decisions p99 (ms)": percentile(decisions, 0.99) * 1000,
+        "/metrics scrape p99 (ms)": percentile(scrapes, 0.99) * 1000,
         "RSS once loaded (MB)": rss / 1e6,
         "RSS per session (bytes)": rss / n if n else float("nan"),
     }

@@ -34,7 +34,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from serve_scale import last_time_request  # benchmarks/serve_scale.py
+from serve_scale import Http, last_time_request, percentile  # benchmarks/serve_scale.py
 
 from lastactive.collector._record import EntityRecord
 from lastactive.collector.store import SqliteStore
@@ -145,31 +145,11 @@ def watch(port: int, seconds: float, pause_at: float) -> None:
     print(json.dumps({"got": got, "resyncs": resyncs, "snapshots": snapshots}))
 
 
-def _p(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    values = sorted(values)
-    return values[min(len(values) - 1, int(q * len(values)))]
-
-
-def _metric(port: int, name: str) -> float:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    conn.request("GET", "/metrics")
-    for line in conn.getresponse().read().decode().splitlines():
+def _metric(scrape: bytes, name: str) -> float:
+    for line in scrape.decode().splitlines():
         if line.startswith(name + " "):
             return float(line.split()[1])
     return float("nan")
-
-
-def _get(port: int, path: str) -> int:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        response.read()
-        return response.status
-    except OSError:
-        return 0
 
 
 def measure(n: int, transitions: float, seconds: float) -> dict[str, float]:
@@ -190,7 +170,8 @@ def measure(n: int, transitions: float, seconds: float) -> dict[str, float]:
         assert match, line
         port = int(match[1])
         try:
-            while _get(port, "/readyz") != 200:
+            client = Http(port)
+            while client.get("/readyz")[0] != 200:
                 time.sleep(0.1)
             run_s = seconds + IDLE_AFTER + 5
             watchers = [
@@ -211,8 +192,9 @@ def measure(n: int, transitions: float, seconds: float) -> dict[str, float]:
             sent = send(port, n, transitions / 2, seconds)
             ended = time.time_ns()
             results = [json.loads(w.communicate()[0]) for w in watchers]
-            overflows = _metric(port, "lastactive_watch_resyncs_total")
-            lag = _metric(port, "lastactive_event_loop_lag_max_seconds")
+            scrape = Http(port).get("/metrics")[1]  # a new connection: the first went idle
+            overflows = _metric(scrape, "lastactive_watch_resyncs_total")
+            lag = _metric(scrape, "lastactive_event_loop_lag_max_seconds")
         finally:
             serve.terminate()
             serve.wait(60)
@@ -243,13 +225,13 @@ def measure(n: int, transitions: float, seconds: float) -> dict[str, float]:
                 engine_late.append((at - due[key]) / 1e6)
         figures[f"{name}: missing"] = len(due) - len(seen)
         figures[f"{name}: duplicates"] = duplicates
-        figures[f"{name}: late p50 (ms)"] = _p(late, 0.5)
-        figures[f"{name}: late p99 (ms)"] = _p(late, 0.99)
+        figures[f"{name}: late p50 (ms)"] = percentile(late, 0.5)
+        figures[f"{name}: late p99 (ms)"] = percentile(late, 0.99)
         figures[f"{name}: late max (ms)"] = max(late, default=float("nan"))
         figures[f"{name}: resyncs"] = result["resyncs"]
         figures[f"{name}: snapshot pages"] = result["snapshots"]
-    figures["baseline, engine at - due: p50 (ms)"] = _p(engine_late, 0.5)
-    figures["baseline, engine at - due: p99 (ms)"] = _p(engine_late, 0.99)
+    figures["baseline, engine at - due: p50 (ms)"] = percentile(engine_late, 0.5)
+    figures["baseline, engine at - due: p99 (ms)"] = percentile(engine_late, 0.99)
     figures["watch resyncs (collector)"] = overflows
     figures["loop lag max, last 60 s (ms)"] = lag * 1000
     print(f"... {n} sessions done", flush=True)

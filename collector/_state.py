@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import enum
 import heapq
+import itertools
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -262,8 +263,9 @@ class Entity:
     may also hold later entries for it, which do not clear it)."""
 
     def __lt__(self, other: Entity) -> bool:
-        """An arbitrary but fixed order (by identity): ties of the engine's deadline index and
-        the retention heap, whose entries are ``(ns, entity)``, are broken by it."""
+        """An arbitrary but fixed order (by identity): ties of the engine's deadline index,
+        whose entries are ``(ns, entity)``, are broken by it (it is bisected, never popped in
+        bulk; the heaps break ties by an int, cheaper than this call)."""
         return id(self) < id(other)
 
     def record(self) -> EntityRecord:
@@ -540,9 +542,11 @@ class ActivityState:
         """Counter baselines loaded from the store, by text key, until their stream's first
         point after the restart claims them."""
         self._rotate_at: int | None = None
-        self._ended: list[tuple[int, Entity]] = []
-        """Heap of (ended at, session): the retention purge's candidates, oldest first;
-        an entry whose session is active again (or ended again later) is stale."""
+        self._ended: list[tuple[int, int, Entity]] = []
+        """Heap of (ended at, seq, session): the retention purge's candidates, oldest first;
+        an entry whose session is active again (or ended again later) is stale. Popped in
+        bulk, so ties are broken by an int (the engine's timer heap does the same)."""
+        self._ended_seq = itertools.count()
         self._dirty_streams: set[tuple[object, ...]] = set()
         self._retry_streams: list[StreamRecord] = []
         self._dirty: set[Entity] = set()
@@ -893,7 +897,7 @@ class ActivityState:
         """``e`` may have ended: if it did, it becomes a retention candidate."""
         ended = ended_at(e)
         if ended is not None:
-            heapq.heappush(self._ended, (ended, e))
+            heapq.heappush(self._ended, (ended, next(self._ended_seq), e))
 
     def purge(self, now: int, retention_ns: int) -> tuple[list[Entity], bool]:
         """Forget sessions completed or failed more than ``retention_ns`` before ``now`` (never
@@ -913,7 +917,7 @@ class ActivityState:
         gone = []
         heap, entities = self._ended, self.entities
         while heap and heap[0][0] <= horizon:
-            _, e = heapq.heappop(heap)
+            _, _, e = heapq.heappop(heap)
             ended = ended_at(e)
             if ended is None or ended > horizon or entities.get((e.kind, e.id)) is not e:
                 continue  # active again, ended again later, or already gone
