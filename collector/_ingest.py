@@ -135,7 +135,8 @@ def _value(v: Any) -> Any:
 
 def attrs_of(kvs: Iterable[Any]) -> Attrs:
     """OTLP ``KeyValue`` list -> dict of plain Python values."""
-    return {kv.key: _value(kv.value) for kv in kvs}
+    # A string (nearly every attribute) without a call or asking which field is set.
+    return {kv.key: kv.value.string_value or _value(kv.value) for kv in kvs}
 
 
 def _identity(attrs: Attrs, base: Identity) -> Identity:
@@ -235,18 +236,23 @@ class _Resolver:
     does not take on the attributes of whichever of its sessions reported last.
     """
 
-    __slots__ = ("_cache", "_described", "_offset", "_principal", "_state")
+    __slots__ = ("_base", "_cache", "_caches", "_described", "_offset", "_principal", "_state")
 
     def __init__(self, state: ActivityState, principal: Principal) -> None:
         self._state = state
         self._principal = principal if principal.bound else None
+        self._caches: dict[tuple[object, ...], dict[tuple[object, ...], list[Entity]]] = {}
+        """(base identity, described attributes) -> the raw identity values -> entities."""
+        self._base: Identity | None = None
         self._cache: dict[tuple[object, ...], list[Entity]] = {}
+        """The current resource's entry of :attr:`_caches` (its base is :attr:`_base`)."""
         self._described: tuple[tuple[str, str], ...] = ()
         self._offset = 0
 
-    def resource(self, rattrs: Attrs, clock: ReporterClock | None) -> None:
-        """Start a resource whose attributes are ``rattrs``, sent by a reporter whose clock is
-        ``clock`` (its offset is shown on the entities it reports about)."""
+    def resource(self, rattrs: Attrs, base: Identity, clock: ReporterClock | None) -> None:
+        """Start a resource whose attributes are ``rattrs`` (its identity ``base``), sent by a
+        reporter whose clock is ``clock`` (its offset is shown on the entities it reports
+        about)."""
         self._offset = 0 if clock is None else clock.offset
         keys = self._state.attribute_keys
         if keys:
@@ -255,26 +261,29 @@ class _Resolver:
                 for k in sorted(keys)
                 if (v := rattrs.get(k)) is not None
             )
+        self._base = base
+        self._cache = self._caches.setdefault((base, self._described), {})
 
     def __call__(self, attrs: Attrs, base: Identity, t: int) -> list[Entity]:
         """The entities ``attrs`` (over ``base``) name; empty when they name none."""
-        described = self._described
         key = (
-            base,
-            described,
             attrs.get(ATTR_SESSION_ID),
             attrs.get(ATTR_GEN_AI_AGENT_ID),
             attrs.get(ATTR_GEN_AI_AGENT_NAME),
             attrs.get(ATTR_HOST_ID),
             attrs.get(ATTR_HOST_NAME),
         )
-        ents = self._cache.get(key)
+        described = self._described
+        cache = (
+            self._cache if base is self._base else self._caches.setdefault((base, described), {})
+        )
+        ents = cache.get(key)
         if ents is None:
             ident = _identity(attrs, base)
             if self._principal is not None:
                 ident = _bind(ident, self._principal, self._state)
             try:
-                ents = self._cache[key] = self._state.resolve(ident, t) if ident.known else []
+                ents = cache[key] = self._state.resolve(ident, t) if ident.known else []
             except EntityLimitError as exc:
                 raise RejectedError(str(exc)) from None
             for e in ents:
@@ -526,7 +535,7 @@ class Ingest:
             off = self.clocks.correction(clock)
             limit = now + state.max_skew_ns
             floor = max(off, 0)  # unset (0), or corrected to before the epoch
-            resolve.resource(rattrs, clock)
+            resolve.resource(rattrs, base, clock)
             instance = rattrs.get(ATTR_SERVICE_INSTANCE_ID)
             # Exact times first (the timestamp gauge), so a counter's rise in the same export
             # is known to be explained by them, whatever order the SDK put the metrics in.
@@ -553,8 +562,10 @@ class Ingest:
                             ents = resolve(pattrs, base, t)
                             if not ents:
                                 continue
-                            self._last_time(
-                                ents, (base, instance, ents[0].id, src), src, v, t, off, now
+                            # The stream: this reporter's gauge of src about ents[0] (no sorted
+                            # attribute tuple: three of five points of a typical export).
+                            state.last_time(
+                                ents, (base, instance, ents[0].id, src), v, src, t, off, now
                             )
                         elif is_sum and (name in _COUNTERS or ATTR_SOURCE in pattrs):
                             src, io, v = _sum_point(name, pattrs, p, act)
@@ -574,26 +585,6 @@ class Ingest:
                     out.accepted += 1
         return out
 
-    def _last_time(
-        self,
-        ents: list[Entity],
-        key: tuple[object, ...],
-        src: str,
-        v: float,
-        t: int,
-        off: int,
-        now: int,
-    ) -> None:
-        """A checked ``lastactive.source.last_time`` point: ``src`` happened at ``v`` (seconds
-        since the epoch, by the reporter's clock, whose offset is ``off`` ns); ``key`` is the
-        stream, this reporter's gauge of ``src`` about ``ents[0]`` (no sorted attribute tuple:
-        three of five points of a typical export are these)."""
-        self.state.seen(ents, t)
-        # The raw value against the stream's previous raw value, before any correction: a
-        # repeated last time is no new activity, whatever the offset estimate does meanwhile.
-        if self.state.gauge_rose(key, v, t):
-            self.state.activity(ents, src, _fixed(self.state, int(v * NANOS), off, now))
-
     def _sum(
         self,
         ents: list[Entity],
@@ -611,10 +602,10 @@ class Ingest:
         # Staleness on the raw time, before correction (the estimate moves; the stream not).
         start = p.start_time_unix_nano
         raw_t = p.time_unix_nano or t
-        previous = self.state.stream_time(key) if io is not None else None
-        rose = self.state.counter(key, start, raw_t, v, cumulative, began=start + off)
-        if rose is None:  # stale or replayed: changes nothing, not even liveness
+        counted = self.state.counter(key, start, raw_t, v, cumulative, began=start + off)
+        if counted is None:  # stale or replayed: changes nothing, not even liveness
             return
+        rose, previous = counted
         self.state.seen(ents, t)
         if io is not None and cumulative and self.state.additive_io:
             self.state.rise_point(key, ents, io, int(rose))
@@ -626,7 +617,7 @@ class Ingest:
                 # A reporter that also reports the source's exact time (lastactive's own,
                 # through the gauge, applied first) already said when: the point's later
                 # collection time must not move it.
-                lower = previous + off if previous is not None else 0
+                lower = previous + off if previous else 0
                 if ents[0].sources.get(src, 0) > lower:
                     return
             self.state.activity(ents, src, t)
@@ -646,7 +637,7 @@ class Ingest:
             rattrs, base = self._resource(rl.resource)
             clock = self._reporter(rattrs, _observed(rl), now)
             off = self.clocks.correction(clock)
-            resolve.resource(rattrs, clock)
+            resolve.resource(rattrs, base, clock)
             for sl in rl.scope_logs:
                 for lr in sl.log_records:
                     attrs = attrs_of(lr.attributes)
@@ -818,7 +809,7 @@ class Ingest:
             rattrs, base = self._resource(rs.resource)
             clock = self._reporter(rattrs, _span_ended(rs), now)
             off = self.clocks.correction(clock)
-            resolve.resource(rattrs, clock)
+            resolve.resource(rattrs, base, clock)
             for ss in rs.scope_spans:
                 for span in ss.spans:
                     attrs = attrs_of(span.attributes)

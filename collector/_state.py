@@ -484,9 +484,14 @@ def _page_key(e: Entity, trusted_only: bool) -> PageKey:
 
 
 class _Stream:
-    __slots__ = ("start", "text", "time", "value")
+    __slots__ = ("key", "start", "text", "time", "value")
 
-    def __init__(self, start: int, time: int, value: float, text: str = "") -> None:
+    def __init__(
+        self, key: tuple[object, ...], start: int, time: int, value: float, text: str = ""
+    ) -> None:
+        self.key = key
+        """Its key in :attr:`ActivityState._streams` (so a changed stream is kept by itself,
+        not by its key, which would be hashed again at each point)."""
         self.start, self.time, self.value = start, time, value
         self.text = text
         """The key as text (a :class:`StreamRecord`'s), made once when first saved."""
@@ -547,7 +552,7 @@ class ActivityState:
         an entry whose session is active again (or ended again later) is stale. Popped in
         bulk, so ties are broken by an int (the engine's timer heap does the same)."""
         self._ended_seq = itertools.count()
-        self._dirty_streams: set[tuple[object, ...]] = set()
+        self._dirty_streams: set[_Stream] = set()
         self._retry_streams: list[StreamRecord] = []
         self._dirty: set[Entity] = set()
         self._touched: set[Entity] = set()
@@ -732,26 +737,34 @@ class ActivityState:
                     e.exit_code = exit_code
                 self._dirty.add(e)
 
-    def stream_time(self, key: tuple[object, ...]) -> int | None:
-        """The time (ns, as the reporter sent it) of stream ``key``'s last point, if any."""
-        streams = self._streams
-        prev = streams.current.get(key) or streams.revive(key)
-        return None if prev is None else prev.time
-
-    def gauge_rose(self, key: tuple[object, ...], raw: float, t: int) -> bool:
-        """Feed one raw value (before any clock correction) of the timestamp gauge stream
-        ``key`` at ``t`` (ns); ``True`` when it is above the stream's previous raw value (or
-        the first one seen), so it may be new activity."""
+    def last_time(
+        self,
+        entities: list[Entity],
+        key: tuple[object, ...],
+        raw: float,
+        source: str,
+        t: int,
+        off: int,
+        now: int,
+    ) -> None:
+        """One point of the timestamp gauge stream ``key`` (``lastactive.source.last_time``)
+        received at ``t`` (ns, corrected): liveness; and ``source`` active at ``raw`` (seconds
+        since the epoch by the reporter's clock, whose offset is ``off`` ns; clamped as
+        :meth:`clamp` against ``now``) when ``raw`` is above the stream's previous raw value or
+        the first one seen. The raw values are compared before any correction: a repeated last
+        time is no new activity, whatever the offset estimate does meanwhile."""
+        self.seen(entities, t)
         streams = self._streams
         prev = streams.current.get(key) or streams.revive(key)
         if prev is None:
-            streams.current[key] = _Stream(0, t, raw)
-            return True
-        prev.time = max(prev.time, t)
-        if raw <= prev.value:
-            return False
-        prev.value = raw
-        return True
+            streams.current[key] = _Stream(key, 0, t, raw)
+        else:
+            prev.time = max(prev.time, t)
+            if raw <= prev.value:
+                return
+            prev.value = raw
+        at = int(raw * NANOS)
+        self.activity(entities, source, self.clamp(at + off if at > 0 else 0, now))
 
     def counter(
         self,
@@ -761,32 +774,36 @@ class ActivityState:
         value: float,
         cumulative: bool,
         began: int | None = None,
-    ) -> float | None:
-        """Feed one Sum data point of stream ``key``; return how much it rose, or ``None``.
+    ) -> tuple[float, int] | None:
+        """Feed one Sum data point of stream ``key``: how much it rose and the time of the
+        stream's previous point (0 for none: a new stream, or a delta point), or ``None``.
 
-        ``start`` and ``t`` are the point's own (the reporter's clock: they identify the
+        ``start`` and ``t`` are the point's own (ns, the reporter's clock: they identify the
         stream's run and order its points); ``began`` is ``start`` on our clock (corrected for
         the reporter's offset; default ``start``), compared with :attr:`started_at`.
         ``None`` means the point is stale (not newer than the stream's last point) and must
-        be ignored; 0 means it arrived but nothing happened (arrival is not activity).
+        be ignored; a rise of 0 means it arrived but nothing happened (arrival is not
+        activity).
         """
         if not cumulative:
-            return value if value > 0 else 0.0
+            return (value if value > 0 else 0.0), 0
         streams = self._streams
         prev = streams.current.get(key) or streams.revive(key)
         if prev is None and self._stored_streams:  # the first point since a restart
             stored = self._stored_streams.pop(repr(key), None)
             if stored is not None:
                 prev = streams.current[key] = _Stream(
-                    stored.start, stored.time, stored.value, stored.key
+                    key, stored.start, stored.time, stored.value, stored.key
                 )
-        self._dirty_streams.add(key)
         if prev is None:
-            streams.current[key] = _Stream(start, t, value)
+            prev = streams.current[key] = _Stream(key, start, t, value)
+            self._dirty_streams.add(prev)
             # Unknown history: count it all only if the stream began while we were watching.
             began = start if began is None else began
-            return value if began >= self.started_at and start > 0 else 0.0
-        if t <= prev.time:
+            return (value if began >= self.started_at and start > 0 else 0.0), 0
+        self._dirty_streams.add(prev)
+        previous = prev.time
+        if t <= previous:
             return None
         rose: float
         if start != prev.start or value < prev.value:  # reset
@@ -794,7 +811,7 @@ class ActivityState:
         else:
             rose = value - prev.value
         prev.start, prev.time, prev.value = start, t, value
-        return rose
+        return rose, previous
 
     def hold(
         self,
@@ -932,7 +949,8 @@ class ActivityState:
             streams.rotate()
             streams.retire(self._stored_streams)  # baselines unclaimed for a whole period
             self._stored_streams = {}
-            self._dirty_streams &= streams.old.keys()
+            old = streams.old
+            self._dirty_streams = {st for st in self._dirty_streams if st.key in old}
         return gone, rotated
 
     def evict(self, e: Entity, now: int) -> bool:
@@ -1190,13 +1208,10 @@ class ActivityState:
         """The counter baselines changed since the last call (and those whose write failed)."""
         dirty, self._dirty_streams = self._dirty_streams, set()
         out, self._retry_streams = self._retry_streams, []
-        streams = self._streams
-        for key in dirty:
-            st = streams.get(key)
-            if st is not None:
-                if not st.text:
-                    st.text = repr(key)
-                out.append(StreamRecord(st.text, st.start, st.time, st.value))
+        for st in dirty:
+            if not st.text:
+                st.text = repr(st.key)
+            out.append(StreamRecord(st.text, st.start, st.time, st.value))
         return out
 
     def mark_dirty(

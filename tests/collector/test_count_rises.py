@@ -47,9 +47,10 @@ def _history(seed: int) -> tuple[int, int]:
                     (one, one_session, False),
                     (replicas[which], sessions[which], True),
                 ):
-                    rose = state.counter(KEY, *point, cumulative=True)
-                    if rose is None:
+                    counted_point = state.counter(KEY, *point, cumulative=True)
+                    if counted_point is None:
                         continue
+                    rose = counted_point[0]
                     if counted:
                         state.rise_point(KEY, ents, True, int(rose))
                     if rose:
@@ -78,14 +79,14 @@ def test_a_replay_and_an_older_point_add_nothing() -> None:
     state.additive_io = True
     ents = state.resolve(Identity(session_id="s"), T0)
     for t, v in ((T0 + S, 100), (T0 + 2 * S, 150)):
-        rose = state.counter(KEY, T0, t, v, cumulative=True)
-        assert rose is not None
-        state.rise_point(KEY, ents, True, int(rose))
+        counted_point = state.counter(KEY, T0, t, v, cumulative=True)
+        assert counted_point is not None
+        state.rise_point(KEY, ents, True, int(counted_point[0]))
     assert count_rises(state.take_io_counted().streams, stored) == [("session", "s", 150, 0)]
     replay = ActivityState(started_at=T0 - 60 * S)  # another replica gets the first point again
     replay.additive_io = True
-    rose = replay.counter(KEY, T0, T0 + S, 100, cumulative=True)
-    assert rose == 100  # it counts it locally (it never saw the stream)...
+    # It counts it locally (it never saw the stream)...
+    assert replay.counter(KEY, T0, T0 + S, 100, cumulative=True) == (100, 0)
     replay.rise_point(KEY, replay.resolve(Identity(session_id="s"), T0), True, 100)
     assert count_rises(replay.take_io_counted().streams, stored) == []  # ...the store does not
 

@@ -100,9 +100,9 @@ def test_counter_baselines_survive_a_restart_so_bytes_are_neither_lost_nor_count
     ents = state.resolve(Identity(session_id="s"), T0)
     key = ("stream", "of", "s")
     for t, value in ((T0 + 1, 100), (T0 + 2, 150)):  # began after the collector: all counted
-        rose = state.counter(key, T0, t, value, cumulative=True)
-        assert rose is not None
-        state.io(ents, True, int(rose), t)
+        counted = state.counter(key, T0, t, value, cumulative=True)
+        assert counted is not None
+        state.io(ents, True, int(counted[0]), t)
     store.save(state.take_dirty(), state.take_dirty_streams())
     (baseline,) = store.load_streams()
     assert baseline == StreamRecord(repr(key), T0, T0 + 2, 150)
@@ -111,7 +111,7 @@ def test_counter_baselines_survive_a_restart_so_bytes_are_neither_lost_nor_count
     again.load(store.load())
     again.load_streams(store.load_streams())
     assert again.counter(key, T0, T0 + 2, 150, cumulative=True) is None  # a replay: stale
-    assert again.counter(key, T0, T0 + 3, 180, cumulative=True) == 30  # counts from 150
+    assert again.counter(key, T0, T0 + 3, 180, cumulative=True) == (30, T0 + 2)  # from 150
     (session,) = again.entities.values()
     assert session.input_bytes == 150  # as committed; the rise of 30 is the caller's to add
 

@@ -54,16 +54,17 @@ def test_clamp_future_and_unset() -> None:
 def test_cumulative_counter_semantics() -> None:
     state, _ = make(started_at=T0)
     key = ("stream",)
-    assert state.counter(key, T0 - S, T0, 100, True) == 0  # began before us: baseline
-    assert state.counter(key, T0 - S, T0 + S, 100, True) == 0  # unchanged: not activity
-    assert state.counter(key, T0 - S, T0 + 2 * S, 130, True) == 30
+    # (how much it rose, the time of the stream's previous point: 0 for none), None: stale.
+    assert state.counter(key, T0 - S, T0, 100, True) == (0, 0)  # began before us: baseline
+    assert state.counter(key, T0 - S, T0 + S, 100, True) == (0, T0)  # unchanged: not activity
+    assert state.counter(key, T0 - S, T0 + 2 * S, 130, True) == (30, T0 + S)
     assert state.counter(key, T0 - S, T0 + S, 150, True) is None  # stale
     assert state.counter(key, T0 - S, T0 + 2 * S, 130, True) is None  # replay
-    assert state.counter(key, T0 - S, T0 + 3 * S, 5, True) == 5  # lower: reset
-    assert state.counter(key, T0 + 3 * S, T0 + 4 * S, 7, True) == 7  # new start: reset
-    assert state.counter(("new",), T0 + S, T0 + 2 * S, 9, True) == 9  # began while watched
-    assert state.counter(("delta",), 0, T0, 4, False) == 4
-    assert state.counter(("delta",), 0, T0, 0, False) == 0
+    assert state.counter(key, T0 - S, T0 + 3 * S, 5, True) == (5, T0 + 2 * S)  # lower: reset
+    assert state.counter(key, T0 + 3 * S, T0 + 4 * S, 7, True) == (7, T0 + 3 * S)  # new start
+    assert state.counter(("new",), T0 + S, T0 + 2 * S, 9, True) == (9, 0)  # began while watched
+    assert state.counter(("delta",), 0, T0, 4, False) == (4, 0)
+    assert state.counter(("delta",), 0, T0, 0, False) == (0, 0)
 
 
 def test_rates_over_the_rolling_window() -> None:
@@ -213,14 +214,14 @@ def test_streams_silent_for_a_retention_period_are_dropped_at_the_second_rotatio
     state.counter(("busy",), T0 - S, T0, 100, True)
     assert state.purge(T0, day)[1] is False  # the first purge sets the rotation's time
     assert state.purge(T0 + day, day)[1] is True
-    assert state.counter(("busy",), T0 - S, T0 + day, 130, True) == 30  # baseline kept
+    assert state.counter(("busy",), T0 - S, T0 + day, 130, True) == (30, T0)  # baseline kept
     assert state.purge(T0 + 2 * day, day)[1] is True
     assert state.release(1) is True  # freed a slice at a time
     while state.release(1):
         pass
-    assert state.counter(("busy",), T0 - S, T0 + 2 * day, 131, True) == 1
-    assert state.stream_time(("quiet", 0)) is None  # dropped: silent for two rotations
-    assert state.counter(("quiet", 0), T0 - S, T0 + 2 * day, 150, True) == 0  # a baseline again
+    assert state.counter(("busy",), T0 - S, T0 + 2 * day, 131, True) == (1, T0 + day)
+    # Dropped (silent for two rotations): a new stream (no previous point), a baseline again.
+    assert state.counter(("quiet", 0), T0 - S, T0 + 2 * day, 150, True) == (0, 0)
 
 
 def test_trusted_only_ignores_self_reported_sources() -> None:
