@@ -20,7 +20,6 @@ from __future__ import annotations
 import enum
 import heapq
 import itertools
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -120,20 +119,27 @@ class _RateWindow:
     __slots__ = ("_items", "_total")
 
     def __init__(self) -> None:
-        self._items: deque[tuple[int, int]] = deque()  # (second since the epoch, bytes)
+        self._items: list[int] = []
+        """Flat ``[second, bytes, second, bytes, ...]``, oldest first (seconds since the
+        epoch): a short list, not a deque of pairs (~600 bytes each, and a tuple per add)."""
         self._total = 0
 
     def add(self, t: int, delta: int) -> None:
         second = t // NANOS
         items = self._items
         self._total += delta
-        if items and items[-1][0] >= second:
-            items[-1] = (items[-1][0], items[-1][1] + delta)
+        if items and items[-2] >= second:
+            items[-1] += delta
             return
-        items.append((second, delta))
+        items.append(second)
+        items.append(delta)
         horizon = second - _RATE_WINDOW_S
-        while items[0][0] <= horizon:
-            self._total -= items.popleft()[1]
+        if items[0] <= horizon:
+            drop = 0
+            while items[drop] <= horizon:
+                self._total -= items[drop + 1]
+                drop += 2
+            del items[:drop]
 
     def __bool__(self) -> bool:
         """False when nothing moved in the window as of the last append (a cheap filter)."""
@@ -147,14 +153,15 @@ class _RateWindow:
         second = now // NANOS
         horizon = second - _RATE_WINDOW_S
         total = self._total
-        for s, d in items:  # older than the window: not counted
-            if s > horizon:
-                break
-            total -= d
-        for s, d in reversed(items):  # after now (a query of an earlier time)
-            if s <= second:
-                break
-            total -= d
+        n = len(items)
+        i = 0
+        while i < n and items[i] <= horizon:  # older than the window: not counted
+            total -= items[i + 1]
+            i += 2
+        j = n - 2
+        while j >= i and items[j] > second:  # after now (a query of an earlier time)
+            total -= items[j + 1]
+            j -= 2
         return max(total, 0) * NANOS / RATE_WINDOW_NS
 
 
@@ -190,9 +197,8 @@ def _own_holds(e: Entity) -> dict[str, tuple[int, int]]:
 
 
 _NO_RATE: Final = _RateWindow()
-"""The rate window of every entity that never moved bytes (a deque costs ~650 bytes, and most
-sessions never report I/O): shared, always empty; :meth:`ActivityState.io` gives an entity its
-own before adding."""
+"""The rate window of every entity that never moved bytes (most sessions never report I/O):
+shared, always empty; :meth:`ActivityState.io` gives an entity its own before adding."""
 
 
 @dataclass(slots=True, eq=False, weakref_slot=True)
