@@ -14,10 +14,12 @@ database with N sessions on 1000 hosts, starts ``lastactive serve`` on it and me
   existing sessions for ``--seconds``): the loop's lag and GET one session (p50, p99) in the
   first half; in the second half also ``sessions?limit=10``, ``decisions`` and a ``/metrics``
   scrape once a second each (p99), and the lag and GET p99 with them;
+* the cyclic GC's pauses (the collector's own ``lastactive_gc_pause_seconds``): the longest
+  while loading, and the full collections under load;
 * the serve process's RSS per session once loaded.
 
 Issue 15's goals: start-up <= 5 s at 1M, lag <= 50 ms, GET p99 <= 2 ms, decisions and lists
-<= 50 ms, <= 1 KB per session. Nothing here asserts; it prints.
+<= 50 ms, <= 1 KB per session, GC pauses <= 50 ms. Nothing here asserts; it prints.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import NamedTuple
 
 import psutil
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
@@ -178,24 +181,44 @@ class Http:
         return r.status
 
 
-def _lag(client: Http) -> tuple[float, dict[float, float]]:
-    """The collector's longest loop lag of the last minute (seconds), and its lag histogram
-    (bucket bound -> cumulative probes)."""
+class Reading(NamedTuple):
+    """What one ``/metrics`` scrape says of pauses: the longest loop lag of the last minute
+    (seconds), the lag histogram and the full GC collections' pause histogram (bucket bound
+    -> cumulative count), and the longest GC pause of the last minute (seconds)."""
+
+    lag_max: float
+    lag: dict[float, float]
+    gc_full: dict[float, float]
+    gc_max: float
+
+
+def _lag(client: Http) -> Reading:
+    """The collector's pauses, as of now (all zero when the scrape fails)."""
     status, body, _ = client.get("/metrics")
-    longest, buckets = 0.0, {}
+    lag_max, lag, gc_full, gc_max = 0.0, {}, {}, 0.0
     for line in body.decode().splitlines() if status == 200 else ():
         if line.startswith("lastactive_event_loop_lag_max_seconds "):
-            longest = float(line.split()[1])
+            lag_max = float(line.split()[1])
         elif line.startswith("lastactive_event_loop_lag_seconds_bucket{"):
-            bound = line.split('le="')[1].split('"')[0]
-            buckets[float(bound)] = float(line.split()[-1])
-    return longest, buckets
+            lag[_bound(line)] = float(line.split()[-1])
+        elif line.startswith('lastactive_gc_pause_seconds_bucket{generation="2",'):
+            gc_full[_bound(line)] = float(line.split()[-1])
+        elif line.startswith("lastactive_gc_pause_max_seconds{"):
+            gc_max = max(gc_max, float(line.split()[-1]))
+    return Reading(lag_max, lag, gc_full, gc_max)
+
+
+def _bound(line: str) -> float:
+    return float(line.split('le="')[1].split('"', maxsplit=1)[0])
 
 
 def _worst_bucket(before: dict[float, float], after: dict[float, float]) -> float:
-    """The upper bound (seconds) of the highest lag bucket probed between two readings."""
+    """The upper bound (seconds) of the highest bucket counted between two readings (0: none
+    counted)."""
     bounds = sorted(after)
     counts = [after[b] - before.get(b, 0.0) for b in bounds]  # cumulative
+    if not counts or not counts[-1]:
+        return 0.0
     for i in range(len(bounds) - 1, 0, -1):
         if counts[i] > counts[i - 1]:
             return bounds[i]
@@ -203,7 +226,7 @@ def _worst_bucket(before: dict[float, float], after: dict[float, float]) -> floa
 
 
 def _over(before: dict[float, float], after: dict[float, float], bound: float) -> float:
-    """Probes that woke more than ``bound`` seconds late between two readings."""
+    """Counts over ``bound`` seconds (late probes, long pauses) between two readings."""
     total = after[INF] - before.get(INF, 0.0)
     return total - (after[bound] - before.get(bound, 0.0))
 
@@ -240,12 +263,14 @@ def measure(n: int, seconds: float, rate: float) -> dict[str, float]:
             while client.post("/v1/metrics", body) != 200:
                 time.sleep(0.01)
             acknowledged = time.perf_counter() - began
-            load_lag = 0.0
+            load_lag = load_gc = 0.0
             while client.get("/readyz")[0] != 200:
-                load_lag = max(load_lag, _lag(client)[0])
+                reading = _lag(client)
+                load_lag, load_gc = max(load_lag, reading.lag_max), max(load_gc, reading.gc_max)
                 time.sleep(0.5)
             ready = time.perf_counter() - began
-            load_lag = max(load_lag, _lag(client)[0])
+            reading = _lag(client)
+            load_lag, load_gc = max(load_lag, reading.lag_max), max(load_gc, reading.gc_max)
             rss = psutil.Process(serve.pid).memory_info().rss
 
             gen = subprocess.Popen(
@@ -263,13 +288,13 @@ def measure(n: int, seconds: float, rate: float) -> dict[str, float]:
             halfway = time.monotonic() + seconds / 2
             last_slow = halfway
             time.sleep(1.0)  # the generator is running
-            _, quiet_from = _lag(client)
+            quiet_from = _lag(client)
             quiet_to = None
             while gen.poll() is None:
                 sid = f"session-{rng.randrange(max(n, 1)):08d}"
                 gets.append(client.get(f"/v1/sessions/{sid}")[2])
                 if time.monotonic() >= halfway and quiet_to is None:
-                    _, quiet_to = _lag(client)
+                    quiet_to = _lag(client)
                     quiet_gets, gets = gets, []
                 if quiet_to is not None and time.monotonic() - last_slow >= 1.0:
                     last_slow = time.monotonic()
@@ -279,7 +304,7 @@ def measure(n: int, seconds: float, rate: float) -> dict[str, float]:
                 time.sleep(0.01)
             out, _ = gen.communicate()
             sent = json.loads(out)
-            _, steady = _lag(client)
+            steady = _lag(client)
             assert quiet_to is not None
         finally:
             serve.terminate()
@@ -290,15 +315,21 @@ def measure(n: int, seconds: float, rate: float) -> dict[str, float]:
         "start-up: an export acknowledged (s)": acknowledged,
         "start-up: /readyz, loaded (s)": ready,
         "loop lag max while loading (ms)": load_lag * 1000,
+        "GC pause max while loading (ms)": load_gc * 1000,
         "ingest sent (points/s)": sent["points"] / sent["seconds"],
-        "ingest + GETs: lag worst bucket (ms)": _worst_bucket(quiet_from, quiet_to) * 1000,
-        "ingest + GETs: lag probes > 50 ms": _over(quiet_from, quiet_to, 0.05),
-        "ingest + GETs: lag probes": quiet_to[INF] - quiet_from[INF],
+        "ingest + GETs: lag worst bucket (ms)": _worst_bucket(quiet_from.lag, quiet_to.lag) * 1000,
+        "ingest + GETs: lag probes > 50 ms": _over(quiet_from.lag, quiet_to.lag, 0.05),
+        "ingest + GETs: lag probes": quiet_to.lag[INF] - quiet_from.lag[INF],
         "ingest + GETs: GET one session p50 (ms)": percentile(quiet_gets, 0.5) * 1000,
         "ingest + GETs: GET one session p99 (ms)": percentile(quiet_gets, 0.99) * 1000,
-        "+ list/decisions/scrape 1/s: lag worst (ms)": _worst_bucket(quiet_to, steady) * 1000,
-        "+ list/decisions/scrape 1/s: > 50 ms": _over(quiet_to, steady, 0.05),
+        "+ list/decisions/scrape 1/s: lag worst (ms)": _worst_bucket(quiet_to.lag, steady.lag)
+        * 1000,
+        "+ list/decisions/scrape 1/s: > 50 ms": _over(quiet_to.lag, steady.lag, 0.05),
         "+ list/decisions/scrape 1/s: GET p99 (ms)": percentile(gets, 0.99) * 1000,
+        "under load: full GC collections": steady.gc_full[INF] - quiet_from.gc_full[INF],
+        "under load: full GCs > 50 ms": _over(quiet_from.gc_full, steady.gc_full, 0.05),
+        "under load: full GC worst bucket (ms)": _worst_bucket(quiet_from.gc_full, steady.gc_full)
+        * 1000,
         "sessions?limit=10 p99 (ms)": percentile(lists, 0.99) * 1000,
         "decisions p99 (ms)": percentile(decisions, 0.99) * 1000,
         "/metrics scrape p99 (ms)": percentile(scrapes, 0.99) * 1000,

@@ -11,6 +11,10 @@ it kept) keeps that a fraction of what the last one froze: measured at 100k sess
 10k points/s with queries, the full collections took 5-35 ms each, where a freeze every 10 s
 let them grow to 115 ms (``benchmarks/serve_scale.py``).
 
+While :func:`freezing` is in force it also times every collection, so the pauses are measured
+rather than guessed: per generation, as ``lastactive_gc_pause_seconds`` (issue 15's goal: ≤ 50
+ms at 1M sessions).
+
 Frozen objects are still freed by reference counting (the state's entities are: it holds no
 reference cycles). Only a reference cycle that was alive at a freeze and became garbage later is
 never collected. Measured: after 60 s of that load, unfreezing and collecting found 6 such
@@ -21,8 +25,11 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import time
 from collections.abc import Iterator
 from typing import Any, Final
+
+from lastactive.collector._lag import Pauses
 
 __all__ = ["freeze_survivors", "freezing"]
 
@@ -37,17 +44,37 @@ def freeze_survivors() -> None:
     gc.freeze()
 
 
-def _after_full_collection(phase: str, info: dict[str, Any]) -> None:
-    if phase == "stop" and info["generation"] == _OLDEST:
-        gc.freeze()
+class _Collections:
+    """A ``gc.callbacks`` entry: times each collection into ``pauses[generation]`` and
+    freezes what survives a full one. Collections never overlap (CPython runs one at a time,
+    callbacks included), so one start time serves every thread."""
+
+    def __init__(self) -> None:
+        self.pauses = tuple(Pauses() for _ in range(_OLDEST + 1))
+        self._began = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+            return
+        generation = info["generation"]
+        if generation == _OLDEST:
+            gc.freeze()
+        self.pauses[generation].observe(time.perf_counter() - self._began, time.monotonic())
 
 
 @contextlib.contextmanager
-def freezing() -> Iterator[None]:
-    """While in force, freeze what survives each full collection (a ``gc.callbacks`` entry,
-    removed on exit; what was frozen stays frozen)."""
-    gc.callbacks.append(_after_full_collection)
+def freezing() -> Iterator[tuple[Pauses, ...]]:
+    """While in force, freeze what survives each full collection, and time every collection
+    (a ``gc.callbacks`` entry, removed on exit; what was frozen stays frozen).
+
+    Yields:
+        The pauses (seconds) of the collections of each generation, youngest first (index 2:
+        full collections, the freeze included).
+    """
+    collections = _Collections()
+    gc.callbacks.append(collections)
     try:
-        yield
+        yield collections.pauses
     finally:
-        gc.callbacks.remove(_after_full_collection)
+        gc.callbacks.remove(collections)

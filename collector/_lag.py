@@ -5,7 +5,8 @@ Every receiver, query and tick shares the one event loop, so its lag is the dela
 else sees: an operator alerts on it, and ``benchmarks/serve_scale.py`` reads it from
 ``/metrics`` under load. Kept as a histogram (``lastactive_event_loop_lag_seconds``) and as the
 longest lag of the last :data:`WINDOW_S` seconds (a gauge), at the cost of one wake-up per
-probe.
+probe. :class:`Pauses` keeps any such durations (the cyclic GC's pauses use it too:
+:mod:`lastactive.collector._freeze`).
 """
 
 from __future__ import annotations
@@ -16,19 +17,19 @@ import time
 from collections import deque
 from typing import Final
 
-__all__ = ["LAG_BUCKETS", "PROBE_S", "WINDOW_S", "LoopLag"]
+__all__ = ["LAG_BUCKETS", "PROBE_S", "WINDOW_S", "LoopLag", "Pauses"]
 
 PROBE_S: Final = 0.05
 """Seconds between probes."""
 LAG_BUCKETS: Final = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-"""Upper bounds (seconds) of the lag histogram."""
+"""Upper bounds (seconds) of the lag (and GC pause) histograms."""
 WINDOW_S: Final = 60
 """The longest-lag gauge covers this many seconds."""
 
 
-class LoopLag:
-    """Probes of the event loop's lag (seconds): ``counts`` per :data:`LAG_BUCKETS` bound and
-    +Inf (not cumulative), their ``sum``, and :meth:`longest`."""
+class Pauses:
+    """Durations the event loop was held (seconds): ``counts`` per :data:`LAG_BUCKETS` bound
+    and +Inf (not cumulative), their ``sum``, and :meth:`longest`."""
 
     def __init__(self) -> None:
         self.counts = [0] * (len(LAG_BUCKETS) + 1)
@@ -37,7 +38,7 @@ class LoopLag:
         """(monotonic second, longest lag in it), oldest first, the last WINDOW_S seconds."""
 
     def observe(self, lag: float, at: float) -> None:
-        """One probe woke ``lag`` seconds late at monotonic time ``at`` (seconds)."""
+        """One pause of ``lag`` seconds, ended at monotonic time ``at`` (seconds)."""
         self.counts[bisect.bisect_left(LAG_BUCKETS, lag)] += 1
         self.sum += lag
         second, seconds = int(at), self._seconds
@@ -50,10 +51,14 @@ class LoopLag:
             seconds.popleft()
 
     def longest(self, at: float) -> float:
-        """The longest lag (seconds) probed in the :data:`WINDOW_S` seconds before ``at``
+        """The longest pause (seconds) observed in the :data:`WINDOW_S` seconds before ``at``
         (monotonic seconds)."""
         horizon = int(at) - WINDOW_S
         return max((lag for second, lag in self._seconds if second > horizon), default=0.0)
+
+
+class LoopLag(Pauses):
+    """Probes of the event loop's lag: each probe observes how late it woke (seconds)."""
 
     async def run(self) -> None:
         """Probe until cancelled."""

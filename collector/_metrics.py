@@ -32,7 +32,7 @@ from lastactive.collector._activity import idle_since, latest, progress
 from lastactive.collector._ages import IDLE_BUCKETS, RECENT_S
 from lastactive.collector._core import Core
 from lastactive.collector._flusher import Flusher
-from lastactive.collector._lag import LAG_BUCKETS, WINDOW_S, LoopLag
+from lastactive.collector._lag import LAG_BUCKETS, WINDOW_S, LoopLag, Pauses
 from lastactive.collector._state import NANOS, Entity
 from lastactive.collector._stats import LATENCY_BUCKETS
 from lastactive.conventions import (
@@ -43,6 +43,8 @@ from lastactive.conventions import (
     PROM_FLUSH_DURATION,
     PROM_FLUSH_ROWS,
     PROM_FLUSHES,
+    PROM_GC_PAUSE,
+    PROM_GC_PAUSE_MAX,
     PROM_HOST_SESSIONS,
     PROM_INGEST_INFLIGHT,
     PROM_INSECURE,
@@ -109,12 +111,14 @@ class CoreCollector(Collector):
         top: int,
         insecure: bool = False,
         lag: LoopLag | None = None,
+        gc_pauses: tuple[Pauses, ...] = (),
     ) -> None:
         self._core = core
         self._flusher = flusher
         self._top = top
         self._insecure = insecure
         self._lag = lag
+        self._gc_pauses = gc_pauses
 
     def collect(self) -> Iterator[Metric]:
         yield from self._health()
@@ -289,6 +293,8 @@ class CoreCollector(Collector):
         )
         if self._lag is not None:
             yield from self._loop_lag(self._lag)
+        if self._gc_pauses:
+            yield from self._gc(self._gc_pauses)
 
     def _loop_lag(self, lag: LoopLag) -> Iterator[Metric]:
         family = HistogramMetricFamily(
@@ -301,6 +307,24 @@ class CoreCollector(Collector):
             f"the longest event-loop lag probed in the last {WINDOW_S} s",
             value=lag.longest(time.monotonic()),
         )
+
+    def _gc(self, pauses: tuple[Pauses, ...]) -> Iterator[Metric]:
+        at = time.monotonic()
+        family = HistogramMetricFamily(
+            PROM_GC_PAUSE,
+            "how long each cyclic garbage collection held the process (2: full)",
+            labels=["generation"],
+        )
+        longest = GaugeMetricFamily(
+            PROM_GC_PAUSE_MAX,
+            f"the longest garbage collection of the last {WINDOW_S} s",
+            labels=["generation"],
+        )
+        for generation, p in enumerate(pauses):
+            family.add_metric([str(generation)], _buckets(LAG_BUCKETS, p.counts), sum_value=p.sum)
+            longest.add_metric([str(generation)], p.longest(at))
+        yield family
+        yield longest
 
     def _fleet(self) -> Iterator[Metric]:
         """Fleet aggregates (kept by the transition engine as it evaluates) and the watched
@@ -410,9 +434,11 @@ def registry_for(
     *,
     insecure: bool = False,
     lag: LoopLag | None = None,
+    gc_pauses: tuple[Pauses, ...] = (),
 ) -> CollectorRegistry:
     """A fresh registry holding only the collector's own metrics (``insecure``: the bind is
-    exposed without credentials or TLS; ``lag``: the event loop's probe)."""
+    exposed without credentials or TLS; ``lag``: the event loop's probe; ``gc_pauses``: the
+    cyclic GC's pauses per generation, :func:`~lastactive.collector._freeze.freezing`)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(CoreCollector(core, flusher, top, insecure, lag))
+    registry.register(CoreCollector(core, flusher, top, insecure, lag, gc_pauses))
     return registry

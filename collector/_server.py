@@ -29,7 +29,7 @@ from lastactive.collector._freeze import freezing
 from lastactive.collector._grpc_edge import start_grpc
 from lastactive.collector._http import create_app
 from lastactive.collector._ingest import Ingest
-from lastactive.collector._lag import LoopLag
+from lastactive.collector._lag import LoopLag, Pauses
 from lastactive.collector._logging import configure_logging
 from lastactive.collector._metrics import registry_for
 from lastactive.collector._replica import Replica, default_name
@@ -169,10 +169,11 @@ async def serve(
             if settings.store is None:  # replicas may share a PostgreSQL store, not a file
                 stack.enter_context(_single_serve(settings.db))
             store = open_store(settings.db, settings.store)
-        stack.enter_context(freezing())  # full GC collections walk only what is new
+        # Full GC collections walk only what is new; every collection is timed.
+        gc_pauses = stack.enter_context(freezing())
         await _serve(
             settings, store, policy, clock, (listening, ready), stop,
-            insecure=exposed is not None,
+            insecure=exposed is not None, gc_pauses=gc_pauses,
         )  # fmt: skip
 
 
@@ -213,6 +214,7 @@ async def _serve(
     stop: asyncio.Event | None,
     *,
     insecure: bool,
+    gc_pauses: tuple[Pauses, ...] = (),
 ) -> None:
     state = ActivityState(
         max_skew_ns=int(settings.max_clock_skew * NANOS),
@@ -284,6 +286,7 @@ async def _serve(
                     settings.metrics_top_sessions,
                     insecure=insecure,
                     lag=lag,
+                    gc_pauses=gc_pauses,
                 ),
             ),
             **tls_options,

@@ -81,6 +81,8 @@ __all__ = [
     "PROM_FLUSHES",
     "PROM_FLUSH_DURATION",
     "PROM_FLUSH_ROWS",
+    "PROM_GC_PAUSE",
+    "PROM_GC_PAUSE_MAX",
     "PROM_HOST_SESSIONS",
     "PROM_INGEST_INFLIGHT",
     "PROM_INSECURE",
@@ -400,6 +402,13 @@ blocked)."""
 
 PROM_LOOP_LAG_MAX: Final = "lastactive_event_loop_lag_max_seconds"
 """gauge, seconds: the longest event-loop lag probed in the last 60 s."""
+
+PROM_GC_PAUSE: Final = "lastactive_gc_pause_seconds"
+"""histogram, seconds, label generation (0, 1, 2: 2 is a full collection): how long each
+cyclic garbage collection held the process."""
+
+PROM_GC_PAUSE_MAX: Final = "lastactive_gc_pause_max_seconds"
+"""gauge, seconds, label generation: the longest collection of the last 60 s."""
 
 PROM_SESSIONS: Final = "lastactive_sessions"
 """gauge, label state (active, idle, hibernated, ended, runaway, stuck,

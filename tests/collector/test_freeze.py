@@ -4,6 +4,7 @@ collected; frozen objects are still freed by reference counting."""
 from __future__ import annotations
 
 import gc
+import time
 import weakref
 from collections.abc import Iterator
 
@@ -64,3 +65,17 @@ def test_freezing_freezes_what_survives_each_full_collection_and_stops_on_exit()
     gc.collect()
     assert gc.get_freeze_count() == frozen  # no longer in force
     assert len(kept) == len(later)
+
+
+def test_freezing_times_every_collection_by_generation() -> None:
+    with freezing() as pauses:
+        assert len(pauses) == 3 and all(sum(p.counts) == 0 for p in pauses)
+        gc.collect(0)
+        young = sum(pauses[0].counts)
+        gc.collect(1)
+        gc.collect()
+        assert young >= 1 and sum(pauses[1].counts) >= 1 and sum(pauses[2].counts) >= 1
+        assert pauses[2].longest(time.monotonic()) > 0 and pauses[2].sum > 0
+    full = sum(pauses[2].counts)
+    gc.collect()
+    assert sum(pauses[2].counts) == full  # no longer timed

@@ -39,6 +39,7 @@ def _probes(c: CollectorClient) -> float:
     with urllib.request.urlopen(c.http + "/metrics", timeout=10) as r:
         body = r.read().decode()
     assert "lastactive_event_loop_lag_max_seconds" in body
+    assert 'lastactive_gc_pause_max_seconds{generation="2"}' in body
     (count,) = [line for line in body.splitlines()
                 if line.startswith("lastactive_event_loop_lag_seconds_count")]  # fmt: skip
     return float(count.split()[-1])
