@@ -110,7 +110,7 @@ def run(n: int, pg: PostgresServer, calls: int) -> None:
     for i in range(0, n, 50_000):
         store.save(records[i : i + 50_000], [])
     rows = [(str(e.kind), e.id, condition_text(e.condition), e.deadline, engine.is_held(e))
-            for e in state.entities.values() if e.condition is not None]  # fmt: skip
+            for e in state.all_entities() if e.condition is not None]  # fmt: skip
     with psycopg.connect(url) as conn, conn.cursor() as cur:
         with cur.copy("COPY emitted (kind, id, condition, deadline, held) FROM STDIN") as copy:
             for row in rows:

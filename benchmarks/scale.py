@@ -85,7 +85,7 @@ def touch_fifth(core: Core, now: int) -> Callable[[], tuple[float, float]]:
     """A tick after a fifth of the sessions got new input (each run a little later): its
     whole work and its longest slice (the loop runs between slices of TICK_BUDGET)."""
     state, engine = core.state, core.engine
-    sessions = [e for (k, _), e in state.entities.items() if k is Kind.SESSION]
+    sessions = list(state.entities[Kind.SESSION].values())
     runs = iter(range(1, 1 << 30))
 
     def run() -> tuple[float, float]:
@@ -109,7 +109,7 @@ def startup(core: Core, now: int) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "fleet.db"
         store = SqliteStore(db)
-        records = [e.record() for e in core.state.entities.values()]
+        records = [e.record() for e in core.state.all_entities()]
         began = time.perf_counter()
         store.save(records, [])
         saved = time.perf_counter() - began
@@ -142,7 +142,7 @@ def figures_at(n: int, repeat: int) -> dict[str, float]:
     flusher = Flusher(state, SqliteStore(":memory:"), 1.0, retention_ns=RETENTION_NS)
     registry = registry_for(core, flusher)
     figures = {
-        "floor: bare pass over entities": timed(lambda: [None for _ in state.entities.values()], r),
+        "floor: bare pass over entities": timed(lambda: [None for _ in state.all_entities()], r),
         "baseline: GET one session": timed(
             lambda: core.policy.evaluate(
                 state.get(Kind.SESSION, "session-00000007", now) or _missing(), now
@@ -170,12 +170,12 @@ def figures_at(n: int, repeat: int) -> dict[str, float]:
     figures["tick, a fifth touched: slice"] = statistics.median(s for _, s in ticks)
 
     def flush_all() -> object:
-        for e in state.entities.values():
+        for e in state.all_entities():
             state._dirty.add(e)
         return state.take_dirty()
 
     figures["flush snapshot, all changed"] = timed(flush_all, r)
-    slices = -(-len(state.entities) // RECORD_SLICE)
+    slices = -(-state.count() // RECORD_SLICE)
     figures["flush snapshot: one slice"] = figures["flush snapshot, all changed"] / slices
     figures["/metrics scrape"] = timed(lambda: generate_latest(registry), r)
     figures["full GC pause, survivors frozen"] = timed(gc.collect, r)

@@ -16,7 +16,7 @@ import argparse
 import statistics
 import time
 
-from lastactive.collector._state import NANOS, ActivityState, Identity, view
+from lastactive.collector._state import NANOS, ActivityState, Identity, Kind, view
 from lastactive.collector._transitions import TICK_S, TransitionEngine
 from lastactive.collector.policy import Policy, Rules, evaluate
 
@@ -51,7 +51,7 @@ def main() -> None:
     began = time.perf_counter()
     engine.prime()
     prime_s = time.perf_counter() - began
-    sessions = [e for (kind, _), e in state.entities.items() if kind == "session"]
+    sessions = list(state.entities[Kind.SESSION].values())
     began = time.perf_counter()
     now = time.time_ns()
     for e in sessions:

@@ -143,7 +143,7 @@ class CoreCollector(Collector):
             "sessions, agents and hosts in memory: its shards', and others while in use",
             labels=["replica"],
         )
-        entities.add_metric(name, len(self._core.state.entities))
+        entities.add_metric(name, self._core.state.count())
         yield entities
         yield GaugeMetricFamily(
             PROM_REPLICAS_LIVE, "replicas live at the last lease renewal", value=replica.live

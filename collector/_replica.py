@@ -280,7 +280,7 @@ class Replica:
         has not committed, and its owner's byte rates (this replica's own windows when it is
         the owner, else those the owner published), without adding it to memory."""
         r = s.record
-        local = self._state.entities.get((Kind(r.kind), r.id))
+        local = self._state.entities[Kind(r.kind)].get(r.id)
         e = Entity(Kind(r.kind), r.id, r.first_seen, r.last_seen)
         e.restore(r if local is None or not uncommitted else merge(local.record(), r))
         if local is not None and self.owns(local):
@@ -343,9 +343,9 @@ class Replica:
         at ``now`` (ns) moved by more than :data:`RATE_SLACK` from those last published: of
         ``followed`` (their stored totals just rose, or not) those measuring a rate, and
         those published with a rate (which decays once their bytes stop)."""
-        rated, entities = self._rated, self._state.entities
+        rated, state = self._rated, self._state
         for e in itertools.chain([e for e in followed if e.rate_in or e.rate_out], list(rated)):
-            if entities.get((e.kind, e.id)) is not e:
+            if not state.tracked(e):
                 rated.pop(e, None)  # purged
                 continue
             was_in, was_out = rated.get(e, (0.0, 0.0))
@@ -395,7 +395,7 @@ class Replica:
 
     async def _forget(self, engine: TransitionEngine, lost: set[int]) -> None:
         """The engine forgets what it evaluated in ``lost`` shards (a slice at a time)."""
-        entities = iter(list(self._state.entities.values()))
+        entities = iter(list(self._state.all_entities()))
         while chunk := list(itertools.islice(entities, ADOPT_SLICE * 10)):
             gone = [e for e in chunk if shard_of(e.kind, e.id) in lost]
             engine.forget(e for e in gone if e.condition is not None)
@@ -458,7 +458,7 @@ class Replica:
         left: dict[tuple[str, str], Emitted] = {}
         rates: dict[Entity, tuple[float, float]] = {}
         for e in itertools.chain(
-            (entities.get((Kind(t.kind), t.id)) for t in self._unsent), self._moved
+            (entities[Kind(t.kind)].get(t.id) for t in self._unsent), self._moved
         ):
             if e is not None and e.condition is not None:
                 key = (str(e.kind), e.id)

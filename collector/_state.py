@@ -20,7 +20,7 @@ from __future__ import annotations
 import enum
 import heapq
 import itertools
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from operator import itemgetter
 from types import MappingProxyType
@@ -201,7 +201,15 @@ _NO_RATE: Final = _RateWindow()
 shared, always empty; :meth:`ActivityState.io` gives an entity its own before adding."""
 
 
-@dataclass(slots=True, eq=False, weakref_slot=True)
+def tie_breakers() -> Iterator[int]:
+    """Tie-breakers for heap entries ``(ns, tie, entity)`` popped in bulk (ties of ``ns`` are
+    many: a fleet's sessions go idle together): CPython's cached small ints, 0-255 in turn, so
+    an entry allocates no int (32 bytes each at 1M sessions: issue 15); the rare equal
+    ``(ns, tie)`` falls back to :meth:`Entity.__lt__`."""
+    return itertools.cycle(range(256))
+
+
+@dataclass(slots=True, eq=False)
 class Entity:
     """Mutable state of one session, agent or host (times in ns since the epoch)."""
 
@@ -545,7 +553,9 @@ class ActivityState:
         self.max_entities = max_entities
         self.refused = 0
         """Entities not created because of ``max_entities`` (for ``/metrics``)."""
-        self.entities: dict[tuple[Kind, str], Entity] = {}
+        self.entities: dict[Kind, dict[str, Entity]] = {kind: {} for kind in Kind}
+        """Every entity, by kind, then id: a dict per kind, so an entity's key is its id
+        alone, not a ``(kind, id)`` tuple (64 bytes each at 1M sessions: issue 15)."""
         self._streams: Generations[tuple[object, ...], _Stream] = Generations()
         """Counter and gauge streams; one silent for a retention period is dropped within two
         (:meth:`purge`)."""
@@ -554,10 +564,11 @@ class ActivityState:
         point after the restart claims them."""
         self._rotate_at: int | None = None
         self._ended: list[tuple[int, int, Entity]] = []
-        """Heap of (ended at, seq, session): the retention purge's candidates, oldest first;
+        """Heap of (ended at, tie, session): the retention purge's candidates, oldest first;
         an entry whose session is active again (or ended again later) is stale. Popped in
-        bulk, so ties are broken by an int (the engine's timer heap does the same)."""
-        self._ended_seq = itertools.count()
+        bulk, so ties are broken by an int (:func:`tie_breakers`; the engine's timer heap
+        does the same)."""
+        self._ended_ties = tie_breakers()
         self._dirty_streams: set[_Stream] = set()
         self._retry_streams: list[StreamRecord] = []
         self._dirty: set[Entity] = set()
@@ -616,9 +627,10 @@ class ActivityState:
         return out
 
     def _entity(self, kind: Kind, key: str, ident: Identity, t: int) -> Entity:
-        e = self.entities.get((kind, key))
+        of_kind = self.entities[kind]
+        e = of_kind.get(key)
         if e is None:
-            if len(self.entities) >= self.max_entities:
+            if self.count() >= self.max_entities:
                 self.refused += 1
                 raise EntityLimitError(
                     f"the collector tracks its maximum of {self.max_entities} sessions, agents "
@@ -626,7 +638,7 @@ class ActivityState:
                     f"(LASTACTIVE_MAX_ENTITIES)"
                 )
             e = Entity(kind, key, first_seen=t, last_seen=t)
-            self.entities[(kind, key)] = e
+            of_kind[key] = e
             if kind is Kind.SESSION:
                 self._recency.add(e)
                 if self.tallies is None or self.tallies(e):
@@ -920,7 +932,7 @@ class ActivityState:
         """``e`` may have ended: if it did, it becomes a retention candidate."""
         ended = ended_at(e)
         if ended is not None:
-            heapq.heappush(self._ended, (ended, next(self._ended_seq), e))
+            heapq.heappush(self._ended, (ended, next(self._ended_ties), e))
 
     def purge(self, now: int, retention_ns: int) -> tuple[list[Entity], bool]:
         """Forget sessions completed or failed more than ``retention_ns`` before ``now`` (never
@@ -938,11 +950,11 @@ class ActivityState:
         """
         horizon = now - retention_ns
         gone = []
-        heap, entities = self._ended, self.entities
+        heap, sessions = self._ended, self.entities[Kind.SESSION]
         while heap and heap[0][0] <= horizon:
             _, _, e = heapq.heappop(heap)
             ended = ended_at(e)
-            if ended is None or ended > horizon or entities.get((e.kind, e.id)) is not e:
+            if ended is None or ended > horizon or sessions.get(e.id) is not e:
                 continue  # active again, ended again later, or already gone
             self._remove(e)
             gone.append(e)
@@ -966,7 +978,7 @@ class ActivityState:
         is gone. For a replica on a shared store, which keeps what it does not own only while
         it is in use (the store has the rest; a later report makes it anew and the store
         merges)."""
-        if self.entities.get((e.kind, e.id)) is not e:
+        if not self.tracked(e):
             return True
         if e in self._dirty or e in self._touched or e in self._io_counted:
             return False
@@ -977,7 +989,7 @@ class ActivityState:
 
     def _remove(self, e: Entity) -> None:
         """Forget ``e`` (in memory) and every index it is in."""
-        del self.entities[(e.kind, e.id)]
+        del self.entities[e.kind][e.id]
         if e.kind is Kind.SESSION:
             self._move_host(e, e.host_id, None)
             self._untally(e)
@@ -1094,7 +1106,7 @@ class ActivityState:
         """Put back what :meth:`take_io_counted` gave when the store did not take it (before
         what was counted since)."""
         for kind, key, i, o in counted.bytes:
-            e = self.entities.get((Kind(kind), key))
+            e = self.entities[Kind(kind)].get(key)
             if e is not None:
                 mine = self._io_counted.setdefault(e, [0, 0, 0, 0])
                 mine[0] += i
@@ -1105,7 +1117,7 @@ class ActivityState:
             for run in (*stream.runs, *(later.runs if later is not None else ())):
                 rise.add(*run)
             for kind, key in stream.targets:
-                e = self.entities.get((Kind(kind), key))
+                e = self.entities[Kind(kind)].get(key)
                 if e is not None:
                     mine = self._io_counted.setdefault(e, [0, 0, 0, 0])
                     mine[2 + (not stream.receive)] += sum(run[3] for run in stream.runs)
@@ -1128,29 +1140,42 @@ class ActivityState:
     def producers(self, now: int) -> list[Entity]:
         """Sessions (those tallied) with output in their rate window at ``now`` (ns); costs
         the sessions that produced lately, not the fleet."""
-        entities, out = self.entities, []
+        sessions, out = self.entities[Kind.SESSION], []
         for e in list(self.producing):
-            if e.tallied and e.rate_out.per_second(now) > 0 and entities.get((e.kind, e.id)) is e:
+            if e.tallied and e.rate_out.per_second(now) > 0 and sessions.get(e.id) is e:
                 out.append(e)
             else:
                 del self.producing[e]
         return out
 
+    def count(self) -> int:
+        """How many entities are tracked (every kind)."""
+        return sum(map(len, self.entities.values()))
+
+    def all_entities(self) -> Iterator[Entity]:
+        """Every tracked entity (sessions, then agents, then hosts; do not change the state
+        while iterating)."""
+        return itertools.chain.from_iterable(of_kind.values() for of_kind in self.entities.values())
+
+    def tracked(self, e: Entity) -> bool:
+        """Is ``e`` the entity tracked for its kind and id (not purged, evicted or replaced)?"""
+        return self.entities[e.kind].get(e.id) is e
+
     def host_of(self, kind: Kind, key: str) -> str | None:
         """The host id an entity runs on; ``None`` when unknown or not said."""
-        e = self.entities.get((kind, key))
+        e = self.entities[kind].get(key)
         return None if e is None else e.host_id
 
     def get(self, kind: Kind, key: str, now: int, trusted_only: bool = False) -> EntityView | None:
         """The view of one entity at ``now`` (ns), or ``None`` if unknown."""
-        e = self.entities.get((kind, key))
+        e = self.entities[kind].get(key)
         return None if e is None else view(e, now, trusted_only)
 
     def views(
         self, now: int, kinds: tuple[Kind, ...] = (Kind.SESSION, Kind.HOST)
     ) -> list[EntityView]:
         """Views of every entity of ``kinds`` at ``now`` (ns), unordered."""
-        return [view(e, now) for (k, _), e in self.entities.items() if k in kinds]
+        return [view(e, now) for kind in kinds for e in self.entities[kind].values()]
 
     def sessions(
         self,
@@ -1175,7 +1200,7 @@ class ActivityState:
             )
             return [view(e, now, trusted_only) for e in found]
         chosen_from = (
-            (e for (k, _), e in self.entities.items() if k is Kind.SESSION)
+            self.entities[Kind.SESSION].values()
             if host_id is None
             else self._on_host.get(host_id, ())
         )
@@ -1226,7 +1251,7 @@ class ActivityState:
         """Put back records (and baselines) whose write failed, so the next flush writes them
         again."""
         for r in records:
-            e = self.entities.get((Kind(r.kind), r.id))
+            e = self.entities[Kind(r.kind)].get(r.id)
             if e is not None:
                 self._dirty.add(e)
         self._retry_streams.extend(streams)
@@ -1274,10 +1299,11 @@ class ActivityState:
         out = []
         for r in records:
             kind = Kind(r.kind)
-            e = self.entities.get((kind, r.id))
+            of_kind = self.entities[kind]
+            e = of_kind.get(r.id)
             before = None if e is None else e.host_id
             if e is None:
-                e = self.entities[(kind, r.id)] = Entity(kind, r.id, r.first_seen, r.last_seen)
+                e = of_kind[r.id] = Entity(kind, r.id, r.first_seen, r.last_seen)
                 e.restore(r)
             else:
                 self._touched.add(e)

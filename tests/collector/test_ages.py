@@ -20,9 +20,7 @@ def _walk(state: ActivityState, now: int) -> tuple[dict[ActivityClass, int], lis
     counts = [0] * (len(IDLE_BUCKETS) + 1)
     total = 0
     now_s = now // S
-    for (kind, _), e in state.entities.items():
-        if kind is not Kind.SESSION:
-            continue
+    for e in state.entities[Kind.SESSION].values():
         for cls, t in latest_by_class(e.sources).items():
             if t // S >= now_s - RECENT_S:
                 recent[cls] += 1
@@ -54,7 +52,7 @@ def test_recent_and_idle_histogram_match_a_walk_as_activity_time_and_purges_go()
         if step % 40 == 39:
             state.purge(now, 7200 * S)
         if step % 97 == 96:  # a reload into a fresh state, merged twice (idempotent)
-            records = [e.record() for e in state.entities.values()]
+            records = [e.record() for e in state.all_entities()]
             state = ActivityState(max_skew_ns=10 * S)
             state.load(records, now if step % 2 else None)
             state.load(records)

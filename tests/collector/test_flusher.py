@@ -42,7 +42,7 @@ def test_purge_forgets_ended_sessions_past_retention_in_memory_and_in_the_store(
     asyncio.run(flusher.flush())
     assert asyncio.run(flusher.purge(T0 + 30 * S)) == 0  # within retention
     assert asyncio.run(flusher.purge(T0 + 61 * S)) == 1
-    assert set(k[1] for k in state.entities) == {"alive"}
+    assert [e.id for e in state.all_entities()] == ["alive"]
     assert [r.id for r in store.load()] == ["alive"]
 
 
@@ -112,7 +112,7 @@ def test_counter_baselines_survive_a_restart_so_bytes_are_neither_lost_nor_count
     again.load_streams(store.load_streams())
     assert again.counter(key, T0, T0 + 2, 150, cumulative=True) is None  # a replay: stale
     assert again.counter(key, T0, T0 + 3, 180, cumulative=True) == (30, T0 + 2)  # from 150
-    (session,) = again.entities.values()
+    (session,) = again.all_entities()
     assert session.input_bytes == 150  # as committed; the rise of 30 is the caller's to add
 
 

@@ -149,7 +149,7 @@ def test_a_rejected_record_creates_nothing() -> None:
     )])  # fmt: skip
     out = ingest.traces(req)
     assert (out.accepted, out.rejected) == (0, 2)
-    assert ingest.state.entities == {}
+    assert ingest.state.count() == 0
 
 
 def test_a_hold_without_an_id_is_rejected_and_others_kept() -> None:
@@ -183,7 +183,7 @@ def test_telemetry_about_nothing_we_track_is_skipped() -> None:
         scope_logs=[logs_pb2.ScopeLogs(log_records=[logs_pb2.LogRecord(time_unix_nano=T0)])]
     )])  # fmt: skip
     out = ingest.logs(req)
-    assert (out.accepted, out.rejected) == (0, 0) and not ingest.state.entities
+    assert (out.accepted, out.rejected) == (0, 0) and not ingest.state.count()
 
 
 def test_the_webhook_is_seed_004s_lifecycle_at_the_receive_time() -> None:

@@ -11,9 +11,7 @@ T0 = 1_700_000_000 * S
 
 
 def _sorted(state: ActivityState, now: int, trusted_only: bool) -> list[str]:
-    views = [
-        view(e, now, trusted_only) for (k, _), e in state.entities.items() if k is Kind.SESSION
-    ]
+    views = [view(e, now, trusted_only) for e in state.entities[Kind.SESSION].values()]
     return [v.id for v in sorted(views, key=page_key)]
 
 
@@ -38,7 +36,7 @@ def test_pages_equal_a_sort_of_every_session() -> None:
         if step % 50 == 49:
             state.purge(now, 1000 * S)
         if step % 83 == 82:
-            records = [e.record() for e in state.entities.values()]
+            records = [e.record() for e in state.all_entities()]
             state = ActivityState(max_skew_ns=10 * S)
             state.load(records)
             state.load(records)

@@ -279,7 +279,7 @@ def test_byte_streams_alternating_between_replicas_count_as_through_one(postgres
         with store.connection() as conn:
             rows = conn.execute("SELECT id, input_bytes FROM entities WHERE kind = 'session'")
             stored = dict(rows.fetchall())
-        expected = {sid: one.state.entities[(Kind.SESSION, sid)].input_bytes for sid in sessions}
+        expected = {sid: one.state.entities[Kind.SESSION][sid].input_bytes for sid in sessions}
         assert stored == expected
         assert sum(expected.values()) > 100_000
     finally:

@@ -203,7 +203,7 @@ def test_purge_finds_ended_sessions_loaded_from_the_store() -> None:
     state = ActivityState()
     state.load(before.take_dirty())
     assert [e.id for e in state.purge(T0 + 2 * S, S)[0]] == ["s"]
-    assert set(state.entities) == {(Kind.HOST, "h")}
+    assert [(e.kind, e.id) for e in state.all_entities()] == [(Kind.HOST, "h")]
 
 
 def test_streams_silent_for_a_retention_period_are_dropped_at_the_second_rotation() -> None:

@@ -143,7 +143,7 @@ def test_random_batches_load_as_the_pure_merge(
 
     state = ActivityState()  # and the in-memory state restores the same records
     state.load(store.load())
-    assert {(r.kind, r.id): r for r in (e.record() for e in state.entities.values())} == expected
+    assert {(r.kind, r.id): r for r in (e.record() for e in state.all_entities())} == expected
 
 
 def test_merge_is_idempotent_and_keeps_registers_monotonic() -> None:

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from lastactive.collector._state import ActivityState, Identity
+from lastactive.collector._state import ActivityState, Identity, Kind
 from lastactive.collector._transitions import TransitionEngine
 from lastactive.collector.policy import Policy, Rules, decide
 
@@ -111,9 +111,9 @@ def _fleet_walk(state: ActivityState, engine: TransitionEngine) -> tuple[dict, d
     """What the indexes replace: counts by walking every session."""
     by_state: dict[str, int] = {}
     by_host: dict[tuple[str, str], int] = {}
-    for (kind, _), e in state.entities.items():
+    for e in state.entities[Kind.SESSION].values():
         c = engine.condition_of(e)
-        if kind == "session" and c is not None:
+        if c is not None:
             by_state[c.state] = by_state.get(c.state, 0) + 1
             key = (e.host_id or "", c.state)
             by_host[key] = by_host.get(key, 0) + 1
@@ -165,8 +165,8 @@ def test_indexed_decisions_and_counts_match_a_walk_of_every_session(seed: int) -
         assert engine.host_sessions == by_host
         for host in hosts:
             on = {e.id for e in engine.on_host(host)}
-            assert on == {e.id for (k, _), e in state.entities.items()
-                          if k == "session" and e.host_id == host}  # fmt: skip
+            assert on == {e.id for e in state.entities[Kind.SESSION].values()
+                          if e.host_id == host}  # fmt: skip
 
 
 def test_a_plainly_active_session_touched_again_is_not_evaluated() -> None:
