@@ -9,7 +9,12 @@ then walks only what reached the oldest generation since the previous one, and C
 rule (a full collection once the objects promoted since the last one exceed a quarter of what
 it kept) keeps that a fraction of what the last one froze: measured at 100k sessions under
 10k points/s with queries, the full collections took 5-35 ms each, where a freeze every 10 s
-let them grow to 115 ms (``benchmarks/serve_scale.py``).
+let them grow to 115 ms (``benchmarks/serve_scale.py``). CPython also waits for
+:data:`FULL_AFTER` collections of the middle generation (10 by default) before it considers a
+full one; at 1M sessions under 10k points/s that let 90-120k objects (new counter streams,
+transitions) reach the oldest generation between full collections, which then took 25-250 ms.
+So while :func:`freezing` is in force a full collection is considered after every
+:data:`FULL_AFTER` of them, a few thousand objects each time.
 
 While :func:`freezing` is in force it also times every collection, so the pauses are measured
 rather than guessed: per generation, as ``lastactive_gc_pause_seconds`` (issue 15's goal: ≤ 50
@@ -31,10 +36,13 @@ from typing import Any, Final
 
 from lastactive.collector._lag import Pauses
 
-__all__ = ["freeze_survivors", "freezing"]
+__all__ = ["FULL_AFTER", "freeze_survivors", "freezing"]
 
 _OLDEST: Final = len(gc.get_count()) - 1
 """CPython's oldest generation (``gc.get_count()`` has one count per generation)."""
+FULL_AFTER: Final = 1
+"""While :func:`freezing` is in force, the oldest generation's threshold: collections of the
+middle generation before a full collection is considered."""
 
 
 def freeze_survivors() -> None:
@@ -73,8 +81,11 @@ def freezing() -> Iterator[tuple[Pauses, ...]]:
         full collections, the freeze included).
     """
     collections = _Collections()
+    thresholds = young, middle, _ = gc.get_threshold()
+    gc.set_threshold(young, middle, FULL_AFTER)
     gc.callbacks.append(collections)
     try:
         yield collections.pauses
     finally:
         gc.callbacks.remove(collections)
+        gc.set_threshold(*thresholds)

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from lastactive.collector._freeze import freeze_survivors, freezing
+from lastactive.collector._freeze import FULL_AFTER, freeze_survivors, freezing
 from lastactive.collector._state import ActivityState, Identity
 
 
@@ -73,7 +73,9 @@ def test_freezing_freezes_what_survives_each_full_collection_and_stops_on_exit()
 
 
 def test_freezing_times_every_collection_by_generation() -> None:
+    thresholds = gc.get_threshold()
     with freezing() as pauses:
+        assert gc.get_threshold() == (*thresholds[:2], FULL_AFTER)
         assert len(pauses) == 3 and all(sum(p.counts) == 0 for p in pauses)
         gc.collect(0)
         young = sum(pauses[0].counts)
@@ -84,3 +86,4 @@ def test_freezing_times_every_collection_by_generation() -> None:
     full = sum(pauses[2].counts)
     gc.collect()
     assert sum(pauses[2].counts) == full  # no longer timed
+    assert gc.get_threshold() == thresholds
