@@ -10,8 +10,8 @@ rule (a full collection once the objects promoted since the last one exceed a qu
 it kept) keeps that a fraction of what the last one froze: measured at 100k sessions under
 10k points/s with queries, the full collections took 5-35 ms each, where a freeze every 10 s
 let them grow to 115 ms (``benchmarks/serve_scale.py``). CPython also waits for
-:data:`FULL_AFTER` collections of the middle generation (10 by default) before it considers a
-full one; at 1M sessions under 10k points/s that let 90-120k objects (new counter streams,
+10 collections of the middle generation (its default threshold) before it considers a full
+one; at 1M sessions under 10k points/s that let 90-120k objects (new counter streams,
 transitions) reach the oldest generation between full collections, which then took 25-250 ms.
 So while :func:`freezing` is in force a full collection is considered after every
 :data:`FULL_AFTER` of them, a few thousand objects each time.

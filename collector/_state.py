@@ -1153,8 +1153,8 @@ class ActivityState:
         return sum(map(len, self.entities.values()))
 
     def all_entities(self) -> Iterator[Entity]:
-        """Every tracked entity (sessions, then agents, then hosts; do not change the state
-        while iterating)."""
+        """Every tracked entity, kind by kind in :class:`Kind` order (hosts, agents, sessions);
+        do not change the state while iterating."""
         return itertools.chain.from_iterable(of_kind.values() for of_kind in self.entities.values())
 
     def tracked(self, e: Entity) -> bool:
