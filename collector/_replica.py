@@ -197,7 +197,7 @@ class Replica:
                 page = await _read(self.cluster.by_deadline, lowest, highest, after, size)
                 walking = len(page) == size
                 for indexed_at, r in page:
-                    if not builder.wants(indexed_at, soon, limit):
+                    if not builder.wants((indexed_at, r.record.kind, r.record.id), soon, limit):
                         walking = False
                         break
                     add(r)

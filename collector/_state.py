@@ -277,9 +277,15 @@ class Entity:
     may also hold later entries for it, which do not clear it)."""
 
     def __lt__(self, other: Entity) -> bool:
-        """An arbitrary but fixed order (by identity): ties of the engine's deadline index,
-        whose entries are ``(ns, entity)``, are broken by it (it is bisected, never popped in
-        bulk; the heaps break ties by an int, cheaper than this call)."""
+        """By kind, then id (then identity: a purged entity's stale entry beside its
+        successor's): ties of the engine's deadline index, whose entries are ``(ns, entity)``,
+        are broken by it, in the order ``/v1/decisions`` lists ties in, so a walk of the index
+        can stop inside a tie (:meth:`~lastactive.collector.policy.DecisionsBuilder.wants`).
+        The heaps break ties by an int, cheaper than this call."""
+        if self.kind is not other.kind:
+            return self.kind < other.kind
+        if self.id != other.id:
+            return self.id < other.id
         return id(self) < id(other)
 
     def record(self) -> EntityRecord:

@@ -65,6 +65,7 @@ __all__ = [
     "DecisionsBuilder",
     "Evaluation",
     "IdleState",
+    "ListedKey",
     "Match",
     "Policy",
     "PolicyError",
@@ -467,6 +468,10 @@ class Decisions(NamedTuple):
     """A list had more than the ``limit`` asked for: it holds the first ``limit``."""
 
 
+ListedKey = tuple[int, str, str]
+"""Where an entry sorts in a list of :class:`Decisions`: (deadline in ns, kind, id)."""
+
+
 class DecisionsBuilder:
     """:func:`decide` one view at a time (so a caller walking an index in deadline order can
     stop early: :meth:`add` says where each view lands).
@@ -482,8 +487,9 @@ class DecisionsBuilder:
         self._now = now
         self._within_ns = within_ns
         self._out = Decisions([], [], [])
-        self._listed: tuple[list[int], list[int]] = ([], [])  # deadlines: due now, due soon
-        self._earlier = [0, 0]  # per list: listed deadlines earlier than the walk's position
+        # (deadline, kind, id) listed, per list (due now, due soon): the order lists sort in
+        self._listed: tuple[list[ListedKey], list[ListedKey]] = ([], [])
+        self._earlier = [0, 0]  # per list: listed keys before the walk's position
 
     def add(self, v: EntityView) -> None:
         """Evaluate ``v`` and file it (its deadline, when listed, is what :meth:`wants`
@@ -503,20 +509,22 @@ class DecisionsBuilder:
             out.due_soon.append(Decision(v, e))
         else:
             return
-        heapq.heappush(self._listed[at > now], at)
+        heapq.heappush(self._listed[at > now], (at, v.kind, v.id))
 
-    def wants(self, indexed_at: int, soon: bool, limit: int | None) -> bool:
-        """Walking an index of deadlines in order (ns; those due now from the earliest, or
-        ``soon``: from ``now``), may the entity indexed at ``indexed_at`` still be among its
-        list's first ``limit``? No once ``limit + 1`` deadlines already listed are earlier.
+    def wants(self, indexed: ListedKey, soon: bool, limit: int | None) -> bool:
+        """Walking an index of ``(deadline, kind, id)`` in order (deadlines in ns; those due
+        now from the earliest, or ``soon``: from ``now``), may the entity indexed at
+        ``indexed`` still be among its list's first ``limit``? No once ``limit + 1`` entries
+        already listed sort before it (the lists' own order: deadline, then kind, then id).
 
         Correct for an index whose deadlines are never later than the entities' own (each
         candidate is evaluated afresh with :meth:`add`): every entity the walk has not reached
-        has a deadline at or after ``indexed_at``. (A tie at ``indexed_at`` is walked.)"""
+        sorts at or after ``indexed``, so a walk stops inside a tie of deadlines too (a
+        fleet's sessions often share one: issue 15)."""
         if limit is None:
             return True
         heap, i = self._listed[soon], int(soon)
-        while heap and heap[0] < indexed_at:
+        while heap and heap[0] < indexed:
             heapq.heappop(heap)
             self._earlier[i] += 1
         return self._earlier[i] <= limit

@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from lastactive.collector._state import ActivityState, Identity, Kind
+from lastactive.collector._state import ActivityState, EntityView, Identity, Kind
 from lastactive.collector._transitions import TransitionEngine
-from lastactive.collector.policy import Policy, Rules, decide
+from lastactive.collector.policy import Decisions, DecisionsBuilder, Policy, Rules, decide
 
 S = 1_000_000_000
 T0 = 1_800_000_000 * S
@@ -204,6 +204,58 @@ def test_decisions_with_a_limit_see_a_deadline_moved_while_the_tick_is_behind() 
     assert [[d.view.id for d in got] for got in fast[:3]] == [
         [d.view.id for d in want] for want in full[:3]
     ]
+
+
+def _evaluated_by_decisions(
+    monkeypatch: pytest.MonkeyPatch, engine: TransitionEngine, now: int, limit: int
+) -> tuple[Decisions, list[str]]:
+    evaluated: list[str] = []
+    add = DecisionsBuilder.add
+
+    def counting(self: DecisionsBuilder, v: EntityView) -> None:
+        evaluated.append(v.id)
+        add(self, v)
+
+    monkeypatch.setattr(DecisionsBuilder, "add", counting)
+    return engine.decisions(now, 600 * S, limit), evaluated
+
+
+def test_decisions_stop_inside_a_tie_of_deadlines(monkeypatch: pytest.MonkeyPatch) -> None:
+    """1000 sessions share one deadline (a fleet's sessions idle since the same second): the
+    walk stops after ``limit + 1`` of them, in the lists' order (by id), not after all."""
+    state, engine, clock = setup(idle_after=60, hibernate_after=120)
+    for i in reversed(range(1000)):
+        state.activity(state.resolve(Identity(session_id=f"s{i:04d}"), T0), "input", T0)
+    engine.tick()
+    clock.now = T0 + 300 * S
+    engine.tick()
+    got, evaluated = _evaluated_by_decisions(monkeypatch, engine, clock.now, 3)
+    assert [d.view.id for d in got.hibernate] == ["s0000", "s0001", "s0002"] and got.truncated
+    assert evaluated == ["s0000", "s0001", "s0002", "s0003"]
+
+
+def test_decisions_do_not_evaluate_a_plainly_active_session_touched_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What the tick would skip, decisions skip: its indexed deadline is no later than its
+    own, so the walk finds it when it is due within the window (and not otherwise)."""
+    state, engine, clock = setup(idle_after=60, hibernate_after=900)
+    ents = state.resolve(Identity(session_id="s"), T0)
+    state.activity(ents, "input", T0)
+    engine.tick()
+    clock.now = T0 + 10 * S
+    state.activity(ents, "input", clock.now)
+    got, evaluated = _evaluated_by_decisions(monkeypatch, engine, clock.now, 10)
+    assert evaluated == [] and got == ([], [], [], False)  # indexed at T0 + 900 s
+    clock.now = T0 + 400 * S
+    state.activity(ents, "input", clock.now)
+    got, evaluated = _evaluated_by_decisions(monkeypatch, engine, clock.now, 10)
+    assert evaluated == ["s"]  # by the walk of the due soon (indexed at T0 + 900 s) ...
+    assert got.due_soon == []  # ... and evaluated afresh: due at T0 + 1300 s
+    state.activity(ents, "exit", clock.now)  # not plainly active any more
+    clock.now = T0 + 401 * S
+    _, evaluated = _evaluated_by_decisions(monkeypatch, engine, clock.now, 10)
+    assert evaluated == ["s"]
 
 
 def test_a_tick_with_a_budget_leaves_the_rest_for_the_next_call() -> None:
