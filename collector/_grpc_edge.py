@@ -304,10 +304,9 @@ class ActivityQueryServicer(query_pb2_grpc.ActivityQueryServicer):  # type: igno
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"within_seconds must be in [0, {MAX_DURATION_S:.0f}]",
             )
-        now = self._clock()
         within = int(request.within_seconds * NANOS)
         try:
-            out = await self._core.decisions(now, within, page_size(request.limit))
+            out = await self._core.decisions(within, page_size(request.limit))
         except StoreUnavailableError as exc:
             await context.abort_with_status(
                 unavailable(str(exc), self._core.admission.retry_delay())

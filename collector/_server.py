@@ -36,7 +36,7 @@ from lastactive.collector._replica import Replica, default_name
 from lastactive.collector._startup import StateLoader
 from lastactive.collector._state import NANOS, ActivityState, Entity
 from lastactive.collector._tls import ServerTls, TlsFiles
-from lastactive.collector._transitions import TICK_BUDGET, TICK_S, TransitionEngine
+from lastactive.collector._transitions import TICK_S, TransitionEngine
 from lastactive.collector._watch import WatchHub
 from lastactive.collector.policy import Policy, PolicyError, load_policy
 from lastactive.collector.settings import (
@@ -96,18 +96,11 @@ def _forgetting(
 async def _tick(core: Core, stop: asyncio.Event) -> None:
     """Every TICK_S: evaluate what changed (in slices, yielding to the loop between them),
     push the transitions to the watchers; warn of reporters whose clocks went off."""
-    engine = core.engine
     while not stop.is_set():
         await asyncio.sleep(TICK_S)
         _warn_skewed(core.ingest.clocks)
         try:
-            while True:  # slices of TICK_BUDGET evaluations, the loop free between them
-                transitions = engine.tick(TICK_BUDGET)
-                if transitions:
-                    core.hub.publish(transitions)
-                if not engine.behind:
-                    break
-                await asyncio.sleep(0)
+            await core.catch_up()
         except Exception:  # a bug here must not stop ingest or queries
             _log.exception("transition tick failed")
 

@@ -122,7 +122,6 @@ def _sse(event: str, data: Any, event_id: str | None = None) -> bytes:
 def decisions_router(core: Core) -> APIRouter:
     """``GET /v1/decisions`` (now and soon) and ``GET /v1/watch`` (Server-Sent Events)."""
     router = APIRouter(tags=["idle policy"])
-    clock = core.clock
 
     @router.get(
         "/v1/watch",
@@ -198,9 +197,8 @@ def decisions_router(core: Core) -> APIRouter:
         """Sessions and hosts to hibernate now, those due soon, each with its deadline and
         the reason in words, and those held up, with their holds; each list its first
         ``limit`` (the most urgent: act on them and ask again)."""
-        now = clock()
         try:
-            out = await core.decisions(now, int(within * NANOS), page_size(limit))
+            out = await core.decisions(int(within * NANOS), page_size(limit))
         except StoreUnavailableError as exc:  # a replica reads the shared index
             raise HTTPException(503, str(exc), headers={"Retry-After": "1"}) from None
         body = {

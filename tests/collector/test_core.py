@@ -1,0 +1,61 @@
+"""The core the edges share, with a fake clock: decisions catch the tick up first."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+from lastactive.collector._core import Core
+from lastactive.collector._ingest import Ingest
+from lastactive.collector._state import ActivityState, Identity
+from lastactive.collector._transitions import TICK_BUDGET, TransitionEngine
+from lastactive.collector._watch import WatchHub
+from lastactive.collector.policy import Decisions, Policy, Rules, decide
+from lastactive.conventions import Source
+
+S = 1_000_000_000
+T0 = 1_800_000_000 * S
+
+
+def test_decisions_catch_the_tick_up_in_slices_and_publish_what_it_found() -> None:
+    """Three slices' worth of sessions come due in the same second: the decisions evaluate
+    them as the tick would, :data:`TICK_BUDGET` at a time with the loop free between, and
+    the watchers get the transitions (once: the tick has nothing left to do)."""
+    now = [T0]
+    state = ActivityState()
+    policy = Policy(Rules(idle_after=60, hibernate_after=3600))
+    engine = TransitionEngine(state, policy, lambda: now[0])
+    hub = WatchHub()
+    core = Core(Ingest(state, lambda: now[0]), policy, engine, hub, lambda: now[0])
+    n = 3 * TICK_BUDGET + 1
+    for i in range(n):
+        state.activity(state.resolve(Identity(session_id=f"s{i:04d}"), T0), Source.INPUT, T0)
+    engine.tick()
+    now[0] = T0 + 300 * S
+    watcher = hub.subscribe()
+
+    async def decide_while_counting_turns() -> tuple[int, Decisions]:
+        turns = 0
+
+        async def other() -> None:
+            nonlocal turns
+            while True:
+                turns += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(other())
+        await asyncio.sleep(0)
+        began = turns
+        out = await core.decisions(3600 * S, 5)
+        task.cancel()
+        return turns - began, out
+
+    turns, out = asyncio.run(decide_while_counting_turns())
+    assert turns >= 3  # the loop ran between the slices
+    assert not engine.behind
+    full = decide(state.views(now[0]), policy, now[0], 3600 * S, 5)
+    assert out == full and out.truncated
+    assert [d.view.id for d in out.due_soon] == [f"s{i:04d}" for i in range(5)]
+    published = [entry[1] for entry in watcher.pending.values()]  # type: ignore[index]
+    assert Counter((t.field, t.current) for t in published) == {("state", "idle"): n}
+    assert engine.tick() == []
