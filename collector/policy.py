@@ -302,6 +302,8 @@ def _size(bps: float) -> str:
 def _counting_holds(v: EntityView, rules: Rules, now: int) -> tuple[list[Hold], list[int]]:
     """The holds that exempt ``v`` under ``rules`` at ``now``, and when each stops counting
     (ns; a tool call counts for at most ``tool_call_max`` after it was reported)."""
+    if not v.held_by:  # most entities, most of the time
+        return [], []
     exempt = {
         HoldKind.LEASE: rules.exempt_leases,
         HoldKind.FOREGROUND: rules.exempt_foreground,

@@ -95,7 +95,9 @@ def decision_json(d: Decision) -> dict[str, Any]:
         }
         for h in d.evaluation.held_by
     ]
-    return {**_evaluated_json(d.view, d.evaluation), "held_by": holds}
+    out = _evaluated_json(d.view, d.evaluation)
+    out["held_by"] = holds
+    return out
 
 
 def transition_json(t: Transition) -> dict[str, Any]:
