@@ -16,7 +16,8 @@ database with N sessions on 1000 hosts, starts ``lastactive serve`` on it and me
   scrape once a second each (p99), and the lag and GET p99 with them;
 * the cyclic GC's pauses (the collector's own ``lastactive_gc_pause_seconds``): the longest
   while loading, and the full collections under load;
-* the serve process's RSS per session once loaded.
+* the serve process's RSS per session once loaded: all of it, and what it adds to the
+  empty database's process (the same run's baseline: the interpreter and libraries).
 
 Issue 15's goals: start-up <= 5 s at 1M, lag <= 50 ms, GET p99 <= 2 ms, decisions and lists
 <= 50 ms, <= 1 KB per session, GC pauses <= 50 ms. Nothing here asserts; it prints.
@@ -350,6 +351,11 @@ def main() -> None:
     args = ap.parse_args()
     sizes = [0, *args.sessions]
     columns = [measure(n, args.seconds, args.rate) for n in sizes]
+    empty = columns[0]["RSS once loaded (MB)"]
+    for n, c in zip(sizes, columns, strict=True):  # what a session adds to the empty process
+        c["RSS per session over the empty (bytes)"] = (
+            (c["RSS once loaded (MB)"] - empty) * 1e6 / n if n else float("nan")
+        )
     print(f"\nlastactive serve at N sessions (0: the baseline, an empty database; "
           f"{args.rate:g} points/s for {args.seconds:g} s)")  # fmt: skip
     print(f"{'':40}" + "".join(f"{n:>12}" for n in sizes))

@@ -107,3 +107,16 @@ def test_each_class_stops_being_recent_at_its_own_time() -> None:
     state.activity(ents, "output", T0 + 600 * S)  # back: counted again, and checked again
     assert recent(600) == (0, 1, 0)
     assert recent(901) == (0, 0, 0)
+
+
+def test_sessions_checked_in_the_same_second_share_its_int() -> None:
+    """A session's ``recent_due`` is the bucket's own second, not an int of its own (32 bytes
+    per session at 1M: issue 15)."""
+    state = ActivityState()
+    due = []
+    for i in range(3):
+        (s,) = [e for e in state.resolve(Identity(session_id=f"s{i}"), T0) if e.id == f"s{i}"]
+        state.activity([s], "input", T0 + i * S // 10)  # the same second, different ns
+        due.append(s.recent_due)
+    assert due[0] == T0 // S + RECENT_S + 1
+    assert due[1] is due[0] and due[2] is due[0]
