@@ -522,7 +522,8 @@ class DecisionsBuilder:
         Correct for an index whose deadlines are never later than the entities' own (each
         candidate is evaluated afresh with :meth:`add`): every entity the walk has not reached
         sorts at or after ``indexed``, so a walk stops inside a tie of deadlines too (a
-        fleet's sessions often share one: issue 15)."""
+        fleet's sessions often share one: issue 15). An index whose ties are in another order
+        passes ``(deadline, "", "")``: its ties are walked whole."""
         if limit is None:
             return True
         heap, i = self._listed[soon], int(soon)
