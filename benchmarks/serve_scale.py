@@ -34,7 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -61,24 +61,36 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def write_fleet(db: Path, n: int, now: int) -> None:
-    """N sessions (in use, idle, hibernated, ended, as in benchmarks/scale.py) and their hosts."""
+def save_fleet(db: Path, records: Iterable[EntityRecord]) -> None:
+    """Write ``records`` to a new SQLite store at ``db``, 50,000 per commit."""
     store = SqliteStore(db)
     batch: list[EntityRecord] = []
-    for i in range(n):
-        if i % 100 == 0:
-            t = now - (1500 + i * 7 % 600) * S
-        elif i % 3 == 0:
-            t = now - (7200 + i * 7 % 7200) * S
-        else:
-            t = now - (i * 7 % 60) * S
-        sources = {"input": t, "process": now - (i * 7 % 10) * S}
-        if i % 3 == 0 and i % 100:
-            sources["hibernate"] = t + 1800 * S
-        if i % 20 == 1:
-            sources["exit"] = now - (i * 7 % 7200) * S
-        batch.append(
-            EntityRecord(
+    for r in records:
+        batch.append(r)
+        if len(batch) == 50_000:
+            store.save(batch)
+            batch = []
+    store.save(batch)
+    store.close()
+
+
+def write_fleet(db: Path, n: int, now: int) -> None:
+    """N sessions (in use, idle, hibernated, ended, as in benchmarks/scale.py) and their hosts."""
+
+    def sessions() -> Iterator[EntityRecord]:
+        for i in range(n):
+            if i % 100 == 0:
+                t = now - (1500 + i * 7 % 600) * S
+            elif i % 3 == 0:
+                t = now - (7200 + i * 7 % 7200) * S
+            else:
+                t = now - (i * 7 % 60) * S
+            sources = {"input": t, "process": now - (i * 7 % 10) * S}
+            if i % 3 == 0 and i % 100:
+                sources["hibernate"] = t + 1800 * S
+            if i % 20 == 1:
+                sources["exit"] = now - (i * 7 % 7200) * S
+            yield EntityRecord(
                 kind="session",
                 id=f"session-{i:08d}",
                 host_id=f"host-{i % HOSTS:04d}",
@@ -86,22 +98,16 @@ def write_fleet(db: Path, n: int, now: int) -> None:
                 last_seen=now - S,
                 sources=tuple(sorted(sources.items())),
             )
-        )
-        if len(batch) == 50_000:
-            store.save(batch)
-            batch = []
-    hosts = [
-        EntityRecord(
-            kind="host",
-            id=f"host-{h:04d}",
-            first_seen=now - 86400 * S,
-            last_seen=now - S,
-            sources=(("process", now - S),),
-        )
-        for h in range(min(n, HOSTS))
-    ]
-    store.save(batch + hosts)
-    store.close()
+        for h in range(min(n, HOSTS)):
+            yield EntityRecord(
+                kind="host",
+                id=f"host-{h:04d}",
+                first_seen=now - 86400 * S,
+                last_seen=now - S,
+                sources=(("process", now - S),),
+            )
+
+    save_fleet(db, sessions())
 
 
 def _kv(key: str, value: str) -> KeyValue:

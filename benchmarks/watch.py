@@ -31,13 +31,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
-from serve_scale import Http, last_time_request, percentile  # benchmarks/serve_scale.py
+from serve_scale import Http, last_time_request, percentile, save_fleet  # benchmarks/serve_scale.py
 
 from lastactive.collector._record import EntityRecord
-from lastactive.collector.store import SqliteStore
 
 S = 1_000_000_000
 HOSTS = 1000
@@ -51,12 +51,11 @@ PROTO = {"Content-Type": "application/x-protobuf"}
 
 def write_fleet(db: Path, n: int, now: int) -> None:
     """N sessions whose last input was 20 minutes ago (idle), on HOSTS hosts."""
-    store = SqliteStore(db)
-    batch: list[EntityRecord] = []
-    for i in range(n):
-        t = now - 1200 * S - i * S // 1000
-        batch.append(
-            EntityRecord(
+
+    def sessions() -> Iterator[EntityRecord]:
+        for i in range(n):
+            t = now - 1200 * S - i * S // 1000
+            yield EntityRecord(
                 kind="session",
                 id=f"session-{i:08d}",
                 host_id=f"host-{i % HOSTS:04d}",
@@ -64,12 +63,8 @@ def write_fleet(db: Path, n: int, now: int) -> None:
                 last_seen=t,
                 sources=(("input", t),),
             )
-        )
-        if len(batch) == 50_000:
-            store.save(batch)
-            batch = []
-    store.save(batch)
-    store.close()
+
+    save_fleet(db, sessions())
 
 
 def send(port: int, n: int, per_second: float, seconds: float) -> dict[str, int]:

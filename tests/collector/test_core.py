@@ -8,7 +8,7 @@ from collections import Counter
 from lastactive.collector._core import Core
 from lastactive.collector._ingest import Ingest
 from lastactive.collector._state import ActivityState, Identity
-from lastactive.collector._transitions import TICK_BUDGET, TransitionEngine
+from lastactive.collector._transitions import TICK_BUDGET, Transition, TransitionEngine
 from lastactive.collector._watch import WatchHub
 from lastactive.collector.policy import Decisions, Policy, Rules, decide
 from lastactive.conventions import Source
@@ -34,7 +34,7 @@ def test_decisions_catch_the_tick_up_in_slices_and_publish_what_it_found() -> No
     now[0] = T0 + 300 * S
     watcher = hub.subscribe()
 
-    async def decide_while_counting_turns() -> tuple[int, Decisions]:
+    async def decide_while_counting_turns() -> tuple[int, Decisions, list[Transition]]:
         turns = 0
 
         async def other() -> None:
@@ -48,14 +48,18 @@ def test_decisions_catch_the_tick_up_in_slices_and_publish_what_it_found() -> No
         began = turns
         out = await core.decisions(3600 * S, 5)
         task.cancel()
-        return turns - began, out
+        turns -= began
+        published = []
+        while (item := await watcher.read(0)) is not None:
+            assert isinstance(item, Transition)  # no resync, no marker
+            published.append(item)
+        return turns, out, published
 
-    turns, out = asyncio.run(decide_while_counting_turns())
+    turns, out, published = asyncio.run(decide_while_counting_turns())
     assert turns >= 3  # the loop ran between the slices
     assert not engine.behind
     full = decide(state.views(now[0]), policy, now[0], 3600 * S, 5)
     assert out == full and out.truncated
     assert [d.view.id for d in out.due_soon] == [f"s{i:04d}" for i in range(5)]
-    published = [entry[1] for entry in watcher.pending.values()]  # type: ignore[index]
     assert Counter((t.field, t.current) for t in published) == {("state", "idle"): n}
     assert engine.tick() == []
