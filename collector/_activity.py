@@ -1,6 +1,7 @@
 """What an entity's activity means: the one home of the rules every part of the collector uses.
 
-Pure functions over an entity's ``sources`` (``{source: last time}``, ns since the Unix epoch).
+Pure functions over an entity's sources: its ``(source, last time)`` pairs (ns since the Unix
+epoch), as a view's ``sources.items()`` or an entity's ``source_pairs()`` give them.
 :class:`~lastactive.collector._state.ActivityState`'s views, the idle policy, the transition
 engine and ``/metrics`` all derive class, trust, last counted activity, idle-since, progress and
 stuck-since here, so they cannot drift apart.
@@ -22,7 +23,7 @@ Rules and where they come from:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Set
+from collections.abc import Iterable, Mapping, Set
 from typing import Final
 
 from lastactive.conventions import IDLE_CLASSES, SOURCES, ActivityClass, Source
@@ -58,13 +59,14 @@ def sources_of(classes: Set[ActivityClass]) -> frozenset[str]:
 
 
 def latest(
-    sources: Mapping[str, int],
+    sources: Iterable[tuple[str, int]],
     classes: Set[ActivityClass] = IDLE_CLASSES,
     *,
     trusted_only: bool = False,
     skip: str | None = None,
 ) -> tuple[str | None, int | None]:
-    """The latest source of ``classes`` and its time (ns), or ``(None, None)``.
+    """The latest of ``sources`` (``(source, time)`` pairs) of ``classes`` and its time (ns),
+    or ``(None, None)``.
 
     Args:
         trusted_only: only :data:`TRUSTED` sources count.
@@ -72,7 +74,7 @@ def latest(
             session is idle until it is used again).
     """
     best_src, best_t = None, None
-    for src, t in sources.items():
+    for src, t in sources:
         if (
             CLASS_OF.get(src) in classes
             and (best_t is None or t > best_t)
@@ -84,7 +86,7 @@ def latest(
 
 
 def last_counted(
-    sources: Mapping[str, int], count: Set[ActivityClass], count_untrusted: bool
+    sources: Iterable[tuple[str, int]], count: Set[ActivityClass], count_untrusted: bool
 ) -> int | None:
     """The last counted activity (ns) under a policy's ``count`` and ``count_untrusted``; the
     ``hibernate`` record never counts."""
@@ -96,11 +98,11 @@ def idle_since(first_seen: int, last: int | None) -> int:
     return first_seen if last is None else last
 
 
-def latest_by_class(sources: Mapping[str, int]) -> dict[ActivityClass, int]:
-    """The latest time (ns) of each class that has any source, in one pass (for fleet
-    aggregates, where every session is looked at)."""
+def latest_by_class(sources: Iterable[tuple[str, int]]) -> dict[ActivityClass, int]:
+    """The latest time (ns) of each class that has any of ``sources`` (``(source, time)``
+    pairs), in one pass (for fleet aggregates, where every session is looked at)."""
     out: dict[ActivityClass, int] = {}
-    for src, t in sources.items():
+    for src, t in sources:
         cls = CLASS_OF.get(src)
         if cls is not None and t > out.get(cls, 0):
             out[cls] = t

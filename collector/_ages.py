@@ -160,7 +160,7 @@ class RecentClasses:
         for second in [s for s in due if s <= now_s]:
             for e in due.pop(second)[1]:
                 e.recent_due = 0
-                latest = latest_by_class(e.sources)
+                latest = latest_by_class(e.source_pairs())
                 bits, nxt = e.recent, 0
                 for i, cls in enumerate(_CLASSES):
                     if bits >> i & 1:

@@ -618,7 +618,7 @@ class Ingest:
                 # through the gauge, applied first) already said when: the point's later
                 # collection time must not move it.
                 lower = previous + off if previous else 0
-                if ents[0].sources.get(src, 0) > lower:
+                if (ents[0].source_time(src) or 0) > lower:
                     return
             self.state.activity(ents, src, t)
 

@@ -416,14 +416,16 @@ class CoreCollector(Collector):
                 state.add_metric([*key, st.state], 1.0)
             out_rate.add_metric(key, e.rate_out.per_second(now))
             in_rate.add_metric(key, e.rate_in.per_second(now))
-            since = idle_since(e.first_seen, latest(e.sources)[1])
+            since = idle_since(e.first_seen, latest(e.source_pairs())[1])
             idle.add_metric(key, max(0.0, (now - since) / NANOS))
             runaway.add_metric(key, 1.0 if st is not None and st.runaway else 0.0)
             spent = engine.runaway_ns(e, now)
             if spent:
                 runaway_seconds.add_metric(key, spent / NANOS)
             if st is not None and st.stuck and e.status == AgentStatus.ACTIVE:
-                stuck.add_metric([*key, e.task or ""], (now - progress(e.sources)) / NANOS)
+                stuck.add_metric(
+                    [*key, e.task or ""], (now - progress(dict(e.source_pairs()))) / NANOS
+                )
         yield from (out_rate, in_rate, idle, runaway, runaway_seconds, state, stuck)
 
 

@@ -17,9 +17,11 @@ Rules (ANCHORS, "OTLP facts" and "Lessons"):
 
 from __future__ import annotations
 
+import bisect
 import enum
 import heapq
 import itertools
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -201,6 +203,23 @@ _NO_RATE: Final = _RateWindow()
 shared, always empty; :meth:`ActivityState.io` gives an entity its own before adding."""
 
 
+_SHARED_NAMES: Final[dict[tuple[str, ...], tuple[str, ...]]] = {}
+_SHARED_NAMES_MAX: Final = 4096
+"""Sets of source names shared at most (a client may send any names: past this many sets, an
+entity keeps a tuple of its own)."""
+
+
+def _shared_names(names: tuple[str, ...]) -> tuple[str, ...]:
+    """The one tuple of ``names`` every entity with these sources keeps."""
+    shared = _SHARED_NAMES.get(names)
+    if shared is not None:
+        return shared
+    if len(_SHARED_NAMES) < _SHARED_NAMES_MAX:
+        names = tuple(sys.intern(name) for name in names)
+        _SHARED_NAMES[names] = names
+    return names
+
+
 def tie_breakers() -> Iterator[int]:
     """Tie-breakers for heap entries ``(ns, tie, entity)`` popped in bulk (ties of ``ns`` are
     many: a fleet's sessions go idle together): CPython's cached small ints, 0-255 in turn, so
@@ -220,7 +239,13 @@ class Entity:
     host_id: str | None = None
     agent_id: str | None = None
     service_name: str | None = None
-    sources: dict[str, int] = field(default_factory=dict)
+    source_names: tuple[str, ...] = ()
+    """The sources it has a time for, sorted: one tuple shared by every entity with the same
+    set (:func:`_shared_names`)."""
+    source_times: tuple[int, ...] = ()
+    """The latest time (ns) of each of :attr:`source_names`, in the same order: a max-register
+    per source. Two tuples rather than a dict: 64-80 bytes a session rather than 192, the
+    names costing nothing (issue 15)."""
     input_bytes: int = 0
     output_bytes: int = 0
     pid: int | None = None
@@ -249,10 +274,10 @@ class Entity:
     """The estimated clock offset (ns, positive: behind ours) of the reporter that last sent
     telemetry about it (:mod:`lastactive.collector._clocks`). Not persisted: re-estimated."""
     last_active: int | None = None
-    """The latest engagement (ns, any trust; seed 002's ``last_active``), kept as ``sources``
+    """The latest engagement (ns, any trust; seed 002's ``last_active``), kept as its sources
     move: the "most recent first" index follows it. Derived, not persisted."""
     last_activity: int | None = None
-    """The latest time (ns) among ``sources`` of the classes that end idleness (any trust),
+    """The latest time (ns) among its sources of the classes that end idleness (any trust),
     kept as they move: the fleet's idle histogram follows it. Derived, not persisted."""
     tallied: bool = False
     """A session counted in the fleet aggregates (idle histogram, recent classes, producers):
@@ -288,6 +313,32 @@ class Entity:
             return self.id < other.id
         return id(self) < id(other)
 
+    def source_time(self, source: str) -> int | None:
+        """The latest time (ns) of ``source``, ``None`` if it never reported."""
+        names = self.source_names
+        return self.source_times[names.index(source)] if source in names else None
+
+    def source_pairs(self) -> Iterator[tuple[str, int]]:
+        """``(source, latest time)`` pairs, by source (ns)."""
+        return zip(self.source_names, self.source_times, strict=True)
+
+    def set_source(self, source: str, t: int) -> bool:
+        """``source``'s latest time becomes ``t`` (ns) if ``t`` is later (a max-register);
+        return whether it did."""
+        names, times = self.source_names, self.source_times
+        if source in names:
+            i = names.index(source)
+            if t <= times[i]:
+                return False
+            moved = list(times)
+            moved[i] = t
+            self.source_times = tuple(moved)
+            return True
+        i = bisect.bisect(names, source)
+        self.source_names = _shared_names((*names[:i], str(source), *names[i:]))
+        self.source_times = (*times[:i], t, *times[i:])
+        return True
+
     def record(self) -> EntityRecord:
         """This entity's persisted snapshot (container fields sorted by key)."""
         # By keyword, every field (a test checks none is missing): the flush makes one per
@@ -300,7 +351,7 @@ class Entity:
             service_name=self.service_name,
             first_seen=self.first_seen,
             last_seen=self.last_seen,
-            sources=tuple(sorted(self.sources.items())),
+            sources=tuple(self.source_pairs()),
             input_bytes=self.input_bytes,
             output_bytes=self.output_bytes,
             pid=self.pid,
@@ -323,7 +374,11 @@ class Entity:
             r.first_seen,
             r.last_seen,
         )
-        self.sources = dict(r.sources)
+        if r.sources:  # sorted by source, as records are
+            names, self.source_times = zip(*r.sources, strict=True)
+            self.source_names = _shared_names(names)
+        else:
+            self.source_names = self.source_times = ()
         self.input_bytes, self.output_bytes = r.input_bytes, r.output_bytes
         self.pid, self.exit_code = r.pid, r.exit_code
         self.holds = {key: (t, until) for key, t, until in r.holds} if r.holds else _NO_HOLDS
@@ -332,8 +387,8 @@ class Entity:
         )  # fmt: skip
         self.attributes = dict(r.attributes) if r.attributes else None
         self.turn, self.turn_time = r.turn, r.turn_time
-        self.last_active = latest(self.sources, _ENGAGEMENT)[1]
-        self.last_activity = latest(self.sources)[1]
+        self.last_active = latest(r.sources, _ENGAGEMENT)[1]
+        self.last_activity = latest(r.sources)[1]
 
 
 class EntityView(NamedTuple):
@@ -388,7 +443,7 @@ class EntityView(NamedTuple):
 
 
 def _status(e: Entity, process_status: str | None) -> AgentStatus:
-    exit_t = e.sources.get(Source.EXIT)
+    exit_t = e.source_time(Source.EXIT)
     if e.status is not None and (exit_t is None or e.status_time >= exit_t):
         return AgentStatus(e.status)
     if process_status == ProcessStatus.EXITED:
@@ -401,7 +456,7 @@ def _process_status(e: Entity) -> ProcessStatus | None:
     a session: start and exit propagate up, and a host has no process)."""
     if e.kind is not Kind.SESSION:
         return None
-    start, exit_ = e.sources.get(Source.START), e.sources.get(Source.EXIT)
+    start, exit_ = e.source_time(Source.START), e.source_time(Source.EXIT)
     if exit_ is not None and (start is None or exit_ >= start):
         return ProcessStatus.EXITED
     return None if start is None else ProcessStatus.RUNNING
@@ -412,7 +467,7 @@ def ended_at(e: Entity) -> int | None:
     ``None`` while it is active (never for agents and hosts)."""
     if e.kind is not Kind.SESSION or _status(e, _process_status(e)) is AgentStatus.ACTIVE:
         return None
-    return max(e.status_time, e.sources.get(Source.EXIT, 0))
+    return max(e.status_time, e.source_time(Source.EXIT) or 0)
 
 
 def view(entity: Entity, now: int, trusted_only: bool = False) -> EntityView:
@@ -421,12 +476,12 @@ def view(entity: Entity, now: int, trusted_only: bool = False) -> EntityView:
     With ``trusted_only``, only trusted sources (observed by lastactive or the host, seed 000's
     table) count for ``last_active``, ``last_activity`` and idleness.
     """
-    sources = entity.sources
+    sources = dict(entity.source_pairs())
     if trusted_only:
-        last_active = latest(sources, _ENGAGEMENT, trusted_only=True)[1]
+        last_active = latest(sources.items(), _ENGAGEMENT, trusted_only=True)[1]
     else:
         last_active = entity.last_active  # kept as the sources move
-    last_source, last_activity = latest(sources, IDLE_CLASSES, trusted_only=trusted_only)
+    last_source, last_activity = latest(sources.items(), IDLE_CLASSES, trusted_only=trusted_only)
     idle_base = idle_since(entity.first_seen, last_activity)
     held = active_holds(entity, now)
     process_status = _process_status(entity)
@@ -443,7 +498,7 @@ def view(entity: Entity, now: int, trusted_only: bool = False) -> EntityView:
         last_activity=last_activity,
         last_source=last_source,
         idle_seconds=max(0.0, (now - idle_base) / NANOS),
-        sources=dict(sources),
+        sources=sources,
         input_bytes=entity.input_bytes,
         output_bytes=entity.output_bytes,
         input_bytes_per_second=entity.rate_in.per_second(now),
@@ -502,7 +557,7 @@ def page_key(v: EntityView) -> PageKey:
 def _page_key(e: Entity, trusted_only: bool) -> PageKey:
     """:func:`page_key` of ``e``'s view, without making the view."""
     if trusted_only:
-        last_active = latest(e.sources, _ENGAGEMENT, trusted_only=True)[1]
+        last_active = latest(e.source_pairs(), _ENGAGEMENT, trusted_only=True)[1]
     else:
         last_active = e.last_active
     return (-(last_active or 0), -e.last_seen, -e.first_seen, e.id)
@@ -734,8 +789,7 @@ class ActivityState:
         counted, bit = source in _COUNTED, _SOURCE_BITS.get(source, 0)
         engaging = source in _ENGAGING
         for e in entities:
-            if t > e.sources.get(source, 0):
-                e.sources[source] = t
+            if e.set_source(source, t):
                 moved = True
                 self._dirty.add(e)
                 if source in self.touching:
@@ -1030,7 +1084,7 @@ class ActivityState:
             return
         e.tallied = True
         self._idle.add(idle_since(e.first_seen, e.last_activity))
-        for cls, t in latest_by_class(e.sources).items():
+        for cls, t in latest_by_class(e.source_pairs()).items():
             bit = CLASS_BITS[cls]
             if t >= horizon and not e.recent & bit:
                 self._recent.saw(e, bit, t)

@@ -367,7 +367,7 @@ def evaluate(v: EntityView, rules: Rules, now: int) -> Evaluation:
     (:attr:`IdleState.ENDED`); an agent waiting for the user is never stuck (seed 004: stuck
     is a working agent without progress).
     """
-    last = last_counted(v.sources, rules.count, rules.count_untrusted)
+    last = last_counted(v.sources.items(), rules.count, rules.count_untrusted)
     base = idle_since(v.first_seen, last)
     if v.status != AgentStatus.ACTIVE:
         ended = _ended(v, now)
@@ -389,7 +389,7 @@ def evaluate(v: EntityView, rules: Rules, now: int) -> Evaluation:
         reason = f"waiting for the user since {_clock(v.turn_since or now)}; {reason}"
     deadline: int | None = base + int(rules.hibernate_after * NANOS)
     why_deadline = f"hibernate_after {rules.hibernate_after:g} s"
-    if rules.never_used is not None and latest(v.sources, _USE)[1] is None:
+    if rules.never_used is not None and latest(v.sources.items(), _USE)[1] is None:
         never = v.first_seen + int(rules.never_used * NANOS)
         if deadline is None or never < deadline:
             deadline, why_deadline = never, f"never used; never_used {rules.never_used:g} s"

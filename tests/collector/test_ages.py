@@ -21,10 +21,10 @@ def _walk(state: ActivityState, now: int) -> tuple[dict[ActivityClass, int], lis
     total = 0
     now_s = now // S
     for e in state.entities[Kind.SESSION].values():
-        for cls, t in latest_by_class(e.sources).items():
+        for cls, t in latest_by_class(e.source_pairs()).items():
             if t // S >= now_s - RECENT_S:
                 recent[cls] += 1
-        idle = max(0, now_s - idle_since(e.first_seen, latest(e.sources)[1]) // S)
+        idle = max(0, now_s - idle_since(e.first_seen, latest(e.source_pairs())[1]) // S)
         counts[bisect.bisect_left(IDLE_BUCKETS, idle)] += 1
         total += idle
     return recent, counts, total

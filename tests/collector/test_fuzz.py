@@ -438,7 +438,7 @@ def test_policy_loader_reports_every_bad_file(raw: bytes, tmp_path_factory: Any)
 
     now = time.time_ns()
     entity = Entity(Kind.SESSION, "a1", first_seen=now - 10**15, last_seen=now)
-    entity.sources["input"] = now - 10**12
+    entity.set_source("input", now - 10**12)
     v = view(entity, now)
     policy.evaluate(v, now)
     decide([v], policy, now, 10**12)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 
 from lastactive.collector._state import (
+    _SHARED_NAMES,
+    _SHARED_NAMES_MAX,
     RATE_WINDOW_NS,
     ActivityState,
     Identity,
@@ -280,3 +282,34 @@ def test_a_hosts_rate_window_stays_one_bucket_a_second_and_exact() -> None:
         window = [d for s, d in sent if second - 30 < s <= second and s > newest - 30]
         assert view(host, now).output_bytes_per_second == sum(window) / 30
     assert len(host.rate_out._items) // 2 <= RATE_WINDOW_NS // S + 1  # (second, bytes) each
+
+
+def test_sources_stay_sorted_max_registers_and_share_their_names() -> None:
+    state = ActivityState()
+    a = state.resolve(Identity(session_id="a"), T0)[0]
+    b = state.resolve(Identity(session_id="b"), T0)[0]
+    state.activity([a], Source.PROCESS, T0 + S)
+    state.activity([a], "input", T0 + 2 * S)
+    state.activity([b], "input", T0 + 3 * S)
+    state.activity([b], Source.PROCESS, T0 + 4 * S)
+    state.activity([b], Source.PROCESS, T0 + S)  # older: kept the later one
+    assert a.source_names == b.source_names == ("input", "process")
+    assert a.source_names is b.source_names  # one tuple for every entity with this set
+    assert all(type(name) is str for name in b.source_names)  # not Source members
+    assert b.source_times == (T0 + 3 * S, T0 + 4 * S)
+    assert b.source_time("input") == T0 + 3 * S and b.source_time("exit") is None
+    assert b.record().sources == (("input", T0 + 3 * S), ("process", T0 + 4 * S))
+    c = state.resolve(Identity(session_id="c"), T0)[0]
+    c.restore(b.record())
+    assert c.source_names is b.source_names and c.source_times == b.source_times
+
+
+def test_ever_new_sets_of_source_names_do_not_grow_the_shared_sets_past_their_cap() -> None:
+    # Ingest takes only the conventions' sources; a store's rows may hold any.
+    state = ActivityState()
+    [e] = state.resolve(Identity(session_id="x"), T0)[:1]
+    for i in range(5000):
+        state.activity([e], f"made-up-{i:04}", T0 + i)
+    assert len(e.source_names) == 5000 and e.source_time("made-up-4999") == T0 + 4999
+    assert list(e.source_names) == sorted(e.source_names)
+    assert len(_SHARED_NAMES) <= _SHARED_NAMES_MAX
