@@ -422,9 +422,9 @@ class CoreCollector(Collector):
             spent = engine.runaway_ns(e, now)
             if spent:
                 runaway_seconds.add_metric(key, spent / NANOS)
-            if st is not None and st.stuck and e.status == AgentStatus.ACTIVE:
+            if st is not None and st.stuck and e.details.status == AgentStatus.ACTIVE:
                 stuck.add_metric(
-                    [*key, e.task or ""], (now - progress(dict(e.source_pairs()))) / NANOS
+                    [*key, e.details.task or ""], (now - progress(dict(e.source_pairs()))) / NANOS
                 )
         yield from (out_rate, in_rate, idle, runaway, runaway_seconds, state, stuck)
 

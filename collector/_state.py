@@ -23,7 +23,7 @@ import heapq
 import itertools
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from operator import itemgetter
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Final, NamedTuple
@@ -229,6 +229,57 @@ def tie_breakers() -> Iterator[int]:
 
 
 @dataclass(slots=True, eq=False)
+class Details:
+    """What only some entities have: seed 004's lifecycle (status, task, result, turn), the
+    session's process, policy attributes and hold reasons. Kept apart from :class:`Entity`,
+    whose slots every entity pays for: 80 bytes a session less (issue 15)."""
+
+    status: str | None = None
+    """Explicit status from agent lifecycle events (seed 004), as of ``status_time`` (ns)."""
+    status_time: int = 0
+    task: str | None = None
+    result: str | None = None
+    turn: str | None = None
+    """An agent session's turn (:class:`~lastactive.conventions.AgentTurn`: working or
+    waiting) as of ``turn_time`` (ns); ``None`` when no event said."""
+    turn_time: int = 0
+    pid: int | None = None
+    exit_code: int | None = None
+    attributes: dict[str, str] | None = None
+    """Resource attributes the policy selects on (:attr:`ActivityState.attribute_keys`),
+    latest value per key; ``None`` until one is seen."""
+    hold_reasons: dict[str, str] | None = None
+    """"kind:id" -> the latest report's ``lastactive.hold.reason`` (for display; not persisted:
+    holders renew their reports)."""
+
+
+class _SharedDetails(Details):
+    """The empty details every entity without its own shares: read-only."""
+
+    __slots__ = ()
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"the shared empty details are read-only: own_details() to set {name}")
+
+
+_NO_DETAILS: Final[Details] = _SharedDetails.__new__(_SharedDetails)
+for _f in fields(Details):
+    object.__setattr__(_NO_DETAILS, _f.name, _f.default)
+
+
+_UNTOLD: Final = (None, 0, None, None, None, 0, None, None)
+"""A record's details from ``status`` to ``exit_code`` when none was ever reported."""
+
+
+def own_details(e: Entity) -> Details:
+    """``e``'s details, its own to write to."""
+    details = e.details
+    if details is _NO_DETAILS:
+        details = e.details = Details()
+    return details
+
+
+@dataclass(slots=True, eq=False)
 class Entity:
     """Mutable state of one session, agent or host (times in ns since the epoch)."""
 
@@ -248,28 +299,14 @@ class Entity:
     names costing nothing (issue 15)."""
     input_bytes: int = 0
     output_bytes: int = 0
-    pid: int | None = None
-    exit_code: int | None = None
     rate_in: _RateWindow = _NO_RATE
     rate_out: _RateWindow = _NO_RATE
     holds: Mapping[str, tuple[int, int]] = field(default_factory=lambda: _NO_HOLDS)
     """"kind:id" -> (time of the latest report, until), ns; until 0 = until released. Most
     entities never have one: they share an empty read-only mapping until :func:`_own_holds`."""
-    status: str | None = None
-    """Explicit status from agent lifecycle events (seed 004), as of ``status_time``."""
-    status_time: int = 0
-    task: str | None = None
-    result: str | None = None
-    attributes: dict[str, str] | None = None
-    """Resource attributes the policy selects on (:attr:`ActivityState.attribute_keys`),
-    latest value per key; ``None`` until one is seen (most entities: no dict at all)."""
-    turn: str | None = None
-    """An agent session's turn (:class:`~lastactive.conventions.AgentTurn`: working or
-    waiting) as of ``turn_time``; ``None`` when no event said."""
-    turn_time: int = 0
-    hold_reasons: dict[str, str] | None = None
-    """"kind:id" -> the latest report's ``lastactive.hold.reason`` (for display; not persisted:
-    holders renew their reports)."""
+    details: Details = field(default_factory=lambda: _NO_DETAILS)
+    """What only some entities have; most share the empty :data:`_NO_DETAILS` until
+    :func:`own_details`."""
     clock_offset: int = 0
     """The estimated clock offset (ns, positive: behind ours) of the reporter that last sent
     telemetry about it (:mod:`lastactive.collector._clocks`). Not persisted: re-estimated."""
@@ -343,6 +380,7 @@ class Entity:
         """This entity's persisted snapshot (container fields sorted by key)."""
         # By keyword, every field (a test checks none is missing): the flush makes one per
         # changed entity on the event loop, and this is 3x faster than building the kwargs.
+        d = self.details
         return EntityRecord(
             kind=str(self.kind),
             id=self.id,
@@ -354,16 +392,16 @@ class Entity:
             sources=tuple(self.source_pairs()),
             input_bytes=self.input_bytes,
             output_bytes=self.output_bytes,
-            pid=self.pid,
-            exit_code=self.exit_code,
+            pid=d.pid,
+            exit_code=d.exit_code,
             holds=tuple(sorted((key, t, until) for key, (t, until) in self.holds.items())),
-            status=self.status,
-            status_time=self.status_time,
-            task=self.task,
-            result=self.result,
-            attributes=tuple(sorted(self.attributes.items())) if self.attributes else (),
-            turn=self.turn,
-            turn_time=self.turn_time,
+            status=d.status,
+            status_time=d.status_time,
+            task=d.task,
+            result=d.result,
+            attributes=tuple(sorted(d.attributes.items())) if d.attributes else (),
+            turn=d.turn,
+            turn_time=d.turn_time,
         )
 
     def restore(self, r: EntityRecord) -> None:
@@ -380,13 +418,14 @@ class Entity:
         else:
             self.source_names = self.source_times = ()
         self.input_bytes, self.output_bytes = r.input_bytes, r.output_bytes
-        self.pid, self.exit_code = r.pid, r.exit_code
         self.holds = {key: (t, until) for key, t, until in r.holds} if r.holds else _NO_HOLDS
-        self.status, self.status_time, self.task, self.result = (
-            r.status, r.status_time, r.task, r.result
-        )  # fmt: skip
-        self.attributes = dict(r.attributes) if r.attributes else None
-        self.turn, self.turn_time = r.turn, r.turn_time
+        told = (r.status, r.status_time, r.task, r.result, r.turn, r.turn_time, r.pid, r.exit_code)
+        reasons = self.details.hold_reasons  # not persisted: kept
+        if told == _UNTOLD and not r.attributes and reasons is None:
+            self.details = _NO_DETAILS
+        else:
+            attributes = dict(r.attributes) if r.attributes else None
+            self.details = Details(*told, attributes, reasons)
         self.last_active = latest(r.sources, _ENGAGEMENT)[1]
         self.last_activity = latest(r.sources)[1]
 
@@ -443,11 +482,13 @@ class EntityView(NamedTuple):
 
 
 def _status(e: Entity, process_status: str | None) -> AgentStatus:
-    exit_t = e.source_time(Source.EXIT)
-    if e.status is not None and (exit_t is None or e.status_time >= exit_t):
-        return AgentStatus(e.status)
+    d = e.details
+    if d.status is not None:
+        exit_t = e.source_time(Source.EXIT)
+        if exit_t is None or d.status_time >= exit_t:
+            return AgentStatus(d.status)
     if process_status == ProcessStatus.EXITED:
-        return AgentStatus.COMPLETED if not e.exit_code else AgentStatus.ERROR
+        return AgentStatus.COMPLETED if not d.exit_code else AgentStatus.ERROR
     return AgentStatus.ACTIVE
 
 
@@ -467,7 +508,7 @@ def ended_at(e: Entity) -> int | None:
     ``None`` while it is active (never for agents and hosts)."""
     if e.kind is not Kind.SESSION or _status(e, _process_status(e)) is AgentStatus.ACTIVE:
         return None
-    return max(e.status_time, e.source_time(Source.EXIT) or 0)
+    return max(e.details.status_time, e.source_time(Source.EXIT) or 0)
 
 
 def view(entity: Entity, now: int, trusted_only: bool = False) -> EntityView:
@@ -486,6 +527,7 @@ def view(entity: Entity, now: int, trusted_only: bool = False) -> EntityView:
     held = active_holds(entity, now)
     process_status = _process_status(entity)
     status = _status(entity, process_status)
+    d = entity.details
     return EntityView(
         kind=str(entity.kind),
         id=entity.id,
@@ -504,16 +546,16 @@ def view(entity: Entity, now: int, trusted_only: bool = False) -> EntityView:
         input_bytes_per_second=entity.rate_in.per_second(now),
         output_bytes_per_second=entity.rate_out.per_second(now),
         process_status=process_status,
-        pid=entity.pid,
-        exit_code=entity.exit_code if process_status == ProcessStatus.EXITED else None,
+        pid=d.pid,
+        exit_code=d.exit_code if process_status == ProcessStatus.EXITED else None,
         status=str(status),
-        turn=entity.turn if status is AgentStatus.ACTIVE else entity.turn and AgentTurn.ENDED,
-        turn_since=entity.turn_time or None,
-        task=entity.task,
-        result=entity.result,
+        turn=d.turn if status is AgentStatus.ACTIVE else d.turn and AgentTurn.ENDED,
+        turn_since=d.turn_time or None,
+        task=d.task,
+        result=d.result,
         held_by=held,
         last_client_closed=_last_client_closed(entity, held, now),
-        attributes=dict(entity.attributes or {}),
+        attributes=dict(d.attributes or {}),
         clock_offset=entity.clock_offset,
     )
 
@@ -532,7 +574,7 @@ def _last_client_closed(entity: Entity, held: list[Hold], now: int) -> int | Non
 def active_holds(entity: Entity, now: int) -> list[Hold]:
     """What holds ``entity`` up at ``now``: holds not released and not expired."""
     out = []
-    reasons = entity.hold_reasons or {}
+    reasons = entity.details.hold_reasons or {}
     for key, (since, until) in entity.holds.items():
         if until == 0 or until > now:
             kind, _, hold_id = key.partition(":")
@@ -748,9 +790,9 @@ class ActivityState:
         """Keep ``attributes`` (resource attributes among :attr:`attribute_keys`, as
         ``(key, value)`` pairs) on ``entities``; a change re-selects their policy rules."""
         for e in entities:
-            kept = e.attributes
+            kept = e.details.attributes
             if kept is None:
-                kept = e.attributes = {}
+                kept = own_details(e).attributes = {}
             changed = False
             for key, value in attributes:
                 if kept.get(key) != value:
@@ -815,9 +857,9 @@ class ActivityState:
         for e in entities:
             if e.kind is Kind.SESSION:
                 if pid is not None:
-                    e.pid = pid
+                    own_details(e).pid = pid
                 if exit_code is not None:
-                    e.exit_code = exit_code
+                    own_details(e).exit_code = exit_code
                 self._dirty.add(e)
 
     def last_time(
@@ -919,8 +961,9 @@ class ActivityState:
                 for old in [k for k, (_, u) in holds.items() if 0 < u < horizon]:
                     del holds[old]
                 holds[key] = (t, until)
-                if reason is not None or e.hold_reasons:
-                    reasons = e.hold_reasons = e.hold_reasons or {}
+                if reason is not None or e.details.hold_reasons:
+                    d = own_details(e)
+                    reasons = d.hold_reasons = d.hold_reasons or {}
                     if reason is None:
                         reasons.pop(key, None)
                     else:
@@ -956,10 +999,11 @@ class ActivityState:
         to ``waiting`` releases the tool calls reported before ``t`` (none is in flight while
         the agent waits for the user)."""
         for e in entities:
-            if e.kind is Kind.SESSION and t >= e.turn_time:
-                if e.turn != turn:
+            if e.kind is Kind.SESSION and t >= e.details.turn_time:
+                d = own_details(e)
+                if d.turn != turn:
                     self._touched.add(e)
-                e.turn, e.turn_time = str(turn), t
+                d.turn, d.turn_time = str(turn), t
                 self._dirty.add(e)
         if turn is AgentTurn.WAITING:
             self.release_holds(entities, t, HoldKind.TOOL)
@@ -981,12 +1025,13 @@ class ActivityState:
         if status is AgentStatus.ACTIVE:
             self.turn(entities, turn, t)
         for e in entities:
-            if e.kind is Kind.SESSION and t >= e.status_time:
-                e.status, e.status_time = str(status), t
+            if e.kind is Kind.SESSION and t >= e.details.status_time:
+                d = own_details(e)
+                d.status, d.status_time = str(status), t
                 if task:
-                    e.task = task
+                    d.task = task
                 if result is not None:
-                    e.result = result
+                    d.result = result
                 self._dirty.add(e)
                 self._touched.add(e)
                 self._may_end(e)

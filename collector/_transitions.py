@@ -511,9 +511,9 @@ def _stays_plainly_active(e: Entity, now: int) -> bool:
         e.condition is _PLAINLY_ACTIVE
         and e.counted_host == e.host_id  # else it moved: counted under its new host
         and not e.holds
-        and e.attributes is None
+        and e.details.attributes is None
         and Source.EXIT not in e.source_names
-        and e.status in _NOT_ENDED
+        and e.details.status in _NOT_ENDED
         and e.rules is not None
         and e.rate_out.per_second(now) < e.rules.runaway_bytes_per_second
     )

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import random
+from dataclasses import astuple
+
+import pytest
 
 from lastactive.collector._state import (
+    _NO_DETAILS,
     _SHARED_NAMES,
     _SHARED_NAMES_MAX,
     RATE_WINDOW_NS,
     ActivityState,
+    Details,
     Identity,
     Kind,
     sort_key,
     view,
 )
-from lastactive.conventions import AgentStatus, Source
+from lastactive.conventions import AgentStatus, HoldKind, Source
 
 S = 1_000_000_000
 T0 = 1_800_000_000 * S
@@ -313,3 +318,25 @@ def test_ever_new_sets_of_source_names_do_not_grow_the_shared_sets_past_their_ca
     assert len(e.source_names) == 5000 and e.source_time("made-up-4999") == T0 + 4999
     assert list(e.source_names) == sorted(e.source_names)
     assert len(_SHARED_NAMES) <= _SHARED_NAMES_MAX
+
+
+def test_details_are_shared_and_empty_until_one_is_reported() -> None:
+    state = ActivityState()
+    plain = state.resolve(Identity(session_id="plain", host_id="h"), T0)
+    agent = state.resolve(Identity(session_id="agent", agent_id="codey"), T0)
+    state.activity(plain, "input", T0)
+    state.agent_event(agent, AgentStatus.ACTIVE, Source.START, T0, task="fix it")
+    assert plain[0].details is plain[1].details is _NO_DETAILS  # nothing reported: shared
+    assert agent[0].details is not _NO_DETAILS and agent[0].details.task == "fix it"
+    assert astuple(_NO_DETAILS) == astuple(Details())  # the event did not write to it
+    with pytest.raises(AttributeError, match="read-only"):
+        _NO_DETAILS.status = "completed"
+    # A record that tells nothing gives no details of its own; hold reasons (not persisted)
+    # stay through a load.
+    again = state.resolve(Identity(session_id="again"), T0)[0]
+    again.restore(plain[0].record())
+    assert again.details is _NO_DETAILS
+    state.hold([agent[0]], HoldKind.TOOL, "t1", 0, T0, reason="running tests")
+    agent[0].restore(agent[0].record())
+    assert agent[0].details.hold_reasons == {"tool:t1": "running tests"}
+    assert (agent[0].details.task, agent[0].details.status) == ("fix it", "active")
