@@ -5,13 +5,14 @@ Every tick (:data:`TICK_S`) the engine re-evaluates only what may have changed:
 * entities the ingest touched since the last tick (new activity, holds, status, bytes); an
   entity known to be plainly active is only checked for a runaway rate, since new activity
   cannot make it less active;
-* entities whose scheduled check is due, from a timer heap keyed by the next time their
-  evaluation can change with time alone (idle at ``idle_since + idle_after``, the deadline, the
-  end of a hold, stuck at ``progress + stuck_after``; every second while runaway).
+* entities whose scheduled check is due (:mod:`~lastactive.collector._timers`), at the next
+  time their evaluation can change with time alone (idle at ``idle_since + idle_after``, the
+  deadline, the end of a hold, stuck at ``progress + stuck_after``; every second while
+  runaway).
 
 No tick scans all entities, so transitions fire within a tick of their due time at 100,000
-sessions (``benchmarks/transitions.py``). A stale heap entry (the entity was active again in
-the meantime) costs one evaluation and reschedules. A tick does at most ``budget`` evaluations;
+sessions (``benchmarks/transitions.py``). An entity active again before its check costs one
+evaluation at the check, which reschedules. A tick does at most ``budget`` evaluations;
 the rest waits for the next call (:attr:`TransitionEngine.behind`), so the caller can yield to
 the event loop between slices.
 
@@ -27,8 +28,8 @@ window, and each candidate is evaluated afresh before it is answered.
 from __future__ import annotations
 
 import enum
-import heapq
 import itertools
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Final, NamedTuple
@@ -41,9 +42,9 @@ from lastactive.collector._state import (
     Entity,
     EntityView,
     Kind,
-    tie_breakers,
     view,
 )
+from lastactive.collector._timers import Timers
 from lastactive.collector.policy import (
     Decisions,
     DecisionsBuilder,
@@ -185,11 +186,7 @@ class TransitionEngine:
         self._owns = owns
         self._policy = policy
         self._clock = clock
-        # (due, tie, entity), its check_at the earliest: ties are many (a fleet's sessions go
-        # idle together) and popped in bulk, so they are broken by an int (tie_breakers), not
-        # Entity.__lt__ (2.4x slower pops measured with 60 distinct due times over 200k entries).
-        self._heap: list[tuple[int, int, Entity]] = []
-        self._ties = tie_breakers()
+        self._timers = Timers()
         counted = set(policy.defaults.count)
         for _, rules, fields in policy.overrides:
             if "count" in fields:
@@ -251,7 +248,7 @@ class TransitionEngine:
     @property
     def behind(self) -> bool:
         """A tick ran out of budget: evaluations wait for the next call."""
-        return bool(self._pending) or bool(self._heap and self._heap[0][0] <= self._clock())
+        return bool(self._pending) or self._timers.any_due(self._clock())
 
     def tick(self, budget: int | None = None) -> list[Transition]:
         """Re-evaluate what may have changed, at most ``budget`` evaluations (``None``: all);
@@ -260,7 +257,7 @@ class TransitionEngine:
         out: list[Transition] = []
         pending = self._pending
         pending.extend(self._state.take_touched())
-        left = len(pending) + len(self._heap) if budget is None else budget
+        left = sys.maxsize if budget is None else budget
         entities, owns = self._state.entities, self._owns
         while pending and left > 0:
             e = pending.pop()
@@ -272,13 +269,8 @@ class TransitionEngine:
                 continue  # its scheduled check will see it go idle
             left -= 1
             self._check(e, now, out)
-        heap = self._heap
-        while heap and heap[0][0] <= now and left > 0:
-            due, _, e = heapq.heappop(heap)
-            if e.check_at == due:
-                e.check_at = None
+        for e in self._timers.pop_due(now, left):
             if entities[e.kind].get(e.id) is e and (owns is None or owns(e)):
-                left -= 1
                 self._check(e, now, out)
         counts = self.transitions
         for t in out:
@@ -315,7 +307,7 @@ class TransitionEngine:
         for e in itertools.chain(self._pending, self._state.touched()):
             if not _stays_plainly_active(e, now):  # else the tick skips it too: it is indexed
                 add(e)
-        for e in _due(self._heap, now):
+        for e in self._timers.due(now):
             add(e)
         for soon, lowest, highest in ((False, None, now), (True, (now + 1,), now + within_ns)):
             for at_index, e in self._deadlines.irange(lowest, (highest + 1,), (True, False)):
@@ -454,12 +446,8 @@ class TransitionEngine:
                             hibernate_at=ev.hibernate_at,
                         )
                     )
-        due = ev.next_change
-        pending = e.check_at
-        if due is not None and (pending is None or due < pending):
-            # A later change is found when the pending (earlier) check runs and reschedules.
-            e.check_at = due
-            heapq.heappush(self._heap, (due, next(self._ties), e))
+        if ev.next_change is not None:
+            self._timers.schedule(e, ev.next_change)
 
     def _index(
         self, e: Entity, before: Condition | None, host: str | None, deadline: int | None
@@ -517,18 +505,6 @@ def _stays_plainly_active(e: Entity, now: int) -> bool:
         and e.rules is not None
         and e.rate_out.per_second(now) < e.rules.runaway_bytes_per_second
     )
-
-
-def _due(heap: list[tuple[int, int, Entity]], now: int) -> Iterator[Entity]:
-    """The entities of a timer heap's entries due at ``now`` (ns), in no order: a walk of the
-    heap's tree that stops below entries not due (costs what is due)."""
-    stack = [0] if heap else []
-    while stack:
-        i = stack.pop()
-        due, _, e = heap[i]
-        if due <= now:
-            yield e
-            stack.extend(j for j in (2 * i + 1, 2 * i + 2) if j < len(heap))
 
 
 def reason_of(ev: Evaluation, field: TransitionField) -> str:
