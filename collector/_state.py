@@ -205,8 +205,8 @@ shared, always empty; :meth:`ActivityState.io` gives an entity its own before ad
 
 _SHARED_NAMES: Final[dict[tuple[str, ...], tuple[str, ...]]] = {}
 _SHARED_NAMES_MAX: Final = 4096
-"""Sets of source names shared at most (a client may send any names: past this many sets, an
-entity keeps a tuple of its own)."""
+"""Sets of source names shared at most (ingest takes only the conventions' sources, but a
+store's rows may name any: past this many sets, an entity keeps a tuple of its own)."""
 
 
 def _shared_names(names: tuple[str, ...]) -> tuple[str, ...]:
@@ -220,9 +220,9 @@ def _shared_names(names: tuple[str, ...]) -> tuple[str, ...]:
     return names
 
 
-def tie_breakers() -> Iterator[int]:
+def _tie_breakers() -> Iterator[int]:
     """Tie-breakers for heap entries ``(ns, tie, entity)`` popped in bulk (ties of ``ns`` are
-    many: a fleet's sessions go idle together): CPython's cached small ints, 0-255 in turn, so
+    many: a fleet's sessions end together): CPython's cached small ints, 0-255 in turn, so
     an entry allocates no int (32 bytes each at 1M sessions: issue 15); the rare equal
     ``(ns, tie)`` falls back to :meth:`Entity.__lt__`."""
     return itertools.cycle(range(256))
@@ -674,9 +674,8 @@ class ActivityState:
         self._ended: list[tuple[int, int, Entity]] = []
         """Heap of (ended at, tie, session): the retention purge's candidates, oldest first;
         an entry whose session is active again (or ended again later) is stale. Popped in
-        bulk, so ties are broken by an int (:func:`tie_breakers`; the engine's timer heap
-        does the same)."""
-        self._ended_ties = tie_breakers()
+        bulk, so ties are broken by an int (:func:`_tie_breakers`)."""
+        self._ended_ties = _tie_breakers()
         self._dirty_streams: set[_Stream] = set()
         self._retry_streams: list[StreamRecord] = []
         self._dirty: set[Entity] = set()
