@@ -12,6 +12,7 @@ success while the rest of the request is kept.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality, DataPointFlags
 
 from lastactive.collector._auth import ANONYMOUS, Principal, Scope
-from lastactive.collector._clocks import ReporterClock, ReporterClocks
+from lastactive.collector._clocks import Key, ReporterClock, ReporterClocks
 from lastactive.collector._record import (
     INT32_MAX,
     INT64_MAX,
@@ -81,7 +82,8 @@ from lastactive.conventions import (
     Source,
 )
 
-_KNOWN_SOURCES = frozenset(str(s) for s in SOURCES)
+_KNOWN_SOURCES: Final = {sys.intern(str(s)): sys.intern(str(s)) for s in SOURCES}
+"""Each known source's name -> the one string every entity keeps for it (not the request's)."""
 _HOLD_KINDS = frozenset(str(k) for k in HoldKind)
 _TURNS = frozenset({str(AgentTurn.WORKING), str(AgentTurn.WAITING)})
 _HIBERNATE: Final = str(Source.HIBERNATE)
@@ -340,14 +342,15 @@ def _source(attrs: Attrs, act: bool) -> str:
         RejectedError: not a known source. ForbiddenItemError: ``hibernate`` without ``act``.
     """
     src = attrs.get(ATTR_SOURCE)
-    if src not in _KNOWN_SOURCES:
+    known = _KNOWN_SOURCES.get(src) if isinstance(src, str) else None
+    if known is None:
         raise RejectedError(
             f"{ATTR_SOURCE}={src!r} is not a known source; expected one of "
             f"{', '.join(sorted(_KNOWN_SOURCES))}"
         )
     if src == _HIBERNATE and not act:
         raise ForbiddenItemError(f"recording {ATTR_SOURCE}={src} needs a credential with scope act")
-    return str(src)
+    return known
 
 
 def _turn(attrs: Attrs) -> AgentTurn:
@@ -498,14 +501,17 @@ class Ingest:
         self.clock = clock
         self.clocks = clocks if clocks is not None else ReporterClocks(state.max_skew_ns)
 
-    def _reporter(self, rattrs: Attrs, reported: int, now: int) -> ReporterClock | None:
+    def _reporter(self, rattrs: Attrs, reported: int, now: int) -> tuple[Key, ReporterClock | None]:
+        """The resource's reporter (its clock's key: one tuple for as long as the clock is
+        known) and its clock."""
         key = (
             _str(rattrs.get(ATTR_SERVICE_NAME)),
             _str(rattrs.get(ATTR_SERVICE_INSTANCE_ID)),
             _str(rattrs.get(ATTR_HOST_ID) or rattrs.get(ATTR_HOST_NAME)),
             _str(rattrs.get(ATTR_SESSION_ID)),
         )
-        return self.clocks.observe(key, reported, now)
+        clock = self.clocks.observe(key, reported, now)
+        return (key if clock is None else clock.key), clock
 
     def _resource(self, resource: Any) -> tuple[Attrs, Identity]:
         attrs = attrs_of(resource.attributes)
@@ -531,7 +537,7 @@ class Ingest:
         act = Scope.ACT in principal.scopes
         for rm in req.resource_metrics:
             rattrs, base = self._resource(rm.resource)
-            clock = self._reporter(rattrs, _collected(rm), now)
+            reporter, clock = self._reporter(rattrs, _collected(rm), now)
             off = self.clocks.correction(clock)
             limit = now + state.max_skew_ns
             floor = max(off, 0)  # unset (0), or corrected to before the epoch
@@ -562,11 +568,7 @@ class Ingest:
                             ents = resolve(pattrs, base, t)
                             if not ents:
                                 continue
-                            # The stream: this reporter's gauge of src about ents[0] (no sorted
-                            # attribute tuple: three of five points of a typical export).
-                            state.last_time(
-                                ents, (base, instance, ents[0].id, src), v, src, t, off, now
-                            )
+                            state.last_time(ents, reporter, v, src, t, off, now)
                         elif is_sum and (name in _COUNTERS or ATTR_SOURCE in pattrs):
                             src, io, v = _sum_point(name, pattrs, p, act)
                             ents = resolve(pattrs, base, t)
@@ -635,7 +637,7 @@ class Ingest:
         hibernation_only = Scope.REPORT not in principal.scopes
         for rl in req.resource_logs:
             rattrs, base = self._resource(rl.resource)
-            clock = self._reporter(rattrs, _observed(rl), now)
+            clock = self._reporter(rattrs, _observed(rl), now)[1]
             off = self.clocks.correction(clock)
             resolve.resource(rattrs, base, clock)
             for sl in rl.scope_logs:
@@ -807,7 +809,7 @@ class Ingest:
         act = Scope.ACT in principal.scopes
         for rs in req.resource_spans:
             rattrs, base = self._resource(rs.resource)
-            clock = self._reporter(rattrs, _span_ended(rs), now)
+            clock = self._reporter(rattrs, _span_ended(rs), now)[1]
             off = self.clocks.correction(clock)
             resolve.resource(rattrs, base, clock)
             for ss in rs.scope_spans:

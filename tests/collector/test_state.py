@@ -8,6 +8,7 @@ from dataclasses import astuple
 import pytest
 
 from lastactive.collector._state import (
+    _GAUGES_MAX,
     _NO_DETAILS,
     _SHARED_NAMES,
     _SHARED_NAMES_MAX,
@@ -229,6 +230,34 @@ def test_streams_silent_for_a_retention_period_are_dropped_at_the_second_rotatio
     assert state.counter(("busy",), T0 - S, T0 + 2 * day, 131, True) == (1, T0 + day)
     # Dropped (silent for two rotations): a new stream (no previous point), a baseline again.
     assert state.counter(("quiet", 0), T0 - S, T0 + 2 * day, 150, True) == (0, 0)
+
+
+def test_last_time_gauges_compare_raw_values_per_reporter_on_the_entity() -> None:
+    state, ents = make()
+    a, b = ("svc", "a", "h", None), ("svc", "b", "h", None)
+    raw = (T0 + 5 * S) / S
+    state.last_time(ents, a, raw, Source.INPUT, T0 + 6 * S, 0, T0 + 6 * S)
+    assert ents[0].source_time(Source.INPUT) == T0 + 5 * S
+    # The same raw value again, though the reporter's clock now looks an hour behind: no
+    # new activity (the raw values are compared, not the corrected times).
+    state.last_time(ents, a, raw, Source.INPUT, T0 + 7 * S, 3600 * S, T0 + 7 * S)
+    assert ents[0].source_time(Source.INPUT) == T0 + 5 * S
+    assert ents[0].last_seen == T0 + 7 * S  # but it is liveness
+    # Another reporter's lower raw value is its first: activity as its clock says.
+    state.last_time(ents, b, raw - 1, Source.INPUT, T0 + 7 * S, 3600 * S, T0 + 7 * S)
+    assert ents[0].source_time(Source.INPUT) == T0 + 7 * S  # clamped to now
+    assert ents[0].gauges == {Source.INPUT: raw, (b, Source.INPUT): raw - 1}
+    assert ents[0].gauge_reporter == a and ents[1].gauges is None  # on the session only
+    assert len(state._streams) == 0  # no stream in the fleet-wide map
+
+
+def test_an_entity_keeps_a_bounded_number_of_last_time_gauges() -> None:
+    e = make()[1][0]
+    for i in range(_GAUGES_MAX + 5):
+        assert e.gauge_rose(("svc", str(i), None, None), "input", 1.0)
+    assert e.gauges is not None and len(e.gauges) == _GAUGES_MAX
+    assert e.gauge_rose(("svc", "0", None, None), "input", 1.0)  # the first, forgotten
+    assert not e.gauge_rose(("svc", str(_GAUGES_MAX + 4), None, None), "input", 1.0)
 
 
 def test_trusted_only_ignores_self_reported_sources() -> None:
