@@ -93,6 +93,27 @@ _EVENT_NAME_ATTR = "event.name"  # older SDKs put the event name in an attribute
 
 Attrs = dict[str, Any]
 
+_IDENTITY_ATTRS: Final = frozenset(
+    {ATTR_SESSION_ID, ATTR_GEN_AI_AGENT_ID, ATTR_GEN_AI_AGENT_NAME, ATTR_HOST_ID, ATTR_HOST_NAME}
+)
+"""Point attributes that name what a point is about: a counter stream's key holds the ids of
+the entities they resolved to (the entities' own strings) instead."""
+_SHARED: Final[dict[Any, Any]] = {}
+_SHARED_MAX: Final = 16_384
+"""Scope and metric names and counters' other attributes kept once at most (past this many,
+a stream keeps its own copy)."""
+
+
+def _shared(value: Any) -> Any:
+    """The one copy of ``value`` that every counter stream's key keeps (a request's strings
+    and tuples are its own: kept per stream, they cost ~1 KB a session: issue 15)."""
+    kept = _SHARED.get(value)
+    if kept is not None:
+        return kept
+    if len(_SHARED) < _SHARED_MAX:
+        _SHARED[value] = value
+    return value
+
 
 class RejectedError(ValueError):
     """One data point, log record or span breaks our conventions; the message says how."""
@@ -228,6 +249,10 @@ def _cut(text: str | None, limit: int) -> str | None:
     return text[: limit - 1] + "\u2026"
 
 
+Ids = tuple[str | None, ...]
+_About = tuple[list[Entity], Ids]
+
+
 class _Resolver:
     """Attributes -> entities for one request, cached by the raw identity values, so a
     request of 1000 sessions resolves 1000 identities, not one per data point.
@@ -243,10 +268,10 @@ class _Resolver:
     def __init__(self, state: ActivityState, principal: Principal) -> None:
         self._state = state
         self._principal = principal if principal.bound else None
-        self._caches: dict[tuple[object, ...], dict[tuple[object, ...], list[Entity]]] = {}
+        self._caches: dict[tuple[object, ...], dict[tuple[object, ...], _About]] = {}
         """(base identity, described attributes) -> the raw identity values -> entities."""
         self._base: Identity | None = None
-        self._cache: dict[tuple[object, ...], list[Entity]] = {}
+        self._cache: dict[tuple[object, ...], _About] = {}
         """The current resource's entry of :attr:`_caches` (its base is :attr:`_base`)."""
         self._described: tuple[tuple[str, str], ...] = ()
         self._offset = 0
@@ -268,6 +293,11 @@ class _Resolver:
 
     def __call__(self, attrs: Attrs, base: Identity, t: int) -> list[Entity]:
         """The entities ``attrs`` (over ``base``) name; empty when they name none."""
+        return self.about(attrs, base, t)[0]
+
+    def about(self, attrs: Attrs, base: Identity, t: int) -> tuple[list[Entity], Ids]:
+        """The entities ``attrs`` (over ``base``) name, and their ids by kind (session,
+        agent, host: ``None`` for a kind not named; the entities' own strings)."""
         key = (
             attrs.get(ATTR_SESSION_ID),
             attrs.get(ATTR_GEN_AI_AGENT_ID),
@@ -279,20 +309,23 @@ class _Resolver:
         cache = (
             self._cache if base is self._base else self._caches.setdefault((base, described), {})
         )
-        ents = cache.get(key)
-        if ents is None:
+        about = cache.get(key)
+        if about is None:
             ident = _identity(attrs, base)
             if self._principal is not None:
                 ident = _bind(ident, self._principal, self._state)
             try:
-                ents = cache[key] = self._state.resolve(ident, t) if ident.known else []
+                ents = self._state.resolve(ident, t) if ident.known else []
             except EntityLimitError as exc:
                 raise RejectedError(str(exc)) from None
+            named = iter(ents)
+            ids = tuple(next(named).id if v else None for v in ident[:3])
+            about = cache[key] = (ents, ids)
             for e in ents:
                 e.clock_offset = self._offset
             if described and ents:  # the most specific entity named: session, agent, host
                 self._state.describe(ents[:1], described)
-        return ents
+        return about
 
 
 def _exact_first(item: tuple[str, Any]) -> bool:
@@ -542,19 +575,19 @@ class Ingest:
             limit = now + state.max_skew_ns
             floor = max(off, 0)  # unset (0), or corrected to before the epoch
             resolve.resource(rattrs, base, clock)
-            instance = rattrs.get(ATTR_SERVICE_INSTANCE_ID)
             # Exact times first (the timestamp gauge), so a counter's rise in the same export
             # is known to be explained by them, whatever order the SDK put the metrics in.
             ordered = [(sm.scope.name, m) for sm in rm.scope_metrics for m in sm.metrics]
             ordered.sort(key=_exact_first)
-            for scope, metric in ordered:
+            for scope_name, metric in ordered:
                 kind = metric.WhichOneof("data")
                 if kind is None:
                     continue
                 data = getattr(metric, kind)
                 is_sum = kind == "sum"
                 cumulative = is_sum and data.aggregation_temporality == _CUMULATIVE
-                name = metric.name
+                name = _shared(metric.name)
+                scope = _shared(scope_name)
                 for p in data.data_points:
                     if p.flags & _NO_VALUE:  # staleness marker: says nothing new
                         continue
@@ -571,10 +604,15 @@ class Ingest:
                             state.last_time(ents, reporter, v, src, t, off, now)
                         elif is_sum and (name in _COUNTERS or ATTR_SOURCE in pattrs):
                             src, io, v = _sum_point(name, pattrs, p, act)
-                            ents = resolve(pattrs, base, t)
+                            ents, ids = resolve.about(pattrs, base, t)
                             if not ents:
                                 continue
-                            key = (base, instance, scope, name, tuple(sorted(pattrs.items())))
+                            # The stream: this reporter's counter about these entities with
+                            # these other attributes (its parts shared, not the request's).
+                            other = tuple(
+                                sorted(i for i in pattrs.items() if i[0] not in _IDENTITY_ATTRS)
+                            )
+                            key = (reporter, scope, name, _shared(other), *ids)
                             self._sum(ents, key, src, io, v, p, t, off, cumulative)
                         else:
                             ents = resolve(pattrs, base, t)
