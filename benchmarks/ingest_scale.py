@@ -12,6 +12,9 @@ requests to existing sessions picked at random (times and counter values rising)
   the wrong place);
 * **small requests**: 1 session x 5 points each (one reporter's export).
 
+It also prints the process's RSS per session once the fleet has grown to N, over its RSS
+before (what a session reported this way costs: entity, gauges, counter streams, rate windows).
+
 Each is measured on three paths over the very same serialized bodies:
 
 * the **baseline**, a bare parse + walk: ``ExportMetricsServiceRequest.FromString`` and a walk
@@ -34,6 +37,7 @@ import random
 import time
 from collections.abc import Callable
 
+import psutil
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
@@ -193,6 +197,9 @@ def main() -> None:
     ap.add_argument("--sessions", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     args = ap.parse_args()
     t0 = time.time_ns() - 86400 * S
+    process = psutil.Process()
+    gc.collect()
+    empty_rss = process.memory_info().rss
     fleet = Fleet(t0)
     rng = random.Random(1)
     columns: list[dict[str, float]] = []
@@ -209,7 +216,9 @@ def main() -> None:
             have = min(n, have + PER_BATCH)
         freeze_survivors()  # as serve does after each full collection
         figures = {
-            "growing: new sessions, serve's loop path": points / grow_cpu if grow_cpu else 0.0
+            "growing: new sessions, serve's loop path": points / grow_cpu if grow_cpu else 0.0,
+            "RSS per session over the empty process (B)": (process.memory_info().rss - empty_rss)
+            / n,
         }
         figures.update(figures_at(fleet, n, t0, rng))
         columns.append(figures)

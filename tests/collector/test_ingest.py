@@ -194,3 +194,37 @@ def test_the_webhook_is_seed_004s_lifecycle_at_the_receive_time() -> None:
     v = ingest.state.get(Kind.SESSION, "s", T0 + S)
     assert v is not None and (v.status, v.task, v.result) == ("completed", "fix it", "done")
     assert v.agent_id == "codey" and v.sources["exit"] == T0 + S
+
+
+def test_counter_streams_share_their_parts_and_outlive_an_evicted_entity() -> None:
+    ingest, now = make()
+    state = ingest.state
+
+    def io(sid: str, direction: str, value: int, t: int) -> None:
+        point = sum_point(value, t, T0 - 90 * S, **{"network.io.direction": direction})
+        ingest.metrics(metrics_request(sid, sums={"lastactive.session.io": [point]}))
+
+    for sid in ("a", "b"):
+        for direction in ("receive", "transmit"):
+            io(sid, direction, 100, T0)
+    keys = list(state._streams.current)
+    assert len(keys) == 4
+    host = state.entities[Kind.HOST]["host-a"]
+    for key in keys:
+        session = state.entities[Kind.SESSION][key[4]]
+        # The request's strings are not kept: the entities' own ids, shared names and
+        # attributes (one tuple for every stream of a direction).
+        assert key[4] is session.id and key[6] is host.id and session.host_id is host.id
+        assert key[1] is keys[0][1] and key[2] is keys[0][2]
+        assert key[3] is next(k for k in keys if k[3] == key[3])[3]
+    assert {len(r.key) for r in state.take_dirty_streams()} == {32}
+    # A stream outlives its entity's eviction (a replica forgets a session it does not own
+    # after a minute): the next point counts the bytes since the last one, not a baseline.
+    state.take_dirty(), state.take_touched()  # committed and evaluated
+    ingest.clocks = type(ingest.clocks)(ingest.clocks.tolerance_ns)  # and the clock estimate
+    session = state.entities[Kind.SESSION]["a"]
+    assert state.evict(session, T0) and "a" not in state.entities[Kind.SESSION]
+    now[0] = T0 + S
+    io("a", "transmit", 130, T0 + S)
+    v = state.get(Kind.SESSION, "a", T0 + S)
+    assert v is not None and v.output_bytes == 30
