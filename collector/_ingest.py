@@ -249,8 +249,8 @@ def _cut(text: str | None, limit: int) -> str | None:
     return text[: limit - 1] + "\u2026"
 
 
-Ids = tuple[str | None, ...]
-_About = tuple[list[Entity], Ids]
+_Ids = tuple[str | None, ...]
+_About = tuple[list[Entity], _Ids]
 
 
 class _Resolver:
@@ -295,7 +295,7 @@ class _Resolver:
         """The entities ``attrs`` (over ``base``) name; empty when they name none."""
         return self.about(attrs, base, t)[0]
 
-    def about(self, attrs: Attrs, base: Identity, t: int) -> tuple[list[Entity], Ids]:
+    def about(self, attrs: Attrs, base: Identity, t: int) -> _About:
         """The entities ``attrs`` (over ``base``) name, and their ids by kind (session,
         agent, host: ``None`` for a kind not named; the entities' own strings)."""
         key = (
@@ -318,7 +318,7 @@ class _Resolver:
                 ents = self._state.resolve(ident, t) if ident.known else []
             except EntityLimitError as exc:
                 raise RejectedError(str(exc)) from None
-            named = iter(ents)
+            named = iter(ents)  # resolved in the order of ident's first three fields
             ids = tuple(next(named).id if v else None for v in ident[:3])
             about = cache[key] = (ents, ids)
             for e in ents:
