@@ -27,6 +27,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality, D
 
 from lastactive.collector._auth import ANONYMOUS, Principal, Scope
 from lastactive.collector._clocks import Key, ReporterClock, ReporterClocks
+from lastactive.collector._interned import Interned
 from lastactive.collector._record import (
     INT32_MAX,
     INT64_MAX,
@@ -98,21 +99,9 @@ _IDENTITY_ATTRS: Final = frozenset(
 )
 """Point attributes that name what a point is about: a counter stream's key holds the ids of
 the entities they resolved to (the entities' own strings) instead."""
-_SHARED: Final[dict[Any, Any]] = {}
-_SHARED_MAX: Final = 16_384
-"""Scope and metric names and counters' other attributes kept once at most (past this many,
-a stream keeps its own copy)."""
-
-
-def _shared(value: Any) -> Any:
-    """The one copy of ``value`` that every counter stream's key keeps (a request's strings
-    and tuples are its own: kept per stream, they cost ~1 KB a session: issue 15)."""
-    kept = _SHARED.get(value)
-    if kept is not None:
-        return kept
-    if len(_SHARED) < _SHARED_MAX:
-        _SHARED[value] = value
-    return value
+_shared: Final = Interned[Any](16_384)
+"""The one copy of a scope or metric name, or of a counter's other attributes, that every
+counter stream's key keeps (kept per stream, a request's cost ~1 KB a session: issue 15)."""
 
 
 class RejectedError(ValueError):

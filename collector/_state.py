@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Final, NamedTuple
 from lastactive.collector._activity import CLASS_OF, idle_since, latest, latest_by_class, sources_of
 from lastactive.collector._ages import CLASS_BITS, RECENT_S, IdleHistogram, RecentClasses
 from lastactive.collector._generations import Generations
+from lastactive.collector._interned import Interned
 from lastactive.collector._recency import RecencyIndex
 from lastactive.collector._record import (
     HOLD_GRACE_NS,
@@ -204,21 +205,13 @@ _NO_RATE: Final = _RateWindow()
 shared, always empty; :meth:`ActivityState.io` gives an entity its own before adding."""
 
 
-_SHARED_NAMES: Final[dict[tuple[str, ...], tuple[str, ...]]] = {}
 _SHARED_NAMES_MAX: Final = 4096
 """Sets of source names shared at most (ingest takes only the conventions' sources, but a
 store's rows may name any: past this many sets, an entity keeps a tuple of its own)."""
-
-
-def _shared_names(names: tuple[str, ...]) -> tuple[str, ...]:
-    """The one tuple of ``names`` every entity with these sources keeps."""
-    shared = _SHARED_NAMES.get(names)
-    if shared is not None:
-        return shared
-    if len(_SHARED_NAMES) < _SHARED_NAMES_MAX:
-        names = tuple(sys.intern(name) for name in names)
-        _SHARED_NAMES[names] = names
-    return names
+_SHARED_NAMES: Final = Interned[tuple[str, ...]](
+    _SHARED_NAMES_MAX, lambda names: tuple(sys.intern(name) for name in names)
+)
+"""The one tuple of sorted source names every entity with these sources keeps."""
 
 
 _GAUGES_MAX: Final = 32
@@ -299,7 +292,7 @@ class Entity:
     service_name: str | None = None
     source_names: tuple[str, ...] = ()
     """The sources it has a time for, sorted: one tuple shared by every entity with the same
-    set (:func:`_shared_names`)."""
+    set (:data:`_SHARED_NAMES`)."""
     source_times: tuple[int, ...] = ()
     """The latest time (ns) of each of :attr:`source_names`, in the same order: a max-register
     per source. Two tuples rather than a dict: 64-80 bytes a session rather than 192, the
@@ -387,7 +380,7 @@ class Entity:
             self.source_times = tuple(moved)
             return True
         i = bisect.bisect(names, source)
-        self.source_names = _shared_names((*names[:i], str(source), *names[i:]))
+        self.source_names = _SHARED_NAMES((*names[:i], str(source), *names[i:]))
         self.source_times = (*times[:i], t, *times[i:])
         return True
 
@@ -452,7 +445,7 @@ class Entity:
         )
         if r.sources:  # sorted by source, as records are
             names, self.source_times = zip(*r.sources, strict=True)
-            self.source_names = _shared_names(names)
+            self.source_names = _SHARED_NAMES(names)
         else:
             self.source_names = self.source_times = ()
         self.input_bytes, self.output_bytes = r.input_bytes, r.output_bytes
