@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from lastactive.collector._admission import Admission
 from lastactive.collector._auth import Credentials
-from lastactive.collector._ingest import Ingest
+from lastactive.collector._ingest import Ingest, Outcome, Slices
 from lastactive.collector._paging import sessions_page, stored_sessions_page
 from lastactive.collector._replica import Replica
 from lastactive.collector._state import ActivityState, EntityView, Kind, PageKey
@@ -63,6 +63,17 @@ class Core:
     @property
     def state(self) -> ActivityState:
         return self.ingest.state
+
+    async def apply(self, slices: Slices) -> Outcome:
+        """Apply an export (:meth:`~lastactive.collector._ingest.Ingest.metrics_sliced`, ...)
+        one slice at a time with the event loop free between them, so queries are answered
+        while a large export is applied (issue 15); its outcome."""
+        while True:
+            try:
+                next(slices)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            await asyncio.sleep(0)
 
     async def decisions(self, within_ns: int, limit: int | None) -> Decisions:
         """:func:`~lastactive.collector.policy.decide` now over every entity (``/v1/decisions``,

@@ -125,7 +125,7 @@ def _otlp_handler(signal: OtlpSignal, core: Core) -> grpc.GenericRpcHandler:
                     grpc.StatusCode.INVALID_ARGUMENT,
                     f"undecodable protobuf {signal.request.__name__}: {exc}",
                 )
-            out = signal.apply(ingest, req, principal)
+            out = await core.apply(signal.sliced(ingest, req, principal))
             try:
                 await core.durable()  # acknowledged means committed
             except StoreUnavailableError as exc:

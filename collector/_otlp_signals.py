@@ -2,7 +2,7 @@
 
 Each :class:`OtlpSignal` names its gRPC service, its request and response messages, the
 response's partial-success field (OTLP specification, "Partial Success") and the
-:class:`~lastactive.collector._ingest.Ingest` method that applies it. The gRPC edge serves
+:class:`~lastactive.collector._ingest.Ingest` method that applies it in slices. The gRPC edge serves
 ``<service>/Export``; the HTTP edge serves ``POST /v1/<name>`` (OTLP/HTTP's default paths).
 """
 
@@ -18,7 +18,7 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as metr
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as trace_pb
 
 from lastactive.collector._auth import Principal, Scope
-from lastactive.collector._ingest import Ingest, Outcome
+from lastactive.collector._ingest import Ingest, Outcome, Slices
 
 __all__ = ["SIGNALS", "OtlpSignal", "export_response"]
 
@@ -34,7 +34,7 @@ class OtlpSignal:
     request: type[Message]
     response: type[Message]
     rejected_field: str
-    apply: Callable[[Ingest, Any, Principal], Outcome]
+    sliced: Callable[[Ingest, Any, Principal], Slices]
     scopes: tuple[Scope, ...]
 
 
@@ -45,7 +45,7 @@ SIGNALS: Final = (
         metrics_pb.ExportMetricsServiceRequest,
         metrics_pb.ExportMetricsServiceResponse,
         "rejected_data_points",
-        Ingest.metrics,
+        Ingest.metrics_sliced,
         (Scope.REPORT,),
     ),
     OtlpSignal(
@@ -54,7 +54,7 @@ SIGNALS: Final = (
         logs_pb.ExportLogsServiceRequest,
         logs_pb.ExportLogsServiceResponse,
         "rejected_log_records",
-        Ingest.logs,
+        Ingest.logs_sliced,
         (Scope.REPORT, Scope.ACT),
     ),
     OtlpSignal(
@@ -63,7 +63,7 @@ SIGNALS: Final = (
         trace_pb.ExportTraceServiceRequest,
         trace_pb.ExportTraceServiceResponse,
         "rejected_spans",
-        Ingest.traces,
+        Ingest.traces_sliced,
         (Scope.REPORT,),
     ),
 )

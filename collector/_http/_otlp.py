@@ -95,7 +95,8 @@ def otlp_router(core: Core, max_request_bytes: int) -> APIRouter:
                 media = media_type(request.headers.get("content-type"))
                 raw = await read_body(request)
                 body = decompress(raw, request.headers.get("content-encoding"), max_request_bytes)
-                out = signal.apply(ingest, parse(body, media, signal.request), principal)
+                req = parse(body, media, signal.request)
+                out = await core.apply(signal.sliced(ingest, req, principal))
                 await core.durable()  # acknowledged means committed
             except BodyError as exc:
                 stats.error(name, "http", str(exc.status))

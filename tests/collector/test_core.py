@@ -1,4 +1,5 @@
-"""The core the edges share, with a fake clock: decisions catch the tick up first."""
+"""The core the edges share, with a fake clock: decisions catch the tick up first; exports
+are applied in slices."""
 
 from __future__ import annotations
 
@@ -6,12 +7,13 @@ import asyncio
 from collections import Counter
 
 from lastactive.collector._core import Core
-from lastactive.collector._ingest import Ingest
-from lastactive.collector._state import ActivityState, Identity
+from lastactive.collector._ingest import INGEST_SLICE, Ingest, Outcome
+from lastactive.collector._state import ActivityState, Identity, Kind
 from lastactive.collector._transitions import TICK_BUDGET, Transition, TransitionEngine
 from lastactive.collector._watch import WatchHub
 from lastactive.collector.policy import Decisions, Policy, Rules, decide
 from lastactive.conventions import Source
+from tests.helpers import metrics_request, sum_point
 
 S = 1_000_000_000
 T0 = 1_800_000_000 * S
@@ -63,3 +65,41 @@ def test_decisions_catch_the_tick_up_in_slices_and_publish_what_it_found() -> No
     assert [d.view.id for d in out.due_soon] == [f"s{i:04d}" for i in range(5)]
     assert Counter((t.field, t.current) for t in published) == {("state", "idle"): n}
     assert engine.tick() == []
+
+
+def test_an_export_is_applied_with_the_loop_free_between_its_slices() -> None:
+    """A large export does not hold the loop (issue 15: queries wait behind it): the edges
+    apply it :data:`INGEST_SLICE` items at a time, and all of it is applied."""
+    state = ActivityState()
+    policy = Policy()
+    core = Core(
+        Ingest(state, lambda: T0), policy, TransitionEngine(state, policy, lambda: T0),
+        WatchHub(), lambda: T0,
+    )  # fmt: skip
+    n = 3 * INGEST_SLICE + 1
+    points = [sum_point(0, T0, 0, **{"lastactive.source": "input"}) for _ in range(n)]
+    for i, p in enumerate(points):
+        p.as_double = T0 // S - n + i  # seconds since the epoch, the last one a second ago
+    req = metrics_request("a", gauges={"lastactive.source.last_time": points})
+
+    async def apply_while_counting_turns() -> tuple[int, Outcome]:
+        turns = 0
+
+        async def other() -> None:
+            nonlocal turns
+            while True:
+                turns += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(other())
+        await asyncio.sleep(0)
+        began = turns
+        out = await core.apply(core.ingest.metrics_sliced(req))
+        task.cancel()
+        return turns - began, out
+
+    turns, out = asyncio.run(apply_while_counting_turns())
+    assert turns >= 3  # the loop ran between the four slices
+    assert (out.accepted, out.rejected) == (n, 0)
+    v = state.get(Kind.SESSION, "a", T0)
+    assert v is not None and v.sources["input"] == T0 - S

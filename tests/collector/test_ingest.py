@@ -8,7 +8,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.logs.v1 import logs_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
-from lastactive.collector._ingest import Ingest
+from lastactive.collector._ingest import INGEST_SLICE, Ingest, applied
 from lastactive.collector._state import ActivityState, Kind
 from tests.helpers import S, kv, metrics_request, sum_point
 
@@ -228,3 +228,25 @@ def test_counter_streams_share_their_parts_and_outlive_an_evicted_entity() -> No
     io("a", "transmit", 130, T0 + S)
     v = state.get(Kind.SESSION, "a", T0 + S)
     assert v is not None and v.output_bytes == 30
+
+
+def test_an_export_is_applied_in_slices_and_resolved_anew_after_each() -> None:
+    """Between slices the loop runs: an entity the request resolved may be evicted or purged
+    meanwhile, so the rest of the request resolves it again instead of writing to the
+    forgotten one."""
+    ingest, _ = make()
+    state = ingest.state
+    n = 2 * INGEST_SLICE
+    source = {"lastactive.source": "input"}
+    req = logs("a", *(("lastactive.activity", source, T0 - (n - i) * S) for i in range(n)))
+    slices = ingest.logs_sliced(req)
+    next(slices)  # the first slice is applied, the rest waits
+    v = state.get(Kind.SESSION, "a", T0)
+    assert v is not None and v.sources["input"] == T0 - (n - INGEST_SLICE + 1) * S
+    state.take_dirty(), state.take_touched()  # committed and evaluated
+    assert state.evict(state.entities[Kind.SESSION]["a"], T0)
+    out = applied(slices)  # the second slice
+    assert (out.accepted, out.rejected) == (n, 0)
+    v = state.get(Kind.SESSION, "a", T0)
+    assert v is not None and v.sources["input"] == T0 - S
+    assert sum(1 for _ in ingest.logs_sliced(req)) == 1  # two slices: one turn between them
