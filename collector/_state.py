@@ -347,11 +347,10 @@ class Entity:
     """The first reporter (a :data:`~lastactive.collector._clocks.Key`) of a gauge about it."""
 
     def __lt__(self, other: Entity) -> bool:
-        """By kind, then id (then identity: a purged entity's stale entry beside its
-        successor's): ties of the engine's deadline index, whose entries are ``(ns, entity)``,
-        are broken by it, in the order ``/v1/decisions`` lists ties in, so a walk of the index
-        can stop inside a tie (:meth:`~lastactive.collector.policy.DecisionsBuilder.wants`).
-        The heaps break ties by an int, cheaper than this call."""
+        """By kind, then id, then identity: what breaks a tie of ``(ns, tie)`` in a heap and
+        of ``(ns, kind, id)`` in the engine's deadline index (a purged entity's stale entry
+        beside its successor's). Both order by cheaper values first; this call is the rare
+        last resort."""
         if self.kind is not other.kind:
             return self.kind < other.kind
         if self.id != other.id:
