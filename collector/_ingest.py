@@ -275,7 +275,9 @@ class _Resolver:
     does not take on the attributes of whichever of its sessions reported last.
     """
 
-    __slots__ = ("_base", "_cache", "_caches", "_described", "_offset", "_principal", "_state")
+    __slots__ = (
+        "_base", "_cache", "_caches", "_described", "_offset", "_principal", "_removals", "_state",
+    )  # fmt: skip
 
     def __init__(self, state: ActivityState, principal: Principal) -> None:
         self._state = state
@@ -287,6 +289,7 @@ class _Resolver:
         """The current resource's entry of :attr:`_caches` (its base is :attr:`_base`)."""
         self._described: tuple[tuple[str, str], ...] = ()
         self._offset = 0
+        self._removals = state.removals
 
     def resource(self, rattrs: Attrs, base: Identity, clock: ReporterClock | None) -> None:
         """Start a resource whose attributes are ``rattrs`` (its identity ``base``), sent by a
@@ -303,11 +306,15 @@ class _Resolver:
         self._base = base
         self._cache = self._caches.setdefault((base, self._described), {})
 
-    def forget(self) -> None:
-        """Forget what was resolved: between slices of a request, the retention purge or an
-        eviction may have removed an entity the cache holds."""
-        self._caches.clear()
-        self._cache = self._caches.setdefault((self._base, self._described), {})
+    def resume(self) -> None:
+        """Between slices of a request: forget what was resolved if the retention purge or an
+        eviction removed an entity meanwhile (the cache may hold it); else keep it (a
+        request's points about one session need not be adjacent)."""
+        removals = self._state.removals
+        if removals != self._removals:
+            self._removals = removals
+            self._caches.clear()
+            self._cache = self._caches.setdefault((self._base, self._described), {})
 
     def __call__(self, attrs: Attrs, base: Identity, t: int) -> list[Entity]:
         """The entities ``attrs`` (over ``base``) name; empty when they name none."""
@@ -617,7 +624,7 @@ class Ingest:
                     if not left:
                         yield
                         left = INGEST_SLICE
-                        resolve.forget()
+                        resolve.resume()
                     left -= 1
                     if p.flags & _NO_VALUE:  # staleness marker: says nothing new
                         continue
@@ -720,7 +727,7 @@ class Ingest:
                     if not left:
                         yield
                         left = INGEST_SLICE
-                        resolve.forget()
+                        resolve.resume()
                     left -= 1
                     attrs = attrs_of(lr.attributes)
                     t = _fixed(
@@ -904,7 +911,7 @@ class Ingest:
                     if not left:
                         yield
                         left = INGEST_SLICE
-                        resolve.forget()
+                        resolve.resume()
                     left -= 1
                     attrs = attrs_of(span.attributes)
                     t = _fixed(

@@ -718,6 +718,9 @@ class ActivityState:
         self._retry_streams: list[StreamRecord] = []
         self._dirty: set[Entity] = set()
         self._touched: set[Entity] = set()
+        self.removals = 0
+        """Entities forgotten since start (purged or evicted): what holds entities across
+        turns of the event loop (an export applied in slices) checks it before using them."""
         self._on_host: dict[str, dict[Entity, None]] = {}
         self._idle = IdleHistogram()
         self._recency = RecencyIndex()
@@ -1133,6 +1136,7 @@ class ActivityState:
     def _remove(self, e: Entity) -> None:
         """Forget ``e`` (in memory) and every index it is in."""
         del self.entities[e.kind][e.id]
+        self.removals += 1
         if e.kind is Kind.SESSION:
             self._move_host(e, e.host_id, None)
             self._untally(e)

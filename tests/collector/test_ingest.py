@@ -218,6 +218,7 @@ def test_counter_streams_share_their_parts_and_outlive_an_evicted_entity() -> No
         assert key[1] is keys[0][1] and key[2] is keys[0][2]
         assert key[3] is next(k for k in keys if k[3] == key[3])[3]
     assert {len(r.key) for r in state.take_dirty_streams()} == {32}
+    assert not any(st.text for st in state._streams.current.values())  # made at each flush
     # A stream outlives its entity's eviction (a replica forgets a session it does not own
     # after a minute): the next point counts the bytes since the last one, not a baseline.
     state.take_dirty(), state.take_touched()  # committed and evaluated
