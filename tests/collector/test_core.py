@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Awaitable
+from typing import TypeVar
 
 from lastactive.collector._core import Core
-from lastactive.collector._ingest import INGEST_SLICE, Ingest, Outcome
+from lastactive.collector._ingest import INGEST_SLICE, Ingest
 from lastactive.collector._state import ActivityState, Identity, Kind
 from lastactive.collector._transitions import TICK_BUDGET, Transition, TransitionEngine
 from lastactive.collector._watch import WatchHub
@@ -17,6 +19,26 @@ from tests.helpers import metrics_request, sum_point
 
 S = 1_000_000_000
 T0 = 1_800_000_000 * S
+T = TypeVar("T")
+
+
+async def turns_while(work: Awaitable[T]) -> tuple[int, T]:
+    """How many times another task ran while ``work`` was awaited (the loop was free between
+    its slices), and its result."""
+    turns = 0
+
+    async def other() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(other())
+    await asyncio.sleep(0)
+    began = turns
+    out = await work
+    task.cancel()
+    return turns - began, out
 
 
 def test_decisions_catch_the_tick_up_in_slices_and_publish_what_it_found() -> None:
@@ -37,20 +59,7 @@ def test_decisions_catch_the_tick_up_in_slices_and_publish_what_it_found() -> No
     watcher = hub.subscribe()
 
     async def decide_while_counting_turns() -> tuple[int, Decisions, list[Transition]]:
-        turns = 0
-
-        async def other() -> None:
-            nonlocal turns
-            while True:
-                turns += 1
-                await asyncio.sleep(0)
-
-        task = asyncio.create_task(other())
-        await asyncio.sleep(0)
-        began = turns
-        out = await core.decisions(3600 * S, 5)
-        task.cancel()
-        turns -= began
+        turns, out = await turns_while(core.decisions(3600 * S, 5))
         published = []
         while (item := await watcher.read(0)) is not None:
             assert isinstance(item, Transition)  # no resync, no marker
@@ -82,23 +91,7 @@ def test_an_export_is_applied_with_the_loop_free_between_its_slices() -> None:
         p.as_double = T0 // S - n + i  # seconds since the epoch, the last one a second ago
     req = metrics_request("a", gauges={"lastactive.source.last_time": points})
 
-    async def apply_while_counting_turns() -> tuple[int, Outcome]:
-        turns = 0
-
-        async def other() -> None:
-            nonlocal turns
-            while True:
-                turns += 1
-                await asyncio.sleep(0)
-
-        task = asyncio.create_task(other())
-        await asyncio.sleep(0)
-        began = turns
-        out = await core.apply(core.ingest.metrics_sliced(req))
-        task.cancel()
-        return turns - began, out
-
-    turns, out = asyncio.run(apply_while_counting_turns())
+    turns, out = asyncio.run(turns_while(core.apply(core.ingest.metrics_sliced(req))))
     assert turns >= 3  # the loop ran between the four slices
     assert (out.accepted, out.rejected) == (n, 0)
     v = state.get(Kind.SESSION, "a", T0)
