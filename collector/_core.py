@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from lastactive.collector._admission import Admission
 from lastactive.collector._auth import Credentials
-from lastactive.collector._ingest import Ingest, Outcome, Slices
+from lastactive.collector._ingest import Ingest, Outcome, Slices, step
 from lastactive.collector._paging import sessions_page, stored_sessions_page
 from lastactive.collector._replica import Replica
 from lastactive.collector._state import ActivityState, EntityView, Kind, PageKey
@@ -68,12 +68,9 @@ class Core:
         """Apply an export (:meth:`~lastactive.collector._ingest.Ingest.metrics_sliced`, ...)
         one slice at a time with the event loop free between them, so queries are answered
         while a large export is applied (issue 15); its outcome."""
-        while True:
-            try:
-                next(slices)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
+        while (out := step(slices)) is None:
             await asyncio.sleep(0)
+        return out
 
     async def decisions(self, within_ns: int, limit: int | None) -> Decisions:
         """:func:`~lastactive.collector.policy.decide` now over every entity (``/v1/decisions``,

@@ -146,13 +146,21 @@ Slices = Generator[None, None, Outcome]
 (``StopIteration.value``) once the whole request is applied."""
 
 
+def step(slices: Slices) -> Outcome | None:
+    """Apply the next slice of ``slices``: the export's :class:`Outcome` once all of it is
+    applied, ``None`` while slices remain."""
+    try:
+        next(slices)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    return None
+
+
 def applied(slices: Slices) -> Outcome:
     """Apply every slice of ``slices`` at once; their :class:`Outcome`."""
-    while True:
-        try:
-            next(slices)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
+    while (out := step(slices)) is None:
+        pass
+    return out
 
 
 def _value(v: Any) -> Any:
