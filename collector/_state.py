@@ -511,34 +511,43 @@ class EntityView(NamedTuple):
     telemetry about it."""
 
 
+# Plain module constants on the view path (see policy's: ~45 ns a member lookup on 3.11).
+_EXIT: Final = str(Source.EXIT)
+_START: Final = str(Source.START)
+_EXITED: Final = ProcessStatus.EXITED
+_RUNNING: Final = ProcessStatus.RUNNING
+_ACTIVE_STATUS: Final = AgentStatus.ACTIVE
+_SESSION: Final = Kind.SESSION
+
+
 def _status(e: Entity, process_status: str | None) -> AgentStatus:
     d = e.details
     if d.status is not None:
-        exit_t = e.source_time(Source.EXIT)
+        exit_t = e.source_time(_EXIT)
         if exit_t is None or d.status_time >= exit_t:
             return AgentStatus(d.status)
-    if process_status == ProcessStatus.EXITED:
+    if process_status == _EXITED:
         return AgentStatus.COMPLETED if not d.exit_code else AgentStatus.ERROR
-    return AgentStatus.ACTIVE
+    return _ACTIVE_STATUS
 
 
 def _process_status(e: Entity) -> ProcessStatus | None:
     """A session's process as its start and exit times say (``None``: never started, or not
     a session: start and exit propagate up, and a host has no process)."""
-    if e.kind is not Kind.SESSION:
+    if e.kind is not _SESSION:
         return None
-    start, exit_ = e.source_time(Source.START), e.source_time(Source.EXIT)
+    start, exit_ = e.source_time(_START), e.source_time(_EXIT)
     if exit_ is not None and (start is None or exit_ >= start):
-        return ProcessStatus.EXITED
-    return None if start is None else ProcessStatus.RUNNING
+        return _EXITED
+    return None if start is None else _RUNNING
 
 
 def ended_at(e: Entity) -> int | None:
     """When session ``e`` ended (ns: its final status or exit, whichever is later), or
     ``None`` while it is active (never for agents and hosts)."""
-    if e.kind is not Kind.SESSION or _status(e, _process_status(e)) is AgentStatus.ACTIVE:
+    if e.kind is not _SESSION or _status(e, _process_status(e)) is _ACTIVE_STATUS:
         return None
-    return max(e.details.status_time, e.source_time(Source.EXIT) or 0)
+    return max(e.details.status_time, e.source_time(_EXIT) or 0)
 
 
 def view(entity: Entity, now: int, trusted_only: bool = False) -> EntityView:
@@ -558,39 +567,41 @@ def view(entity: Entity, now: int, trusted_only: bool = False) -> EntityView:
     process_status = _process_status(entity)
     status = _status(entity, process_status)
     d = entity.details
-    return EntityView(
-        kind=str(entity.kind),
-        id=entity.id,
-        host_id=entity.host_id,
-        agent_id=entity.agent_id,
-        service_name=entity.service_name,
-        first_seen=entity.first_seen,
-        last_seen=entity.last_seen,
-        last_active=last_active,
-        last_activity=last_activity,
-        last_source=last_source,
-        idle_seconds=max(0.0, (now - idle_base) / NANOS),
-        sources=sources,
-        input_bytes=entity.input_bytes,
-        output_bytes=entity.output_bytes,
-        input_bytes_per_second=entity.rate_in.per_second(now),
-        output_bytes_per_second=entity.rate_out.per_second(now),
-        process_status=process_status,
-        pid=d.pid,
-        exit_code=d.exit_code if process_status == ProcessStatus.EXITED else None,
-        status=str(status),
-        turn=d.turn if status is AgentStatus.ACTIVE else d.turn and AgentTurn.ENDED,
-        turn_since=d.turn_time or None,
-        task=d.task,
-        result=d.result,
-        held_by=held,
-        last_client_closed=_last_client_closed(entity, held, now),
-        attributes=dict(d.attributes or {}),
-        clock_offset=entity.clock_offset,
+    return EntityView(  # by position: keywords cost ~1 us of its ~3 (issue 15)
+        str(entity.kind),  # kind
+        entity.id,
+        entity.host_id,
+        entity.agent_id,
+        entity.service_name,
+        entity.first_seen,
+        entity.last_seen,
+        last_active,
+        last_activity,
+        last_source,
+        max(0.0, (now - idle_base) / NANOS),  # idle_seconds
+        sources,
+        entity.input_bytes,
+        entity.output_bytes,
+        entity.rate_in.per_second(now),  # input_bytes_per_second
+        entity.rate_out.per_second(now),  # output_bytes_per_second
+        process_status,
+        d.pid,
+        d.exit_code if process_status == _EXITED else None,  # exit_code
+        str(status),  # status
+        d.turn if status is _ACTIVE_STATUS else d.turn and AgentTurn.ENDED,  # turn
+        d.turn_time or None,  # turn_since
+        d.task,
+        d.result,
+        held,  # held_by
+        _last_client_closed(entity, held, now),  # last_client_closed
+        dict(d.attributes or {}),  # attributes
+        entity.clock_offset,
     )
 
 
 def _last_client_closed(entity: Entity, held: list[Hold], now: int) -> int | None:
+    if not entity.holds:  # most entities
+        return None
     if any(h.kind == HoldKind.CLIENT for h in held):
         return None
     closed = [
@@ -603,7 +614,9 @@ def _last_client_closed(entity: Entity, held: list[Hold], now: int) -> int | Non
 
 def active_holds(entity: Entity, now: int) -> list[Hold]:
     """What holds ``entity`` up at ``now``: holds not released and not expired."""
-    out = []
+    out: list[Hold] = []
+    if not entity.holds:  # most entities
+        return out
     reasons = entity.details.hold_reasons or {}
     for key, (since, until) in entity.holds.items():
         if until == 0 or until > now:
