@@ -3,8 +3,8 @@ entities' transitions it evaluates, and how every replica's watchers get every t
 
 Any replica takes any telemetry and commits it (the store merges rows from several writers as
 one process would). Transitions are evaluated by one replica per entity, the holder of the
-entity's shard lease (:mod:`lastactive.collector._shards`). Every tick (:data:`~lastactive.
-collector._transitions.TICK_S`) a replica, in one task, in order:
+entity's shard lease (:mod:`lastactive.collector._shards`). Every turn (:data:`REPLICA_TICK_S`)
+a replica, in one task, in order:
 
 1. every third of the lease: renews its leases and claims or releases shards to hold its fair
    share (:meth:`~lastactive.collector._pg_cluster.PostgresCluster.lease_shards`). A shard it
@@ -58,7 +58,6 @@ from lastactive.collector._state import (
 from lastactive.collector._transitions import (
     SNAPSHOT_PAGE,
     TICK_BUDGET,
-    TICK_S,
     Snapshot,
     Transition,
     TransitionEngine,
@@ -72,12 +71,17 @@ from lastactive.collector.policy import Decisions, DecisionsBuilder, Policy
 if TYPE_CHECKING:  # psycopg is an optional extra: imported only with a PostgreSQL store
     from lastactive.collector._pg_cluster import Emitted, PostgresCluster, Stored
 
-__all__ = ["OUTBOX_KEEP", "Replica", "default_name"]
+__all__ = ["OUTBOX_KEEP", "REPLICA_TICK_S", "Replica", "default_name"]
 
 _log = logging.getLogger(__name__)
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
 
+REPLICA_TICK_S: Final = 0.25
+"""Seconds between a replica's turns. Each reads the store's change feed and writes the outbox
+(PostgreSQL round trips), so a replica turns at a quarter of a second rather than at a single
+collector's :data:`~lastactive.collector._transitions.TICK_S`; its transitions fire at most
+this late, its decisions read the shared index and do not wait for a turn."""
 LOAD_PAGE: Final = 5000
 """Rows of a gained shard read per call."""
 ADOPT_SLICE: Final = 500
@@ -311,9 +315,9 @@ class Replica:
                     self.loaded.set()
                 except Exception:  # the store is down: not ready until it is back
                     _log.exception("taking shard leases failed; retrying")
-                    await asyncio.sleep(TICK_S)
+                    await asyncio.sleep(REPLICA_TICK_S)
             while not stop.is_set():
-                await asyncio.sleep(TICK_S)
+                await asyncio.sleep(REPLICA_TICK_S)
                 try:
                     await self._turn(engine)
                 except Exception:  # a bug or the store: ingest and queries go on

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import math
+import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Query
@@ -53,8 +55,24 @@ class DecisionList(BaseModel):
     )
 
 
+@functools.lru_cache(maxsize=4096)
+def _second_iso(second: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+
+
 def _iso(ns: int) -> str:
-    return datetime.fromtimestamp(ns / NANOS, UTC).isoformat().replace("+00:00", "Z")
+    """``ns`` (since the epoch) as RFC 3339 UTC, to the microsecond (none shown when 0): the
+    text of ``datetime.fromtimestamp(ns / 1e9, UTC)`` as the query API's models give it, which
+    rounds the float half to even. A tenth of the cost (issue 15: two per decisions entry):
+    the second's text is cached, its fraction formatted."""
+    frac, whole = math.modf(ns / NANOS)
+    us = round(frac * 1e6)
+    if us >= 1_000_000:
+        whole, us = whole + 1, us - 1_000_000
+    elif us < 0:  # before the epoch
+        whole, us = whole - 1, us + 1_000_000
+    text = _second_iso(int(whole))
+    return f"{text}.{us:06d}Z" if us else f"{text}Z"
 
 
 def _evaluated_json(v: EntityView, e: Evaluation) -> dict[str, Any]:

@@ -6,13 +6,16 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from hypothesis import example, given
+from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.logs.v1 import logs_pb2
 
-from lastactive.collector._http._decisions import DecisionList
+from lastactive.collector._http._decisions import DecisionList, _iso
 from lastactive.collector.proto import query_pb2
 from tests.helpers import InProcessCollector, S, kv, last_input, sse_events, wait_for
 
@@ -188,3 +191,12 @@ def test_a_watch_resumes_after_its_last_event_id_over_sse_and_grpc(tmp_path: Pat
         assert [n for _, n, _ in stale] == ["resync", "snapshot"]
     finally:
         c.stop()
+
+
+@given(st.integers(min_value=-(2**63), max_value=2**63 - 1))
+@example(0)
+@example(1_795_386_498_999_999_500)  # rounds up into the next second
+@example(-1_500_000_000)
+def test_a_time_is_the_text_of_its_datetime(ns: int) -> None:
+    expected = datetime.fromtimestamp(ns / 1e9, UTC).isoformat().replace("+00:00", "Z")
+    assert _iso(ns) == expected

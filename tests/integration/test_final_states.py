@@ -39,7 +39,7 @@ def test_an_exited_runaway_session_leaves_runaway_at_its_exit(
     proc = wrapped(collector, lastactive_env, "spin", "yes")
     try:
         wait_for(lambda: (s := collector.session("spin")) and s["runaway"], what="runaway")
-        # /metrics reads the transition engine's conditions, evaluated every tick (0.25 s).
+        # /metrics reads the transition engine's conditions, evaluated every tick (TICK_S).
         wait_for(lambda: 'lastactive_sessions{state="runaway"} 1.0' in metrics(collector),
                  what="runaway on /metrics")  # fmt: skip
         proc.send_signal(signal.SIGTERM)  # forwarded to yes; the wrapper reports the exit
