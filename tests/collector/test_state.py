@@ -7,6 +7,7 @@ from dataclasses import astuple
 
 import pytest
 
+from lastactive.collector._record import EntityRecord
 from lastactive.collector._state import (
     _GAUGES_MAX,
     _NO_DETAILS,
@@ -15,8 +16,10 @@ from lastactive.collector._state import (
     RATE_WINDOW_NS,
     ActivityState,
     Details,
+    Entity,
     Identity,
     Kind,
+    _RateWindow,
     sort_key,
     view,
 )
@@ -369,3 +372,64 @@ def test_details_are_shared_and_empty_until_one_is_reported() -> None:
     agent[0].restore(agent[0].record())
     assert agent[0].details.hold_reasons == {"tool:t1": "running tests"}
     assert (agent[0].details.task, agent[0].details.status) == ("fix it", "active")
+
+
+def test_a_view_shows_each_field_under_its_name() -> None:
+    # view() builds its named tuple by position (issue 15): every field differs here, so a
+    # value in the wrong place shows.
+    r = EntityRecord(
+        kind="session",
+        id="s",
+        host_id="h",
+        agent_id="a",
+        service_name="svc",
+        first_seen=T0,
+        last_seen=T0 + 9 * S,
+        sources=(("exit", T0 + 8 * S), ("input", T0 + 3 * S), ("start", T0 + S)),
+        input_bytes=11,
+        output_bytes=22,
+        pid=33,
+        exit_code=44,
+        holds=(("client:c1", T0 + 2 * S, T0 + 4 * S),),
+        task="t",
+        result="r",
+        attributes=(("team", "x"),),
+        turn="working",
+        turn_time=T0 + 5 * S,
+    )
+    e = Entity(Kind.SESSION, "s", T0, T0 + 9 * S)
+    e.restore(r)
+    e.rate_in, e.rate_out = _RateWindow(), _RateWindow()
+    e.rate_in.add(T0 + 9 * S, 30)
+    e.rate_out.add(T0 + 9 * S, 60)
+    e.clock_offset = 7
+    assert view(e, T0 + 10 * S)._asdict() == {
+        "kind": "session",
+        "id": "s",
+        "host_id": "h",
+        "agent_id": "a",
+        "service_name": "svc",
+        "first_seen": T0,
+        "last_seen": T0 + 9 * S,
+        "last_active": T0 + 3 * S,  # input: engagement
+        "last_activity": T0 + 8 * S,  # the exit
+        "last_source": "exit",
+        "idle_seconds": 2.0,
+        "sources": {"exit": T0 + 8 * S, "input": T0 + 3 * S, "start": T0 + S},
+        "input_bytes": 11,
+        "output_bytes": 22,
+        "input_bytes_per_second": 1.0,  # 30 bytes over the 30 s window
+        "output_bytes_per_second": 2.0,
+        "process_status": "exited",
+        "pid": 33,
+        "exit_code": 44,
+        "status": "error",  # exited with a code other than 0, no agent status told
+        "turn": "ended",
+        "turn_since": T0 + 5 * S,
+        "task": "t",
+        "result": "r",
+        "held_by": [],  # the client detached at +4 s
+        "last_client_closed": T0 + 4 * S,
+        "attributes": {"team": "x"},
+        "clock_offset": 7,
+    }
