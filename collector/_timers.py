@@ -23,7 +23,10 @@ if TYPE_CHECKING:
 __all__ = ["SLOT_NS", "Timers"]
 
 SLOT_NS: Final = 250_000_000
-"""A slot's width (ns): the engine's tick, so a tick meets at most one slot still running."""
+"""A slot's width (ns). A collector's tick (:data:`~lastactive.collector._transitions.TICK_S`,
+0.05 s) meets the running slot up to five times, each time passing over its entries not yet
+due (:meth:`Timers.pop_due` puts them back, :meth:`Timers.any_due` scans them); slots as
+narrow as the tick would be up to five times as many (a dict entry and a list each)."""
 
 
 class Timers:
