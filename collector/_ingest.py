@@ -188,14 +188,15 @@ def _identity(attrs: Attrs, base: Identity) -> Identity:
     Raises:
         RejectedError: an id :func:`_checked` refuses.
     """
-    ident = Identity(
-        session_id=_str(attrs.get(ATTR_SESSION_ID)) or base.session_id,
-        agent_id=_str(attrs.get(ATTR_GEN_AI_AGENT_ID) or attrs.get(ATTR_GEN_AI_AGENT_NAME))
-        or base.agent_id,
-        host_id=_str(attrs.get(ATTR_HOST_ID) or attrs.get(ATTR_HOST_NAME)) or base.host_id,
-        service_name=_cut(base.service_name, MAX_ID_CHARS),
+    get = attrs.get
+    return _checked(
+        Identity(  # by position (a resolver miss per session and request: issue 15)
+            _str(get(ATTR_SESSION_ID)) or base.session_id,
+            _str(get(ATTR_GEN_AI_AGENT_ID) or get(ATTR_GEN_AI_AGENT_NAME)) or base.agent_id,
+            _str(get(ATTR_HOST_ID) or get(ATTR_HOST_NAME)) or base.host_id,
+            _cut(base.service_name, MAX_ID_CHARS),  # service_name
+        )
     )
-    return _checked(ident)
 
 
 def _checked(ident: Identity) -> Identity:
@@ -205,10 +206,13 @@ def _checked(ident: Identity) -> Identity:
         RejectedError: an id longer than :data:`MAX_ID_CHARS`, or holding a NUL character
             (PostgreSQL text cannot hold one; an id is not changed behind a client's back).
     """
-    for what, v in (("session", ident.session_id), ("agent", ident.agent_id),
-                    ("host", ident.host_id)):  # fmt: skip
-        if v is not None:
-            _check_id(v, f"a {what} id")
+    session_id, agent_id, host_id, _ = ident
+    if session_id is not None:
+        _check_id(session_id, "a session id")
+    if agent_id is not None:
+        _check_id(agent_id, "an agent id")
+    if host_id is not None:
+        _check_id(host_id, "a host id")
     return ident
 
 
