@@ -63,8 +63,11 @@ they wait for: at 1M sessions under 10k points/s a 0.25 s tick made it ~40 ms of
 TICK_BUDGET: Final = 32
 """Evaluations per slice of a tick (15-40 us each at 1M sessions: a slice keeps the event loop
 ~0.5-1.3 ms; issue 15 asks GET p99 <= 2 ms under load, and 250 a slice held GETs up 10-30 ms)."""
-SNAPSHOT_PAGE: Final = 1000
-"""Entities per page of a watch snapshot (each page is evaluated as it is sent)."""
+SNAPSHOT_PAGE: Final = 250
+"""Entities per page of a watch snapshot (each page is evaluated as it is sent: ~2.5 ms of the
+event loop with its JSON at 100k sessions). 1000 a page held the loop ~10 ms a page, and with
+two fleet-wide watchers starting at 100k, 20 lag probes were over 50 ms (worst 62 ms); 250: none,
+worst 18 ms, the snapshots as fast (``benchmarks/watch.py``; issue 15)."""
 
 
 class TransitionField(enum.StrEnum):

@@ -6,7 +6,12 @@ from __future__ import annotations
 import asyncio
 
 from lastactive.collector._state import ActivityState, Identity
-from lastactive.collector._transitions import Transition, TransitionEngine, TransitionField
+from lastactive.collector._transitions import (
+    SNAPSHOT_PAGE,
+    Transition,
+    TransitionEngine,
+    TransitionField,
+)
 from lastactive.collector._watch import (
     QUEUE_MAX,
     RESYNC,
@@ -101,7 +106,8 @@ def test_a_subscriber_a_little_behind_gets_every_transition_in_order() -> None:
 def test_a_snapshot_comes_in_pages() -> None:
     async def scenario() -> None:
         state = ActivityState()
-        for i in range(2500):
+        half = SNAPSHOT_PAGE // 2
+        for i in range(2 * SNAPSHOT_PAGE + half):
             state.resolve(Identity(session_id=f"s{i}"), 5 * S)
         engine = TransitionEngine(state, Policy(), lambda: 6 * S)
         engine.tick()
@@ -109,9 +115,9 @@ def test_a_snapshot_comes_in_pages() -> None:
         pages = [await anext(events) for _ in range(3)]
         assert all(isinstance(p, SnapshotEvent) for p in pages)
         assert [(len(p.states), p.more) for p in pages] == [  # type: ignore[union-attr]
-            (1000, True),
-            (1000, True),
-            (500, False),
+            (SNAPSHOT_PAGE, True),
+            (SNAPSHOT_PAGE, True),
+            (half, False),
         ]
         assert isinstance(await anext(events), KeepaliveEvent)
         await events.aclose()
