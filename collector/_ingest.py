@@ -658,10 +658,10 @@ class Ingest:
                                 continue
                             # The stream: this reporter's counter about these entities with
                             # these other attributes (its parts shared, not the request's).
-                            other = tuple(
-                                sorted(i for i in pattrs.items() if i[0] not in _IDENTITY_ATTRS)
-                            )
-                            key = (reporter, scope, name, _shared(other), *ids)
+                            other = [i for i in pattrs.items() if i[0] not in _IDENTITY_ATTRS]
+                            if len(other) > 1:
+                                other.sort()
+                            key = (reporter, scope, name, _shared(tuple(other)), *ids)
                             self._sum(ents, key, src, io, v, p, t, off, cumulative)
                         else:
                             ents = resolve(pattrs, base, t)
