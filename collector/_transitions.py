@@ -164,11 +164,18 @@ def snapshot_of(e: Entity, policy: Policy, now: int) -> Snapshot:
     return Snapshot(v, evaluate(v, policy.rules_for(v), now))
 
 
+_SHOWN: Final[dict[object, str]] = {
+    None: NEW,
+    False: "false",
+    True: "true",
+    **{s: str.__str__(s) for s in IdleState},
+}
+
+
 def _shown(value: object) -> str:
-    """A condition field's value as the APIs show it."""
-    if value is None:
-        return NEW
-    return str(value) if isinstance(value, IdleState) else str(value).lower()
+    """A condition field's value as the APIs show it (one shared ``str`` per value: a
+    transition kept for resuming watchers holds no string of its own for it)."""
+    return _SHOWN[value]
 
 
 class TransitionEngine:

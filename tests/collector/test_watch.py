@@ -4,8 +4,9 @@ snapshots in pages."""
 from __future__ import annotations
 
 import asyncio
+import gc
 
-from lastactive.collector._state import ActivityState, Identity
+from lastactive.collector._state import ActivityState, Identity, Kind
 from lastactive.collector._transitions import (
     SNAPSHOT_PAGE,
     Transition,
@@ -162,6 +163,29 @@ def test_a_watcher_resuming_after_an_event_id_gets_what_it_missed_once() -> None
         await picky.aclose()
 
     asyncio.run(scenario())
+
+
+def test_the_resume_log_is_out_of_the_cyclic_gcs_sight_and_gives_back_its_transitions() -> None:
+    hub, engine = WatchHub(), _engine()
+    state, hibernate = TransitionField.STATE, TransitionField.HIBERNATE
+    sent = [
+        Transition(7 * S, Kind.SESSION, "s1", "h", state, "active", "idle", "r", None),
+        Transition(8 * S, Kind.HOST, "h", None, hibernate, "false", "true", "q", 9),
+    ]
+    hub.publish(sent)
+    gc.collect()
+    assert not any(gc.is_tracked(entry) for entry in hub._log)  # never in a full collection
+
+    async def scenario() -> list[Transition]:
+        events = watch_events(hub, engine_pages(engine), keepalive=0.05, after=f"{hub.epoch}.0")
+        assert isinstance(await anext(events), KeepaliveEvent)
+        got = [(await anext(events)).transition for _ in sent]  # type: ignore[union-attr]
+        await events.aclose()
+        return got
+
+    got = asyncio.run(scenario())
+    assert got == sent
+    assert [type(t.field) for t in got] == [TransitionField, TransitionField]
 
 
 def test_an_id_the_hub_cannot_resume_from_gets_resync_and_a_snapshot() -> None:
