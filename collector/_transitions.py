@@ -57,9 +57,7 @@ from lastactive.conventions import ActivityClass, AgentStatus, Source
 
 TICK_S: Final = 0.05
 """Seconds between a collector's ticks: transitions fire at most this late (plus the tick's own
-work). Decisions first let the tick catch up, so what came due since the last tick is work
-they wait for: at 1M sessions under 10k points/s a 0.25 s tick made it ~40 ms of their
-98 ms p99 (0.05 s: 56 ms; issue 15). A tick that finds nothing due costs ~1 us."""
+work). A tick that finds nothing due costs ~1 us."""
 TICK_BUDGET: Final = 32
 """Evaluations per slice of a tick (15-40 us each at 1M sessions: a slice keeps the event loop
 ~0.5-1.3 ms; issue 15 asks GET p99 <= 2 ms under load, and 250 a slice held GETs up 10-30 ms)."""
@@ -300,16 +298,19 @@ class TransitionEngine:
         """:func:`~lastactive.collector.policy.decide` at ``now``: the same answer as over
         every entity, each list cut to its first ``limit`` (``None``: whole).
 
-        Evaluated afresh: what is held up; what the next tick would evaluate (changed since
-        the last one and not :func:`_stays_plainly_active`, or with a check due: a new
-        session, a new hold, a tick behind); then
-        the indexed deadlines in order, due now from the earliest, due soon from ``now``. An
-        indexed deadline is never later than the entity's own, and one at or before ``now``
-        is its own unless the entity is among those evaluated first (its scheduled check,
-        never later than its deadline, is due). The index breaks ties of deadlines by kind, then
+        Evaluated afresh: what is held up; what the next tick would evaluate first (changed
+        since the last one and not :func:`_stays_plainly_active`: a new session, a new hold);
+        then the indexed deadlines in order, due now from the earliest, due soon from ``now``.
+        An indexed deadline is never later than the entity's own, and one at or before ``now``
+        is its own unless the entity's scheduled check (never later than its deadline) is due
+        and has not run: the tick is behind. The index breaks ties of deadlines by kind, then
         id, as the lists do, so each walk stops once ``limit + 1`` of its list's entries sort
-        before the next indexed one: the call costs what changed, what is held and about
-        ``2 * limit`` deadlines, not the fleet (ties of deadlines included).
+        before the next indexed one; then of the entities with a check due, those indexed
+        between where the due-now walk stopped and ``now`` (their own deadline may be later:
+        due soon) are evaluated too. The call costs what changed, what is held, about ``2 *
+        limit`` deadlines and a look at what the tick has due, not the fleet (ties of deadlines
+        included), and does not wait for the tick: issue 15, at 1M sessions a second's 16k
+        sessions going idle kept decisions waiting for the tick up to 300 ms.
         """
         builder = DecisionsBuilder(self._policy, now, within_ns)
         entities = self._state.entities
@@ -325,13 +326,18 @@ class TransitionEngine:
         for e in itertools.chain(self._pending, self._state.touched()):
             if not _stays_plainly_active(e, now):  # else the tick skips it too: it is indexed
                 add(e)
-        for e in self._timers.due(now):
-            add(e)
+        stopped = None  # where the due-now walk stopped: (deadline, kind, id)
         for soon, lowest, highest in ((False, None, now), (True, (now + 1,), now + within_ns)):
             for key in self._deadlines.irange(lowest, (highest + 1,), (True, False)):
                 if not builder.wants(key[:3], soon, limit):
+                    stopped = stopped if soon else key[:3]
                     break
                 add(key[3])
+        if stopped is not None:
+            for e in self._timers.due(now):
+                indexed = e.deadline
+                if indexed is not None and indexed <= now and (indexed, e.kind, e.id) >= stopped:
+                    add(e)
         return builder.result(limit)
 
     def is_held(self, e: Entity) -> bool:
