@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import pytest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
@@ -44,6 +45,8 @@ from opentelemetry.proto.metrics.v1 import metrics_pb2
 
 from lastactive.collector import Bound, Settings, SqliteStore, Store, serve
 from lastactive.collector._record import Counted, EntityRecord, StreamRecord
+from lastactive.collector._state import EntityView
+from lastactive.collector.policy import DecisionsBuilder
 from lastactive.collector.proto import query_pb2, query_pb2_grpc
 
 RUN = [sys.executable, "-m", "lastactive", "run"]
@@ -219,6 +222,19 @@ class InProcessCollector(CollectorClient):
             self._thread.join(30)
             assert not self._thread.is_alive(), "the in-process collector did not stop"
             self._thread = None
+
+
+def decisions_evaluations(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The ids of the views every :class:`DecisionsBuilder` evaluates from now on (in order)."""
+    evaluated: list[str] = []
+    add = DecisionsBuilder.add
+
+    def counting(self: DecisionsBuilder, v: EntityView) -> None:
+        evaluated.append(v.id)
+        add(self, v)
+
+    monkeypatch.setattr(DecisionsBuilder, "add", counting)
+    return evaluated
 
 
 def metric(c: CollectorClient, name: str) -> float:

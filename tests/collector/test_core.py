@@ -12,12 +12,12 @@ import pytest
 
 from lastactive.collector._core import Core
 from lastactive.collector._ingest import INGEST_SLICE, Ingest
-from lastactive.collector._state import ActivityState, EntityView, Identity, Kind
+from lastactive.collector._state import ActivityState, Identity, Kind
 from lastactive.collector._transitions import TICK_BUDGET, Transition, TransitionEngine
 from lastactive.collector._watch import WatchHub
-from lastactive.collector.policy import DecisionsBuilder, Policy, Rules, decide
+from lastactive.collector.policy import Policy, Rules, decide
 from lastactive.conventions import Source
-from tests.helpers import metrics_request, sum_point
+from tests.helpers import decisions_evaluations, metrics_request, sum_point
 
 S = 1_000_000_000
 T0 = 1_800_000_000 * S
@@ -63,14 +63,7 @@ def test_decisions_do_not_wait_for_a_tick_behind_and_the_tick_catches_up_in_slic
     engine.tick()
     now[0] = T0 + 300 * S
     watcher = hub.subscribe()
-    evaluated: list[str] = []
-    add = DecisionsBuilder.add
-
-    def counting(self: DecisionsBuilder, v: EntityView) -> None:
-        evaluated.append(v.id)
-        add(self, v)
-
-    monkeypatch.setattr(DecisionsBuilder, "add", counting)
+    evaluated = decisions_evaluations(monkeypatch)
     out = asyncio.run(core.decisions(3600 * S, 5))
     assert len(evaluated) <= 2 * 5 + 2 and engine.behind
     assert out == decide(state.views(now[0]), policy, now[0], 3600 * S, 5) and out.truncated

@@ -6,9 +6,10 @@ import random
 
 import pytest
 
-from lastactive.collector._state import ActivityState, EntityView, Identity, Kind
+from lastactive.collector._state import ActivityState, Identity, Kind
 from lastactive.collector._transitions import TransitionEngine
-from lastactive.collector.policy import Decisions, DecisionsBuilder, Policy, Rules, decide
+from lastactive.collector.policy import Decisions, Policy, Rules, decide
+from tests.helpers import decisions_evaluations
 
 S = 1_000_000_000
 T0 = 1_800_000_000 * S
@@ -209,14 +210,7 @@ def test_decisions_with_a_limit_see_a_deadline_moved_while_the_tick_is_behind() 
 def _evaluated_by_decisions(
     monkeypatch: pytest.MonkeyPatch, engine: TransitionEngine, now: int, limit: int
 ) -> tuple[Decisions, list[str]]:
-    evaluated: list[str] = []
-    add = DecisionsBuilder.add
-
-    def counting(self: DecisionsBuilder, v: EntityView) -> None:
-        evaluated.append(v.id)
-        add(self, v)
-
-    monkeypatch.setattr(DecisionsBuilder, "add", counting)
+    evaluated = decisions_evaluations(monkeypatch)
     return engine.decisions(now, 600 * S, limit), evaluated
 
 
