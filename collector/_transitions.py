@@ -330,7 +330,8 @@ class TransitionEngine:
         for soon, lowest, highest in ((False, None, now), (True, (now + 1,), now + within_ns)):
             for key in self._deadlines.irange(lowest, (highest + 1,), (True, False)):
                 if not builder.wants(key[:3], soon, limit):
-                    stopped = stopped if soon else key[:3]
+                    if not soon:
+                        stopped = key[:3]
                     break
                 add(key[3])
         if stopped is not None:
