@@ -355,14 +355,27 @@ class _Resolver:
                 ents = self._state.resolve(ident, t) if ident.known else []
             except EntityLimitError as exc:
                 raise RejectedError(str(exc)) from None
-            named = iter(ents)  # resolved in the order of ident's first three fields
-            ids = tuple(next(named).id if v else None for v in ident[:3])
-            about = cache[key] = (ents, ids)
+            about = cache[key] = (ents, _ids(ident, ents))
             for e in ents:
                 e.clock_offset = self._offset
             if described and ents:  # the most specific entity named: session, agent, host
                 self._state.describe(ents[:1], described)
         return about
+
+
+def _ids(ident: Identity, ents: list[Entity]) -> _Ids:
+    """The ids of ``ents`` (:meth:`~lastactive.collector._state.ActivityState.resolve`'s
+    answer to ``ident``) by kind: session, agent, host (``None``: not named)."""
+    session_id, agent_id, host_id, _ = ident
+    i = 0
+    session = agent = host = None
+    if session_id:
+        session, i = ents[0].id, 1
+    if agent_id:
+        agent, i = ents[i].id, i + 1
+    if host_id:
+        host = ents[i].id
+    return session, agent, host
 
 
 def _exact_first(item: tuple[str, Any]) -> bool:
@@ -695,12 +708,12 @@ class Ingest:
         if counted is None:  # stale or replayed: changes nothing, not even liveness
             return
         rose, previous = counted
-        self.state.seen(ents, t)
-        if io is not None and cumulative and self.state.additive_io:
-            self.state.rise_point(key, ents, io, int(rose))
+        state = self.state
+        if io is not None and cumulative and state.additive_io:
+            state.rise_point(key, ents, io, int(rose))
         if rose > 0:
             if io is not None:
-                self.state.io(ents, io, int(rose), t, cumulative)
+                state.io(ents, io, int(rose), t, cumulative)
                 # The bytes moved after the stream's previous point (the first point: at some
                 # unknown time; the SDK starts an observable counter at its first collection).
                 # A reporter that also reports the source's exact time (lastactive's own,
@@ -708,8 +721,11 @@ class Ingest:
                 # collection time must not move it.
                 lower = previous + off if previous else 0
                 if (ents[0].source_time(src) or 0) > lower:
+                    state.seen(ents, t)
                     return
-            self.state.activity(ents, src, t)
+            state.activity(ents, src, t)  # and liveness
+        else:
+            state.seen(ents, t)
 
     # --- logs and events -------------------------------------------------------------------
 

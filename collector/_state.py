@@ -200,7 +200,13 @@ def _own_holds(e: Entity) -> dict[str, tuple[int, int]]:
     return holds
 
 
-_NO_RATE: Final = _RateWindow()
+class _NoRate(_RateWindow):
+    """The type of :data:`_NO_RATE` (so one type test tells an entity's own window from it)."""
+
+    __slots__ = ()
+
+
+_NO_RATE: Final = _NoRate()
 """The rate window of every entity that never moved bytes (most sessions never report I/O):
 shared, always empty; :meth:`ActivityState.io` gives an entity its own before adding."""
 
@@ -887,41 +893,56 @@ class ActivityState:
         """Any telemetry at ``t``: liveness (``last_seen``) and the ``first_seen`` min."""
         for e in entities:
             if t > e.last_seen:
-                if e.last_active is None and e.kind is Kind.SESSION:
-                    self._recency.seen(e, t)  # ranked by last_seen until engaged
-                e.last_seen = t
-                self._dirty.add(e)
+                self._later(e, t)
             if t < e.first_seen:
-                if e.last_activity is None and e.tallied:
-                    self._idle.move(e.first_seen, t)
-                e.first_seen = t
-                self._dirty.add(e)
+                self._earlier(e, t)
+
+    def _later(self, e: Entity, t: int) -> None:
+        """``e`` was seen at ``t``, after its ``last_seen``."""
+        if e.last_active is None and e.kind is _SESSION:
+            self._recency.seen(e, t)  # ranked by last_seen until engaged
+        e.last_seen = t
+        self._dirty.add(e)
+
+    def _earlier(self, e: Entity, t: int) -> None:
+        """``e`` was seen at ``t``, before its ``first_seen``."""
+        if e.last_activity is None and e.tallied:
+            self._idle.move(e.first_seen, t)
+        e.first_seen = t
+        self._dirty.add(e)
 
     def activity(self, entities: list[Entity], source: str, t: int) -> None:
         """``source`` was active at ``t`` (a max-register per source); also liveness."""
-        self.seen(entities, t)
+        # One pass, each entity seen then moved (:meth:`seen`'s work inline): the per-point
+        # path of every export (issue 15).
         moved = False
         counted, bit = source in _COUNTED, _SOURCE_BITS.get(source, 0)
-        engaging = source in _ENGAGING
+        engaging, touching = source in _ENGAGING, source in self.touching
+        dirty = self._dirty
         for e in entities:
-            if e.set_source(source, t):
-                moved = True
-                self._dirty.add(e)
-                if source in self.touching:
-                    self._touched.add(e)
-                last = e.last_activity
-                if counted and (last is None or t > last):
-                    if e.tallied:
-                        self._idle.move(e.first_seen if last is None else last, t)
-                    e.last_activity = t
-                if bit and not e.recent & bit and e.tallied:
-                    self._recent.saw(e, bit, t)
-                if engaging and (e.last_active is None or t > e.last_active):
-                    if e.kind is Kind.SESSION:
-                        self._recency.engaged(e, t)
-                    e.last_active = t
-                if source == Source.EXIT:
-                    self._may_end(e)
+            if t > e.last_seen:
+                self._later(e, t)
+            if t < e.first_seen:
+                self._earlier(e, t)
+            if not e.set_source(source, t):
+                continue
+            moved = True
+            dirty.add(e)
+            if touching:
+                self._touched.add(e)
+            last = e.last_activity
+            if counted and (last is None or t > last):
+                if e.tallied:
+                    self._idle.move(e.first_seen if last is None else last, t)
+                e.last_activity = t
+            if bit and not e.recent & bit and e.tallied:
+                self._recent.saw(e, bit, t)
+            if engaging and (e.last_active is None or t > e.last_active):
+                if e.kind is _SESSION:
+                    self._recency.engaged(e, t)
+                e.last_active = t
+            if source == _EXIT:
+                self._may_end(e)
         if moved:
             self.updates[source] = self.updates.get(source, 0) + 1
 
@@ -1222,12 +1243,15 @@ class ActivityState:
         the store the stream's points, from which it counts them itself) or a delta point."""
         slot = 2 * cumulative + (not receive)
         additive = self.additive_io
+        dirty, touched = self._dirty, self._touched
         for e in entities:
             # Totals saturate at INT64_MAX (what a store holds) rather than overflow it.
             if receive:
-                e.input_bytes = min(e.input_bytes + delta, INT64_MAX)
+                total = e.input_bytes + delta
+                e.input_bytes = total if total < INT64_MAX else INT64_MAX
             else:
-                e.output_bytes = min(e.output_bytes + delta, INT64_MAX)
+                total = e.output_bytes + delta
+                e.output_bytes = total if total < INT64_MAX else INT64_MAX
             if additive:  # rates follow the store's totals (load), whoever received them
                 counted = self._io_counted.get(e)
                 if counted is None:
@@ -1235,21 +1259,21 @@ class ActivityState:
                 counted[slot] += delta
             else:
                 self._rate(e, receive, t, delta)
-            self._dirty.add(e)
-            self._touched.add(e)
+            dirty.add(e)
+            touched.add(e)
 
     def _rate(self, e: Entity, receive: bool, t: int, delta: int) -> None:
         """``delta`` bytes into (``receive``) or out of ``e`` at ``t`` (ns) in its rate window."""
-        # A published rate is replaced by this replica's own window once it measures one.
-        if receive:
-            if e.rate_in is _NO_RATE or type(e.rate_in) is PublishedRate:
-                e.rate_in = _RateWindow()
-            e.rate_in.add(t, delta)
-            return
-        if e.rate_out is _NO_RATE or type(e.rate_out) is PublishedRate:
-            e.rate_out = _RateWindow()
-        e.rate_out.add(t, delta)
-        if e.kind is Kind.SESSION:
+        window = e.rate_in if receive else e.rate_out
+        if type(window) is not _RateWindow:  # none yet (:data:`_NO_RATE`), or published
+            # A published rate is replaced by this replica's own window once it measures one.
+            window = _RateWindow()
+            if receive:
+                e.rate_in = window
+            else:
+                e.rate_out = window
+        window.add(t, delta)
+        if not receive and e.kind is _SESSION:
             self.producing[e] = None
 
     def rise_point(
