@@ -144,33 +144,3 @@ def test_a_large_commit_is_snapshotted_in_slices_and_a_change_between_them_is_ke
     assert {r.id: dict(r.sources).get("input") for r in store.load()} == {
         f"s{i}": T0 + S for i in range(n)
     }
-
-
-def test_counter_baselines_are_snapshotted_in_slices_and_a_change_between_them_is_kept() -> None:
-    """Baselines too are made RECORD_SLICE at a time with the loop free between: a point
-    counted meanwhile is in this commit or the next one, never lost."""
-    n = RECORD_SLICE * 2 + 7
-    state, store = ActivityState(started_at=T0), FlakyStore()
-    flusher = Flusher(state, store, 1.0, retention_ns=3600 * S, clock=lambda: T0)
-    keys = [("reporter", f"s{i}") for i in range(n)]
-    for key in keys:
-        state.counter(key, T0, T0 + 1, 10, cumulative=True)
-
-    async def scenario() -> tuple[list[float], int]:
-        async def meanwhile() -> None:
-            await asyncio.sleep(0)  # runs between two slices of the snapshot
-            for key in keys:
-                state.counter(key, T0, T0 + 2, 20, cumulative=True)
-
-        side = asyncio.create_task(meanwhile())
-        await flusher.flush()
-        await side
-        first = [s.value for s in store.load_streams()]
-        await flusher.flush()
-        return first, len(state.take_dirty_streams())
-
-    first, left = asyncio.run(scenario())
-    # The change came between slices: the baselines made after it carry it already.
-    assert len(first) == n and 0 < first.count(20) < n
-    assert left == 0
-    assert {s.key: s.value for s in store.load_streams()} == {stream_text(k): 20 for k in keys}
