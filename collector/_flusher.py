@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from lastactive.collector._record import EntityRecord
+from lastactive.collector._record import Counted, EntityRecord, StreamRecord
 from lastactive.collector._state import NANOS, ActivityState, Entity
 from lastactive.collector.store import Store
 
@@ -29,6 +29,9 @@ PURGE_EVERY_S = 60.0
 """Seconds between retention purges (each costs what expired since the last)."""
 RECORD_SLICE = 5_000
 """Changed entities snapshotted per turn of the event loop (~2 us each)."""
+CATCH_UPS = 4
+"""Sliced rounds a commit's snapshot takes at most for the entities changed while it was
+being made; whatever changed during the last round is snapshotted in one turn of the loop."""
 RELEASE_SLICE = 20_000
 """Dropped counter streams freed per turn of the event loop (a few ms each)."""
 
@@ -37,6 +40,15 @@ class StoreUnavailableError(Exception):
     """The commit an export waited for failed: nothing it changed is lost from memory (it is
     written again with the next commit), but it is not durable, so the export must be answered
     retryably (UNAVAILABLE / 503)."""
+
+
+_Commit = tuple[list["asyncio.Future[None]"], list[EntityRecord], bool, list[StreamRecord], Counted]
+"""What :meth:`Flusher._snapshot` gives a commit."""
+
+
+def _latest(records: list[EntityRecord]) -> list[EntityRecord]:
+    """``records`` with each entity once, at its last record, in first-seen order."""
+    return list({(r.kind, r.id): r for r in records}.values())
 
 
 class Flusher:
@@ -137,10 +149,9 @@ class Flusher:
         """Commit the changes now and answer the exports waiting for them; returns how many
         entity rows were written."""
         async with self._lock:  # one commit at a time; the next group gathers meanwhile
-            waiters, self._waiters = self._waiters, []
-            records = await self._snapshot()
-            streams = self._state.take_dirty_streams()
-            counted = self._state.take_io_counted()
+            waiters, records, twice, streams, counted = await self._snapshot()
+            if twice:  # off the loop: an entity snapshotted in two rounds is its later record
+                records = await asyncio.to_thread(_latest, records)
             began = time.perf_counter()
             try:
                 if records or streams or counted:
@@ -167,17 +178,41 @@ class Flusher:
             self.last_seconds = time.perf_counter() - began
         return len(records)
 
-    async def _snapshot(self) -> list[EntityRecord]:
-        """The changed entities' records, made on the loop (where state changes) a slice of
-        :data:`RECORD_SLICE` at a time, the loop free between slices."""
-        changed = iter(self._state.take_changed())
+    async def _snapshot(self) -> _Commit:
+        """What one commit writes, as of one instant: the changed entities' records (and
+        whether one may be there twice, the later being the one), the counter baselines they
+        were counted from, the bytes counted, and the exports it answers (those whose change
+        came before that instant).
+
+        Made on the loop (where state changes) :data:`RECORD_SLICE` records at a time, the
+        loop free between slices. A change made between two slices may reach an entity
+        already snapshotted and the baseline it was counted from, so the entities changed
+        meanwhile are snapshotted again (up to :data:`CATCH_UPS` sliced rounds), and the
+        last of them are snapshotted together with the baselines, the counts and the
+        waiting exports, in one turn of the loop. Baselines ahead of an entity's bytes would
+        lose the bytes on a crash (the retried export is stale); behind them, count them
+        twice.
+        """
+        changed = self._state.take_changed()
         records: list[EntityRecord] = []
-        while True:
-            made = [e.record() for e in itertools.islice(changed, RECORD_SLICE)]
-            records += made
-            if len(made) < RECORD_SLICE:
-                return records
-            await asyncio.sleep(0)
+        rounds = 0
+        while len(changed) > RECORD_SLICE and rounds < CATCH_UPS:
+            rounds += 1
+            pending = iter(changed)
+            while made := [e.record() for e in itertools.islice(pending, RECORD_SLICE)]:
+                records += made
+                await asyncio.sleep(0)
+            changed = self._state.take_changed()
+        # The instant: from here to the return, nothing else runs on the loop.
+        records += [e.record() for e in changed]
+        waiters, self._waiters = self._waiters, []
+        return (
+            waiters,
+            records,
+            rounds > 0,
+            self._state.take_dirty_streams(),
+            self._state.take_io_counted(),
+        )
 
     async def stop(self) -> None:
         """Stop the loop, then commit what changed last (also when the loop never ran)."""

@@ -117,30 +117,64 @@ def test_counter_baselines_survive_a_restart_so_bytes_are_neither_lost_nor_count
     assert session.input_bytes == 150  # as committed; the rise of 30 is the caller's to add
 
 
-def test_a_large_commit_is_snapshotted_in_slices_and_a_change_between_them_is_kept() -> None:
+def test_a_large_commit_is_snapshotted_in_slices_and_a_change_between_them_is_in_it() -> None:
     """The loop runs between slices of RECORD_SLICE records: an export applied meanwhile is
-    in this commit (if its entity was not snapshotted yet) or the next one, never lost."""
+    in this commit, and the export waiting for it is answered by it."""
     n = RECORD_SLICE * 2 + 7
     state, store = ActivityState(), FlakyStore()
     flusher = Flusher(state, store, 1.0, retention_ns=3600 * S, clock=lambda: T0)
     ents = [state.resolve(Identity(session_id=f"s{i}"), T0) for i in range(n)]
 
-    async def scenario() -> tuple[int, int, int]:
+    async def scenario() -> tuple[int, bool, int]:
         async def meanwhile() -> None:
             await asyncio.sleep(0)  # runs between two slices of the snapshot
             for e in ents:
                 state.activity(e, Source.INPUT, T0 + S)
+            await flusher.durable()
 
         side = asyncio.create_task(meanwhile())
         first = await flusher.flush()
-        await side
-        inputs = [dict(r.sources).get("input") for r in store.load()]
-        return first, inputs.count(T0 + S), await flusher.flush()
+        await asyncio.sleep(0)  # the answered export returns
+        return first, side.done(), await flusher.flush()
 
-    first, newer, second = asyncio.run(scenario())
-    # The change came between slices: the entities snapshotted after it carry it already.
-    assert 0 < newer < n
-    assert first == n and second == n  # every session again: each changed after its snapshot
+    first, answered, second = asyncio.run(scenario())
+    assert first == n and answered  # each session once, at its latest, and the export answered
+    assert second == 0  # nothing left for the next commit
     assert {r.id: dict(r.sources).get("input") for r in store.load()} == {
         f"s{i}": T0 + S for i in range(n)
     }
+
+
+def test_a_sliced_commit_holds_each_sessions_bytes_and_baseline_as_of_one_instant() -> None:
+    """Counter points between two slices of a commit's snapshot raise sessions already
+    snapshotted and their baselines: the commit still writes both as of one instant, so after
+    a crash a retried point is neither lost (stale against a newer baseline) nor counted twice."""
+    n = RECORD_SLICE * 2 + 7
+    state, store = ActivityState(started_at=T0), FlakyStore()
+    flusher = Flusher(state, store, 1.0, retention_ns=3600 * S, clock=lambda: T0)
+    sessions = [state.resolve(Identity(session_id=f"s{i}"), T0) for i in range(n)]
+
+    def point(i: int, t: int, value: int) -> None:
+        counted = state.counter(("bytes", f"s{i}"), T0, t, value, cumulative=True)
+        assert counted is not None
+        state.io(sessions[i], True, int(counted[0]), t)
+
+    for i in range(n):
+        point(i, T0 + 1, 100)
+
+    async def scenario() -> None:
+        async def meanwhile() -> None:
+            await asyncio.sleep(0)  # between two slices
+            for i in range(n):
+                point(i, T0 + 2, 130)
+
+        side = asyncio.create_task(meanwhile())
+        await flusher.flush()
+        await side
+
+    asyncio.run(scenario())
+    stored_bytes = {r.id: r.input_bytes for r in store.load() if r.kind == "session"}
+    baselines = {b.key: b.value for b in store.load_streams()}
+    assert len(stored_bytes) == len(baselines) == n
+    for i in range(n):  # each stream began after the collector: its bytes are its value
+        assert stored_bytes[f"s{i}"] == baselines[stream_text(("bytes", f"s{i}"))] == 130
