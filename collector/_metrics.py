@@ -441,6 +441,7 @@ def registry_for(
     """A fresh registry holding only the collector's own metrics (``insecure``: the bind is
     exposed without credentials or TLS; ``lag``: the event loop's probe; ``gc_pauses``: the
     cyclic GC's pauses per generation, :func:`~lastactive.collector._freeze.freezing`)."""
-    registry = CollectorRegistry(auto_describe=False)
+    # Built at scrape, so no names up front; without names ``name[]`` filters would skip it.
+    registry = CollectorRegistry(auto_describe=False, support_collectors_without_names=True)
     registry.register(CoreCollector(core, flusher, top, insecure, lag, gc_pauses))
     return registry

@@ -45,7 +45,7 @@ def test_ready_while_the_store_commits_unready_while_it_fails() -> None:
         c.stop()
 
 
-def test_metrics_negotiate_openmetrics_and_gzip(collector: CollectorClient) -> None:
+def test_metrics_negotiate_openmetrics_and_gzip_and_filter_by_name(collector: CollectorClient) -> None:
     last_input(collector, "s1", 1)
     status, headers, body = fetch(collector, "/metrics")
     assert status == 200 and headers["content-type"].startswith("text/plain; version=0.0.4")
@@ -58,3 +58,7 @@ def test_metrics_negotiate_openmetrics_and_gzip(collector: CollectorClient) -> N
     status, headers, body = fetch(collector, "/metrics", {"Accept-Encoding": "gzip"})
     assert headers.get("content-encoding") == "gzip"
     assert b"lastactive_sessions" in gzip.decompress(body)
+    status, headers, body = fetch(collector, "/metrics?name%5B%5D=lastactive_sessions")
+    samples = [ln for ln in body.decode().splitlines() if not ln.startswith("#")]
+    assert status == 200 and samples
+    assert all(ln.startswith("lastactive_sessions{") for ln in samples)  # that family only
