@@ -7,6 +7,11 @@ times ``generate_latest`` of the collector's registry, which is what the HTTP ed
 baseline, in the same run, is the same registry with per-session series for every session
 (``--metrics-top-sessions`` as large as the fleet): what the cardinality bound saves in scrape
 time and bytes.
+
+Then the recent-activity counts (``lastactive_sessions_recent``) after every session's
+check came due (:data:`~lastactive.collector._ages.RECENT_S` seconds without new activity): the
+first scrape when the checks are left to it (the baseline) next to the transition engine's
+tick running them a slice at a time before the scrape (what ``serve`` does).
 """
 
 from __future__ import annotations
@@ -17,14 +22,15 @@ import time
 
 from prometheus_client import generate_latest
 
+from lastactive.collector._ages import RECENT_S
 from lastactive.collector._core import Core
 from lastactive.collector._flusher import Flusher
 from lastactive.collector._ingest import Ingest
 from lastactive.collector._metrics import registry_for
 from lastactive.collector._state import NANOS, ActivityState, Identity
-from lastactive.collector._transitions import TransitionEngine
+from lastactive.collector._transitions import TICK_BUDGET, TransitionEngine
 from lastactive.collector._watch import WatchHub
-from lastactive.collector.policy import Policy
+from lastactive.collector.policy import Policy, Rules
 from lastactive.collector.store import SqliteStore
 
 
@@ -53,6 +59,33 @@ def scrape(core: Core, flusher: Flusher, top: int, repeat: int) -> tuple[float, 
     return statistics.median(times), size
 
 
+def recent_checks(n: int, tick_first: bool) -> tuple[float, int, float]:
+    """``n`` sessions whose recent-activity checks all came due: the first scrape's seconds,
+    and (``tick_first``) how many tick slices ran before it and the slowest (seconds)."""
+    now = [time.time_ns()]
+    state = ActivityState(started_at=now[0])
+    for i in range(n):
+        ents = state.resolve(Identity(session_id=f"s{i}", host_id=f"h{i % 100}"), now[0])
+        state.activity(ents, "input", now[0] - (i % 60) * NANOS)
+    policy = Policy(Rules(idle_after=3600, hibernate_after=7200))  # no transition meanwhile
+    engine = TransitionEngine(state, policy, lambda: now[0])
+    engine.prime()
+    core = Core(Ingest(state), policy, engine, WatchHub(), lambda: now[0])
+    flusher = Flusher(state, SqliteStore(":memory:"), 1.0, retention_ns=NANOS)
+    registry = registry_for(core, flusher, 20)
+    now[0] += (RECENT_S + 61) * NANOS
+    slices, slowest = 0, 0.0
+    while tick_first:
+        began = time.perf_counter()
+        engine.tick(TICK_BUDGET)
+        slowest = max(slowest, time.perf_counter() - began)
+        slices += 1
+        tick_first = engine.behind
+    began = time.perf_counter()
+    generate_latest(registry)
+    return time.perf_counter() - began, slices, slowest
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sessions", type=int, nargs="+", default=[1000, 10_000, 100_000])
@@ -68,6 +101,15 @@ def main() -> None:
         print(
             f"{n:>9} {ms * 1000:>8.1f} {size / 1024:>7.1f}   {all_ms * 1000:>17.1f} "
             f"{all_size / 1024:>8.0f} {all_ms / ms:>6.1f}"
+        )
+    print("\nevery session's recent-activity check due: the first scrape (ms)")
+    print(f"{'sessions':>9} {'left to it':>11}   {'tick first':>10} {'slices':>7} {'slowest':>8}")
+    for n in args.sessions:
+        left, _, _ = recent_checks(n, tick_first=False)
+        after, slices, slowest = recent_checks(n, tick_first=True)
+        print(
+            f"{n:>9} {left * 1000:>11.1f}   {after * 1000:>10.1f} {slices:>7} "
+            f"{slowest * 1000:>8.2f}"
         )
 
 

@@ -12,7 +12,8 @@ Both count in whole seconds (a time ``t`` in ns is second ``t // 1e9``; "now" li
   seconds (seed 004's "active in the last 5 minutes"). A session carries one bit per class
   (``Entity.recent``); a bit is set when activity of its class arrives and a check of the
   session is scheduled for when that activity stops being recent; the check clears what is no
-  longer recent and schedules the next. A reading costs the checks that came due, not the
+  longer recent and schedules the next. The transition engine's tick runs the checks as they
+  come due, a slice at a time; a reading runs only those the tick has not reached yet, not the
   fleet; the hot path pays a bit test.
 """
 
@@ -151,26 +152,48 @@ class RecentClasses:
         self._unschedule(e)
         e.recent = 0
 
-    def counts(self, now: int) -> dict[ActivityClass, int]:
-        """Sessions with activity of each class within :data:`RECENT_S` seconds of ``now``
-        (ns): a class's latest second >= ``now_s - RECENT_S``. Runs the checks that came due."""
+    def advance(self, now: int, budget: int | None = None) -> bool:
+        """Run the checks due at ``now`` (ns), at most ``budget`` of them (``None``: all), the
+        earliest second first; return whether due ones are left. The transition engine's tick
+        runs them a slice at a time, so they never pile up for a reading: with 1M sessions
+        in use a check comes due for each every :data:`RECENT_S` seconds (~3k a second), and
+        read only at a scrape they held the loop for what came due since the last one."""
         now_s = now // _NANOS
         horizon = now_s - RECENT_S
         due = self._due
-        for second in [s for s in due if s <= now_s]:
-            for e in due.pop(second)[1]:
+        left = -1 if budget is None else budget
+        for second in sorted(s for s in due if s <= now_s):
+            entries = due[second][1]
+            while entries:
+                if not left:
+                    return True
+                left -= 1
+                e = entries.popitem()[0]
                 e.recent_due = 0
-                latest = latest_by_class(e.source_pairs())
-                bits, nxt = e.recent, 0
-                for i, cls in enumerate(_CLASSES):
-                    if bits >> i & 1:
-                        s = latest.get(cls, 0) // _NANOS
-                        if s < horizon:
-                            bits &= ~(1 << i)
-                            self._counts[i] -= 1
-                        elif not nxt or s < nxt:
-                            nxt = s
-                e.recent = bits
-                if bits:
-                    self._schedule(e, nxt + RECENT_S + 1)
+                self._check(e, horizon)  # reschedules after ``now``: never into this bucket
+            del due[second]
+        return False
+
+    def _check(self, e: Entity, horizon: int) -> None:
+        """Clear ``e``'s classes with nothing since second ``horizon``; schedule the next check
+        of those still recent."""
+        latest = latest_by_class(e.source_pairs())
+        bits, nxt = e.recent, 0
+        for i, cls in enumerate(_CLASSES):
+            if bits >> i & 1:
+                s = latest.get(cls, 0) // _NANOS
+                if s < horizon:
+                    bits &= ~(1 << i)
+                    self._counts[i] -= 1
+                elif not nxt or s < nxt:
+                    nxt = s
+        e.recent = bits
+        if bits:
+            self._schedule(e, nxt + RECENT_S + 1)
+
+    def counts(self, now: int) -> dict[ActivityClass, int]:
+        """Sessions with activity of each class within :data:`RECENT_S` seconds of ``now``
+        (ns): a class's latest second >= ``now_s - RECENT_S``. Runs the checks that came due
+        and the tick has not run yet (:meth:`advance`)."""
+        self.advance(now)
         return dict(zip(_CLASSES, self._counts, strict=True))

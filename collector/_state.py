@@ -1338,6 +1338,12 @@ class ActivityState:
         (:class:`~lastactive.collector._ages.RecentClasses`)."""
         return self._recent.counts(now)
 
+    def age_recent(self, now: int, budget: int | None = None) -> bool:
+        """Run up to ``budget`` of the recent-activity checks due at ``now`` (ns; ``None``:
+        all); return whether due ones are left (:meth:`~lastactive.collector._ages.
+        RecentClasses.advance`)."""
+        return self._recent.advance(now, budget)
+
     def producers(self, now: int) -> list[Entity]:
         """Sessions (those tallied) with output in their rate window at ``now`` (ns); costs
         the sessions that produced lately, not the fleet."""

@@ -61,6 +61,9 @@ work). A tick that finds nothing due costs ~1 us."""
 TICK_BUDGET: Final = 32
 """Evaluations per slice of a tick (15-40 us each at 1M sessions: a slice keeps the event loop
 ~0.5-1.3 ms; issue 15 asks GET p99 <= 2 ms under load, and 250 a slice held GETs up 10-30 ms)."""
+RECENT_BUDGET: Final = 250
+"""Recent-activity checks per slice of a tick (~2 us each: :meth:`~lastactive.collector.
+_state.ActivityState.age_recent`)."""
 SNAPSHOT_PAGE: Final = 250
 """Entities per page of a watch snapshot (each page is evaluated as it is sent: ~2.5 ms of the
 event loop with its JSON at 100k sessions). 1000 a page held the loop ~10 ms a page, and with
@@ -214,6 +217,7 @@ class TransitionEngine:
         self._runaway_ns: dict[Entity, int] = {}  # finished runaway spells, per session
         self._runaway_closed_ns = 0  # finished spells over the fleet, forgotten ones included
         self._pending: list[Entity] = []  # touched, not yet evaluated (a tick ran out)
+        self._aging = False  # recent-activity checks are due that a tick left for the next
         # (hibernate_at, kind, id, entity): ties in the lists' order, compared in C (an
         # entity's own __lt__ broke them in Python: a quarter of a tick at 1M sessions)
         self._deadlines: SortedList = SortedList()
@@ -263,12 +267,14 @@ class TransitionEngine:
 
     @property
     def behind(self) -> bool:
-        """A tick ran out of budget: evaluations wait for the next call."""
-        return bool(self._pending) or self._timers.any_due(self._clock())
+        """A tick ran out of budget: evaluations (or recent-activity checks) wait for the
+        next call."""
+        return self._aging or bool(self._pending) or self._timers.any_due(self._clock())
 
     def tick(self, budget: int | None = None) -> list[Transition]:
-        """Re-evaluate what may have changed, at most ``budget`` evaluations (``None``: all);
-        return the transitions, oldest first."""
+        """Re-evaluate what may have changed, at most ``budget`` evaluations (``None``: all),
+        and run the state's recent-activity checks that came due (:data:`RECENT_BUDGET` with a
+        ``budget``); return the transitions, oldest first."""
         now = self._clock()
         out: list[Transition] = []
         pending = self._pending
@@ -288,6 +294,7 @@ class TransitionEngine:
         for e in self._timers.pop_due(now, left):
             if entities[e.kind].get(e.id) is e and (owns is None or owns(e)):
                 self._check(e, now, out)
+        self._aging = self._state.age_recent(now, None if budget is None else RECENT_BUDGET)
         counts = self.transitions
         for t in out:
             key = (t.field, t.current)

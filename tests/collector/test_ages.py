@@ -56,6 +56,7 @@ def test_recent_and_idle_histogram_match_a_walk_as_activity_time_and_purges_go()
             state = ActivityState(max_skew_ns=10 * S)
             state.load(records, now if step % 2 else None)
             state.load(records)
+        state.age_recent(now, rng.choice([0, 1, 5, None]))  # a tick's slice, or none
         recent, counts, total = _walk(state, now)
         assert state.recent(now) == recent, step
         assert state.idle_histogram(now) == (counts, total), step
@@ -107,6 +108,18 @@ def test_each_class_stops_being_recent_at_its_own_time() -> None:
     state.activity(ents, "output", T0 + 600 * S)  # back: counted again, and checked again
     assert recent(600) == (0, 1, 0)
     assert recent(901) == (0, 0, 0)
+
+
+def test_checks_run_a_budget_at_a_time_and_a_reading_runs_those_left() -> None:
+    state = ActivityState()
+    for i in range(10):
+        state.activity(state.resolve(Identity(session_id=f"s{i}"), T0), "input", T0 + i * S)
+    assert not state.age_recent(T0 + RECENT_S * S, 3)  # none due yet
+    later = T0 + (RECENT_S + 20) * S  # all ten due, over ten seconds
+    assert state.age_recent(later, 4)  # four run, six left
+    assert state.age_recent(later, 4)
+    assert state.recent(later)[ActivityClass.ENGAGEMENT] == 0  # the reading runs the last two
+    assert not state.age_recent(later, 0)
 
 
 def test_sessions_checked_in_the_same_second_share_its_int() -> None:

@@ -45,7 +45,7 @@ def test_ready_while_the_store_commits_unready_while_it_fails() -> None:
         c.stop()
 
 
-def test_metrics_negotiate_openmetrics_and_gzip_and_filter_by_name(collector: CollectorClient) -> None:
+def test_metrics_negotiate_format_gzip_and_names(collector: CollectorClient) -> None:
     last_input(collector, "s1", 1)
     status, headers, body = fetch(collector, "/metrics")
     assert status == 200 and headers["content-type"].startswith("text/plain; version=0.0.4")

@@ -6,9 +6,11 @@ import random
 
 import pytest
 
+from lastactive.collector._ages import RECENT_S
 from lastactive.collector._state import ActivityState, Identity, Kind
-from lastactive.collector._transitions import TransitionEngine
+from lastactive.collector._transitions import RECENT_BUDGET, TICK_BUDGET, TransitionEngine
 from lastactive.collector.policy import Decisions, Policy, Rules, decide
+from lastactive.conventions import ActivityClass
 from tests.helpers import decisions_evaluations
 
 S = 1_000_000_000
@@ -262,6 +264,22 @@ def test_a_tick_with_a_budget_leaves_the_rest_for_the_next_call() -> None:
     clock.now = T0 + 60 * S  # all ten go idle: due from the timer heap, in slices too
     assert len(engine.tick(6)) == 6 and engine.behind
     assert len(engine.tick(6)) == 4 and not engine.behind
+
+
+def test_a_tick_runs_the_recent_activity_checks_that_came_due_a_slice_at_a_time() -> None:
+    """So a scrape's reading of the recent-activity counts finds none left to run (at 1M
+    sessions in use ~3k come due a second; left to the scrape they held the loop)."""
+    state, engine, clock = setup(idle_after=3600)
+    n = RECENT_BUDGET * 2 + 1
+    for i in range(n):
+        state.activity(state.resolve(Identity(session_id=f"s{i}"), T0), "input", T0)
+    engine.tick()
+    clock.now = T0 + (RECENT_S + 1) * S  # every session's check is due
+    assert engine.tick(TICK_BUDGET) == [] and engine.behind
+    assert engine.tick(TICK_BUDGET) == [] and engine.behind
+    assert engine.tick(TICK_BUDGET) == [] and not engine.behind  # the last one
+    assert not state.age_recent(clock.now, 0)  # none left for a reading
+    assert state.recent(clock.now)[ActivityClass.ENGAGEMENT] == 0
 
 
 def test_snapshot_pages_cover_the_filter_once() -> None:
