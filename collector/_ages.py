@@ -20,6 +20,7 @@ Both count in whole seconds (a time ``t`` in ns is second ``t // 1e9``; "now" li
 from __future__ import annotations
 
 import bisect
+import heapq
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
 
@@ -107,10 +108,14 @@ class IdleHistogram:
 class RecentClasses:
     """Sessions with recent activity per class (see the module docstring)."""
 
-    __slots__ = ("_counts", "_due")
+    __slots__ = ("_counts", "_due", "_seconds")
 
     def __init__(self) -> None:
         self._counts = [0] * len(_CLASSES)
+        self._seconds: list[int] = []
+        """A heap of the seconds :attr:`_due` has had a bucket for since they were last
+        popped (one emptied meanwhile is skipped when popped): so a tick with nothing due
+        looks at one second, not at every bucket."""
         self._due: dict[int, tuple[int, dict[Entity, None]]] = {}
         """Second -> (that second, the sessions to check then): each session is in one, its
         ``recent_due``, which is the same int object as the key (not one of its own per
@@ -129,6 +134,7 @@ class RecentClasses:
         bucket = self._due.get(due)
         if bucket is None:
             self._due[due] = (due, {e: None})
+            heapq.heappush(self._seconds, due)
             e.recent_due = due
         else:
             e.recent_due, entries = bucket
@@ -160,10 +166,11 @@ class RecentClasses:
         read only at a scrape they held the loop for what came due since the last one."""
         now_s = now // _NANOS
         horizon = now_s - RECENT_S
-        due = self._due
+        due, seconds = self._due, self._seconds
         left = -1 if budget is None else budget
-        for second in sorted(s for s in due if s <= now_s):
-            entries = due[second][1]
+        while seconds and seconds[0] <= now_s:
+            bucket = due.get(seconds[0])
+            entries = bucket[1] if bucket is not None else None
             while entries:
                 if not left:
                     return True
@@ -171,7 +178,9 @@ class RecentClasses:
                 e = entries.popitem()[0]
                 e.recent_due = 0
                 self._check(e, horizon)  # reschedules after ``now``: never into this bucket
-            del due[second]
+            if bucket is not None:
+                del due[seconds[0]]
+            heapq.heappop(seconds)
         return False
 
     def _check(self, e: Entity, horizon: int) -> None:
