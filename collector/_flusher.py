@@ -42,7 +42,7 @@ class StoreUnavailableError(Exception):
     retryably (UNAVAILABLE / 503)."""
 
 
-_Commit = tuple[list["asyncio.Future[None]"], list[EntityRecord], bool, list[StreamRecord], Counted]
+_Commit = tuple[list["asyncio.Future[None]"], list[EntityRecord], list[StreamRecord], Counted]
 """What :meth:`Flusher._snapshot` gives a commit."""
 
 
@@ -149,9 +149,7 @@ class Flusher:
         """Commit the changes now and answer the exports waiting for them; returns how many
         entity rows were written."""
         async with self._lock:  # one commit at a time; the next group gathers meanwhile
-            waiters, records, twice, streams, counted = await self._snapshot()
-            if twice:  # off the loop: an entity snapshotted in two rounds is its later record
-                records = await asyncio.to_thread(_latest, records)
+            waiters, records, streams, counted = await self._snapshot()
             began = time.perf_counter()
             try:
                 if records or streams or counted:
@@ -179,19 +177,19 @@ class Flusher:
         return len(records)
 
     async def _snapshot(self) -> _Commit:
-        """What one commit writes, as of one instant: the changed entities' records (and
-        whether one may be there twice, the later being the one), the counter baselines they
-        were counted from, the bytes counted, and the exports it answers (those whose change
-        came before that instant).
+        """What one commit writes, as of one instant: the changed entities' records, the
+        counter baselines they were counted from, the bytes counted, and the exports it
+        answers (those whose change came before that instant).
 
         Made on the loop (where state changes) :data:`RECORD_SLICE` records at a time, the
         loop free between slices. A change made between two slices may reach an entity
         already snapshotted and the baseline it was counted from, so the entities changed
         meanwhile are snapshotted again (up to :data:`CATCH_UPS` sliced rounds), and the
         last of them are snapshotted together with the baselines, the counts and the
-        waiting exports, in one turn of the loop. Baselines ahead of an entity's bytes would
-        lose the bytes on a crash (the retried export is stale); behind them, count them
-        twice.
+        waiting exports, in one turn of the loop (an entity snapshotted in two rounds keeps
+        its later record, picked in a worker thread). Baselines ahead of an entity's bytes
+        would lose the bytes on a crash (the retried export is stale); behind them, count
+        them twice.
         """
         changed = self._state.take_changed()
         records: list[EntityRecord] = []
@@ -203,16 +201,13 @@ class Flusher:
                 records += made
                 await asyncio.sleep(0)
             changed = self._state.take_changed()
-        # The instant: from here to the return, nothing else runs on the loop.
+        # The instant: from here to the counts taken, nothing else runs on the loop.
         records += [e.record() for e in changed]
         waiters, self._waiters = self._waiters, []
-        return (
-            waiters,
-            records,
-            rounds > 0,
-            self._state.take_dirty_streams(),
-            self._state.take_io_counted(),
-        )
+        streams, counted = self._state.take_dirty_streams(), self._state.take_io_counted()
+        if rounds:  # the instant is taken: the rest may wait for a worker thread
+            records = await asyncio.to_thread(_latest, records)
+        return waiters, records, streams, counted
 
     async def stop(self) -> None:
         """Stop the loop, then commit what changed last (also when the loop never ran)."""
