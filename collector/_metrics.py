@@ -15,10 +15,13 @@ the engine's ``owns``), so a ``sum`` over the replicas is the fleet's (issue 13)
 
 from __future__ import annotations
 
+import asyncio
 import heapq
+import itertools
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from operator import itemgetter
+from typing import Any, Final
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -81,6 +84,9 @@ from lastactive.conventions import (
     AgentStatus,
 )
 
+RANK_SLICE: Final = 4096
+"""Producing sessions ranked per turn of the event loop at a scrape (~1 us each)."""
+
 
 def _counter(
     name: str, doc: str, labels: list[str], values: Mapping[Any, float]
@@ -119,6 +125,8 @@ class CoreCollector(Collector):
         self._insecure = insecure
         self._lag = lag
         self._gc_pauses = gc_pauses
+        self._ranked: list[Entity] | None = None
+        """The busiest sessions as :meth:`rank` found them, for the next collect only."""
 
     def collect(self) -> Iterator[Metric]:
         yield from self._health()
@@ -365,10 +373,31 @@ class CoreCollector(Collector):
         )
         idle_family.add_metric([], buckets, sum_value=idle_sum)
         yield idle_family
-        producing = activity.producers(now)
-        for e in heapq.nlargest(self._top, producing, key=lambda e: e.rate_out.per_second(now)):
-            watched[e] = None
+        ranked, self._ranked = self._ranked, None
+        if ranked is None:  # not ranked a slice at a time before this collect
+            ranked = [e for _, e in self._busiest(activity.producers(now))]
+        for e in ranked:
+            if activity.tracked(e):
+                watched[e] = None
         yield from self._per_session(watched, now)
+
+    def _busiest(self, *ranked: Iterable[tuple[float, Entity]]) -> list[tuple[float, Entity]]:
+        """The ``top`` (rate, session) pairs of ``ranked``, busiest first."""
+        return heapq.nlargest(self._top, itertools.chain(*ranked), key=itemgetter(0))
+
+    async def rank(self) -> None:
+        """Rank the producing sessions by output rate for the next :meth:`collect`,
+        :data:`RANK_SLICE` at a time with the event loop free between slices: at 1M sessions
+        with 100k producing the whole walk takes ~0.1 s (issue 15)."""
+        now = self._core.clock()
+        activity = self._core.state
+        producing = list(activity.producing)
+        top: list[tuple[float, Entity]] = []
+        for start in range(0, len(producing), RANK_SLICE):
+            if start:
+                await asyncio.sleep(0)
+            top = self._busiest(top, activity.producers(now, producing[start : start + RANK_SLICE]))
+        self._ranked = [e for _, e in top]
 
     def _per_session(self, watched: dict[Entity, None], now: int) -> Iterator[Metric]:
         engine = self._core.engine
@@ -429,6 +458,21 @@ class CoreCollector(Collector):
         yield from (out_rate, in_rate, idle, runaway, runaway_seconds, state, stuck)
 
 
+class FleetRegistry(CollectorRegistry):
+    """A registry holding only the collector's own metrics, and :meth:`prepare`, which does a
+    scrape's bulk work before it, on the event loop a slice at a time."""
+
+    def __init__(self, collector: CoreCollector) -> None:
+        # Built at scrape, so no names up front; without names ``name[]`` filters would skip it.
+        super().__init__(auto_describe=False, support_collectors_without_names=True)
+        self.register(collector)
+        self._collector = collector
+
+    async def prepare(self) -> None:
+        """Call right before collecting (no await between): the busiest sessions."""
+        await self._collector.rank()
+
+
 def registry_for(
     core: Core,
     flusher: Flusher,
@@ -437,11 +481,8 @@ def registry_for(
     insecure: bool = False,
     lag: LoopLag | None = None,
     gc_pauses: tuple[Pauses, ...] = (),
-) -> CollectorRegistry:
+) -> FleetRegistry:
     """A fresh registry holding only the collector's own metrics (``insecure``: the bind is
     exposed without credentials or TLS; ``lag``: the event loop's probe; ``gc_pauses``: the
     cyclic GC's pauses per generation, :func:`~lastactive.collector._freeze.freezing`)."""
-    # Built at scrape, so no names up front; without names ``name[]`` filters would skip it.
-    registry = CollectorRegistry(auto_describe=False, support_collectors_without_names=True)
-    registry.register(CoreCollector(core, flusher, top, insecure, lag, gc_pauses))
-    return registry
+    return FleetRegistry(CoreCollector(core, flusher, top, insecure, lag, gc_pauses))

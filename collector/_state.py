@@ -149,6 +149,11 @@ class _RateWindow:
         """False when nothing moved in the window as of the last append (a cheap filter)."""
         return bool(self._items)
 
+    def lapsed(self, now: int) -> bool:
+        """Nothing in the window at ``now`` (ns) or after it: it reads 0 until the next add."""
+        items = self._items
+        return not items or items[-2] <= now // NANOS - _RATE_WINDOW_S
+
     def per_second(self, now: int) -> float:
         """Bytes per second over the window's seconds in ``(now - window, now]``."""
         items = self._items
@@ -186,6 +191,9 @@ class PublishedRate(_RateWindow):
 
     def per_second(self, now: int) -> float:
         return self._value if now < self._until else 0.0
+
+    def lapsed(self, now: int) -> bool:
+        return now >= self._until
 
 
 _NO_HOLDS: Final[Mapping[str, tuple[int, int]]] = MappingProxyType({})
@@ -745,13 +753,13 @@ class ActivityState:
         """Entities forgotten since start (purged or evicted): what holds entities across
         turns of the event loop (an export applied in slices) checks it before using them."""
         self._on_host: dict[str, dict[Entity, None]] = {}
+        """host id -> its sessions (filtered lists and watches cost the host, not the fleet)."""
         self._idle = IdleHistogram()
         self._recency = RecencyIndex()
         self._recent = RecentClasses()
-        """host id -> its sessions (filtered lists and watches cost the host, not the fleet)."""
         self.producing: dict[Entity, None] = {}
-        """Sessions that sent output lately (a superset: those whose rate window emptied
-        leave when :meth:`producers` is asked)."""
+        """Sessions that sent output lately (a superset: those whose rate window lapsed
+        leave when :meth:`producers` reaches them)."""
         self.updates: dict[str, int] = {}
         """Source -> activity updates applied (a last time moved forward): seed 001's
         ``vnc_activity_updates_total``, for every source. Read by metrics."""
@@ -1344,15 +1352,26 @@ class ActivityState:
         RecentClasses.advance`)."""
         return self._recent.advance(now, budget)
 
-    def producers(self, now: int) -> list[Entity]:
-        """Sessions (those tallied) with output in their rate window at ``now`` (ns); costs
-        the sessions that produced lately, not the fleet."""
-        sessions, out = self.entities[Kind.SESSION], []
-        for e in list(self.producing):
-            if e.tallied and e.rate_out.per_second(now) > 0 and sessions.get(e.id) is e:
-                out.append(e)
-            else:
-                del self.producing[e]
+    def producers(
+        self, now: int, among: Iterable[Entity] | None = None
+    ) -> list[tuple[float, Entity]]:
+        """The sessions (those tallied) with output in their rate window at ``now`` (ns), each
+        with its rate in bytes per second: of ``among`` (a slice of a copy of
+        :attr:`producing`, so a caller can let the event loop turn between slices), or of all
+        of :attr:`producing`. Costs the sessions that produced lately, not the fleet; those
+        whose window lapsed (or that are no longer tracked or tallied) leave
+        :attr:`producing` on the way."""
+        sessions, producing, out = self.entities[Kind.SESSION], self.producing, []
+        for e in list(producing) if among is None else among:
+            if e.tallied and sessions.get(e.id) is e:
+                window = e.rate_out
+                rate = window.per_second(now)
+                if rate > 0:
+                    out.append((rate, e))
+                    continue
+                if not window.lapsed(now):  # output after ``now`` (a slice read late)
+                    continue
+            producing.pop(e, None)
         return out
 
     def count(self) -> int:

@@ -21,7 +21,6 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
-from prometheus_client.registry import CollectorRegistry
 from starlette.routing import Route
 
 import lastactive
@@ -34,6 +33,7 @@ from lastactive.collector._http._health import health_router, loaded
 from lastactive.collector._http._metrics import MetricsApp
 from lastactive.collector._http._otlp import otlp_router
 from lastactive.collector._http._query import query_router
+from lastactive.collector._metrics import FleetRegistry
 
 __all__ = ["create_app"]
 
@@ -53,7 +53,7 @@ _REFUSALS: dict[int | str, dict[str, Any]] = {
 
 
 def create_app(
-    core: Core, max_request_bytes: int, registry: CollectorRegistry | None = None
+    core: Core, max_request_bytes: int, registry: FleetRegistry | None = None
 ) -> FastAPI:
     """The HTTP application: OTLP receivers, the query API, the agent webhook, decisions and
     watch, and ``/metrics`` when a ``registry`` is given."""

@@ -3,9 +3,10 @@ at scrape) in the Prometheus text format or OpenMetrics as the ``Accept`` header
 ``Accept-Encoding`` allows, ``name[]`` filters: what prometheus_client's own ASGI app serves,
 with its encoders. Scope ``read`` when the collector has credentials.
 
-The metrics are collected on the event loop (they read state, which changes there) and
-formatted in a worker thread: at 1000 hosts the text of ~3000 series takes ~10 ms, which would
-otherwise hold every other request (issue 15).
+The metrics are collected on the event loop (they read state, which changes there), after the
+registry's ``prepare`` ranked the producing sessions a slice at a time, and formatted in a
+worker thread: at 1000 hosts the text of ~3000 series takes ~10 ms, which would otherwise hold
+every other request (issue 15).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from collections.abc import Iterable
 
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import CollectorRegistry
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
@@ -24,6 +24,7 @@ from starlette.types import Receive, Scope, Send
 from lastactive.collector._auth import Credentials
 from lastactive.collector._auth import Scope as AuthScope
 from lastactive.collector._http._auth import RefusedError, authorize
+from lastactive.collector._metrics import FleetRegistry
 
 __all__ = ["MetricsApp"]
 
@@ -55,7 +56,7 @@ def _exposition(
 class MetricsApp:
     """An ASGI app: ``registry``'s metrics to callers ``credentials`` allow to ``read``."""
 
-    def __init__(self, registry: CollectorRegistry, credentials: Credentials) -> None:
+    def __init__(self, registry: FleetRegistry, credentials: Credentials) -> None:
         self._registry = registry
         self._credentials = credentials
 
@@ -69,6 +70,7 @@ class MetricsApp:
             return
         names = request.query_params.getlist("name[]")
         source = self._registry.restricted_registry(names) if names else self._registry
+        await self._registry.prepare()  # the bulk of the work, a slice at a time
         collected = _Collected(list(source.collect()))  # on the loop, where state changes
         body, headers = await asyncio.to_thread(
             _exposition,

@@ -3,12 +3,14 @@ for what is worth watching, and the ingest health counters of ``collector._stats
 
 from __future__ import annotations
 
+import asyncio
+
 from prometheus_client import generate_latest
 
 from lastactive.collector._core import Core
 from lastactive.collector._flusher import Flusher
 from lastactive.collector._ingest import Ingest, Outcome
-from lastactive.collector._metrics import registry_for
+from lastactive.collector._metrics import RANK_SLICE, registry_for
 from lastactive.collector._state import ActivityState, Identity
 from lastactive.collector._stats import LATENCY_BUCKETS, IngestStats
 from lastactive.collector._transitions import TransitionEngine
@@ -83,3 +85,43 @@ def test_an_insecure_bind_shows_on_metrics() -> None:
     for insecure, value in ((False, "0.0"), (True, "1.0")):
         lines = generate_latest(registry_for(core, flusher, 0, insecure=insecure)).decode()
         assert f"lastactive_insecure {value}" in lines.splitlines()
+
+
+def test_the_busiest_sessions_are_ranked_a_slice_at_a_time_with_the_loop_free_between() -> None:
+    now = [T0]
+    core = make(now)
+    state = core.state
+    n = 2 * RANK_SLICE + 100
+    for i in range(n):
+        ents = state.resolve(Identity(session_id=f"s{i}", host_id="h"), T0)
+        state.io(ents, False, 30 * ((i * 7919) % n), T0)  # distinct rates, in no order
+    flusher = Flusher(state, SqliteStore(":memory:"), 1.0, retention_ns=S, clock=core.clock)
+    registry = registry_for(core, flusher, 5)
+
+    def busiest(text: str) -> list[str]:
+        rate = "lastactive_session_output_bytes_per_second{"
+        return [ln for ln in text.splitlines() if ln.startswith(rate)]
+
+    whole = busiest(generate_latest(registry).decode())  # ranked at collect, in one go
+    assert len(whole) == 5 and all(f" {float(n - k)}" in " ".join(whole) for k in range(1, 6))
+
+    async def scrape_with_turns() -> tuple[str, int]:
+        turns = 0
+
+        async def other() -> None:
+            nonlocal turns
+            while True:
+                turns += 1
+                await asyncio.sleep(0)
+
+        other_task = asyncio.create_task(other())
+        await asyncio.sleep(0)
+        turns = 0
+        await registry.prepare()
+        text = generate_latest(registry).decode()
+        other_task.cancel()
+        return text, turns
+
+    text, turns = asyncio.run(scrape_with_turns())
+    assert busiest(text) == whole
+    assert turns == 2  # the other task ran between the three slices

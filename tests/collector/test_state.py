@@ -300,6 +300,20 @@ def test_sessions_without_io_share_one_empty_rate_window_until_they_move_bytes()
     assert not quiet.rate_out and not quiet.rate_in
 
 
+def test_producers_give_each_rate_and_drop_those_whose_window_lapsed() -> None:
+    state = ActivityState()
+    a, b, late = (state.resolve(Identity(session_id=s), T0)[0] for s in "abl")
+    state.io([a], False, 3000, T0)
+    state.io([b], False, 300, T0 - 40 * S)  # out of the window at T0
+    state.io([late], False, 30, T0 + 2 * S)  # after T0: a slice read after it came
+    assert state.producers(T0, [a, b]) == [(100.0, a)]  # of those given only
+    assert set(state.producing) == {a, late}
+    assert state.producers(T0) == [(100.0, a)]
+    assert set(state.producing) == {a, late}  # kept: output after T0, not lapsed
+    assert state.producers(T0 + 2 * S) == [(100.0, a), (1.0, late)]
+    assert state.producers(T0 + 40 * S) == [] and not state.producing
+
+
 def test_a_hosts_rate_window_stays_one_bucket_a_second_and_exact() -> None:
     # A host's window takes the bytes of every session on it: 1000 sessions each reporting
     # every 5 s would be 6000 entries in 30 s, summed at every evaluation (issue 15).
