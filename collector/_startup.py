@@ -71,7 +71,9 @@ class StateLoader:
         return f"the collector is loading its stored state ({self.entities} entities so far)"
 
     async def run(self) -> None:
-        """Load every stored entity, the event loop free between slices.
+        """Load every stored entity, the event loop free between slices. Stopped (cancelled)
+        while a page is read, it returns only once that read is done, so the store is not
+        closed under its reader.
 
         Raises:
             Exception: the store failed while reading (``serve`` stops with it).
@@ -79,13 +81,19 @@ class StateLoader:
         began = time.perf_counter()
         store, after = self._store, None
         while True:
-            page, after = await asyncio.to_thread(store.load_page, after, LOAD_PAGE)
+            reading = asyncio.ensure_future(asyncio.to_thread(store.load_page, after, LOAD_PAGE))
+            try:
+                page, after = await asyncio.shield(reading)
+            except asyncio.CancelledError:
+                await asyncio.wait({reading})
+                if not reading.cancelled():
+                    reading.exception()  # retrieved: a failure after the stop is moot
+                raise
             for i in range(0, len(page), PRIME_SLICE):
                 loaded = self._state.load(page[i : i + PRIME_SLICE], self._clock())
                 self._engine.prime(loaded)
                 self.entities += len(loaded)
                 await asyncio.sleep(0)
-            await asyncio.sleep(0)
             freeze_survivors()  # each page once: full collections never walk the loaded state
             if after is None:
                 break

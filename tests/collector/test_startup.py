@@ -3,6 +3,8 @@ UNAVAILABLE with a retry delay), and what arrived meanwhile merges with what was
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -12,7 +14,10 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from lastactive.collector._record import EntityRecord
-from lastactive.collector._startup import LOAD_PAGE
+from lastactive.collector._startup import LOAD_PAGE, StateLoader
+from lastactive.collector._state import ActivityState
+from lastactive.collector._transitions import TransitionEngine
+from lastactive.collector.policy import Policy
 from tests.helpers import GatedStore, InProcessCollector, last_input, wait_for
 
 S = 1_000_000_000
@@ -89,3 +94,45 @@ def test_exports_are_acknowledged_and_reads_wait_while_the_state_loads(tmp_path:
         c.stop()
     (again,) = [r for r in GatedStore(db).load() if r.id == "s1"]
     assert again.first_seen == hour_ago - S and dict(again.sources)["input"] > hour_ago
+
+
+class _Reading(GatedStore):
+    """A gated store that says when a read started and when it ended."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.started, self.ended = threading.Event(), threading.Event()
+
+    def load_page(
+        self, after: tuple[str, str] | None, size: int
+    ) -> tuple[list[EntityRecord], tuple[str, str] | None]:
+        self.started.set()
+        try:
+            return super().load_page(after, size)
+        finally:
+            self.ended.set()
+
+
+def test_a_load_stopped_mid_read_ends_only_once_the_read_is_done(tmp_path: Path) -> None:
+    _stored(tmp_path / "state.db", 10)
+    store = _Reading(tmp_path / "state.db")
+    state = ActivityState()
+    engine = TransitionEngine(state, Policy(), time.time_ns)
+    loader = StateLoader(store, state, engine, time.time_ns)
+
+    async def run() -> None:
+        task = asyncio.create_task(loader.run())
+        while not store.started.is_set():
+            await asyncio.sleep(0)
+        task.cancel()  # serve stopping
+        for _ in range(100):
+            await asyncio.sleep(0)
+        assert not task.done()  # the store must not close under its reader
+        store.gate.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert store.ended.is_set()
+
+    asyncio.run(run())
+    assert not loader.loaded.is_set()
+    store.close()
