@@ -31,9 +31,9 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import pytest
@@ -497,6 +497,28 @@ def targets() -> Iterator[tuple[str, str, str]]:
         for panel in board["panels"]:
             for target in panel["targets"]:
                 yield name, panel["title"], target["expr"]
+
+
+T = TypeVar("T")
+
+
+async def turns_while(work: Awaitable[T]) -> tuple[int, T]:
+    """How many times another task ran while ``work`` was awaited (the loop was free between
+    its slices), and its result."""
+    turns = 0
+
+    async def other() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(other())
+    await asyncio.sleep(0)
+    began = turns
+    out = await work
+    task.cancel()
+    return turns - began, out
 
 
 class GatedStore(SqliteStore):

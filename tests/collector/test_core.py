@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Awaitable
-from typing import TypeVar
 
 import pytest
 
@@ -17,30 +15,10 @@ from lastactive.collector._transitions import TICK_BUDGET, Transition, Transitio
 from lastactive.collector._watch import WatchHub
 from lastactive.collector.policy import Policy, Rules, decide
 from lastactive.conventions import Source
-from tests.helpers import decisions_evaluations, metrics_request, sum_point
+from tests.helpers import decisions_evaluations, metrics_request, sum_point, turns_while
 
 S = 1_000_000_000
 T0 = 1_800_000_000 * S
-T = TypeVar("T")
-
-
-async def turns_while(work: Awaitable[T]) -> tuple[int, T]:
-    """How many times another task ran while ``work`` was awaited (the loop was free between
-    its slices), and its result."""
-    turns = 0
-
-    async def other() -> None:
-        nonlocal turns
-        while True:
-            turns += 1
-            await asyncio.sleep(0)
-
-    task = asyncio.create_task(other())
-    await asyncio.sleep(0)
-    began = turns
-    out = await work
-    task.cancel()
-    return turns - began, out
 
 
 def test_decisions_do_not_wait_for_a_tick_behind_and_the_tick_catches_up_in_slices(

@@ -18,6 +18,7 @@ from lastactive.collector._watch import WatchHub
 from lastactive.collector.policy import Policy, Rules
 from lastactive.collector.store import SqliteStore
 from lastactive.conventions import Source
+from tests.helpers import turns_while
 
 S = 1_000_000_000
 T0 = 1_800_000_000 * S
@@ -105,23 +106,10 @@ def test_the_busiest_sessions_are_ranked_a_slice_at_a_time_with_the_loop_free_be
     whole = busiest(generate_latest(registry).decode())  # ranked at collect, in one go
     assert len(whole) == 5 and all(f" {float(n - k)}" in " ".join(whole) for k in range(1, 6))
 
-    async def scrape_with_turns() -> tuple[str, int]:
-        turns = 0
-
-        async def other() -> None:
-            nonlocal turns
-            while True:
-                turns += 1
-                await asyncio.sleep(0)
-
-        other_task = asyncio.create_task(other())
-        await asyncio.sleep(0)
-        turns = 0
+    async def scrape() -> str:
         await registry.prepare()
-        text = generate_latest(registry).decode()
-        other_task.cancel()
-        return text, turns
+        return generate_latest(registry).decode()
 
-    text, turns = asyncio.run(scrape_with_turns())
+    turns, text = asyncio.run(turns_while(scrape()))
     assert busiest(text) == whole
     assert turns == 2  # the other task ran between the three slices
