@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 
 from lastactive.collector._admission import Admission
 from lastactive.collector._auth import Credentials
-from lastactive.collector._ingest import Ingest, Outcome, Slices, step
+from lastactive.collector._ingest import Ingest, Outcome, Slices
 from lastactive.collector._paging import sessions_page, stored_sessions_page
 from lastactive.collector._replica import Replica
+from lastactive.collector._sliced import on_loop
 from lastactive.collector._state import ActivityState, EntityView, Kind, PageKey
 from lastactive.collector._stats import IngestStats
 from lastactive.collector._transitions import TICK_BUDGET, Snapshot, TransitionEngine
@@ -68,21 +69,20 @@ class Core:
         """Apply an export (:meth:`~lastactive.collector._ingest.Ingest.metrics_sliced`, ...)
         one slice at a time with the event loop free between them, so queries are answered
         while a large export is applied (issue 15); its outcome."""
-        while (out := step(slices)) is None:
-            await asyncio.sleep(0)
-        return out
+        return await on_loop(slices)
 
     async def decisions(self, within_ns: int, limit: int | None) -> Decisions:
         """:func:`~lastactive.collector.policy.decide` now over every entity (``/v1/decisions``,
-        gRPC ``Decisions``): this process's engine (without waiting for its tick:
-        :meth:`~lastactive.collector._transitions.TransitionEngine.decisions`), or on a
+        gRPC ``Decisions``): this process's engine, a slice per turn of the event loop
+        (without waiting for its tick: :meth:`~lastactive.collector._transitions.
+        TransitionEngine.decisions_sliced`), or on a
         replica the shared index (:meth:`~lastactive.collector._replica.Replica.decisions`).
 
         Raises:
             StoreUnavailableError: a replica could not read the store.
         """
         if self.replica is None:
-            return self.engine.decisions(self.clock(), within_ns, limit)
+            return await on_loop(self.engine.decisions_sliced(self.clock(), within_ns, limit))
         return await self.replica.decisions(self.policy, self.clock(), within_ns, limit)
 
     async def catch_up(self) -> None:

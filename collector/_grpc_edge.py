@@ -29,6 +29,7 @@ from lastactive.collector._core import Core
 from lastactive.collector._flusher import StoreUnavailableError
 from lastactive.collector._otlp_signals import SIGNALS, OtlpSignal, export_response
 from lastactive.collector._paging import PageTokenError, page_size
+from lastactive.collector._sliced import ENCODE_SLICE, mapped, on_loop
 from lastactive.collector._startup import LOADING_RETRY_S
 from lastactive.collector._state import NANOS, EntityView, Hold, Kind
 from lastactive.collector._tls import grpc_identity
@@ -312,9 +313,9 @@ class ActivityQueryServicer(query_pb2_grpc.ActivityQueryServicer):  # type: igno
                 unavailable(str(exc), self._core.admission.retry_delay())
             )
         return query_pb2.DecisionsResponse(
-            hibernate=[decision_message(d) for d in out.hibernate],
-            due_soon=[decision_message(d) for d in out.due_soon],
-            held=[decision_message(d) for d in out.held],
+            hibernate=await on_loop(mapped(decision_message, out.hibernate, ENCODE_SLICE)),
+            due_soon=await on_loop(mapped(decision_message, out.due_soon, ENCODE_SLICE)),
+            held=await on_loop(mapped(decision_message, out.held, ENCODE_SLICE)),
             truncated=out.truncated,
         )
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -40,6 +40,7 @@ from lastactive.collector._record import (
     MAX_RESULT_CHARS,
     MAX_TASK_CHARS,
 )
+from lastactive.collector._sliced import Sliced, whole
 from lastactive.collector._state import (
     NANOS,
     ActivityState,
@@ -141,26 +142,9 @@ INGEST_SLICE: Final = 64
 """Data points, log records or spans applied per slice (~5-20 us each: a slice holds the event
 loop well under the 2 ms a GET may take, issue 15)."""
 
-Slices = Generator[None, None, Outcome]
-"""An export being applied: ``next`` applies its next slice; it returns its :class:`Outcome`
-(``StopIteration.value``) once the whole request is applied."""
-
-
-def step(slices: Slices) -> Outcome | None:
-    """Apply the next slice of ``slices``: the export's :class:`Outcome` once all of it is
-    applied, ``None`` while slices remain."""
-    try:
-        next(slices)
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
-    return None
-
-
-def applied(slices: Slices) -> Outcome:
-    """Apply every slice of ``slices`` at once; their :class:`Outcome`."""
-    while (out := step(slices)) is None:
-        pass
-    return out
+Slices = Sliced[Outcome]
+"""An export being applied (:mod:`~lastactive.collector._sliced`): ``next`` applies its next
+slice; it returns its :class:`Outcome` once the whole request is applied."""
 
 
 def _value(v: Any) -> Any:
@@ -613,7 +597,7 @@ class Ingest:
     ) -> Outcome:
         """Apply every data point of ``req``, sent by ``principal`` (what it may report about:
         :func:`_bind`); returns counts for the partial-success reply."""
-        return applied(self.metrics_sliced(req, principal))
+        return whole(self.metrics_sliced(req, principal))
 
     def metrics_sliced(
         self, req: ExportMetricsServiceRequest, principal: Principal = ANONYMOUS
@@ -733,7 +717,7 @@ class Ingest:
         """Apply every log record of ``req``, sent by ``principal``; events (``event_name``)
         per our conventions. A principal with scope ``act`` but not ``report`` may send
         hibernation records only."""
-        return applied(self.logs_sliced(req, principal))
+        return whole(self.logs_sliced(req, principal))
 
     def logs_sliced(
         self, req: ExportLogsServiceRequest, principal: Principal = ANONYMOUS
@@ -918,7 +902,7 @@ class Ingest:
         """Apply every span of ``req``, sent by ``principal``: a span with ``lastactive.source``
         is that activity at its end; span events are events; any other span with an identity
         is liveness."""
-        return applied(self.traces_sliced(req, principal))
+        return whole(self.traces_sliced(req, principal))
 
     def traces_sliced(
         self, req: ExportTraceServiceRequest, principal: Principal = ANONYMOUS

@@ -37,6 +37,7 @@ from typing import Final, NamedTuple
 from sortedcontainers import SortedList
 
 from lastactive.collector._activity import sources_of
+from lastactive.collector._sliced import Sliced, whole
 from lastactive.collector._state import (
     ActivityState,
     Entity,
@@ -64,6 +65,9 @@ TICK_BUDGET: Final = 32
 RECENT_BUDGET: Final = 250
 """Recent-activity checks per slice of a tick (~2 us each: :meth:`~lastactive.collector.
 _state.ActivityState.age_recent`)."""
+DECISIONS_SLICE: Final = 128
+"""Entities evaluated per slice of :meth:`TransitionEngine.decisions_sliced` (6-17 us each
+at 1M sessions: a slice holds the event loop ~1-2 ms)."""
 SNAPSHOT_PAGE: Final = 250
 """Entities per page of a watch snapshot (each page is evaluated as it is sent: ~2.5 ms of the
 event loop with its JSON at 100k sessions). 1000 a page held the loop ~10 ms a page, and with
@@ -302,8 +306,18 @@ class TransitionEngine:
         return out
 
     def decisions(self, now: int, within_ns: int, limit: int | None = None) -> Decisions:
-        """:func:`~lastactive.collector.policy.decide` at ``now``: the same answer as over
-        every entity, each list cut to its first ``limit`` (``None``: whole).
+        """:meth:`decisions_sliced` at once."""
+        return whole(self.decisions_sliced(now, within_ns, limit))
+
+    def decisions_sliced(
+        self, now: int, within_ns: int, limit: int | None = None
+    ) -> Sliced[Decisions]:
+        """:func:`~lastactive.collector.policy.decide` at ``now`` (ns): the same answer as
+        over every entity, each list cut to its first ``limit`` (``None``: whole), evaluated
+        :data:`DECISIONS_SLICE` entities a slice (issue 15: at 1M sessions a thousand entries
+        a list held the event loop 35-60 ms in one piece). Each entity is evaluated at ``now``
+        as it is when its slice runs: one that changed after ``now`` and was already evaluated
+        is answered as it was, like one that changed after an answer made at once.
 
         Evaluated afresh: what is held up; what the next tick would evaluate first (changed
         since the last one and not :func:`_stays_plainly_active`: a new session, a new hold);
@@ -317,36 +331,63 @@ class TransitionEngine:
         due soon) are evaluated too. The call costs what changed, what is held, about ``2 *
         limit`` deadlines and a look at what the tick has due, not the fleet (ties of deadlines
         included), and does not wait for the tick: issue 15, at 1M sessions a second's 16k
-        sessions going idle kept decisions waiting for the tick up to 300 ms.
+        sessions going idle kept decisions waiting for the tick up to 300 ms. The walks read
+        the index a slice at a time (it may change between slices: an entity it moves is
+        evaluated at most once).
         """
         builder = DecisionsBuilder(self._policy, now, within_ns)
         entities = self._state.entities
         done: set[Entity] = set()
+        stopped: list[tuple[int, Kind, str]] = []  # where the due-now walk stopped
 
-        def add(e: Entity) -> None:
+        def candidates() -> Iterator[Entity]:
+            yield from list(self._held)
+            changed = [*self._pending, *self._state.touched()]
+            yield from (e for e in changed if not _stays_plainly_active(e, now))
+            # (else the tick skips it too: it is indexed)
+            for soon, lowest, highest in ((False, None, now), (True, (now + 1,), now + within_ns)):
+                for key in self._indexed(lowest, highest):
+                    if not builder.wants(key[:3], soon, limit):
+                        if not soon:
+                            stopped.append(key[:3])
+                        break
+                    yield key[3]
+            if stopped:
+                for e in list(self._timers.due(now)):
+                    indexed = e.deadline
+                    if (
+                        indexed is not None
+                        and indexed <= now
+                        and (indexed, e.kind, e.id) >= stopped[0]
+                    ):
+                        yield e
+
+        left = DECISIONS_SLICE
+        for e in candidates():
             if e.kind is not Kind.AGENT and e not in done and entities[e.kind].get(e.id) is e:
                 done.add(e)
                 builder.add(view(e, now))
-
-        for e in self._held:
-            add(e)
-        for e in itertools.chain(self._pending, self._state.touched()):
-            if not _stays_plainly_active(e, now):  # else the tick skips it too: it is indexed
-                add(e)
-        stopped = None  # where the due-now walk stopped: (deadline, kind, id)
-        for soon, lowest, highest in ((False, None, now), (True, (now + 1,), now + within_ns)):
-            for key in self._deadlines.irange(lowest, (highest + 1,), (True, False)):
-                if not builder.wants(key[:3], soon, limit):
-                    if not soon:
-                        stopped = key[:3]
-                    break
-                add(key[3])
-        if stopped is not None:
-            for e in self._timers.due(now):
-                indexed = e.deadline
-                if indexed is not None and indexed <= now and (indexed, e.kind, e.id) >= stopped:
-                    add(e)
+                left -= 1
+                if not left:
+                    yield
+                    left = DECISIONS_SLICE
         return builder.result(limit)
+
+    def _indexed(
+        self, lowest: tuple[int] | None, highest: int
+    ) -> Iterator[tuple[int, Kind, str, Entity]]:
+        """The deadline index's keys from ``lowest`` up to ``highest`` (ns) included, read
+        :data:`DECISIONS_SLICE` at a time (so the index may change between reads)."""
+        bounds, deadlines = (lowest, (highest + 1,)), self._deadlines
+        inclusive = True
+        while True:
+            keys = list(
+                itertools.islice(deadlines.irange(*bounds, (inclusive, False)), DECISIONS_SLICE)
+            )
+            yield from keys
+            if len(keys) < DECISIONS_SLICE:
+                return
+            bounds, inclusive = (keys[-1], bounds[1]), False
 
     def is_held(self, e: Entity) -> bool:
         """Was ``e`` held up (a hold that counts, not due) at its last evaluation?"""

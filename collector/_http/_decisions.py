@@ -9,7 +9,7 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Header, HTTPException, Query
 from fastapi.responses import Response, StreamingResponse
@@ -19,6 +19,7 @@ from lastactive.collector._core import Core
 from lastactive.collector._flusher import StoreUnavailableError
 from lastactive.collector._http._query import EvaluationOut, HoldOut
 from lastactive.collector._paging import DEFAULT_PAGE, MAX_PAGE, page_size
+from lastactive.collector._sliced import ENCODE_SLICE, Sliced, on_loop
 from lastactive.collector._state import NANOS, EntityView, Kind
 from lastactive.collector._transitions import Snapshot, Transition
 from lastactive.collector._watch import (
@@ -29,9 +30,11 @@ from lastactive.collector._watch import (
     WatchLimitError,
     open_watch,
 )
-from lastactive.collector.policy import MAX_DURATION_S, Decision, Evaluation
+from lastactive.collector.policy import MAX_DURATION_S, Decision, Decisions, Evaluation
 
 _log = logging.getLogger(__name__)
+
+_COMPACT: Final = (",", ":")
 
 
 class DecisionOut(EvaluationOut):
@@ -118,6 +121,25 @@ def decision_json(d: Decision) -> dict[str, Any]:
     return out
 
 
+def decisions_body(out: Decisions) -> Sliced[str]:
+    """``out`` as the JSON text of a :class:`DecisionList`, :data:`ENCODE_SLICE` entries a
+    slice (issue 15: 3 lists of up to 10,000 entries)."""
+    lists = []
+    for name, entries in (
+        ("hibernate", out.hibernate),
+        ("due_soon", out.due_soon),
+        ("held", out.held),
+    ):
+        texts = []
+        for i in range(0, len(entries), ENCODE_SLICE):
+            chunk = [decision_json(d) for d in entries[i : i + ENCODE_SLICE]]
+            texts.append(json.dumps(chunk, separators=_COMPACT)[1:-1])
+            yield
+        lists.append(f'"{name}":[{",".join(texts)}]')
+    truncated = "true" if out.truncated else "false"
+    return f'{{{",".join(lists)},"truncated":{truncated}}}'
+
+
 def transition_json(t: Transition) -> dict[str, Any]:
     """One transition (SSE ``transition`` events)."""
     return {
@@ -135,7 +157,7 @@ def transition_json(t: Transition) -> dict[str, Any]:
 
 def _sse(event: str, data: Any, event_id: str | None = None) -> bytes:
     head = f"id: {event_id}\n" if event_id is not None else ""
-    body = json.dumps(data, separators=(",", ":"))
+    body = json.dumps(data, separators=_COMPACT)
     return f"{head}event: {event}\ndata: {body}\n\n".encode()
 
 
@@ -221,12 +243,7 @@ def decisions_router(core: Core) -> APIRouter:
             out = await core.decisions(int(within * NANOS), page_size(limit))
         except StoreUnavailableError as exc:  # a replica reads the shared index
             raise HTTPException(503, str(exc), headers={"Retry-After": "1"}) from None
-        body = {
-            "hibernate": [decision_json(d) for d in out.hibernate],
-            "due_soon": [decision_json(d) for d in out.due_soon],
-            "held": [decision_json(d) for d in out.held],
-            "truncated": out.truncated,
-        }
-        return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")
+        body = await on_loop(decisions_body(out))
+        return Response(body, media_type="application/json")
 
     return router

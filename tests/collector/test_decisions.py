@@ -15,7 +15,15 @@ from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.logs.v1 import logs_pb2
 
-from lastactive.collector._http._decisions import DecisionList, _iso
+from lastactive.collector._http._decisions import (
+    DecisionList,
+    _iso,
+    decision_json,
+    decisions_body,
+)
+from lastactive.collector._sliced import ENCODE_SLICE
+from lastactive.collector._state import ActivityState, Identity
+from lastactive.collector.policy import Policy, decide
 from lastactive.collector.proto import query_pb2
 from tests.helpers import InProcessCollector, S, kv, last_input, sse_events, wait_for
 
@@ -144,6 +152,36 @@ def test_every_session_and_host_carries_its_decision(tmp_path: Path) -> None:
             assert all(d.held_by[0].id == "Bash/toolu_1" for d in resp.held)
     finally:
         c.stop()
+
+
+def test_the_decisions_body_is_encoded_a_slice_at_a_time() -> None:
+    """Twice a slice and one due now, and one held: the JSON text of every entry, as
+    ``json.dumps`` of the whole would give it, an encoding slice at a time."""
+    now = 1_800_000_000 * S
+    state = ActivityState()
+    for i in range(2 * ENCODE_SLICE + 1):
+        ents = state.resolve(Identity(session_id=f"s{i:04d}"), now)
+        state.activity(ents, "input", now - (7200 + i) * S)
+    state.hold(state.resolve(Identity(session_id="held"), now), "lease", "l1", 0, now)
+    out = decide(state.views(now), Policy(), now, 600 * S)
+    assert len(out.hibernate) == 2 * ENCODE_SLICE + 1 and len(out.held) == 1
+    work, slices = decisions_body(out), 0
+    while True:
+        try:
+            next(work)
+        except StopIteration as done:
+            body = done.value
+            break
+        slices += 1
+    assert slices == 4  # three for those due, one for the held
+    whole = {
+        "hibernate": [decision_json(d) for d in out.hibernate],
+        "due_soon": [],
+        "held": [decision_json(d) for d in out.held],
+        "truncated": False,
+    }
+    assert body == json.dumps(whole, separators=(",", ":"))
+    DecisionList.model_validate_json(body)
 
 
 def _sse(url: str, headers: dict[str, str], count: int) -> list[tuple[str | None, str, Any]]:

@@ -8,7 +8,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.logs.v1 import logs_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
-from lastactive.collector._ingest import INGEST_SLICE, Ingest, applied
+from lastactive.collector._ingest import INGEST_SLICE, Ingest
+from lastactive.collector._sliced import whole
 from lastactive.collector._state import ActivityState, Kind
 from tests.helpers import S, kv, metrics_request, sum_point
 
@@ -246,7 +247,7 @@ def test_an_export_is_applied_in_slices_and_resolved_anew_after_each() -> None:
     assert v is not None and v.sources["input"] == T0 - (n - INGEST_SLICE + 1) * S
     state.take_dirty(), state.take_touched()  # committed and evaluated
     assert state.evict(state.entities[Kind.SESSION]["a"], T0)
-    out = applied(slices)  # the second slice
+    out = whole(slices)  # the second slice
     assert (out.accepted, out.rejected) == (n, 0)
     v = state.get(Kind.SESSION, "a", T0)
     assert v is not None and v.sources["input"] == T0 - S

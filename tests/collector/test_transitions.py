@@ -8,7 +8,12 @@ import pytest
 
 from lastactive.collector._ages import RECENT_S
 from lastactive.collector._state import ActivityState, Identity, Kind
-from lastactive.collector._transitions import RECENT_BUDGET, TICK_BUDGET, TransitionEngine
+from lastactive.collector._transitions import (
+    DECISIONS_SLICE,
+    RECENT_BUDGET,
+    TICK_BUDGET,
+    TransitionEngine,
+)
 from lastactive.collector.policy import Decisions, Policy, Rules, decide
 from lastactive.conventions import ActivityClass
 from tests.helpers import decisions_evaluations
@@ -228,6 +233,69 @@ def test_decisions_stop_inside_a_tie_of_deadlines(monkeypatch: pytest.MonkeyPatc
     got, evaluated = _evaluated_by_decisions(monkeypatch, engine, clock.now, 3)
     assert [d.view.id for d in got.hibernate] == ["s0000", "s0001", "s0002"] and got.truncated
     assert evaluated == ["s0000", "s0001", "s0002", "s0003"]
+
+
+def _sliced_fleet(n: int) -> tuple[ActivityState, TransitionEngine, Clock]:
+    """``n`` sessions due now (``due0000`` the latest deadline) and ``n`` due soon."""
+    state, engine, clock = setup(idle_after=60, hibernate_after=600)
+    for i in range(n):
+        due = state.resolve(Identity(session_id=f"due{i:04d}"), T0)
+        state.activity(due, "input", T0 - (700 + i) * S)
+        soon = state.resolve(Identity(session_id=f"soon{i:04d}"), T0)
+        state.activity(soon, "input", T0 - (1 + i) * S)
+    engine.tick()
+    return state, engine, clock
+
+
+def test_decisions_are_made_a_slice_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three and a half slices' worth of sessions due now and as many due soon: no slice
+    evaluates more than DECISIONS_SLICE (the index is read a slice at a time too), and the
+    answer is the one over every entity."""
+    n = DECISIONS_SLICE * 7 // 2
+    state, engine, _ = _sliced_fleet(n)
+    evaluated = decisions_evaluations(monkeypatch)
+    work = engine.decisions_sliced(T0, 600 * S)
+    per_slice = []
+    while True:
+        before = len(evaluated)
+        try:
+            next(work)
+        except StopIteration as done:
+            got: Decisions = done.value
+            break
+        finally:
+            per_slice.append(len(evaluated) - before)
+    assert max(per_slice) == DECISIONS_SLICE and sum(per_slice) == 2 * n
+    assert len(per_slice) == -(-2 * n // DECISIONS_SLICE) + 1  # the last slice finds no more
+    full = decide(state.views(T0), engine._policy, T0, 600 * S)
+    assert [[d.view.id for d in got] for got in got[:3]] == [
+        [d.view.id for d in want] for want in full[:3]
+    ]
+    assert len(got.hibernate) == len(got.due_soon) == n
+
+
+def test_decisions_take_what_changes_between_their_slices() -> None:
+    """Between two slices a session already evaluated is used again (listed as it was), one
+    not reached yet is used (evaluated afresh: not due) and one is evicted (not listed), and
+    a tick re-indexes what it evaluates: each session is listed once at most, none missed."""
+    n = DECISIONS_SLICE * 2
+    state, engine, clock = _sliced_fleet(n)
+    work = engine.decisions_sliced(T0, 600 * S)
+    next(work)  # the earliest deadlines: due{n-1} down to due{n-DECISIONS_SLICE}
+    clock.now = T0 + S
+    state.take_dirty(), state.take_touched()  # committed and evaluated
+    assert state.evict(state.entities[Kind.SESSION]["due0001"], clock.now)
+    for sid in (f"due{n - 1:04d}", "due0000"):
+        state.activity(state.resolve(Identity(session_id=sid), clock.now), "input", clock.now)
+    engine.tick()
+    while True:
+        try:
+            next(work)
+        except StopIteration as done:
+            got: Decisions = done.value
+            break
+    assert [d.view.id for d in got.hibernate] == [f"due{i:04d}" for i in reversed(range(2, n))]
+    assert [d.view.id for d in got.due_soon] == [f"soon{i:04d}" for i in reversed(range(n))]
 
 
 def test_decisions_do_not_evaluate_a_plainly_active_session_touched_again(
