@@ -43,6 +43,7 @@ from lastactive.collector._record import (
     StreamRise,
     merge,
 )
+from lastactive.collector._split_map import SplitMap
 from lastactive.conventions import (
     IDLE_CLASSES,
     SOURCES,
@@ -730,9 +731,10 @@ class ActivityState:
         self.max_entities = max_entities
         self.refused = 0
         """Entities not created because of ``max_entities`` (for ``/metrics``)."""
-        self.entities: dict[Kind, dict[str, Entity]] = {kind: {} for kind in Kind}
-        """Every entity, by kind, then id: a dict per kind, so an entity's key is its id
-        alone, not a ``(kind, id)`` tuple (64 bytes each at 1M sessions: issue 15)."""
+        self.entities: dict[Kind, SplitMap[str, Entity]] = {kind: SplitMap() for kind in Kind}
+        """Every entity, by kind, then id: a map per kind, so an entity's key is its id
+        alone, not a ``(kind, id)`` tuple (64 bytes each at 1M sessions: issue 15), split so
+        that growing it never stalls the event loop (:mod:`~lastactive.collector._split_map`)."""
         self._streams: Generations[tuple[object, ...], _Stream] = Generations()
         """Counter and gauge streams; one silent for a retention period is dropped within two
         (:meth:`purge`)."""
