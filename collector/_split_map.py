@@ -9,7 +9,8 @@ parts cross their thresholds at different sizes (their sizes differ by chance), 
 spreads over thousands of inserts. The same holds for the rehash a dict makes once deleted
 entries have used up its free slots (churn: sessions ending and others starting).
 
-Lookups cost a method call and ``hash`` (cached in a ``str``) more than a dict's: ~0.1 us.
+Lookups cost a method call and ``hash`` (cached in a ``str``) more than a dict's, ~0.1-0.2 us
+(``benchmarks/growth.py``: 1M inserts 0.94 s against a dict's 0.70 s).
 Iteration goes part by part (insertion order within a part only).
 """
 

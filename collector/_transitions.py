@@ -338,27 +338,27 @@ class TransitionEngine:
         builder = DecisionsBuilder(self._policy, now, within_ns)
         entities = self._state.entities
         done: set[Entity] = set()
-        stopped: list[tuple[int, Kind, str]] = []  # where the due-now walk stopped
 
         def candidates() -> Iterator[Entity]:
             yield from list(self._held)
             changed = [*self._pending, *self._state.touched()]
             yield from (e for e in changed if not _stays_plainly_active(e, now))
             # (else the tick skips it too: it is indexed)
+            stopped = None  # where the due-now walk stopped: (deadline, kind, id)
             for soon, lowest, highest in ((False, None, now), (True, (now + 1,), now + within_ns)):
                 for key in self._indexed(lowest, highest):
                     if not builder.wants(key[:3], soon, limit):
                         if not soon:
-                            stopped.append(key[:3])
+                            stopped = key[:3]
                         break
                     yield key[3]
-            if stopped:
+            if stopped is not None:
                 for e in list(self._timers.due(now)):
                     indexed = e.deadline
                     if (
                         indexed is not None
                         and indexed <= now
-                        and (indexed, e.kind, e.id) >= stopped[0]
+                        and (indexed, e.kind, e.id) >= stopped
                     ):
                         yield e
 

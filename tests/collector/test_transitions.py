@@ -268,7 +268,7 @@ def test_decisions_are_made_a_slice_at_a_time(monkeypatch: pytest.MonkeyPatch) -
     assert max(per_slice) == DECISIONS_SLICE and sum(per_slice) == 2 * n
     assert len(per_slice) == -(-2 * n // DECISIONS_SLICE) + 1  # the last slice finds no more
     full = decide(state.views(T0), engine._policy, T0, 600 * S)
-    assert [[d.view.id for d in got] for got in got[:3]] == [
+    assert [[d.view.id for d in listed] for listed in got[:3]] == [
         [d.view.id for d in want] for want in full[:3]
     ]
     assert len(got.hibernate) == len(got.due_soon) == n
