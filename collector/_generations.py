@@ -7,12 +7,19 @@ period and is dropped. So an entry unused for one period is gone within two, and
 every entry (a comprehension over a million counter streams would block the event loop for a
 second; issue 15). Dropped generations are freed a slice at a time (:meth:`Generations.release`),
 since freeing a million objects at once blocks too. The hot paths read ``current`` directly
-(``g.current.get(k) or g.revive(k)``): one dict lookup when the entry is current.
+(``g.current.get(k) or g.revive(k)``): one lookup when the entry is current.
+
+Each generation is a :class:`~lastactive.collector._split_map.SplitMap`: after a rotation the
+current one grows back from empty as entries are used again, and a dict growing past 1.4M
+counter streams (1M sessions reporting bytes both ways) held the loop 56 ms in one insert,
+rehashing them all (issue 15: lag <= 50 ms; ``benchmarks/growth.py``).
 """
 
 from __future__ import annotations
 
 from typing import Any, Generic, TypeVar
+
+from lastactive.collector._split_map import SplitMap
 
 __all__ = ["Generations"]
 
@@ -26,8 +33,8 @@ class Generations(Generic[K, V]):
     __slots__ = ("_retired", "current", "old")
 
     def __init__(self) -> None:
-        self.current: dict[K, V] = {}
-        self.old: dict[K, V] = {}
+        self.current: SplitMap[K, V] = SplitMap()
+        self.old: SplitMap[K, V] = SplitMap()
         self._retired: list[dict[Any, Any]] = []
 
     def revive(self, key: K) -> V | None:
@@ -47,12 +54,14 @@ class Generations(Generic[K, V]):
     def rotate(self) -> None:
         """Drop the old generation (to :meth:`release`); the current one becomes old."""
         self.retire(self.old)
-        self.old, self.current = self.current, {}
+        self.old, self.current = self.current, SplitMap()
 
-    def retire(self, entries: dict[Any, Any]) -> None:
-        """Hand ``entries`` (dropped; any map whose freeing should not block) to
+    def retire(self, entries: dict[Any, Any] | SplitMap[Any, Any]) -> None:
+        """Hand ``entries`` (dropped: a dict or a SplitMap whose freeing should not block) to
         :meth:`release`."""
-        if entries:
+        if isinstance(entries, SplitMap):
+            self._retired.extend(part for part in entries.parts if part)
+        elif entries:
             self._retired.append(entries)
 
     def release(self, budget: int) -> bool:

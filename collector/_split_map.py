@@ -28,6 +28,7 @@ D = TypeVar("D")
 
 PARTS: Final = 64
 _MASK: Final = PARTS - 1
+_MISSING: Final = object()
 
 
 class SplitMap(MutableMapping[K, V], Generic[K, V]):
@@ -59,6 +60,24 @@ class SplitMap(MutableMapping[K, V], Generic[K, V]):
         del self._parts[hash(key) & _MASK][key]
         self._size -= 1
 
+    @overload
+    def pop(self, key: K, /) -> V: ...
+    @overload
+    def pop(self, key: K, default: V | D, /) -> V | D: ...
+    def pop(self, key: K, default: object = _MISSING, /) -> object:
+        """``dict.pop``, in one lookup (MutableMapping's makes two).
+
+        Raises:
+            KeyError: ``key`` is absent and no ``default`` was given.
+        """
+        value = self._parts[hash(key) & _MASK].pop(key, _MISSING)
+        if value is not _MISSING:
+            self._size -= 1
+            return value
+        if default is _MISSING:
+            raise KeyError(key)
+        return default
+
     def __contains__(self, key: object) -> bool:
         return key in self._parts[hash(key) & _MASK]
 
@@ -67,6 +86,12 @@ class SplitMap(MutableMapping[K, V], Generic[K, V]):
 
     def __iter__(self) -> Iterator[K]:
         return itertools.chain.from_iterable(self._parts)
+
+    @property
+    def parts(self) -> list[dict[K, V]]:
+        """The dicts themselves (what a caller frees a slice at a time:
+        :meth:`~lastactive.collector._generations.Generations.release`)."""
+        return self._parts
 
     def values(self) -> Iterator[V]:  # type: ignore[override]
         """Every value, part by part (a view would cost a walk per ``len``)."""

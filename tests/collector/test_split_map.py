@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -13,6 +14,7 @@ _OPS = st.lists(
         st.tuples(st.just("set"), _KEYS, st.integers()),
         st.tuples(st.just("del"), _KEYS, st.none()),
         st.tuples(st.just("pop"), _KEYS, st.none()),
+        st.tuples(st.just("take"), _KEYS, st.none()),
     ),
     max_size=60,
 )
@@ -30,6 +32,12 @@ def test_it_answers_as_a_dict(ops: list[tuple[str, str, int | None]]) -> None:
             del split[key], plain[key]
         elif op == "pop":
             assert split.pop(key, None) == plain.pop(key, None)
+        elif op == "take":  # pop without a default
+            if key in plain:
+                assert split.pop(key) == plain.pop(key)
+            else:
+                with pytest.raises(KeyError):
+                    split.pop(key)
         assert len(split) == len(plain)
         assert (key in split) == (key in plain)
         assert split.get(key) == plain.get(key) and split.get(key, -1) == plain.get(key, -1)
@@ -42,6 +50,6 @@ def test_the_parts_share_the_keys() -> None:
     split: SplitMap[str, int] = SplitMap()
     for i in range(64_000):
         split[f"session-{i:08d}"] = i
-    sizes = [len(part) for part in split._parts]
+    sizes = [len(part) for part in split.parts]
     assert len(sizes) == PARTS and sum(sizes) == 64_000
     assert max(sizes) < 2 * 64_000 // PARTS  # none holds a large share: none rehashes much
