@@ -11,8 +11,8 @@ since freeing a million objects at once blocks too. The hot paths read ``current
 
 Each generation is a :class:`~lastactive.collector._split_map.SplitMap`: after a rotation the
 current one grows back from empty as entries are used again, and a dict growing past 1.4M
-counter streams (1M sessions reporting bytes both ways) held the loop 56 ms in one insert,
-rehashing them all (issue 15: lag <= 50 ms; ``benchmarks/growth.py``).
+counter streams (1M sessions reporting bytes both ways) held the loop 50 ms in one insert,
+rehashing them all, 114 ms under churn (issue 15: lag <= 50 ms; ``benchmarks/growth.py``).
 """
 
 from __future__ import annotations
