@@ -10,6 +10,9 @@ database with N sessions on 1000 hosts, starts ``lastactive serve`` on it and me
   (both while the state is still loading), until ``/readyz`` (loaded and primed);
 * the event loop's lag (the collector's own ``lastactive_event_loop_lag_max_seconds``, read
   every second) while loading, and under steady ingest;
+* GET one session (p50, p99) while the same generator sends to another ``serve`` (an empty
+  database) for half of ``--seconds``: the baseline of the GETs under load, the machine as
+  busy but the event loop not shared with the ingest;
 * under steady ingest (another process sends OTLP/HTTP at ``--rate`` data points/s to random
   existing sessions for ``--seconds``): the loop's lag and GET one session (p50, p99) in the
   first half; in the second half also ``sessions?limit=10``, ``decisions`` and a ``/metrics``
@@ -246,6 +249,25 @@ def percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
+def _serve(db: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """``lastactive serve`` on ``db`` (free ports); the process and its HTTP port."""
+    http_port, grpc_port = _free_port(), _free_port()
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "lastactive", "serve", "--db", str(db),
+         "--http-port", str(http_port), "--grpc-port", str(grpc_port)],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    return serve, http_port
+
+
+def _generator(port: int, n: int, rate: float, seconds: float) -> subprocess.Popen[str]:
+    """:func:`generate` in a process of its own (it prints what it sent)."""
+    return subprocess.Popen(
+        [sys.executable, __file__, "--generate", str(port), str(n), str(rate), str(seconds)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
 def measure(n: int, seconds: float, rate: float) -> dict[str, float]:
     """Every figure at ``n`` sessions (times in seconds, RSS in bytes per session)."""
     now = time.time_ns()
@@ -254,13 +276,8 @@ def measure(n: int, seconds: float, rate: float) -> dict[str, float]:
         began = time.perf_counter()
         write_fleet(db, n, now)
         wrote = time.perf_counter() - began
-        http_port, grpc_port = _free_port(), _free_port()
         began = time.perf_counter()
-        serve = subprocess.Popen(
-            [sys.executable, "-m", "lastactive", "serve", "--db", str(db),
-             "--http-port", str(http_port), "--grpc-port", str(grpc_port)],
-            stdout=subprocess.DEVNULL,
-        )  # fmt: skip
+        serve, http_port = _serve(db)
         try:
             client = Http(http_port)
             while client.get("/healthz")[0] != 200:
@@ -280,14 +297,30 @@ def measure(n: int, seconds: float, rate: float) -> dict[str, float]:
             load_lag, load_gc = max(load_lag, reading.lag_max), max(load_gc, reading.gc_max)
             rss = psutil.Process(serve.pid).memory_info().rss
 
-            gen = subprocess.Popen(
-                [sys.executable, __file__, "--generate", str(http_port), str(n), str(rate),
-                 str(seconds)],
-                stdout=subprocess.PIPE, text=True,
-            )  # fmt: skip
+            # The baseline of the GETs under load: the same generator feeding another serve
+            # (an empty database) on this machine, so the GETs share the cores as below but
+            # not the event loop with the ingest.
+            rng = random.Random(2)
+            other, other_port = _serve(Path(tmp) / "other.db")
+            try:
+                probe = Http(other_port)
+                while probe.get("/readyz")[0] != 200:
+                    time.sleep(0.05)
+                gen = _generator(other_port, n, rate, seconds / 2)
+                time.sleep(1.0)  # the generator is running
+                elsewhere: list[float] = []
+                while gen.poll() is None:
+                    sid = f"session-{rng.randrange(max(n, 1)):08d}"
+                    elsewhere.append(client.get(f"/v1/sessions/{sid}")[2])
+                    time.sleep(0.01)
+                gen.communicate()
+            finally:
+                other.terminate()
+                other.wait(60)
+
+            gen = _generator(http_port, n, rate, seconds)
             # First half: ingest and GET one session only; second half: also a list, the
             # decisions and a scrape every second (what a policy service and Prometheus add).
-            rng = random.Random(2)
             gets: list[float] = []
             lists: list[float] = []
             decisions: list[float] = []
@@ -324,6 +357,8 @@ def measure(n: int, seconds: float, rate: float) -> dict[str, float]:
         "loop lag max while loading (ms)": load_lag * 1000,
         "GC pause max while loading (ms)": load_gc * 1000,
         "ingest sent (points/s)": sent["points"] / sent["seconds"],
+        "ingest to another serve: GET p50 (ms)": percentile(elsewhere, 0.5) * 1000,
+        "ingest to another serve: GET p99 (ms)": percentile(elsewhere, 0.99) * 1000,
         "ingest + GETs: lag worst bucket (ms)": _worst_bucket(quiet_from.lag, quiet_to.lag) * 1000,
         "ingest + GETs: lag probes > 50 ms": _over(quiet_from.lag, quiet_to.lag, 0.05),
         "ingest + GETs: lag probes": quiet_to.lag[INF] - quiet_from.lag[INF],
