@@ -34,6 +34,7 @@ from lastactive.collector._freeze import freeze_survivors
 from lastactive.collector._ingest import Ingest
 from lastactive.collector._metrics import registry_for
 from lastactive.collector._paging import DEFAULT_PAGE, sessions_page
+from lastactive.collector._sliced import whole
 from lastactive.collector._state import NANOS, ActivityState, Identity, Kind
 from lastactive.collector._transitions import TICK_BUDGET, TransitionEngine
 from lastactive.collector._watch import WatchHub
@@ -154,12 +155,14 @@ def figures_at(n: int, repeat: int) -> dict[str, float]:
         "/v1/decisions (limit 1000)": timed(
             lambda: engine.decisions(now, 600 * NANOS, DEFAULT_PAGE), r
         ),
-        "sessions?limit=10": timed(lambda: sessions_page(state, now, None, 10, False, ""), r),
+        "sessions?limit=10": timed(
+            lambda: whole(sessions_page(state, now, None, 10, False, "")), r
+        ),
         "sessions?limit=10&trusted_only": timed(
-            lambda: sessions_page(state, now, None, 10, True, ""), r
+            lambda: whole(sessions_page(state, now, None, 10, True, "")), r
         ),
         "sessions?host=h&limit=10": timed(
-            lambda: sessions_page(state, now, "host-0007", 10, False, ""), r
+            lambda: whole(sessions_page(state, now, "host-0007", 10, False, "")), r
         ),
         "watch snapshot, one page": timed(lambda: next(engine.snapshot_pages()), r),
         "watch snapshot, one host": timed(lambda: engine.snapshot("host-0007"), r),

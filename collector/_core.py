@@ -113,7 +113,9 @@ class Core:
         """
         replica = self.replica
         if replica is None:
-            return sessions_page(self.state, now, host_id, limit, trusted_only, page_token)
+            return await on_loop(
+                sessions_page(self.state, now, host_id, limit, trusted_only, page_token)
+            )
 
         def find(n: int, after: PageKey | None) -> Awaitable[list[EntityView]]:
             return replica.sessions(now, host_id, n, trusted_only, after)

@@ -336,9 +336,10 @@ class ActivityQueryServicer(query_pb2_grpc.ActivityQueryServicer):  # type: igno
                 unavailable(str(exc), self._core.admission.retry_delay())
             )
         evaluate = self._policy.evaluate
-        return query_pb2.ListSessionsResponse(
-            sessions=[entity_message(v, evaluate(v, now)) for v in views], next_page_token=token
+        sessions = await on_loop(
+            mapped(lambda v: entity_message(v, evaluate(v, now)), views, ENCODE_SLICE)
         )
+        return query_pb2.ListSessionsResponse(sessions=sessions, next_page_token=token)
 
     async def GetSession(
         self, request: query_pb2.GetRequest, context: grpc.aio.ServicerContext[Any, Any]

@@ -15,6 +15,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Final
 
+from lastactive.collector._sliced import Sliced
 from lastactive.collector._state import ActivityState, EntityView, PageKey, page_key
 
 __all__ = [
@@ -43,15 +44,17 @@ def sessions_page(
     limit: int,
     trusted_only: bool,
     page_token: str,
-) -> tuple[list[EntityView], str]:
-    """One page of sessions (see :meth:`ActivityState.sessions`) and the next page's token
-    ("" on the last page).
+) -> Sliced[tuple[list[EntityView], str]]:
+    """One page of sessions (see :meth:`ActivityState.sessions_sliced`, whose slices it is
+    made in) and the next page's token ("" on the last page).
 
     Raises:
-        PageTokenError: ``page_token`` is not one this collector made.
+        PageTokenError: (at the first slice) ``page_token`` is not one this collector made.
     """
     size = page_size(limit)
-    return _cut(state.sessions(now, host_id, size + 1, trusted_only, _after(page_token)), size)
+    after = _after(page_token)
+    views = yield from state.sessions_sliced(now, host_id, size + 1, trusted_only, after)
+    return _cut(views, size)
 
 
 async def stored_sessions_page(

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Final
 
 from fastapi import APIRouter, HTTPException, Query
-from pydantic import BaseModel, Field
+from fastapi.responses import Response
+from pydantic import BaseModel, Field, TypeAdapter
 from starlette.convertors import Convertor, register_url_convertor
 
 from lastactive.collector._clocks import ReporterClocks
 from lastactive.collector._flusher import StoreUnavailableError
 from lastactive.collector._paging import DEFAULT_PAGE, MAX_PAGE, PageTokenError
+from lastactive.collector._sliced import Sliced, on_loop
 from lastactive.collector._state import (
     NANOS,
     ActivityState,
@@ -199,6 +201,28 @@ class SessionList(BaseModel):
     )
 
 
+MODELS_SLICE: Final = 64
+"""Sessions of a list made into :class:`EntityOut` and encoded per slice (~30 us each: the
+evaluation, the model and its JSON; a slice holds the loop ~2 ms)."""
+
+_ENTITIES: Final = TypeAdapter(list[EntityOut])
+_TEXT: Final = TypeAdapter(str)
+
+
+def sessions_body(
+    views: list[EntityView], evaluate: Callable[[EntityView], Evaluation], token: str
+) -> Sliced[bytes]:
+    """The JSON of ``SessionList(sessions=[EntityOut.of(v, evaluate(v)) ...],
+    next_page_token=token)``, byte for byte, :data:`MODELS_SLICE` sessions a slice (issue 15:
+    a page of 10,000 held the event loop ~340 ms in one piece, 1000 ~45 ms)."""
+    chunks = []
+    for i in range(0, len(views), MODELS_SLICE):
+        models = [EntityOut.of(v, evaluate(v)) for v in views[i : i + MODELS_SLICE]]
+        chunks.append(_ENTITIES.dump_json(models)[1:-1])
+        yield
+    return b'{"sessions":[%b],"next_page_token":%b}' % (b",".join(chunks), _TEXT.dump_json(token))
+
+
 class ReporterOut(BaseModel):
     """One reporter (a resource that sends telemetry) and its clock."""
 
@@ -275,7 +299,7 @@ def query_router(
         ] = 0,
         page_token: Annotated[str, Query(description="the previous page's next_page_token")] = "",
         trusted_only: TrustedOnly = False,
-    ) -> SessionList:
+    ) -> Response:
         """Sessions, most recent first: by last_active, then last_seen, then first_seen (then
         id), a page at a time."""
         now = clock()
@@ -285,10 +309,8 @@ def query_router(
             raise HTTPException(400, str(exc)) from None
         except StoreUnavailableError as exc:
             raise HTTPException(503, str(exc), headers={"Retry-After": "1"}) from None
-        return SessionList(
-            sessions=[EntityOut.of(v, policy.evaluate(v, now)) for v in views],
-            next_page_token=token,
-        )
+        body = await on_loop(sessions_body(views, lambda v: policy.evaluate(v, now), token))
+        return Response(body, media_type="application/json")
 
     async def get(kind: Kind, key: str, trusted_only: bool) -> EntityOut:
         await fetch(kind, key)

@@ -34,6 +34,9 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
+from lastactive.collector._http._query import MODELS_SLICE, EntityOut, SessionList, sessions_body
+from lastactive.collector._state import ActivityState, Identity
+from lastactive.collector.policy import Policy
 from lastactive.collector.proto import query_pb2
 from tests.helpers import (
     Collector,
@@ -366,6 +369,33 @@ def test_bad_grpc_input_and_not_found(collector: CollectorClient) -> None:
     assert collector.get("/v1/sessions/nope")[0] == 404
     assert collector.get("/v1/hosts/nope")[0] == 404
     assert_intact(collector, before)
+
+
+def test_a_sessions_page_is_encoded_a_slice_at_a_time() -> None:
+    """Twice a slice and one, an id JSON must escape, a token: the body is SessionList's own
+    JSON byte for byte, made :data:`MODELS_SLICE` sessions a slice (issue 15: a page of 10,000
+    held the event loop ~340 ms in one piece)."""
+    now = 1_800_000_000 * 1_000_000_000
+    state, policy = ActivityState(), Policy()
+    ids = [f"s{i:04d}" for i in range(2 * MODELS_SLICE)] + ['é"\\\u2028/x']
+    for i, sid in enumerate(ids):
+        ents = state.resolve(Identity(session_id=sid, host_id="h"), now)
+        state.activity(ents, "input", now - i * 1_000_000_000)
+    views = state.sessions(now, None, len(ids))
+    work, slices = sessions_body(views, lambda v: policy.evaluate(v, now), "tokén"), 0
+    while True:
+        try:
+            next(work)
+        except StopIteration as done:
+            body = done.value
+            break
+        slices += 1
+    assert slices == 3
+    evaluated = [EntityOut.of(v, policy.evaluate(v, now)) for v in views]
+    assert (
+        body == SessionList(sessions=evaluated, next_page_token="tokén").model_dump_json().encode()
+    )
+    assert [s["id"] for s in json.loads(body)["sessions"]] == ids
 
 
 def test_sessions_come_a_page_at_a_time_over_http_and_grpc(collector: InProcessCollector) -> None:

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import random
 
-from lastactive.collector._state import ActivityState, Identity, Kind, page_key, view
+from lastactive.collector._state import (
+    VIEWS_SLICE,
+    ActivityState,
+    Identity,
+    Kind,
+    page_key,
+    view,
+)
 
 S = 1_000_000_000
 T0 = 1_700_000_000 * S
@@ -66,3 +73,26 @@ def test_a_session_moves_when_engaged_or_seen_in_a_later_second() -> None:
     assert [v.id for v in state.sessions(T0, limit=2)] == ["b", "a"]
     # Trusted only: b's prompt does not count; a's input does.
     assert [v.id for v in state.sessions(T0, limit=2, trusted_only=True)] == ["a", "b"]
+
+
+def test_a_page_makes_its_views_a_slice_at_a_time() -> None:
+    """Twice a slice of sessions and one: the page, from the recency index or of one host, is
+    the one :meth:`ActivityState.sessions` gives, its views made :data:`VIEWS_SLICE` a slice
+    (issue 15: 10,000 at once held the event loop ~55 ms)."""
+    state = ActivityState()
+    n = 2 * VIEWS_SLICE + 1
+    for i in range(n):
+        ents = state.resolve(Identity(session_id=f"s{i:04d}", host_id="h"), T0)
+        state.activity(ents, "input", T0 - i * S)
+    for host in (None, "h"):
+        work, slices = state.sessions_sliced(T0, host, n), 0
+        while True:
+            try:
+                next(work)
+            except StopIteration as done:
+                page = done.value
+                break
+            slices += 1
+        assert slices == 3
+        assert [v.id for v in page] == [f"s{i:04d}" for i in range(n)]
+        assert page == state.sessions(T0, host, n)
