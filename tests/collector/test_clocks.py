@@ -3,10 +3,20 @@ clock; the reporter's clocks are what its data points say)."""
 
 from __future__ import annotations
 
+from collections import deque
+
+from hypothesis import given
+from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.logs.v1 import logs_pb2
 
-from lastactive.collector._clocks import ReporterClocks
+from lastactive.collector._clocks import (
+    STEP_NS,
+    WINDOW_NS,
+    WINDOW_SAMPLES,
+    ReporterClock,
+    ReporterClocks,
+)
 from lastactive.collector._ingest import Ingest
 from lastactive.collector._state import ActivityState, Kind
 from lastactive.collector.policy import Rules, evaluate
@@ -139,3 +149,43 @@ def test_a_reporter_whose_clock_came_back_is_no_longer_skewed() -> None:
     assert len(clocks.skewed()) == 1
     clocks.observe(("r",), T0 + HOUR, T0 + HOUR)  # NTP stepped it: a new window
     assert clocks.skewed() == []
+
+
+def _reference_offsets(exports: list[tuple[int, int]]) -> list[int]:
+    """The minimum-delay filter as the module docstring states it, on a deque of pairs: the
+    smallest of the last WINDOW_SAMPLES samples within WINDOW_NS, a new window at a step."""
+    samples: deque[tuple[int, int]] = deque(maxlen=WINDOW_SAMPLES)
+    offset, out = 0, []
+    for reported, received in exports:
+        sample = received - reported
+        while samples and samples[0][0] < received - WINDOW_NS:
+            samples.popleft()
+        if samples and sample > offset + STEP_NS:
+            samples.clear()
+        samples.append((received, sample))
+        offset = min(s for _, s in samples)
+        out.append(offset)
+    return out
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 400 * S),  # time since the previous export (ns)
+            st.integers(-3600 * S, 3600 * S),  # the reporter's offset then
+            st.integers(0, 40 * S),  # the delay
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_the_estimate_is_the_minimum_delay_filter(steps: list[tuple[int, int, int]]) -> None:
+    """Exports at any pace with any offsets, steps and delays: each estimate is the reference
+    filter's (the samples kept as int64 pairs, not a deque of tuples)."""
+    received, exports = T0, []
+    for gap, offset, delay in steps:
+        received += gap
+        exports.append((received - offset - delay, received))
+    clock = ReporterClock(("svc", "i", "h", None))
+    assert [clock.observe(r, t) for r, t in exports] == _reference_offsets(exports)
+    assert len(clock.samples) <= 2 * WINDOW_SAMPLES
