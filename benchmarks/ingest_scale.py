@@ -1,10 +1,13 @@
 """Ingest against a bare parse + walk of the same bytes, as state grows from 0 to 1M sessions.
 
-    python benchmarks/ingest_scale.py [--sessions 10000 100000 1000000]
+    python benchmarks/ingest_scale.py [--sessions 10000 100000 1000000] [--own-reporters]
 
 One core, in-process, one run. The fleet grows by OTLP metric requests each reporting 1000 new
 sessions (five points per session: three ``lastactive.source.last_time`` gauge points and two
-cumulative ``lastactive.session.io`` counter points). At each size N it then times, on
+cumulative ``lastactive.session.io`` counter points), in one resource whose points name their
+session, or with ``--own-reporters`` a resource per session naming it with a
+``service.instance.id`` of its own: how instrumented processes report, each a reporter whose
+clock the collector keeps. At each size N it then times, on
 requests to existing sessions picked at random (times and counter values rising):
 
 * **large batches**: requests of 1000 sessions x 5 = 5000 points (each repetition's rate is
@@ -64,19 +67,18 @@ def _kv(key: str, value: str) -> KeyValue:
     return KeyValue(key=key, value=AnyValue(string_value=value))
 
 
-def request(sessions: list[int], t: int, t0: int) -> bytes:
-    """One export about ``sessions`` at ``t`` (ns): per session three timestamp gauge points
-    and two cumulative byte counter points started at ``t0``, rising with ``t``."""
+def _metrics(sessions: list[list[KeyValue]], t: int, t0: int) -> list[metrics_pb2.Metric]:
+    """The two metrics of ``sessions`` (each: the attributes its points carry besides their
+    source or direction): per session three ``lastactive.source.last_time`` gauge points at
+    ``t`` and two cumulative byte counter points started at ``t0``, rising with ``t``."""
     gauge, io = [], []
-    for i in sessions:
-        sid = _kv("session.id", f"session-{i:08d}")
-        host = _kv("host.id", f"host-{i % HOSTS:04d}")
+    for attrs in sessions:
         for src in ("input", "output", "process"):
             gauge.append(
                 metrics_pb2.NumberDataPoint(
                     time_unix_nano=t,
                     as_double=t / S,
-                    attributes=[sid, host, _kv("lastactive.source", src)],
+                    attributes=[*attrs, _kv("lastactive.source", src)],
                 )
             )
         for direction, per_ms in (("receive", 1), ("transmit", 100)):
@@ -85,10 +87,10 @@ def request(sessions: list[int], t: int, t0: int) -> bytes:
                     time_unix_nano=t,
                     start_time_unix_nano=t0,
                     as_int=(t - t0) // MS * per_ms,
-                    attributes=[sid, host, _kv("network.io.direction", direction)],
+                    attributes=[*attrs, _kv("network.io.direction", direction)],
                 )
             )
-    metrics = [
+    return [
         metrics_pb2.Metric(
             name="lastactive.source.last_time", gauge=metrics_pb2.Gauge(data_points=gauge)
         ),
@@ -99,16 +101,44 @@ def request(sessions: list[int], t: int, t0: int) -> bytes:
             ),
         ),
     ]
-    return ExportMetricsServiceRequest(
-        resource_metrics=[
+
+
+def _ids(i: int) -> list[KeyValue]:
+    return [_kv("session.id", f"session-{i:08d}"), _kv("host.id", f"host-{i % HOSTS:04d}")]
+
+
+def request(sessions: list[int], t: int, t0: int, own_reporters: bool = False) -> bytes:
+    """One export about ``sessions`` at ``t`` (ns): per session three timestamp gauge points
+    and two cumulative byte counter points started at ``t0``, rising with ``t``. One resource
+    naming the sessions on each point, or (``own_reporters``) a resource per session naming
+    it, as each instrumented process reports (its own ``service.instance.id``: a reporter
+    clock per session)."""
+    scope = {"name": "lastactive"}
+    if not own_reporters:
+        metrics = _metrics([_ids(i) for i in sessions], t, t0)
+        resources = [
             metrics_pb2.ResourceMetrics(
                 resource={"attributes": [_kv("service.name", "bench")]},
-                scope_metrics=[
-                    metrics_pb2.ScopeMetrics(scope={"name": "lastactive"}, metrics=metrics)
-                ],
+                scope_metrics=[metrics_pb2.ScopeMetrics(scope=scope, metrics=metrics)],
             )
         ]
-    ).SerializeToString()
+    else:
+        resources = [
+            metrics_pb2.ResourceMetrics(
+                resource={
+                    "attributes": [
+                        _kv("service.name", "bench"),
+                        _kv("service.instance.id", f"instance-{i:08d}"),
+                        *_ids(i),
+                    ]
+                },
+                scope_metrics=[
+                    metrics_pb2.ScopeMetrics(scope=scope, metrics=_metrics([[]], t, t0))
+                ],
+            )
+            for i in sessions
+        ]
+    return ExportMetricsServiceRequest(resource_metrics=resources).SerializeToString()
 
 
 def bare(body: bytes) -> int:
@@ -164,7 +194,9 @@ def _rate(fn: Callable[[bytes], object], bodies: list[bytes], points: int) -> fl
     return points / (time.process_time() - began)
 
 
-def figures_at(fleet: Fleet, n: int, t0: int, rng: random.Random) -> dict[str, float]:
+def figures_at(
+    fleet: Fleet, n: int, t0: int, rng: random.Random, own_reporters: bool
+) -> dict[str, float]:
     """Points per CPU-second of each path at ``n`` sessions."""
     out: dict[str, float] = {}
     for shape, per, reps in (("large", PER_BATCH, LARGE_REPS), ("small", 1, SMALL_REPS)):
@@ -173,7 +205,8 @@ def figures_at(fleet: Fleet, n: int, t0: int, rng: random.Random) -> dict[str, f
             bodies = []
             for _ in range(reps):
                 fleet.now += MS
-                bodies.append(request([rng.randrange(n) for _ in range(per)], fleet.now, t0))
+                sessions = [rng.randrange(n) for _ in range(per)]
+                bodies.append(request(sessions, fleet.now, t0, own_reporters))
             sets.append(bodies)
         fleet.now += S
         points = per * 5 * reps
@@ -195,6 +228,12 @@ def figures_at(fleet: Fleet, n: int, t0: int, rng: random.Random) -> dict[str, f
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sessions", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    ap.add_argument(
+        "--own-reporters",
+        action="store_true",
+        help="a resource per session with its own service.instance.id (as instrumented "
+        "processes report), not one resource for the whole batch",
+    )
     args = ap.parse_args()
     t0 = time.time_ns() - 86400 * S
     process = psutil.Process()
@@ -208,7 +247,9 @@ def main() -> None:
         grow_cpu, points = 0.0, 0
         while have < n:
             fleet.now += MS
-            body = request(list(range(have, min(n, have + PER_BATCH))), fleet.now, t0)
+            body = request(
+                list(range(have, min(n, have + PER_BATCH))), fleet.now, t0, args.own_reporters
+            )
             began = time.process_time()
             fleet.serve_path(body)
             grow_cpu += time.process_time() - began
@@ -220,7 +261,7 @@ def main() -> None:
             "RSS per session over the empty process (B)": (process.memory_info().rss - empty_rss)
             / n,
         }
-        figures.update(figures_at(fleet, n, t0, rng))
+        figures.update(figures_at(fleet, n, t0, rng, args.own_reporters))
         columns.append(figures)
         print(f"... {n} sessions", flush=True)
     gc.collect()
