@@ -45,6 +45,7 @@ from opentelemetry.proto.metrics.v1 import metrics_pb2
 
 from lastactive.collector import Bound, Settings, SqliteStore, Store, serve
 from lastactive.collector._record import Counted, EntityRecord, StreamRecord
+from lastactive.collector._sliced import Sliced
 from lastactive.collector._state import EntityView
 from lastactive.collector.policy import DecisionsBuilder
 from lastactive.collector.proto import query_pb2, query_pb2_grpc
@@ -500,6 +501,17 @@ def targets() -> Iterator[tuple[str, str, str]]:
 
 
 T = TypeVar("T")
+
+
+def slices_of(work: Sliced[T]) -> tuple[int, T]:
+    """How many slices ``work`` yielded (:mod:`lastactive.collector._sliced`), and its result."""
+    slices = 0
+    while True:
+        try:
+            next(work)
+        except StopIteration as done:
+            return slices, done.value
+        slices += 1
 
 
 async def turns_while(work: Awaitable[T]) -> tuple[int, T]:

@@ -25,7 +25,7 @@ from lastactive.collector._sliced import ENCODE_SLICE
 from lastactive.collector._state import ActivityState, Identity
 from lastactive.collector.policy import Policy, decide
 from lastactive.collector.proto import query_pb2
-from tests.helpers import InProcessCollector, S, kv, last_input, sse_events, wait_for
+from tests.helpers import InProcessCollector, S, kv, last_input, slices_of, sse_events, wait_for
 
 PROTO = {"Content-Type": "application/x-protobuf"}
 JSON = {"Content-Type": "application/json"}
@@ -165,14 +165,7 @@ def test_the_decisions_body_is_encoded_a_slice_at_a_time() -> None:
     state.hold(state.resolve(Identity(session_id="held"), now), "lease", "l1", 0, now)
     out = decide(state.views(now), Policy(), now, 600 * S)
     assert len(out.hibernate) == 2 * ENCODE_SLICE + 1 and len(out.held) == 1
-    work, slices = decisions_body(out), 0
-    while True:
-        try:
-            next(work)
-        except StopIteration as done:
-            body = done.value
-            break
-        slices += 1
+    slices, body = slices_of(decisions_body(out))
     assert slices == 4  # three for those due, one for the held
     whole = {
         "hibernate": [decision_json(d) for d in out.hibernate],

@@ -46,6 +46,7 @@ from tests.helpers import (
     last_input,
     metrics_request,
     otlp_json,
+    slices_of,
     sum_point,
 )
 
@@ -382,14 +383,7 @@ def test_a_sessions_page_is_encoded_a_slice_at_a_time() -> None:
         ents = state.resolve(Identity(session_id=sid, host_id="h"), now)
         state.activity(ents, "input", now - i * 1_000_000_000)
     views = state.sessions(now, None, len(ids))
-    work, slices = sessions_body(views, lambda v: policy.evaluate(v, now), "tokén"), 0
-    while True:
-        try:
-            next(work)
-        except StopIteration as done:
-            body = done.value
-            break
-        slices += 1
+    slices, body = slices_of(sessions_body(views, lambda v: policy.evaluate(v, now), "tokén"))
     assert slices == 3
     evaluated = [EntityOut.of(v, policy.evaluate(v, now)) for v in views]
     assert (

@@ -12,6 +12,7 @@ from lastactive.collector._state import (
     page_key,
     view,
 )
+from tests.helpers import slices_of
 
 S = 1_000_000_000
 T0 = 1_700_000_000 * S
@@ -85,14 +86,7 @@ def test_a_page_makes_its_views_a_slice_at_a_time() -> None:
         ents = state.resolve(Identity(session_id=f"s{i:04d}", host_id="h"), T0)
         state.activity(ents, "input", T0 - i * S)
     for host in (None, "h"):
-        work, slices = state.sessions_sliced(T0, host, n), 0
-        while True:
-            try:
-                next(work)
-            except StopIteration as done:
-                page = done.value
-                break
-            slices += 1
+        slices, page = slices_of(state.sessions_sliced(T0, host, n))
         assert slices == 3
         assert [v.id for v in page] == [f"s{i:04d}" for i in range(n)]
         assert page == state.sessions(T0, host, n)

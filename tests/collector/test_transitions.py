@@ -16,7 +16,7 @@ from lastactive.collector._transitions import (
 )
 from lastactive.collector.policy import Decisions, Policy, Rules, decide
 from lastactive.conventions import ActivityClass
-from tests.helpers import decisions_evaluations
+from tests.helpers import decisions_evaluations, slices_of
 
 S = 1_000_000_000
 T0 = 1_800_000_000 * S
@@ -288,12 +288,7 @@ def test_decisions_take_what_changes_between_their_slices() -> None:
     for sid in (f"due{n - 1:04d}", "due0000"):
         state.activity(state.resolve(Identity(session_id=sid), clock.now), "input", clock.now)
     engine.tick()
-    while True:
-        try:
-            next(work)
-        except StopIteration as done:
-            got: Decisions = done.value
-            break
+    _, got = slices_of(work)
     assert [d.view.id for d in got.hibernate] == [f"due{i:04d}" for i in reversed(range(2, n))]
     assert [d.view.id for d in got.due_soon] == [f"soon{i:04d}" for i in reversed(range(n))]
 
