@@ -22,14 +22,27 @@ behind ours. Pure: no clock of its own.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from array import array
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Final
 
 from lastactive.collector._generations import Generations
 from lastactive.collector._record import INT64_MAX
+from lastactive.collector._sliced import Sliced
 
-__all__ = ["STEP_NS", "WINDOW_NS", "WINDOW_SAMPLES", "ReporterClock", "ReporterClocks"]
+__all__ = [
+    "REPORTERS_SLICE",
+    "STEP_NS",
+    "WINDOW_NS",
+    "WINDOW_SAMPLES",
+    "ReporterClock",
+    "ReporterClocks",
+    "ReporterPlace",
+    "place",
+]
 
 _S: Final = 1_000_000_000
 WINDOW_SAMPLES: Final = 8
@@ -49,6 +62,10 @@ fleet whose sessions each report as their own instance keeps only the last few m
 
 Key = tuple[str | None, ...]
 """A reporter: the resource attributes that name it (service, instance, host, session)."""
+ReporterPlace = tuple[int, str, str, str, str]
+"""A reporter's place in the list of reporters (:func:`place`)."""
+REPORTERS_SLICE: Final = 2048
+"""Reporters a page looks at per slice (~1 us each: a slice holds the loop ~2 ms)."""
 
 
 @dataclass(slots=True)
@@ -120,6 +137,29 @@ class ReporterClocks:
             del self._skewed[key]
         return clock
 
+    def page_sliced(
+        self, size: int, after: ReporterPlace | None, skewed: bool
+    ) -> Sliced[list[ReporterClock]]:
+        """The first ``size`` reporters (or of those skewed) by :func:`place` after ``after``
+        (``None``: from the first), every reporter looked at but :data:`REPORTERS_SLICE` a
+        slice (issue 15: every instrumented process is a reporter of its own, so the list is
+        as long as the fleet; all at once, 100k took ~0.75 s)."""
+        pool = list(self._skewed.values()) if skewed else self.reporters
+        first = itemgetter(0)
+        best: list[tuple[ReporterPlace, ReporterClock]] = []  # in order, at most ``size``
+        for i in range(0, len(pool), REPORTERS_SLICE):
+            placed = [(place(c), c) for c in pool[i : i + REPORTERS_SLICE]]
+            if after is not None:
+                placed = [pair for pair in placed if pair[0] > after]
+            if best and len(best) >= size:  # only what would displace the last kept
+                last = best[-1][0]
+                placed = [pair for pair in placed if pair[0] < last]
+            if placed:
+                placed.sort(key=first)
+                best = list(itertools.islice(heapq.merge(best, placed, key=first), size))
+            yield
+        return [c for _, c in best]
+
     @property
     def reporters(self) -> list[ReporterClock]:
         """Every reporter heard from within the last one or two :data:`FORGET_NS`."""
@@ -158,3 +198,10 @@ class ReporterClocks:
     def release(self, budget: int) -> bool:
         """Free up to ``budget`` forgotten reporters; ``True`` while more remain."""
         return self._reporters.release(budget)
+
+
+def place(clock: ReporterClock) -> ReporterPlace:
+    """``clock``'s place in the list of reporters: the largest offset first (either way), then
+    by its key (unset parts first). No two reporters share one."""
+    service, instance, host, session = clock.key
+    return (-abs(clock.offset), service or "", instance or "", host or "", session or "")

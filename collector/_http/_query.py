@@ -9,16 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
-from typing import Annotated, Final
+from typing import Annotated, Final, TypeVar
 
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, Field, TypeAdapter
 from starlette.convertors import Convertor, register_url_convertor
 
-from lastactive.collector._clocks import ReporterClocks
+from lastactive.collector._clocks import ReporterClock, ReporterClocks
 from lastactive.collector._flusher import StoreUnavailableError
-from lastactive.collector._paging import DEFAULT_PAGE, MAX_PAGE, PageTokenError
+from lastactive.collector._paging import DEFAULT_PAGE, MAX_PAGE, PageTokenError, reporters_page
 from lastactive.collector._sliced import Sliced, on_loop
 from lastactive.collector._state import (
     NANOS,
@@ -202,25 +202,42 @@ class SessionList(BaseModel):
 
 
 MODELS_SLICE: Final = 64
-"""Sessions of a list made into :class:`EntityOut` and encoded per slice (~30 us each: the
+"""Entries of a page made into models and encoded per slice (a session ~30 us: the
 evaluation, the model and its JSON; a slice holds the loop ~2 ms)."""
 
-_ENTITIES: Final = TypeAdapter(list[EntityOut])
 _TEXT: Final = TypeAdapter(str)
+
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+
+
+def page_body(
+    name: str, adapter: TypeAdapter[list[M]], items: list[T], model: Callable[[T], M], token: str
+) -> Sliced[bytes]:
+    """The JSON of a page, ``{name: [model(item) ...], "next_page_token": token}``, byte for
+    byte what pydantic makes of the page's model (``adapter`` encodes a list of the entries'
+    model), :data:`MODELS_SLICE` entries a slice (issue 15: a page of 10,000 sessions held the
+    event loop ~340 ms in one piece, 1000 ~45 ms)."""
+    chunks = []
+    for i in range(0, len(items), MODELS_SLICE):
+        chunks.append(adapter.dump_json([model(x) for x in items[i : i + MODELS_SLICE]])[1:-1])
+        yield
+    return b'{"%b":[%b],"next_page_token":%b}' % (
+        name.encode(),
+        b",".join(chunks),
+        _TEXT.dump_json(token),
+    )
+
+
+_ENTITIES: Final = TypeAdapter(list[EntityOut])
 
 
 def sessions_body(
     views: list[EntityView], evaluate: Callable[[EntityView], Evaluation], token: str
 ) -> Sliced[bytes]:
     """The JSON of ``SessionList(sessions=[EntityOut.of(v, evaluate(v)) ...],
-    next_page_token=token)``, byte for byte, :data:`MODELS_SLICE` sessions a slice (issue 15:
-    a page of 10,000 held the event loop ~340 ms in one piece, 1000 ~45 ms)."""
-    chunks = []
-    for i in range(0, len(views), MODELS_SLICE):
-        models = [EntityOut.of(v, evaluate(v)) for v in views[i : i + MODELS_SLICE]]
-        chunks.append(_ENTITIES.dump_json(models)[1:-1])
-        yield
-    return b'{"sessions":[%b],"next_page_token":%b}' % (b",".join(chunks), _TEXT.dump_json(token))
+    next_page_token=token)``: :func:`page_body`."""
+    return page_body("sessions", _ENTITIES, views, lambda v: EntityOut.of(v, evaluate(v)), token)
 
 
 class ReporterOut(BaseModel):
@@ -241,6 +258,17 @@ class ReporterOut(BaseModel):
 
 class ReporterList(BaseModel):
     reporters: list[ReporterOut] = Field(description="largest offset first")
+    next_page_token: str = Field(
+        "", description="pass as page_token for the next page; empty on the last page"
+    )
+
+
+_REPORTERS: Final = TypeAdapter(list[ReporterOut])
+
+Limit = Annotated[
+    int, Query(ge=0, description=f"page size; 0 = {DEFAULT_PAGE}, at most {MAX_PAGE}")
+]
+PageToken = Annotated[str, Query(description="the previous page's next_page_token")]
 
 
 TrustedOnly = Annotated[
@@ -262,27 +290,36 @@ def query_router(
     evaluation; ``GET /v1/reporters``, each reporter's clock."""
     router = APIRouter(tags=["query"])
 
-    @router.get("/v1/reporters", response_model=ReporterList)
+    def reporter_out(c: ReporterClock) -> ReporterOut:
+        return ReporterOut(
+            service_name=c.key[0],
+            service_instance_id=c.key[1],
+            host_id=c.key[2],
+            session_id=c.key[3],
+            clock_offset_seconds=c.offset / NANOS,
+            skewed=clocks.correction(c) != 0,
+            last_seen=_dt(c.last_seen),
+        )
+
+    @router.get(
+        "/v1/reporters",
+        response_model=ReporterList,
+        responses={400: {"description": "page_token is not one this collector made"}},
+    )
     async def list_reporters(
         skewed: Annotated[bool, Query(description="only those beyond the tolerance")] = False,
-    ) -> ReporterList:
-        """Reporters heard from in the last hour with their estimated clock offsets (the
-        offsets lastactive corrects their timestamps by), largest first."""
-        listed = clocks.skewed() if skewed else clocks.reporters
-        out = [
-            ReporterOut(
-                service_name=c.key[0],
-                service_instance_id=c.key[1],
-                host_id=c.key[2],
-                session_id=c.key[3],
-                clock_offset_seconds=c.offset / NANOS,
-                skewed=clocks.correction(c) != 0,
-                last_seen=_dt(c.last_seen),
-            )
-            for c in listed
-        ]
-        out.sort(key=lambda r: -abs(r.clock_offset_seconds))
-        return ReporterList(reporters=out)
+        limit: Limit = 0,
+        page_token: PageToken = "",
+    ) -> Response:
+        """Reporters heard from in the last 5 to 10 minutes with their estimated clock
+        offsets (the offsets lastactive corrects their timestamps by), largest first (then by
+        service, instance, host and session), a page at a time."""
+        try:
+            listed, token = await on_loop(reporters_page(clocks, limit, skewed, page_token))
+        except PageTokenError as exc:
+            raise HTTPException(400, str(exc)) from None
+        body = await on_loop(page_body("reporters", _REPORTERS, listed, reporter_out, token))
+        return Response(body, media_type="application/json")
 
     @router.get(
         "/v1/sessions",
@@ -294,10 +331,8 @@ def query_router(
     )
     async def list_sessions(
         host: Annotated[str | None, Query(description="only sessions on this host.id")] = None,
-        limit: Annotated[
-            int, Query(ge=0, description=f"page size; 0 = {DEFAULT_PAGE}, at most {MAX_PAGE}")
-        ] = 0,
-        page_token: Annotated[str, Query(description="the previous page's next_page_token")] = "",
+        limit: Limit = 0,
+        page_token: PageToken = "",
         trusted_only: TrustedOnly = False,
     ) -> Response:
         """Sessions, most recent first: by last_active, then last_seen, then first_seen (then

@@ -3,24 +3,31 @@ clock; the reporter's clocks are what its data points say)."""
 
 from __future__ import annotations
 
+import base64
+import random
 from collections import deque
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.logs.v1 import logs_pb2
 
 from lastactive.collector._clocks import (
+    REPORTERS_SLICE,
     STEP_NS,
     WINDOW_NS,
     WINDOW_SAMPLES,
     ReporterClock,
     ReporterClocks,
+    place,
 )
 from lastactive.collector._ingest import Ingest
-from lastactive.collector._state import ActivityState, Kind
+from lastactive.collector._paging import PageTokenError, reporters_page, sessions_page
+from lastactive.collector._sliced import whole
+from lastactive.collector._state import ActivityState, Identity, Kind
 from lastactive.collector.policy import Rules, evaluate
-from tests.helpers import S, kv, metrics_request, sum_point
+from tests.helpers import S, kv, metrics_request, slices_of, sum_point
 
 T0 = 1_800_000_000 * S
 HOUR = 3600 * S
@@ -189,3 +196,56 @@ def test_the_estimate_is_the_minimum_delay_filter(steps: list[tuple[int, int, in
     clock = ReporterClock(("svc", "i", "h", None))
     assert [clock.observe(r, t) for r, t in exports] == _reference_offsets(exports)
     assert len(clock.samples) <= 2 * WINDOW_SAMPLES
+
+
+def test_pages_of_reporters_come_largest_offset_first() -> None:
+    """Offsets of either sign, ties of magnitude, unset key parts: every page from every token
+    equals the sort by place, of all reporters or of those skewed; another list's token or a
+    made-up one is refused."""
+    rng = random.Random(7)
+    clocks = ReporterClocks(10 * S)
+    for i in range(60):
+        key = (rng.choice(["svc", None]), f"i{i}", rng.choice(["h1", "h2", None]), None)
+        offset = rng.choice([-1, 1]) * rng.choice([0, 5, 20, 3600]) * S
+        clocks.observe(key, T0 - offset, T0)
+    for skewed in (False, True):
+        pool = [c for c in clocks.reporters if not skewed or clocks.correction(c)]
+        want = [c.key for c in sorted(pool, key=place)]
+        assert 0 < len(want) < 60 or not skewed
+        for limit in (1, 3, 7, 1000):
+            got, token = [], ""
+            while True:
+                page, token = whole(reporters_page(clocks, limit, skewed, token))
+                assert len(page) <= limit
+                got += [c.key for c in page]
+                if not token:
+                    break
+            assert got == want, (skewed, limit)
+    state = ActivityState()
+    for sid in ("a", "b"):
+        state.activity(state.resolve(Identity(session_id=sid), T0), "input", T0)
+    _, sessions_token = whole(sessions_page(state, T0, None, 1, False, ""))
+    assert sessions_token
+    for bad in (sessions_token, "bogus", base64.urlsafe_b64encode(b'[1, "a", "b", "c"]').decode()):
+        with pytest.raises(PageTokenError):
+            whole(reporters_page(clocks, 1, False, bad))
+
+
+def test_a_page_of_reporters_looks_at_them_a_slice_at_a_time() -> None:
+    """Twice a slice and one, offsets tied and in no order: a page looks at them
+    :data:`REPORTERS_SLICE` a slice, and the pages still follow the sort by place."""
+    n = 2 * REPORTERS_SLICE + 1
+    clocks = ReporterClocks(10 * S)
+    for i in range(n):
+        clocks.observe(("svc", f"i{i}", None, None), T0 - (i * 7919 % n // 3) * S, T0)
+    slices, first = slices_of(clocks.page_sliced(3, None, False))
+    assert slices == 3
+    want = sorted(clocks.reporters, key=place)
+    assert first == want[:3]
+    got, token = [], ""
+    while True:
+        page, token = whole(reporters_page(clocks, 1000, False, token))
+        got += page
+        if not token:
+            break
+    assert got == want

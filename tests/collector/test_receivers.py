@@ -419,3 +419,16 @@ def test_sessions_come_a_page_at_a_time_over_http_and_grpc(collector: InProcessC
             stub.ListSessions(query_pb2.ListSessionsRequest(page_token="bogus"))
         assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert collector.get("/v1/sessions?page_token=bogus")[0] == 400
+    # Reporters too (each session's exports here are a reporter of their own).
+    status, whole = collector.get("/v1/reporters")
+    assert status == 200 and whole["next_page_token"] == "" and len(whole["reporters"]) >= 7
+    got, token = [], ""
+    while True:
+        status, body = collector.get(f"/v1/reporters?limit=3&page_token={token}")
+        assert status == 200 and len(body["reporters"]) <= 3
+        got += body["reporters"]
+        token = body["next_page_token"]
+        if not token:
+            break
+    assert got == whole["reporters"]
+    assert collector.get("/v1/reporters?page_token=bogus")[0] == 400
