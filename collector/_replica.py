@@ -44,8 +44,10 @@ from typing import TYPE_CHECKING, Final, ParamSpec, TypeVar
 from lastactive.collector._flusher import StoreUnavailableError
 from lastactive.collector._record import merge
 from lastactive.collector._shards import shard_of
+from lastactive.collector._sliced import turning
 from lastactive.collector._state import (
     NANOS,
+    VIEWS_SLICE,
     ActivityState,
     Entity,
     EntityView,
@@ -56,6 +58,7 @@ from lastactive.collector._state import (
     view,
 )
 from lastactive.collector._transitions import (
+    DECISIONS_SLICE,
     SNAPSHOT_PAGE,
     TICK_BUDGET,
     Snapshot,
@@ -178,7 +181,8 @@ class Replica:
         :meth:`~lastactive.collector._transitions.TransitionEngine.decisions` walks its own
         (an indexed deadline is never later than the entity's own; activity only moves it
         later), each candidate evaluated afresh from its stored row merged with what this
-        replica has not committed yet. Costs the held entities and about ``2 * limit`` rows.
+        replica has not committed yet. Costs the held entities and about ``2 * limit`` rows,
+        evaluated ``DECISIONS_SLICE`` a slice (the loop turns between, as between pages).
 
         Raises:
             StoreUnavailableError: the store failed (503 / UNAVAILABLE).
@@ -192,7 +196,7 @@ class Replica:
                 builder.add(view(self._current(s), now))
 
         size = DECISIONS_PAGE if limit is None else min(limit + 1, DECISIONS_PAGE)
-        for r in await _read(self.cluster.held_up):
+        async for r in turning(await _read(self.cluster.held_up), DECISIONS_SLICE):
             add(r)
         for soon, lowest, highest in ((False, INT64_MIN, now), (True, now + 1, now + within_ns)):
             after: tuple[int, str, str] | None = None
@@ -200,7 +204,7 @@ class Replica:
             while walking:
                 page = await _read(self.cluster.by_deadline, lowest, highest, after, size)
                 walking = len(page) == size
-                for indexed_at, r in page:
+                async for indexed_at, r in turning(page, DECISIONS_SLICE):
                     # By the deadline alone (a tie is walked whole): the store orders kind and
                     # id by the database's collation, which need not be Python's.
                     if not builder.wants((indexed_at, "", ""), soon, limit):
@@ -222,7 +226,8 @@ class Replica:
         """:meth:`~lastactive.collector._state.ActivityState.sessions` over every replica's
         committed sessions, the same on each (within a commit interval): the first ``limit``
         (> 0) after ``after`` in :func:`~lastactive.collector._state.page_key` order, found by
-        a walk of the store's recency index from ``after``.
+        a walk of the store's recency index from ``after``, its rows made into views
+        ``VIEWS_SLICE`` a slice (the loop turns between, as between pages).
 
         With ``trusted_only`` the key is the trusted engagement, never later than the indexed
         one, so a session is placed once the walk has passed its key; the walk starts at the
@@ -239,7 +244,7 @@ class Replica:
         order = itertools.count()
         while True:
             page = await _read(self.cluster.recent, host_id, cursor, size)
-            for indexed, r in page:
+            async for indexed, r in turning(page, VIEWS_SLICE):
                 while placed and placed[0][0] < indexed:  # nothing unwalked precedes it
                     out.append(heapq.heappop(placed)[2])
                     if len(out) == limit:

@@ -6,10 +6,10 @@ thousands of entities must not hold the loop for all of them), and a caller with
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Sequence
 from typing import Final, TypeVar
 
-__all__ = ["ENCODE_SLICE", "Sliced", "mapped", "on_loop", "whole"]
+__all__ = ["ENCODE_SLICE", "Sliced", "mapped", "on_loop", "turning", "whole"]
 
 ENCODE_SLICE: Final = 128
 """Entries of an answer an edge encodes per slice (a JSON object or a protobuf message from
@@ -48,3 +48,15 @@ def mapped(fn: Callable[[T], R], items: Sequence[T], per: int) -> Sliced[list[R]
         out.extend(map(fn, items[i : i + per]))
         yield
     return out
+
+
+async def turning(items: Iterable[T], per: int) -> AsyncIterator[T]:
+    """``items``, the event loop turning after every ``per`` of them: the slices of a coroutine
+    that also awaits between them (a replica's walk of pages it reads from the store)."""
+    left = per
+    for x in items:
+        yield x
+        left -= 1
+        if not left:
+            left = per
+            await asyncio.sleep(0)

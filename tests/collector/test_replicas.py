@@ -14,18 +14,20 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
 from prometheus_client.parser import text_string_to_metric_families
 
+from lastactive.collector import _replica as replica_module
 from lastactive.collector._ingest import Ingest
 from lastactive.collector._pg_cluster import PostgresCluster
 from lastactive.collector._record import EntityRecord
 from lastactive.collector._replica import Replica
 from lastactive.collector._shards import SHARDS, fair_share, shard_of
-from lastactive.collector._state import ActivityState, Kind, page_key
-from lastactive.collector._transitions import Transition, TransitionField
+from lastactive.collector._state import VIEWS_SLICE, ActivityState, Kind, page_key
+from lastactive.collector._transitions import DECISIONS_SLICE, Transition, TransitionField
 from lastactive.collector.policy import Policy
 from lastactive.collector.proto import query_pb2
 from lastactive.collector.store import PostgresStore
@@ -642,3 +644,59 @@ def test_the_replicas_fleet_series_sum_to_one_processs(postgres_url: str, tmp_pa
     finally:
         for c in (*replicas, one):
             c.stop()
+
+
+def test_a_replica_reads_pages_and_evaluates_them_a_slice_at_a_time(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page of 600 sessions from the store is made into views VIEWS_SLICE a slice, and the
+    300 held up (a lease each) DECISIONS_SLICE a slice, the loop turning between (issue 15: a
+    page of 10,000 rows held it in one piece); the answers are whole."""
+    n = 600
+    records = [
+        EntityRecord(
+            kind="session", id=f"s{i:03}", host_id="h", first_seen=T0, last_seen=T0 + i * S,
+            sources=(("input", T0 + i * S),), holds=(("lease:l", T0, 0),) if i < 300 else (),
+        )
+        for i in range(n)
+    ]  # fmt: skip
+    store = PostgresStore(postgres_url)
+    try:
+        assert store.save(records, []) == 0
+        cluster = PostgresCluster(store, "r", 60.0)
+        held, _ = cluster.lease_shards({})
+        assert len(held) == SHARDS
+        emitted = [("session", f"s{i:03}", "", None, True, 0.0, 0.0, 0) for i in range(300)]
+        assert cluster.emit(held, [], emitted) == set()
+        replica = Replica(cluster, ActivityState(), lambda: T0)
+        turns = 0
+        viewed_at: list[int] = []  # the turn of each view made
+        made = replica_module.view
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            viewed_at.append(turns)
+            return made(*args, **kwargs)
+
+        monkeypatch.setattr(replica_module, "view", counted)
+
+        async def main() -> tuple[list[str], list[str]]:
+            async def other() -> None:
+                nonlocal turns
+                while True:
+                    turns += 1
+                    await asyncio.sleep(0)
+
+            task = asyncio.create_task(other())
+            page = await replica.sessions(T0 + n * S, None, n, False, None)
+            decided = await replica.decisions(Policy(), T0 + n * S, 0, None)
+            task.cancel()
+            return [v.id for v in page], [d.view.id for d in decided.held]
+
+        page, held_ids = asyncio.run(main())
+        assert page == [f"s{i:03}" for i in reversed(range(n))]
+        assert sorted(held_ids) == [f"s{i:03}" for i in range(300)]
+        assert len(viewed_at) == n + 300
+        per_turn = Counter(viewed_at[:n]).values(), Counter(viewed_at[n:]).values()
+        assert max(per_turn[0]) <= VIEWS_SLICE and max(per_turn[1]) <= DECISIONS_SLICE
+    finally:
+        store.close()

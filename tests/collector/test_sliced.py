@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from lastactive.collector._sliced import mapped, on_loop, whole
+from lastactive.collector._sliced import mapped, on_loop, turning, whole
 from tests.helpers import turns_while
 
 
@@ -19,3 +19,12 @@ def test_on_loop_frees_the_loop_between_slices() -> None:
     turns, out = asyncio.run(turns_while(on_loop(mapped(str, range(10), 4))))
     assert out == [str(i) for i in range(10)]
     assert turns == 3  # after each of the three slices
+
+
+def test_turning_frees_the_loop_after_every_slice_of_items() -> None:
+    async def collect() -> list[int]:
+        return [x async for x in turning(range(10), 4)]
+
+    turns, out = asyncio.run(turns_while(collect()))
+    assert out == list(range(10))
+    assert turns == 2  # after the 4th and the 8th item
