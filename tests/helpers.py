@@ -514,23 +514,36 @@ def slices_of(work: Sliced[T]) -> tuple[int, T]:
         slices += 1
 
 
+class LoopTurns:
+    """Within ``async with``, :attr:`count` counts the turns of the event loop: another task
+    adds one each time it runs."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        while True:
+            self.count += 1
+            await asyncio.sleep(0)
+
+    async def __aenter__(self) -> LoopTurns:
+        self._task = asyncio.create_task(self._run())
+        await asyncio.sleep(0)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+
+
 async def turns_while(work: Awaitable[T]) -> tuple[int, T]:
     """How many times another task ran while ``work`` was awaited (the loop was free between
     its slices), and its result."""
-    turns = 0
-
-    async def other() -> None:
-        nonlocal turns
-        while True:
-            turns += 1
-            await asyncio.sleep(0)
-
-    task = asyncio.create_task(other())
-    await asyncio.sleep(0)
-    began = turns
-    out = await work
-    task.cancel()
-    return turns - began, out
+    async with LoopTurns() as turns:
+        began = turns.count
+        out = await work
+    return turns.count - began, out
 
 
 class GatedStore(SqliteStore):

@@ -42,6 +42,7 @@ from tests.collector.test_decisions import _sse, hold_request
 from tests.helpers import (
     PROTO,
     InProcessCollector,
+    LoopTurns,
     last_input,
     metric,
     metrics_request,
@@ -669,27 +670,20 @@ def test_a_replica_reads_pages_and_evaluates_them_a_slice_at_a_time(
         emitted = [("session", f"s{i:03}", "", None, True, 0.0, 0.0, 0) for i in range(300)]
         assert cluster.emit(held, [], emitted) == set()
         replica = Replica(cluster, ActivityState(), lambda: T0)
-        turns = 0
+        turns = LoopTurns()
         viewed_at: list[int] = []  # the turn of each view made
         made = replica_module.view
 
         def counted(*args: Any, **kwargs: Any) -> Any:
-            viewed_at.append(turns)
+            viewed_at.append(turns.count)
             return made(*args, **kwargs)
 
         monkeypatch.setattr(replica_module, "view", counted)
 
         async def main() -> tuple[list[str], list[str]]:
-            async def other() -> None:
-                nonlocal turns
-                while True:
-                    turns += 1
-                    await asyncio.sleep(0)
-
-            task = asyncio.create_task(other())
-            page = await replica.sessions(T0 + n * S, None, n, False, None)
-            decided = await replica.decisions(Policy(), T0 + n * S, 0, None)
-            task.cancel()
+            async with turns:
+                page = await replica.sessions(T0 + n * S, None, n, False, None)
+                decided = await replica.decisions(Policy(), T0 + n * S, 0, None)
             return [v.id for v in page], [d.view.id for d in decided.held]
 
         page, held_ids = asyncio.run(main())
