@@ -14,14 +14,15 @@ Both count in whole seconds (a time ``t`` in ns is second ``t // 1e9``; "now" li
   session is scheduled for when that activity stops being recent; the check clears what is no
   longer recent and schedules the next. The transition engine's tick runs the checks as they
   come due, a slice at a time; a reading runs only those the tick has not reached yet, not the
-  fleet; the hot path pays a bit test.
+  fleet; the hot path pays a bit test. A check is also the owner's time-ordered look at a
+  session that went quiet (``on_check``: the state gives back rate windows that lapsed).
 """
 
 from __future__ import annotations
 
 import bisect
 import heapq
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Final
 
 from lastactive.collector._activity import latest_by_class
@@ -106,11 +107,18 @@ class IdleHistogram:
 
 
 class RecentClasses:
-    """Sessions with recent activity per class (see the module docstring)."""
+    """Sessions with recent activity per class (see the module docstring).
 
-    __slots__ = ("_counts", "_due", "_seconds")
+    Args:
+        on_check: called with each session checked and the check's "now" (ns), before its
+            bits are cleared: at most :data:`RECENT_S` seconds after each of its activities,
+            and again every :data:`RECENT_S` seconds while any class stays recent.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("_counts", "_due", "_on_check", "_seconds")
+
+    def __init__(self, on_check: Callable[[Entity, int], None] | None = None) -> None:
+        self._on_check = on_check
         self._counts = [0] * len(_CLASSES)
         self._seconds: list[int] = []
         """A heap of the seconds :attr:`_due` has had a bucket for since they were last
@@ -166,7 +174,7 @@ class RecentClasses:
         read only at a scrape they held the loop for what came due since the last one."""
         now_s = now // _NANOS
         horizon = now_s - RECENT_S
-        due, seconds = self._due, self._seconds
+        due, seconds, on_check = self._due, self._seconds, self._on_check
         left = -1 if budget is None else budget
         while seconds and seconds[0] <= now_s:
             bucket = due.get(seconds[0])
@@ -177,6 +185,8 @@ class RecentClasses:
                 left -= 1
                 e = entries.popitem()[0]
                 e.recent_due = 0
+                if on_check is not None:
+                    on_check(e, now)
                 self._check(e, horizon)  # reschedules after ``now``: never into this bucket
             if bucket is not None:
                 del due[seconds[0]]

@@ -23,6 +23,7 @@ import hashlib
 import heapq
 import itertools
 import sys
+from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from operator import itemgetter
@@ -122,25 +123,32 @@ class _RateWindow:
     delta is reported at; a delta older than the newest bucket joins it). At most
     ``RATE_WINDOW_NS`` / 1 s + 1 buckets, however many streams report into it (a host's
     window takes every one of its sessions' bytes: issue 15), and a running total, so
-    :meth:`per_second` costs no more than the buckets at the window's two edges."""
+    :meth:`per_second` costs no more than the buckets at the window's two edges. A bucket
+    saturates at ``INT64_MAX`` bytes (a client may send any counter)."""
 
     __slots__ = ("_items", "_total")
 
     def __init__(self) -> None:
-        self._items: list[int] = []
+        self._items = array("q")
         """Flat ``[second, bytes, second, bytes, ...]``, oldest first (seconds since the
-        epoch): a short list, not a deque of pairs (~600 bytes each, and a tuple per add)."""
+        epoch): machine integers, not int objects (issue 15: as a list, ~80 bytes a second of
+        the window, ~2.5 KB for a session writing every second)."""
         self._total = 0
 
     def add(self, t: int, delta: int) -> None:
         second = t // NANOS
         items = self._items
-        self._total += delta
         if items and items[-2] >= second:
-            items[-1] += delta
+            was = items[-1]
+            bucket = was + delta
+            items[-1] = bucket = bucket if bucket < INT64_MAX else INT64_MAX
+            self._total += bucket - was
             return
+        if delta > INT64_MAX:
+            delta = INT64_MAX
         items.append(second)
         items.append(delta)
+        self._total += delta
         horizon = second - _RATE_WINDOW_S
         if items[0] <= horizon:
             drop = 0
@@ -221,6 +229,18 @@ class _NoRate(_RateWindow):
 _NO_RATE: Final = _NoRate()
 """The rate window of every entity that never moved bytes (most sessions never report I/O):
 shared, always empty; :meth:`ActivityState.io` gives an entity its own before adding."""
+
+
+def _release_lapsed(e: Entity, now: int) -> None:
+    """Give a session's rate windows that lapsed at ``now`` (ns) back for :data:`_NO_RATE`
+    (they read 0 until the next bytes, which start a new one). Run at each of its recent-
+    activity checks (:class:`~lastactive.collector._ages.RecentClasses`), which come at most
+    ``RECENT_S`` after its last activity: a session that stopped moving bytes keeps no window
+    (issue 15: ~200 bytes each, up to ~600 busy; a fleet's sessions are mostly quiet)."""
+    if e.rate_in is not _NO_RATE and e.rate_in.lapsed(now):
+        e.rate_in = _NO_RATE
+    if e.rate_out is not _NO_RATE and e.rate_out.lapsed(now):
+        e.rate_out = _NO_RATE
 
 
 _SHARED_NAMES_MAX: Final = 4096
@@ -761,7 +781,7 @@ class ActivityState:
         """host id -> its sessions (filtered lists and watches cost the host, not the fleet)."""
         self._idle = IdleHistogram()
         self._recency = RecencyIndex()
-        self._recent = RecentClasses()
+        self._recent = RecentClasses(_release_lapsed)
         self.producing: dict[Entity, None] = {}
         """Sessions that sent output lately (a superset: those whose rate window lapsed
         leave when :meth:`producers` reaches them)."""

@@ -7,10 +7,12 @@ from dataclasses import astuple
 
 import pytest
 
-from lastactive.collector._record import EntityRecord
+from lastactive.collector._ages import RECENT_S
+from lastactive.collector._record import INT64_MAX, EntityRecord
 from lastactive.collector._state import (
     _GAUGES_MAX,
     _NO_DETAILS,
+    _NO_RATE,
     _SHARED_NAMES,
     _SHARED_NAMES_MAX,
     RATE_WINDOW_NS,
@@ -312,6 +314,39 @@ def test_producers_give_each_rate_and_drop_those_whose_window_lapsed() -> None:
     assert set(state.producing) == {a, late}  # kept: output after T0, not lapsed
     assert state.producers(T0 + 2 * S) == [(100.0, a), (1.0, late)]
     assert state.producers(T0 + 40 * S) == [] and not state.producing
+
+
+def test_a_quiet_sessions_rate_windows_are_given_back_at_its_recent_check() -> None:
+    state = ActivityState()
+    quiet, busy = (state.resolve(Identity(session_id=s, host_id="h"), T0)[0] for s in "qb")
+    host = state.entities[Kind.HOST]["h"]
+    for e in (quiet, busy):
+        state.io([e, host], True, 30, T0)
+        state.io([e, host], False, 3000, T0)
+        state.activity([e], "output", T0)
+    for i in range(1, 31):  # busy keeps writing, quiet's window lapses 30 s after T0
+        state.io([busy], False, 300, T0 + i * 10 * S)
+        state.activity([busy], "output", T0 + i * 10 * S)
+    now = T0 + (RECENT_S + 2) * S  # quiet's first recent check is due
+    assert quiet.rate_out and quiet.rate_in  # lapsed, but not given back before the check
+    assert not state.age_recent(now)
+    assert quiet.rate_out is quiet.rate_in is _NO_RATE
+    assert view(quiet, now).output_bytes_per_second == 0.0
+    assert view(busy, now).output_bytes_per_second == 300 * 3 / 30  # 280, 290, 300 s
+    assert busy.rate_out is not _NO_RATE and busy.rate_in is _NO_RATE  # in: lapsed
+    assert host.rate_out is not _NO_RATE  # a host has no recent checks: one window a host
+    state.io([quiet], False, 60, now)  # moving bytes again: a window of its own again
+    assert view(quiet, now).output_bytes_per_second == 2.0 and quiet.rate_out is not _NO_RATE
+
+
+def test_a_rate_window_saturates_rather_than_overflows() -> None:
+    state = ActivityState()
+    e = state.resolve(Identity(session_id="s"), T0)[0]
+    for delta in (2**70, 2**63, 5):  # one second's bucket: saturated, then held there
+        state.io([e], False, delta, T0)
+    state.io([e], False, 2**64, T0 + S)  # a new bucket: saturated on its own
+    assert view(e, T0 + S).output_bytes_per_second == 2 * INT64_MAX / 30
+    assert view(e, T0 + 30 * S).output_bytes_per_second == INT64_MAX / 30  # the first left
 
 
 def test_a_hosts_rate_window_stays_one_bucket_a_second_and_exact() -> None:
