@@ -144,8 +144,7 @@ class _RateWindow:
             items[-1] = bucket = bucket if bucket < INT64_MAX else INT64_MAX
             self._total += bucket - was
             return
-        if delta > INT64_MAX:
-            delta = INT64_MAX
+        delta = min(delta, INT64_MAX)
         items.append(second)
         items.append(delta)
         self._total += delta
@@ -236,7 +235,8 @@ def _release_lapsed(e: Entity, now: int) -> None:
     (they read 0 until the next bytes, which start a new one). Run at each of its recent-
     activity checks (:class:`~lastactive.collector._ages.RecentClasses`), which come at most
     ``RECENT_S`` after its last activity: a session that stopped moving bytes keeps no window
-    (issue 15: ~200 bytes each, up to ~600 busy; a fleet's sessions are mostly quiet)."""
+    (issue 15: ~250 bytes each, ~600 for one with a bucket every second; a fleet's sessions are
+    mostly quiet: ``benchmarks/session_memory.py``)."""
     if e.rate_in is not _NO_RATE and e.rate_in.lapsed(now):
         e.rate_in = _NO_RATE
     if e.rate_out is not _NO_RATE and e.rate_out.lapsed(now):
