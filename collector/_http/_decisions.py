@@ -9,6 +9,7 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator
+from json.encoder import encode_basestring_ascii
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Header, HTTPException, Query
@@ -20,7 +21,7 @@ from lastactive.collector._flusher import StoreUnavailableError
 from lastactive.collector._http._query import EvaluationOut, HoldOut
 from lastactive.collector._paging import DEFAULT_PAGE, MAX_PAGE, page_size
 from lastactive.collector._sliced import ENCODE_SLICE, Sliced, on_loop
-from lastactive.collector._state import NANOS, EntityView, Kind
+from lastactive.collector._state import NANOS, EntityView, Hold, Kind
 from lastactive.collector._transitions import Snapshot, Transition
 from lastactive.collector._watch import (
     KeepaliveEvent,
@@ -39,7 +40,7 @@ _COMPACT: Final = (",", ":")
 
 class DecisionOut(EvaluationOut):
     """One session or host and the policy's evaluation of it (the schema; the body is made
-    by :func:`decision_json`)."""
+    by :func:`decision_text`)."""
 
     kind: Kind = Field(description="session or host")
     id: str
@@ -78,47 +79,52 @@ def _iso(ns: int) -> str:
     return f"{text}.{us:06d}Z" if us else f"{text}Z"
 
 
-def _evaluated_json(v: EntityView, e: Evaluation) -> dict[str, Any]:
-    """An entity and the policy's evaluation of it as plain JSON values (the fields of
-    :class:`DecisionOut` but ``held_by``): built and encoded without a model object per entry
-    (issue 15: thousands of entries at 1M sessions)."""
-    return {
-        "kind": v.kind,
-        "id": v.id,
-        "host_id": v.host_id,
-        "state": e.state,
-        "runaway": e.runaway,
-        "stuck": e.stuck,
-        "hibernate": e.hibernate,
-        "hibernate_at": None if e.hibernate_at is None else _iso(e.hibernate_at),
-        "idle_since": _iso(e.idle_since),
-        "reason": e.reason,
-        "runaway_reason": e.runaway_reason,
-        "stuck_reason": e.stuck_reason,
-    }
+_quote: Final = encode_basestring_ascii
+"""A text as ``json.dumps`` writes it: quoted, escaped, ASCII (the json module's C encoder)."""
+_BOOL: Final = ("false", "true")
 
 
-def state_json(s: Snapshot) -> dict[str, Any]:
-    """A watcher's view of one entity's current state (SSE ``snapshot`` entries)."""
-    return _evaluated_json(s.view, s.evaluation)
+def _text_or_null(text: str | None) -> str:
+    return "null" if text is None else _quote(text)
 
 
-def decision_json(d: Decision) -> dict[str, Any]:
-    """One :class:`DecisionOut` as plain JSON values, its holds all counting."""
-    holds = [
-        {
-            "kind": h.kind,
-            "id": h.id,
-            "until": _iso(h.until) if h.until else None,
-            "since": _iso(h.since),
-            "counts": True,
-            "reason": h.reason,
-        }
-        for h in d.evaluation.held_by
-    ]
-    out = _evaluated_json(d.view, d.evaluation)
-    out["held_by"] = holds
-    return out
+def _iso_or_null(ns: int | None) -> str:
+    """``ns`` as a JSON RFC 3339 text (:func:`_iso`); ``null`` for ``None``."""
+    return "null" if ns is None else f'"{_iso(ns)}"'
+
+
+def _evaluated_text(v: EntityView, e: Evaluation) -> str:
+    """An entity and the policy's evaluation of it: the members (no braces) of the JSON
+    object of a :class:`DecisionOut` but ``held_by``, as ``json.dumps`` writes them (compact).
+    Written directly, without a dict to encode (issue 15: ~2000 entries a decisions answer
+    at 1M sessions, 2.8 us an entry against 4.5 for a dict and ``json.dumps``)."""
+    return (
+        f'"kind":{_quote(v.kind)},"id":{_quote(v.id)},"host_id":{_text_or_null(v.host_id)},'
+        f'"state":{_quote(e.state)},"runaway":{_BOOL[e.runaway]},"stuck":{_BOOL[e.stuck]},'
+        f'"hibernate":{_BOOL[e.hibernate]},"hibernate_at":{_iso_or_null(e.hibernate_at)},'
+        f'"idle_since":"{_iso(e.idle_since)}","reason":{_quote(e.reason)},'
+        f'"runaway_reason":{_quote(e.runaway_reason)},"stuck_reason":{_quote(e.stuck_reason)}'
+    )
+
+
+def state_text(s: Snapshot) -> str:
+    """A watcher's view of one entity's current state (SSE ``snapshot`` entries), JSON."""
+    return f"{{{_evaluated_text(s.view, s.evaluation)}}}"
+
+
+def _hold_text(h: Hold) -> str:
+    return (
+        f'{{"kind":{_quote(h.kind)},"id":{_quote(h.id)},'
+        f'"until":{_iso_or_null(h.until or None)},"since":"{_iso(h.since)}",'
+        f'"counts":true,"reason":{_text_or_null(h.reason)}}}'
+    )
+
+
+def decision_text(d: Decision) -> str:
+    """One :class:`DecisionOut` as compact JSON, its holds all counting."""
+    held = d.evaluation.held_by
+    holds = ",".join(_hold_text(h) for h in held) if held else ""
+    return f'{{{_evaluated_text(d.view, d.evaluation)},"held_by":[{holds}]}}'
 
 
 def decisions_body(out: Decisions) -> Sliced[str]:
@@ -132,12 +138,10 @@ def decisions_body(out: Decisions) -> Sliced[str]:
     ):
         texts = []
         for i in range(0, len(entries), ENCODE_SLICE):
-            chunk = [decision_json(d) for d in entries[i : i + ENCODE_SLICE]]
-            texts.append(json.dumps(chunk, separators=_COMPACT)[1:-1])
+            texts.append(",".join([decision_text(d) for d in entries[i : i + ENCODE_SLICE]]))
             yield
         lists.append(f'"{name}":[{",".join(texts)}]')
-    truncated = "true" if out.truncated else "false"
-    return f'{{{",".join(lists)},"truncated":{truncated}}}'
+    return f'{{{",".join(lists)},"truncated":{_BOOL[out.truncated]}}}'
 
 
 def transition_json(t: Transition) -> dict[str, Any]:
@@ -155,9 +159,9 @@ def transition_json(t: Transition) -> dict[str, Any]:
     }
 
 
-def _sse(event: str, data: Any, event_id: str | None = None) -> bytes:
+def _sse(event: str, body: str, event_id: str | None = None) -> bytes:
+    """One Server-Sent Event whose data is ``body`` (JSON text, one line)."""
     head = f"id: {event_id}\n" if event_id is not None else ""
-    body = json.dumps(data, separators=_COMPACT)
     return f"{head}event: {event}\ndata: {body}\n\n".encode()
 
 
@@ -206,13 +210,14 @@ def decisions_router(core: Core) -> APIRouter:
                 async for event in events:
                     match event:
                         case SnapshotEvent(states, more, event_id):
-                            states_json = [state_json(s) for s in states]
-                            body = {"states": states_json, "more": more}
+                            texts = ",".join([state_text(s) for s in states])
+                            body = f'{{"states":[{texts}],"more":{_BOOL[more]}}}'
                             yield _sse("snapshot", body, event_id)
                         case TransitionEvent(transition, event_id):
-                            yield _sse("transition", transition_json(transition), event_id)
+                            body = json.dumps(transition_json(transition), separators=_COMPACT)
+                            yield _sse("transition", body, event_id)
                         case ResyncEvent():
-                            yield _sse("resync", {})
+                            yield _sse("resync", "{}")
                         case KeepaliveEvent():
                             yield b": keepalive\n\n"
             except StoreUnavailableError as exc:  # a later snapshot page: the client retries

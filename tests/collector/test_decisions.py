@@ -17,13 +17,15 @@ from opentelemetry.proto.logs.v1 import logs_pb2
 
 from lastactive.collector._http._decisions import (
     DecisionList,
+    DecisionOut,
     _iso,
-    decision_json,
+    decision_text,
     decisions_body,
 )
+from lastactive.collector._http._query import EvaluationOut, holds_out
 from lastactive.collector._sliced import ENCODE_SLICE
 from lastactive.collector._state import ActivityState, Identity
-from lastactive.collector.policy import Policy, decide
+from lastactive.collector.policy import Decision, Policy, decide
 from lastactive.collector.proto import query_pb2
 from tests.helpers import InProcessCollector, S, kv, last_input, slices_of, sse_events, wait_for
 
@@ -154,27 +156,67 @@ def test_every_session_and_host_carries_its_decision(tmp_path: Path) -> None:
         c.stop()
 
 
+def _model(d: Decision) -> DecisionOut:
+    """``d`` as the API's model, built the way the query API builds its models."""
+    v, e = d.view, d.evaluation
+    holds = holds_out(e.held_by, e.held_by)
+    return DecisionOut(
+        kind=v.kind, id=v.id, host_id=v.host_id, held_by=holds, **EvaluationOut.fields_of(e)
+    )
+
+
 def test_the_decisions_body_is_encoded_a_slice_at_a_time() -> None:
-    """Twice a slice and one due now, and one held: the JSON text of every entry, as
-    ``json.dumps`` of the whole would give it, an encoding slice at a time."""
+    """Twice a slice and one due now, and one held: the models of every entry, an encoding
+    slice at a time, in compact JSON as ``json.dumps`` writes it."""
     now = 1_800_000_000 * S
     state = ActivityState()
     for i in range(2 * ENCODE_SLICE + 1):
         ents = state.resolve(Identity(session_id=f"s{i:04d}"), now)
-        state.activity(ents, "input", now - (7200 + i) * S)
+        state.activity(ents, "input", now - (7200 + i) * S + i * 1234567)
     state.hold(state.resolve(Identity(session_id="held"), now), "lease", "l1", 0, now)
     out = decide(state.views(now), Policy(), now, 600 * S)
     assert len(out.hibernate) == 2 * ENCODE_SLICE + 1 and len(out.held) == 1
     slices, body = slices_of(decisions_body(out))
     assert slices == 4  # three for those due, one for the held
-    whole = {
-        "hibernate": [decision_json(d) for d in out.hibernate],
-        "due_soon": [],
-        "held": [decision_json(d) for d in out.held],
-        "truncated": False,
-    }
-    assert body == json.dumps(whole, separators=(",", ":"))
-    DecisionList.model_validate_json(body)
+    assert json.dumps(json.loads(body), separators=(",", ":")) == body
+    assert DecisionList.model_validate_json(body) == DecisionList(
+        hibernate=[_model(d) for d in out.hibernate],
+        due_soon=[],
+        held=[_model(d) for d in out.held],
+        truncated=False,
+    )
+
+
+_TEXT = st.text(max_size=12)
+
+
+@given(
+    sid=st.text(min_size=1, max_size=12),
+    host=st.none() | st.text(min_size=1, max_size=12),
+    hold_id=_TEXT,
+    reason=st.none() | _TEXT,
+    until_s=st.sampled_from([0, 3600]),
+)
+@example(sid='"\\\x00\u2028é', host="h", hold_id="\ud7ff", reason="\n", until_s=0)
+def test_a_decision_entry_is_its_models_json_whatever_the_texts(
+    sid: str, host: str | None, hold_id: str, reason: str | None, until_s: int
+) -> None:
+    """Ids, host ids and hold reasons of any text (quotes, backslashes, control and
+    non-ASCII characters): each entry's text is its model's JSON, escaped as ``json.dumps``
+    escapes (ASCII)."""
+    now = 1_800_000_000 * S + 123_456_789
+    state = ActivityState()
+    ents = state.resolve(Identity(session_id=sid, host_id=host), now)
+    state.activity(ents, "input", now - 7200 * S)
+    ends = now + until_s * S if until_s else 0
+    state.hold(ents[:1], "lease", hold_id, ends, now - S, reason)
+    out = decide(state.views(now), Policy(), now, 600 * S)
+    entries = [*out.hibernate, *out.due_soon, *out.held]
+    assert entries and out.held
+    for d in entries:
+        text = decision_text(d)
+        assert json.dumps(json.loads(text), separators=(",", ":")) == text
+        assert DecisionOut.model_validate_json(text) == _model(d)
 
 
 def _sse(url: str, headers: dict[str, str], count: int) -> list[tuple[str | None, str, Any]]:
