@@ -10,9 +10,10 @@ database with N sessions on 1000 hosts, starts ``lastactive serve`` on it and me
   (both while the state is still loading), until ``/readyz`` (loaded and primed);
 * the event loop's lag (the collector's own ``lastactive_event_loop_lag_max_seconds``, read
   every second) while loading, and under steady ingest;
-* GET one session (p50, p99) while the same generator sends to another ``serve`` (an empty
-  database) for half of ``--seconds``: the baseline of the GETs under load, the machine as
-  busy but the event loop not shared with the ingest;
+* GET one session (p50, p99), and ``sessions?limit=10`` and ``decisions`` once a second
+  (p99), while the same generator sends to another ``serve`` (an empty database) for half of
+  ``--seconds``: the baseline of those under load, the machine as busy but the event loop not
+  shared with the ingest;
 * under steady ingest (another process sends OTLP/HTTP at ``--rate`` data points/s to random
   existing sessions for ``--seconds``): the loop's lag and GET one session (p50, p99) in the
   first half; in the second half also ``sessions?limit=10``, ``decisions`` and a ``/metrics``
@@ -309,9 +310,16 @@ def measure(n: int, seconds: float, rate: float) -> dict[str, float]:
                 gen = _generator(other_port, n, rate, seconds / 2)
                 time.sleep(1.0)  # the generator is running
                 elsewhere: list[float] = []
+                elsewhere_lists: list[float] = []
+                elsewhere_decisions: list[float] = []
+                last_slow = time.monotonic()
                 while gen.poll() is None:
                     sid = f"session-{rng.randrange(max(n, 1)):08d}"
                     elsewhere.append(client.get(f"/v1/sessions/{sid}")[2])
+                    if time.monotonic() - last_slow >= 1.0:
+                        last_slow = time.monotonic()
+                        elsewhere_lists.append(client.get("/v1/sessions?limit=10")[2])
+                        elsewhere_decisions.append(client.get("/v1/decisions")[2])
                     time.sleep(0.01)
                 gen.communicate()
             finally:
@@ -359,6 +367,9 @@ def measure(n: int, seconds: float, rate: float) -> dict[str, float]:
         "ingest sent (points/s)": sent["points"] / sent["seconds"],
         "ingest to another serve: GET p50 (ms)": percentile(elsewhere, 0.5) * 1000,
         "ingest to another serve: GET p99 (ms)": percentile(elsewhere, 0.99) * 1000,
+        "ingest to another serve: sessions?limit=10 p99 (ms)": percentile(elsewhere_lists, 0.99)
+        * 1000,
+        "ingest to another serve: decisions p99 (ms)": percentile(elsewhere_decisions, 0.99) * 1000,
         "ingest + GETs: lag worst bucket (ms)": _worst_bucket(quiet_from.lag, quiet_to.lag) * 1000,
         "ingest + GETs: lag probes > 50 ms": _over(quiet_from.lag, quiet_to.lag, 0.05),
         "ingest + GETs: lag probes": quiet_to.lag[INF] - quiet_from.lag[INF],
