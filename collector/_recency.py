@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from operator import itemgetter
 from typing import TYPE_CHECKING, Final
 
-from sortedcontainers import SortedList
+from lastactive.collector._buckets import SecondBuckets
 
 if TYPE_CHECKING:
     from lastactive.collector._state import Entity, PageKey
@@ -32,36 +32,14 @@ _NANOS: Final = 1_000_000_000
 _first = itemgetter(0)
 
 
-class _SecondBuckets:
-    """Sessions by a second, newest second first."""
-
-    __slots__ = ("_members", "_seconds")
-
-    def __init__(self) -> None:
-        self._members: dict[int, dict[Entity, None]] = {}
-        self._seconds = SortedList()
-
-    def add(self, e: Entity, s: int) -> None:
-        members = self._members.get(s)
-        if members is None:
-            self._members[s] = {e: None}
-            self._seconds.add(s)
-        else:
-            members[e] = None
-
-    def discard(self, e: Entity, s: int) -> None:
-        members = self._members.get(s)
+def _newest_first(
+    buckets: SecondBuckets[None], start: int | None
+) -> Iterator[tuple[int, dict[Entity, None]]]:
+    """(second, members) from ``start`` (or the newest) down."""
+    for s in buckets.seconds(maximum=start, reverse=True):
+        members = buckets.members(s)
         if members is not None:
-            members.pop(e, None)
-            if not members:
-                del self._members[s]
-                self._seconds.remove(s)
-
-    def newest_first(self, start: int | None) -> Iterator[tuple[int, dict[Entity, None]]]:
-        """(second, members) from ``start`` (or the newest) down."""
-        members = self._members
-        for s in self._seconds.irange(maximum=start, reverse=True):
-            yield s, members[s]
+            yield s, members
 
 
 class RecencyIndex:
@@ -70,15 +48,15 @@ class RecencyIndex:
     __slots__ = ("_engaged", "_unengaged")
 
     def __init__(self) -> None:
-        self._engaged = _SecondBuckets()
-        self._unengaged = _SecondBuckets()
+        self._engaged: SecondBuckets[None] = SecondBuckets()
+        self._unengaged: SecondBuckets[None] = SecondBuckets()
 
     def add(self, e: Entity) -> None:
         """Index session ``e`` as its times are now."""
         if e.last_active is None:
-            self._unengaged.add(e, e.last_seen // _NANOS)
+            self._unengaged.add(e, e.last_seen // _NANOS, None)
         else:
-            self._engaged.add(e, e.last_active // _NANOS)
+            self._engaged.add(e, e.last_active // _NANOS, None)
 
     def remove(self, e: Entity) -> None:
         """Stop indexing ``e`` (purged, or about to be re-added after a merge)."""
@@ -92,16 +70,16 @@ class RecencyIndex:
         needed while ``e`` has no ``last_active``)."""
         if e.last_active is None and t // _NANOS != e.last_seen // _NANOS:
             self._unengaged.discard(e, e.last_seen // _NANOS)
-            self._unengaged.add(e, t // _NANOS)
+            self._unengaged.add(e, t // _NANOS, None)
 
     def engaged(self, e: Entity, t: int) -> None:
         """Session ``e``'s ``last_active`` moves to ``t`` (ns); call before setting it."""
         if e.last_active is None:
             self._unengaged.discard(e, e.last_seen // _NANOS)
-            self._engaged.add(e, t // _NANOS)
+            self._engaged.add(e, t // _NANOS, None)
         elif t // _NANOS != e.last_active // _NANOS:
             self._engaged.discard(e, e.last_active // _NANOS)
-            self._engaged.add(e, t // _NANOS)
+            self._engaged.add(e, t // _NANOS, None)
 
     def first(
         self,
@@ -130,8 +108,8 @@ class RecencyIndex:
                 walk_engaged, start_unengaged = False, -after[1] // _NANOS
         phases = []
         if walk_engaged:
-            phases.append((self._engaged.newest_first(start_engaged), True))
-        phases.append((self._unengaged.newest_first(start_unengaged), False))
+            phases.append((_newest_first(self._engaged, start_engaged), True))
+        phases.append((_newest_first(self._unengaged, start_unengaged), False))
         for buckets, engaged in phases:
             for s, members in buckets:
                 for e in members:

@@ -34,9 +34,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
-from sortedcontainers import SortedList
-
 from lastactive.collector._activity import sources_of
+from lastactive.collector._deadlines import DeadlineIndex, IndexedKey
 from lastactive.collector._sliced import Sliced, whole
 from lastactive.collector._state import (
     ActivityState,
@@ -222,9 +221,7 @@ class TransitionEngine:
         self._runaway_closed_ns = 0  # finished spells over the fleet, forgotten ones included
         self._pending: list[Entity] = []  # touched, not yet evaluated (a tick ran out)
         self._aging = False  # recent-activity checks are due that a tick left for the next
-        # (hibernate_at, kind, id, entity): ties in the lists' order, compared in C (an
-        # entity's own __lt__ broke them in Python: a quarter of a tick at 1M sessions)
-        self._deadlines: SortedList = SortedList()
+        self._deadlines = DeadlineIndex()  # by hibernate_at, in the lists' order
         self._held: dict[Entity, None] = {}  # held up by a hold that counts, not due
         # Evaluated entities whose deadline or held flag changed since take_moved (a replica
         # writes them for the other replicas' decisions; None: alone, nothing to write).
@@ -373,21 +370,20 @@ class TransitionEngine:
                     left = DECISIONS_SLICE
         return builder.result(limit)
 
-    def _indexed(
-        self, lowest: tuple[int] | None, highest: int
-    ) -> Iterator[tuple[int, Kind, str, Entity]]:
+    def _indexed(self, lowest: tuple[int] | None, highest: int) -> Iterator[IndexedKey]:
         """The deadline index's keys from ``lowest`` up to ``highest`` (ns) included, read
         :data:`DECISIONS_SLICE` at a time (so the index may change between reads)."""
-        bounds, deadlines = (lowest, (highest + 1,)), self._deadlines
+        deadlines = self._deadlines
+        start: tuple[int] | IndexedKey | None = lowest
         inclusive = True
         while True:
             keys = list(
-                itertools.islice(deadlines.irange(*bounds, (inclusive, False)), DECISIONS_SLICE)
+                itertools.islice(deadlines.irange(start, highest, inclusive), DECISIONS_SLICE)
             )
             yield from keys
             if len(keys) < DECISIONS_SLICE:
                 return
-            bounds, inclusive = (keys[-1], bounds[1]), False
+            start, inclusive = keys[-1], False
 
     def is_held(self, e: Entity) -> bool:
         """Was ``e`` held up (a hold that counts, not due) at its last evaluation?"""
@@ -532,9 +528,9 @@ class TransitionEngine:
         new = e.deadline if after is not None else None
         if deadline != new:
             if deadline is not None:
-                self._deadlines.remove((deadline, e.kind, e.id, e))
+                self._deadlines.remove(e, deadline)
             if new is not None:
-                self._deadlines.add((new, e.kind, e.id, e))
+                self._deadlines.add(e, new)
         if after is None:
             self._held.pop(e, None)
         if e.kind is not Kind.SESSION:
