@@ -386,9 +386,8 @@ class Entity:
 
     def __lt__(self, other: Entity) -> bool:
         """By kind, then id, then identity: what breaks a tie of ``(ns, tie)`` in a heap and
-        of ``(ns, kind, id)`` in the engine's deadline index (a purged entity's stale entry
-        beside its successor's). Both order by cheaper values first; this call is the rare
-        last resort."""
+        of ``(ns, kind, id)`` where a second of the engine's deadline index is ranked. Both
+        order by cheaper values first; this call is the rare last resort."""
         if self.kind is not other.kind:
             return self.kind < other.kind
         if self.id != other.id:

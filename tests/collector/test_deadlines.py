@@ -49,11 +49,14 @@ def test_walks_equal_a_sorted_list(ops: list[tuple[str, int, int, int, bool, int
             # From a key already read (excluded) or a deadline alone (included), as the
             # decisions walk resumes: the same as the list from there.
             start = keys[min(skip, len(keys) - 1)][:4] if keys and skip else (deadline,)
-            got = list(index.irange(start, maximum, inclusive or len(start) == 1))
-            after = (lambda k: k[:3] >= start[:3]) if len(start) == 1 or inclusive else (
-                lambda k: k[:3] > start[:3]
-            )
-            assert got == [k for k in keys if after(k) and k[0] <= maximum]
+            included = inclusive or len(start) == 1
+            got = list(index.irange(start, maximum, included))
+            bound = start[:3]
+            assert got == [
+                k
+                for k in keys
+                if (k[:3] >= bound if included else k[:3] > bound) and k[0] <= maximum
+            ]
 
 
 def test_an_order_is_made_again_only_when_a_member_is_added() -> None:
