@@ -7,14 +7,15 @@ an insert and as much a removal (issue 15: at 1M sessions most of the start-up's
 index, and a move per evaluation that changes a deadline on every tick).
 
 A walk (:meth:`DeadlineIndex.irange`, what ``/v1/decisions`` reads) ranks a second's members
-once and keeps that order until a member is added to the second; a member taken out is skipped
-when read. The seconds a walk reads are those due now and due soon, whose members are idle and
-rarely move, so their order is rarely made again.
+the first time it reads that second, and the order is kept from then on (an insert or a removal
+in C, ~1 us) until the second has no members: a second shared by many (a fleet's sessions
+often go idle in the same second) is sorted once, not at every walk. Only seconds a walk read
+are ranked: those due now and due soon, as far as the lists' ``limit`` takes the walks.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Final
 
@@ -39,14 +40,18 @@ class DeadlineIndex:
     def __init__(self) -> None:
         self._buckets: SecondBuckets[int] = SecondBuckets()
         self._ranked: dict[int, list[IndexedKey]] = {}
-        """A second's members in order, made by a walk; dropped when a member is added."""
+        """A second's members in order: made by the first walk that reads the second, then
+        kept as its members come and go, until it has none."""
 
     def add(self, e: Entity, deadline: int) -> None:
         """Index ``e`` at ``deadline`` (ns). ``e`` must not be indexed already."""
         s = deadline // _NANOS
         self._buckets.add(e, s, deadline)
-        if self._ranked:
-            self._ranked.pop(s, None)
+        ranked = self._ranked
+        if ranked:
+            order = ranked.get(s)
+            if order is not None:
+                insort(order, (deadline, e.kind, e.id, e))
 
     def remove(self, e: Entity, deadline: int) -> None:
         """Stop indexing ``e``, indexed at ``deadline`` (ns)."""
@@ -55,10 +60,15 @@ class DeadlineIndex:
         ranked = self._ranked
         if ranked:
             order = ranked.get(s)
-            # Members taken out stay in the order until it is made again: at most as many
-            # as are left, so an order keeps no more than twice its second's members.
-            if order is not None and (emptied or len(order) > 2 * len(self._buckets[s])):
+            if order is None:
+                return
+            if emptied:
                 del ranked[s]
+                return
+            # (deadline, kind, id) sorts just before its entry: found in C, no entity compared
+            i = bisect_left(order, (deadline, e.kind, e.id))
+            if i < len(order) and order[i][3] is e:
+                del order[i]
 
     def irange(
         self, minimum: tuple[int] | IndexedKey | None, maximum: int, inclusive: bool = True
@@ -69,11 +79,11 @@ class DeadlineIndex:
         buckets, ranked = self._buckets, self._ranked
         first = None if minimum is None else minimum[0] // _NANOS
         for s in buckets.seconds(first, maximum // _NANOS):
-            members = buckets.members(s)
-            if members is None:
-                continue
             order = ranked.get(s)
             if order is None:
+                members = buckets.members(s)
+                if members is None:
+                    continue
                 order = ranked[s] = sorted((d, e.kind, e.id, e) for e, d in members.items())
             i = 0
             if s == first and minimum is not None:
@@ -87,8 +97,7 @@ class DeadlineIndex:
                 key = order[n]
                 if key[0] > maximum:
                     return
-                if members.get(key[3]) == key[0]:  # not taken out (nor moved) since ranked
-                    yield key
+                yield key
 
 
 def _listed(key: IndexedKey) -> tuple[int, Kind, str]:

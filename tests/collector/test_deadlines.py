@@ -59,9 +59,9 @@ def test_walks_equal_a_sorted_list(ops: list[tuple[str, int, int, int, bool, int
             ]
 
 
-def test_an_order_is_made_again_only_when_a_member_is_added() -> None:
-    """A walk ranks a second once; taking members out keeps that order (they are skipped),
-    adding one makes it again."""
+def test_a_second_is_ranked_once_then_kept_in_order() -> None:
+    """A walk ranks a second; the order is then kept as members come and go (the same list,
+    not made again) and dropped once the second is empty."""
     index = DeadlineIndex()
     a, b, c = _ENTITIES[:3]
     index.add(a, T0 + 3)
@@ -69,8 +69,10 @@ def test_an_order_is_made_again_only_when_a_member_is_added() -> None:
     assert [k[3] for k in index.irange(None, T0 + S)] == [b, a]
     ranked = index._ranked[T0 // S]
     index.remove(b, T0 + 1)
-    assert [k[3] for k in index.irange(None, T0 + S)] == [a]
-    assert index._ranked[T0 // S] is ranked
     index.add(c, T0 + 2)
-    assert [k[3] for k in index.irange(None, T0 + S)] == [c, a]
-    assert index._ranked[T0 // S] is not ranked
+    index.add(b, T0 + 3)  # a tie of deadlines: by kind, then id
+    assert [k[3] for k in index.irange(None, T0 + S)] == [c, *sorted([a, b])]
+    assert index._ranked[T0 // S] is ranked
+    for e, d in ((a, T0 + 3), (b, T0 + 3), (c, T0 + 2)):
+        index.remove(e, d)
+    assert T0 // S not in index._ranked and list(index.irange(None, T0 + S)) == []
