@@ -56,13 +56,9 @@ class SecondBuckets(Generic[_V]):
         self._seconds.remove(s)
         return True
 
-    def members(self, s: int) -> dict[Entity, _V] | None:
-        """Second ``s``'s members and their values (``None``: it has none). The caller must
-        not change it."""
-        return self._members.get(s)
-
-    def __getitem__(self, s: int) -> dict[Entity, _V]:
-        """Second ``s``'s members (it must have some). The caller must not change it.
+    def members(self, s: int) -> dict[Entity, _V]:
+        """Second ``s``'s members and their values (one :meth:`seconds` gave: it has some).
+        The caller must not change it.
 
         Raises:
             KeyError: ``s`` has no members.

@@ -81,10 +81,8 @@ class DeadlineIndex:
         for s in buckets.seconds(first, maximum // _NANOS):
             order = ranked.get(s)
             if order is None:
-                members = buckets.members(s)
-                if members is None:
-                    continue
-                order = ranked[s] = sorted((d, e.kind, e.id, e) for e, d in members.items())
+                members = buckets.members(s).items()
+                order = ranked[s] = sorted((d, e.kind, e.id, e) for e, d in members)
             i = 0
             if s == first and minimum is not None:
                 # By (deadline, kind, id): an entity is never compared with another.

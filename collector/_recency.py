@@ -37,9 +37,7 @@ def _newest_first(
 ) -> Iterator[tuple[int, dict[Entity, None]]]:
     """(second, members) from ``start`` (or the newest) down."""
     for s in buckets.seconds(maximum=start, reverse=True):
-        members = buckets.members(s)
-        if members is not None:
-            yield s, members
+        yield s, buckets.members(s)
 
 
 class RecencyIndex:
