@@ -7,7 +7,10 @@ For each N (and an empty database first, the baseline of the same run) it writes
 database with N sessions on 1000 hosts, starts ``lastactive serve`` on it and measures:
 
 * start-up: seconds until ``/healthz`` answers, until an OTLP/HTTP export is acknowledged
-  (both while the state is still loading), until ``/readyz`` (loaded and primed);
+  (both while the state is still loading), until ``/readyz`` (loaded and primed); its
+  baseline, the floor of any start-up from that file: reading every stored row into Python
+  tuples in this process (``sqlite3``, the columns the store loads, nothing decoded), before
+  the serve starts;
 * the event loop's lag (the collector's own ``lastactive_event_loop_lag_max_seconds``, read
   every second) while loading, and under steady ingest;
 * GET one session (p50, p99), and ``sessions?limit=10`` and ``decisions`` once a second
@@ -30,10 +33,12 @@ Issue 15's goals: start-up <= 5 s at 1M, lag <= 50 ms, GET p99 <= 2 ms, decision
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import random
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -49,7 +54,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
-from lastactive.collector._record import EntityRecord
+from lastactive.collector._record import RECORD_FIELDS, EntityRecord
 from lastactive.collector.store import SqliteStore
 
 S = 1_000_000_000
@@ -116,6 +121,17 @@ def write_fleet(db: Path, n: int, now: int) -> None:
 
 def _kv(key: str, value: str) -> KeyValue:
     return KeyValue(key=key, value=AnyValue(string_value=value))
+
+
+def read_rows(db: Path) -> float:
+    """Seconds to read every entity row of the SQLite store at ``db`` into tuples (the
+    columns the store loads, nothing decoded or checked)."""
+    began = time.perf_counter()
+    with contextlib.closing(sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)) as c:
+        cursor = c.execute(f"SELECT {', '.join(RECORD_FIELDS)} FROM entities")
+        while cursor.fetchmany(5000):
+            pass
+    return time.perf_counter() - began
 
 
 def last_time_request(
@@ -277,6 +293,7 @@ def measure(n: int, seconds: float, rate: float) -> dict[str, float]:
         began = time.perf_counter()
         write_fleet(db, n, now)
         wrote = time.perf_counter() - began
+        rows_read = read_rows(db)
         began = time.perf_counter()
         serve, http_port = _serve(db)
         try:
@@ -359,6 +376,7 @@ def measure(n: int, seconds: float, rate: float) -> dict[str, float]:
             serve.wait(60)
     print(f"... {n} sessions: database written in {wrote:.1f} s", flush=True)
     return {
+        "start-up baseline: every row read (s)": rows_read,
         "start-up: /healthz answers (s)": listening,
         "start-up: an export acknowledged (s)": acknowledged,
         "start-up: /readyz, loaded (s)": ready,
