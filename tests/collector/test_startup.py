@@ -4,6 +4,7 @@ UNAVAILABLE with a retry delay), and what arrived meanwhile merges with what was
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 from datetime import datetime
@@ -14,10 +15,11 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from lastactive.collector._record import EntityRecord
-from lastactive.collector._startup import LOAD_PAGE, StateLoader
-from lastactive.collector._state import ActivityState
+from lastactive.collector._startup import LOAD_CHUNK, LOAD_PAGE, TURN_S, StateLoader
+from lastactive.collector._state import ActivityState, Kind
 from lastactive.collector._transitions import TransitionEngine
 from lastactive.collector.policy import Policy
+from lastactive.collector.store import SqliteStore
 from tests.helpers import GatedStore, InProcessCollector, last_input, wait_for
 
 S = 1_000_000_000
@@ -136,3 +138,36 @@ def test_a_load_stopped_mid_read_ends_only_once_the_read_is_done(tmp_path: Path)
     asyncio.run(run())
     assert not loader.loaded.is_set()
     store.close()
+
+
+@pytest.mark.parametrize(
+    ("seconds_a_look", "most_a_turn"),
+    [(2 * TURN_S, LOAD_CHUNK), (TURN_S / 3.5, 4 * LOAD_CHUNK), (0.0, 45)],
+)
+def test_the_load_yields_the_event_loop_once_a_turn_has_taken_its_time(
+    tmp_path: Path, seconds_a_look: float, most_a_turn: int
+) -> None:
+    """A turn of the load ends once it has taken TURN_S, however few records it merged: a
+    timer that moves more than TURN_S at each look ends a turn after every chunk, one that
+    moves a bit over a quarter of it after four chunks, and one that stands still only at the
+    page's end (45 records: one page)."""
+    _stored(tmp_path / "state.db", 45)
+    store = SqliteStore(tmp_path / "state.db")
+    state = ActivityState()
+    engine = TransitionEngine(state, Policy(), time.time_ns)
+    looks = itertools.count()
+    loader = StateLoader(store, state, engine, time.time_ns, lambda: next(looks) * seconds_a_look)
+
+    async def run() -> list[int]:
+        seen = []  # loaded so far, at each of another task's turns
+        task = asyncio.create_task(loader.run())
+        while not task.done():
+            seen.append(loader.entities)
+            await asyncio.sleep(0)
+        await task
+        return [*seen, loader.entities]
+
+    seen = asyncio.run(run())
+    store.close()
+    assert seen[-1] == 45 and len(state.entities[Kind.SESSION]) == 45
+    assert max(b - a for a, b in itertools.pairwise(seen)) == most_a_turn
