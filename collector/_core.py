@@ -15,7 +15,7 @@ from lastactive.collector._sliced import on_loop
 from lastactive.collector._state import ActivityState, EntityView, Kind, PageKey
 from lastactive.collector._stats import IngestStats
 from lastactive.collector._transitions import TICK_BUDGET, Snapshot, TransitionEngine
-from lastactive.collector._watch import WatchHub, engine_pages
+from lastactive.collector._watch import WatchEvent, WatchHub, engine_pages, open_watch
 from lastactive.collector.policy import Decisions, Policy
 
 
@@ -121,6 +121,24 @@ class Core:
             return replica.sessions(now, host_id, n, trusted_only, after)
 
         return await stored_sessions_page(find, limit, page_token)
+
+    async def open_watch(
+        self, host_id: str | None, session_id: str | None, after: str | None
+    ) -> AsyncIterator[WatchEvent]:
+        """:func:`~lastactive.collector._watch.open_watch` on this collector's hub and
+        snapshot pages, once this process's engine has caught up (:meth:`catch_up`): so the
+        snapshot's event id covers the transitions of every change the snapshot shows, and a
+        watcher resuming from it is not sent again, as news, what the snapshot already showed
+        (a new session's first evaluation, when the tick had not run yet). A replica's
+        snapshot reads the store, which its engine writes as it goes.
+
+        Raises:
+            WatchLimitError: the hub has its maximum of subscribers.
+            StoreUnavailableError: the snapshot's first page could not be read.
+        """
+        if self.replica is None:
+            await self.catch_up()
+        return await open_watch(self.hub, self.snapshot_pages, host_id, session_id, after=after)
 
     def snapshot_pages(
         self, host_id: str | None, session_id: str | None

@@ -40,7 +40,6 @@ from lastactive.collector._watch import (
     SnapshotEvent,
     TransitionEvent,
     WatchLimitError,
-    open_watch,
 )
 from lastactive.collector.policy import (
     MAX_DURATION_S,
@@ -267,10 +266,9 @@ class ActivityQueryServicer(query_pb2_grpc.ActivityQueryServicer):  # type: igno
         core = self._core
         await self._readable(context)
         try:
-            events = await open_watch(
-                core.hub, core.snapshot_pages, request.host_id or None, request.session_id or None,
-                after=request.after_event_id or None,
-            )  # fmt: skip
+            events = await core.open_watch(
+                request.host_id or None, request.session_id or None, request.after_event_id or None
+            )
         except WatchLimitError as exc:
             await context.abort_with_status(unavailable(str(exc), 5.0))
         except StoreUnavailableError as exc:  # a replica reads the snapshot from the store

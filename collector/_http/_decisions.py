@@ -29,7 +29,6 @@ from lastactive.collector._watch import (
     SnapshotEvent,
     TransitionEvent,
     WatchLimitError,
-    open_watch,
 )
 from lastactive.collector.policy import MAX_DURATION_S, Decision, Decisions, Evaluation
 
@@ -197,9 +196,7 @@ def decisions_router(core: Core) -> APIRouter:
         resume from gets ``resync`` and a snapshot."""
 
         try:
-            events = await open_watch(
-                core.hub, core.snapshot_pages, host, session, after=last_event_id or after
-            )
+            events = await core.open_watch(host, session, last_event_id or after)
         except WatchLimitError as exc:
             raise HTTPException(503, str(exc), headers={"Retry-After": "5"}) from None
         except StoreUnavailableError as exc:  # a replica reads the snapshot from the store
