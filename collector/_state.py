@@ -1526,15 +1526,21 @@ class ActivityState:
             self._followed.pop(e, None)
 
     def _follow_rates(self, e: Entity, r: EntityRecord, now: int) -> None:
+        """What ``r``'s byte totals rose by since the row was last followed, into ``e``'s rate
+        windows at the row's ``last_seen`` (no later than ``now``, ns): the bytes moved by
+        then, however late this replica reads the row. Counted at ``now``, a row read after a
+        stall would make a rate of bytes that stopped long ago (and a runaway that never
+        ends while nothing else moves)."""
         before = self._followed.get(e)
         self._followed[e] = (r.input_bytes, r.output_bytes)
         if before is not None:
+            at = min(r.last_seen, now)
             for receive, rose in (
                 (True, r.input_bytes - before[0]),
                 (False, r.output_bytes - before[1]),
             ):
                 if rose > 0:
-                    self._rate(e, receive, now, rose)
+                    self._rate(e, receive, at, rose)
 
     def load_streams(self, streams: Iterable[StreamRecord]) -> None:
         """Counter baselines saved before a restart: each stream's next point counts from
@@ -1553,8 +1559,8 @@ class ActivityState:
 
         With :attr:`additive_io` and ``follow`` (a replica's change feed of the shards it
         evaluates, read every tick), what the byte totals rose by since the row was last
-        followed goes into the rate windows at ``now``: the bytes any replica received, so
-        the owner's runaway verdict is the fleet's (issue 13).
+        followed goes into the rate windows at the row's ``last_seen`` (at most ``now``): the
+        bytes any replica received, so the owner's runaway verdict is the fleet's (issue 13).
 
         An entity that already existed (telemetry about it arrived while the state was still
         loading, or a second load) is marked touched: the transition engine re-evaluates it."""

@@ -482,3 +482,24 @@ def test_a_view_shows_each_field_under_its_name() -> None:
         "attributes": {"team": "x"},
         "clock_offset": 7,
     }
+
+
+@pytest.mark.parametrize(("read_after_s", "rate"), [(0, 480 * 2**20 / 30), (31, 0.0)])
+def test_bytes_a_replica_follows_count_when_the_row_saw_them_not_when_it_is_read(
+    read_after_s: int, rate: float
+) -> None:
+    """A replica following the stored rows (issue 13) puts a row's byte rise into the rate
+    window at the row's last_seen: read at once it makes the rate; read 31 s later (a stalled
+    follow) the bytes are older than the 30 s window and make none (at the read's time they
+    would make a runaway rate of bytes that stopped long ago)."""
+    state = ActivityState()
+    state.additive_io = True
+    first = EntityRecord(kind="session", id="s", first_seen=T0, last_seen=T0)
+    state.load([first], T0, follow=True)
+    moved = EntityRecord(
+        kind="session", id="s", first_seen=T0, last_seen=T0 + 12 * S, output_bytes=480 * 2**20
+    )
+    now = T0 + (12 + read_after_s) * S
+    (e,) = state.load([moved], now, follow=True)
+    assert e.output_bytes == 480 * 2**20
+    assert e.rate_out.per_second(now) == rate
